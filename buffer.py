@@ -1,0 +1,63 @@
+"""A replay buffer for SAC-V: a numpy ring of preallocated float32 arrays, sampled uniformly with replacement."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Batch(NamedTuple):
+    obs: np.ndarray  # (batch_size, obs_dim)
+    actions: np.ndarray  # (batch_size, act_dim)
+    rewards: np.ndarray  # (batch_size,)
+    next_obs: np.ndarray  # (batch_size, obs_dim)
+    terminated: np.ndarray  # (batch_size,), 1.0 where the episode truly ended (never for a time limit)
+
+
+class ReplayBuffer:
+    """Holds the newest `capacity` transitions; once full, each new one overwrites the oldest."""
+
+    def __init__(self, obs_dim: int, act_dim: int, capacity: int, seed: int | None = None) -> None:
+        if obs_dim <= 0 or act_dim <= 0:
+            raise ValueError(f"obs_dim and act_dim must be positive, got {obs_dim} and {act_dim}")
+        if capacity <= 0:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        self.capacity = capacity
+        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((capacity, act_dim), dtype=np.float32)
+        self.rewards = np.zeros(capacity, dtype=np.float32)
+        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.terminated = np.zeros(capacity, dtype=np.float32)
+        self.rng = np.random.default_rng(seed)
+        self.pos = 0  # where the next transition goes
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
+        """Store one transition."""
+        for name, value, target in (
+            ("obs", obs, self.obs),
+            ("action", action, self.actions),
+            ("next_obs", next_obs, self.obs),
+        ):
+            if np.shape(value) != target.shape[1:]:
+                raise ValueError(f"{name} has shape {np.shape(value)}, the buffer expects {target.shape[1:]}")
+        self.obs[self.pos] = obs
+        self.actions[self.pos] = action
+        self.rewards[self.pos] = reward
+        self.next_obs[self.pos] = next_obs
+        self.terminated[self.pos] = terminated
+        self.pos = (self.pos + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int) -> Batch:
+        """Draw `batch_size` transitions uniformly with replacement; every call draws fresh indices."""
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty replay buffer: add transitions first")
+        idx = self.rng.integers(0, self.size, size=batch_size)
+        return Batch(self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminated[idx])

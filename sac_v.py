@@ -1,0 +1,456 @@
+"""Soft Actor-Critic with a learned state value V (SAC-V; Haarnoja et al. 2018, arXiv 1801.01290).
+
+The original SAC: a tanh-squashed Gaussian actor, twin soft Q critics, and a soft state-value network V whose
+moving average V̄ supplies the Q target. Equation numbers below refer to the paper.
+Run `python sac_v.py --help` for the flags; `tensorboard --logdir runs` to watch; `python sac_v_eval.py` to evaluate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+import tyro
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from buffer import ReplayBuffer
+
+CHECKPOINT_VERSION = 1
+LOG_EVERY = 100  # env steps between training scalars: logging is a host sync, so not every step
+
+
+@dataclasses.dataclass
+class Args:
+    env_id: str = "LunarLanderContinuous-v3"
+    """the gymnasium environment id (needs a bounded Box action space)"""
+    seed: int = 1
+    """seeds Python, numpy, torch, the envs, the action space and the replay buffer"""
+    total_timesteps: int = 100_000
+    """number of environment steps to train for"""
+    reward_scale: float = 40.0
+    """c: multiplies the reward in the Q target; acts as the inverse temperature (seed study: 40 for LunarLander)"""
+    min_pool: int = 20_000
+    """random-action transitions collected before the first gradient step (seed study: 20 000 for LunarLander)"""
+    buffer_size: int = 1_000_000
+    """replay buffer capacity (paper Table 1)"""
+    batch_size: int = 256
+    """minibatch size of each gradient step (paper Table 1)"""
+    gamma: float = 0.99
+    """discount factor (paper Table 1)"""
+    tau: float = 0.005
+    """V̄ <- tau * V + (1 - tau) * V̄ after every gradient step (paper Table 1)"""
+    alpha: float = 1.0
+    """entropy temperature; kept at 1 as in the paper, tune --reward-scale instead"""
+    policy_lr: float = 3e-4
+    """Adam learning rate of the actor (paper Table 1)"""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the twin Q networks and of V (paper Table 1)"""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """widths of the ReLU hidden layers of every network (paper Table 1)"""
+    eval_every: int = 5_000
+    """env steps between deterministic evaluations and checkpoints (the seed study's epoch)"""
+    eval_episodes: int = 10
+    """episodes per deterministic evaluation"""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """where the networks live; auto picks CUDA when available"""
+    torch_deterministic: bool = True
+    """ask torch for deterministic kernels (bit-identical runs on CPU)"""
+    exp_name: str = "sac_v"
+    """experiment name, part of the run folder runs/{env_id}__{exp_name}__{seed}__{time}"""
+
+
+class ConfigError(ValueError):
+    """Bad user input: reported as one sentence and a non-zero exit, never a traceback."""
+
+
+def validate_args(args: Args) -> None:
+    """Refuse bad flags before anything is created or written."""
+    checks = [
+        (args.total_timesteps > 0, f"--total-timesteps must be positive, got {args.total_timesteps}"),
+        (args.batch_size > 0, f"--batch-size must be positive, got {args.batch_size}"),
+        (args.min_pool > 0, f"--min-pool must be positive, got {args.min_pool}"),
+        (args.buffer_size > 0, f"--buffer-size must be positive, got {args.buffer_size}"),
+        (
+            args.min_pool <= args.buffer_size,
+            f"--min-pool ({args.min_pool}) cannot exceed --buffer-size ({args.buffer_size})",
+        ),
+        (
+            args.min_pool >= args.batch_size,
+            f"--min-pool ({args.min_pool}) must be at least --batch-size ({args.batch_size})",
+        ),
+        (0 < args.tau <= 1, f"--tau must be in (0, 1], got {args.tau}"),
+        (0 <= args.gamma <= 1, f"--gamma must be in [0, 1], got {args.gamma}"),
+        (args.alpha >= 0, f"--alpha must be non-negative, got {args.alpha}"),
+        (args.reward_scale > 0, f"--reward-scale must be positive, got {args.reward_scale}"),
+        (args.policy_lr > 0 and args.critic_lr > 0, "--policy-lr and --critic-lr must be positive"),
+        (
+            len(args.hidden_sizes) > 0 and min(args.hidden_sizes) > 0,
+            f"--hidden-sizes needs at least one positive width, got {args.hidden_sizes}",
+        ),
+        (args.eval_every > 0, f"--eval-every must be positive, got {args.eval_every}"),
+        (args.eval_episodes > 0, f"--eval-episodes must be positive, got {args.eval_episodes}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def make_env(env_id: str) -> gym.Env:
+    """A gymnasium env with a flat Box observation and a bounded Box action space, or a ConfigError."""
+    try:
+        env = gym.make(env_id)
+    except gym.error.Error as e:
+        raise ConfigError(f"cannot make environment {env_id!r}: {e}") from None
+    space = env.action_space
+    if not isinstance(space, gym.spaces.Box) or not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
+        env.close()
+        raise ConfigError(
+            f"{env_id} has action space {space}; SAC needs continuous actions in a bounded Box "
+            "(try LunarLanderContinuous-v3 or Pendulum-v1)"
+        )
+    if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
+        env.close()
+        raise ConfigError(f"{env_id} has observation space {env.observation_space}; sac_v needs a flat Box")
+    return env
+
+
+def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int | None = None) -> nn.Sequential:
+    """Linear + ReLU layers of the given widths, then a linear output layer unless out_dim is None."""
+    layers: list[nn.Module] = []
+    for width in hidden_sizes:
+        layers += [nn.Linear(in_dim, width), nn.ReLU()]
+        in_dim = width
+    if out_dim is not None:
+        layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class Actor(nn.Module):
+    """π_φ(a|s): a Gaussian in u-space, squashed by tanh and rescaled to the env's action bounds."""
+
+    LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+    def __init__(self, observation_space: gym.spaces.Box, action_space: gym.spaces.Box, hidden_sizes: Sequence[int]):
+        super().__init__()
+        obs_dim, act_dim = observation_space.shape[0], action_space.shape[0]
+        self.trunk = mlp(obs_dim, hidden_sizes)
+        self.mean = nn.Linear(hidden_sizes[-1], act_dim)
+        self.log_std = nn.Linear(hidden_sizes[-1], act_dim)
+        low = torch.as_tensor(action_space.low, dtype=torch.float32)
+        high = torch.as_tensor(action_space.high, dtype=torch.float32)
+        self.register_buffer("action_scale", (high - low) / 2)
+        self.register_buffer("action_bias", (high + low) / 2)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and clamped log standard deviation of u."""
+        h = self.trunk(obs)
+        return self.mean(h), self.log_std(h).clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
+
+    def squash(self, u: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(u) * self.action_scale + self.action_bias
+
+    def get_action(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A reparameterized sample, its log-density (shape (B,)), and the deterministic action tanh(μ)."""
+        mean, log_std = self(obs)
+        eps = torch.randn_like(mean)
+        u = mean + log_std.exp() * eps  # reparameterization: gradients reach μ and log σ through u
+        # Appendix C, Eq. 21: log N(u; μ, σ) minus the log-Jacobians of tanh and of the affine rescale.
+        # log(1 - tanh²u) = 2(log 2 - u - softplus(-2u)): exact, unlike log(1 - tanh²u + 1e-6).
+        log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
+        log_prob = log_prob - self.action_scale.log().sum()
+        return self.squash(u), log_prob, self.squash(mean)
+
+
+class SoftQNetwork(nn.Module):
+    """Q_θ(s, a): one of the twin soft Q critics; the pair's minimum curbs overestimation."""
+
+    def __init__(self, observation_space: gym.spaces.Box, action_space: gym.spaces.Box, hidden_sizes: Sequence[int]):
+        super().__init__()
+        self.net = mlp(observation_space.shape[0] + action_space.shape[0], hidden_sizes, 1)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+
+
+class SoftVNetwork(nn.Module):
+    """V_ψ(s): the soft state value; its moving average V̄ gives the Q target."""
+
+    def __init__(self, observation_space: gym.spaces.Box, hidden_sizes: Sequence[int]):
+        super().__init__()
+        self.net = mlp(observation_space.shape[0], hidden_sizes, 1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Inside, gradients flow through the modules to their inputs but not into their parameters."""
+    params = [p for m in modules for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def sac_v_losses(
+    batch: tuple[torch.Tensor, ...],
+    actor: Actor,
+    qf1: SoftQNetwork,
+    qf2: SoftQNetwork,
+    vf: SoftVNetwork,
+    vf_target: SoftVNetwork,
+    reward_scale: float,
+    gamma: float,
+    alpha: float,
+) -> dict[str, torch.Tensor]:
+    """The three SAC-V losses on one minibatch, all from the same (pre-update) parameters."""
+    obs, actions, rewards, next_obs, terminated = batch
+    # One fresh action ã ~ π(·|s) per state serves both the V target and the policy loss.
+    pi_actions, log_pi, _ = actor.get_action(obs)
+    with frozen(qf1, qf2):  # the policy loss differentiates through Q into ã, never into θ1, θ2
+        min_q_pi = torch.min(qf1(obs, pi_actions), qf2(obs, pi_actions))
+
+    # Eq. 5: V regresses on min Q(s, ã) - α log π(ã|s), with ã from the current policy, not the buffer.
+    v_target = (min_q_pi - alpha * log_pi).detach()
+    v = vf(obs)
+    v_loss = 0.5 * F.mse_loss(v, v_target)
+
+    # Eq. 8: Q regresses on c·r + γ(1 - d)V̄(s'); d marks a true termination, never a time limit.
+    with torch.no_grad():
+        q_target = reward_scale * rewards + gamma * (1 - terminated) * vf_target(next_obs)
+    qf1_values, qf2_values = qf1(obs, actions), qf2(obs, actions)
+    qf1_loss = 0.5 * F.mse_loss(qf1_values, q_target)
+    qf2_loss = 0.5 * F.mse_loss(qf2_values, q_target)
+
+    # Eq. 12 with the reparameterization trick: minimise α log π(ã|s) - min Q(s, ã).
+    actor_loss = (alpha * log_pi - min_q_pi).mean()
+    return {
+        "qf1_loss": qf1_loss,
+        "qf2_loss": qf2_loss,
+        "v_loss": v_loss,
+        "actor_loss": actor_loss,
+        "qf1": qf1_values.mean(),
+        "qf2": qf2_values.mean(),
+        "v": v.mean(),
+        "v_target": v_target.mean(),
+        "q_target": q_target,
+        "entropy": -log_pi.mean(),
+    }
+
+
+def update(
+    batch: tuple[torch.Tensor, ...],
+    actor: Actor,
+    qf1: SoftQNetwork,
+    qf2: SoftQNetwork,
+    vf: SoftVNetwork,
+    vf_target: SoftVNetwork,
+    optimizers: Sequence[torch.optim.Optimizer],
+    args: Args,
+) -> dict[str, torch.Tensor]:
+    """One gradient step on all networks, then V̄ moves toward V. Returns the detached losses and values."""
+    losses = sac_v_losses(batch, actor, qf1, qf2, vf, vf_target, args.reward_scale, args.gamma, args.alpha)
+    # Each loss depends on its own network's parameters only, so one backward pass of the sum
+    # gives every network exactly the gradient of its own loss.
+    total = losses["qf1_loss"] + losses["qf2_loss"] + losses["v_loss"] + losses["actor_loss"]
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    for optimizer in optimizers:
+        optimizer.step()
+    with torch.no_grad():  # V̄ of Eq. 8 as a moving average: V̄ <- τV + (1 - τ)V̄
+        for p_target, p in zip(vf_target.parameters(), vf.parameters(), strict=True):
+            p_target.lerp_(p, args.tau)
+    return {name: value.detach() for name, value in losses.items()}
+
+
+def evaluate(actor: Actor, env: gym.Env, episodes: int, seed: int, deterministic: bool = True) -> np.ndarray:
+    """Returns of `episodes` episodes (seeded seed, seed + 1, ...) with tanh(μ), or sampled actions."""
+    device = next(actor.parameters()).device
+    returns = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        episode_return, done = 0.0, False
+        while not done:
+            with torch.no_grad():
+                obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
+                action = actor.squash(actor(obs_t)[0]) if deterministic else actor.get_action(obs_t)[0]
+            obs, reward, terminated, truncated, _ = env.step(action[0].cpu().numpy())
+            episode_return += float(reward)
+            done = terminated or truncated
+        returns.append(episode_return)
+    return np.array(returns)
+
+
+def save_checkpoint(path: Path, **contents: object) -> None:
+    """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format_version": CHECKPOINT_VERSION, **contents}, tmp)
+    os.replace(tmp, path)
+
+
+class TrainResult(NamedTuple):
+    run_dir: Path
+    checkpoint: Path
+    evaluations: list[tuple[int, float, float]]  # (env step, mean return, std)
+    buffer: ReplayBuffer
+
+
+def train(args: Args) -> TrainResult:
+    validate_args(args)
+    device = resolve_device(args.device)
+    env, eval_env = make_env(args.env_id), make_env(args.env_id)
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    run_dir = Path("runs") / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    checkpoint_path = run_dir / "sac_v.pt"
+    writer = SummaryWriter(str(run_dir))
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in dataclasses.asdict(args).items()),
+    )
+
+    actor = Actor(env.observation_space, env.action_space, args.hidden_sizes).to(device)
+    qf1 = SoftQNetwork(env.observation_space, env.action_space, args.hidden_sizes).to(device)
+    qf2 = SoftQNetwork(env.observation_space, env.action_space, args.hidden_sizes).to(device)
+    vf = SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
+    vf_target = SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
+    vf_target.load_state_dict(vf.state_dict())  # V̄ starts as an exact copy of V
+    vf_target.requires_grad_(False)
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
+    q_optimizer = torch.optim.Adam([*qf1.parameters(), *qf2.parameters()], lr=args.critic_lr)
+    v_optimizer = torch.optim.Adam(vf.parameters(), lr=args.critic_lr)
+    optimizers = (actor_optimizer, q_optimizer, v_optimizer)
+
+    rb = ReplayBuffer(env.observation_space.shape[0], env.action_space.shape[0], args.buffer_size, seed=args.seed)
+    env.action_space.seed(args.seed)
+    obs, _ = env.reset(seed=args.seed)
+    episode_return, episode_length = 0.0, 0
+    last_train_return, last_eval_return = float("nan"), float("nan")
+    evaluations: list[tuple[int, float, float]] = []
+
+    def checkpoint(global_step: int) -> None:
+        save_checkpoint(
+            checkpoint_path,
+            global_step=global_step,
+            args=dataclasses.asdict(args),
+            eval_return=last_eval_return,
+            actor=actor.state_dict(),
+            qf1=qf1.state_dict(),
+            qf2=qf2.state_dict(),
+            vf=vf.state_dict(),
+            vf_target=vf_target.state_dict(),
+            actor_optimizer=actor_optimizer.state_dict(),
+            q_optimizer=q_optimizer.state_dict(),
+            v_optimizer=v_optimizer.state_dict(),
+        )
+
+    start_time = time.time()
+    progress = tqdm(total=args.total_timesteps, desc=args.env_id, unit="step", disable=None, dynamic_ncols=True)
+    global_step = 0
+    try:
+        for global_step in range(1, args.total_timesteps + 1):
+            # Until the pool holds min_pool transitions: uniform random actions and no learning.
+            if len(rb) < args.min_pool:
+                action = env.action_space.sample()
+            else:
+                with torch.no_grad():
+                    obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
+                    action = actor.get_action(obs_t)[0][0].cpu().numpy()
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            # Store the true final observation and `terminated` only: a time limit is not a terminal state.
+            rb.add(obs, action, float(reward), next_obs, terminated)
+            episode_return += float(reward)
+            episode_length += 1
+            obs = next_obs
+            if terminated or truncated:
+                writer.add_scalar("charts/episodic_return", episode_return, global_step)
+                writer.add_scalar("charts/episodic_length", episode_length, global_step)
+                last_train_return = episode_return
+                obs, _ = env.reset()
+                episode_return, episode_length = 0.0, 0
+
+            if len(rb) >= args.min_pool:
+                data = rb.sample(args.batch_size)
+                batch = tuple(torch.as_tensor(x, device=device) for x in data)
+                stats = update(batch, actor, qf1, qf2, vf, vf_target, optimizers, args)
+                if global_step % LOG_EVERY == 0:
+                    for name in ("qf1_loss", "qf2_loss", "v_loss", "actor_loss"):
+                        writer.add_scalar(f"losses/{name}", stats[name].item(), global_step)
+                    for name in ("qf1", "qf2", "v", "v_target"):
+                        writer.add_scalar(f"values/{name}", stats[name].item(), global_step)
+                    writer.add_scalar("policy/entropy", stats["entropy"].item(), global_step)
+                    with torch.no_grad():
+                        writer.add_scalar("policy/log_std", actor(batch[0])[1].mean().item(), global_step)
+
+            if global_step % LOG_EVERY == 0:
+                sps = global_step / (time.time() - start_time)
+                writer.add_scalar("charts/SPS", sps, global_step)
+                progress.set_postfix(sps=f"{sps:.0f}", ret=f"{last_train_return:.1f}", eval=f"{last_eval_return:.1f}")
+            progress.update(1)
+
+            if global_step % args.eval_every == 0 or global_step == args.total_timesteps:
+                returns = evaluate(actor, eval_env, args.eval_episodes, seed=args.seed + 10_000)
+                last_eval_return = float(returns.mean())
+                evaluations.append((global_step, last_eval_return, float(returns.std())))
+                writer.add_scalar("eval/episodic_return", last_eval_return, global_step)
+                checkpoint(global_step)
+                progress.write(
+                    f"step {global_step}: eval return {last_eval_return:.1f} ± {returns.std():.1f} "
+                    f"over {args.eval_episodes} episodes, {global_step / (time.time() - start_time):.0f} steps/s"
+                )
+    except KeyboardInterrupt:
+        checkpoint(global_step)
+        progress.write(f"interrupted at step {global_step}; checkpoint saved to {checkpoint_path}")
+        raise
+    finally:
+        progress.close()
+        writer.close()
+        env.close()
+        eval_env.close()
+    return TrainResult(run_dir, checkpoint_path, evaluations, rb)
+
+
+def main() -> None:
+    args = tyro.cli(Args)
+    try:
+        train(args)
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

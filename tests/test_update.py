@@ -1,0 +1,162 @@
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from sac_v import Actor, Args, SoftQNetwork, SoftVNetwork, sac_v_losses, update
+
+OBS_SPACE = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+ACT_SPACE = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)
+HIDDEN = (16, 16)
+
+
+def make_nets(seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    vf = SoftVNetwork(OBS_SPACE, HIDDEN)
+    vf_target = SoftVNetwork(OBS_SPACE, HIDDEN)
+    # a target different from V, so that its moves are visible
+    vf_target.requires_grad_(False)
+    return {
+        "actor": Actor(OBS_SPACE, ACT_SPACE, HIDDEN),
+        "qf1": SoftQNetwork(OBS_SPACE, ACT_SPACE, HIDDEN),
+        "qf2": SoftQNetwork(OBS_SPACE, ACT_SPACE, HIDDEN),
+        "vf": vf,
+        "vf_target": vf_target,
+    }
+
+
+def make_batch(batch_size: int = 32, terminated: float | None = None) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(42)
+    obs = torch.randn(batch_size, 3, generator=g)
+    actions = torch.rand(batch_size, 2, generator=g) * 4 - 2
+    rewards = torch.randn(batch_size, generator=g)
+    next_obs = torch.randn(batch_size, 3, generator=g)
+    done = (
+        (torch.rand(batch_size, generator=g) < 0.5).float()
+        if terminated is None
+        else torch.full((batch_size,), terminated)
+    )
+    return obs, actions, rewards, next_obs, done
+
+
+def losses(nets: dict, batch, reward_scale: float = 1.0, gamma: float = 0.99, alpha: float = 1.0, seed: int = 5):
+    torch.manual_seed(seed)
+    return sac_v_losses(batch, **nets, reward_scale=reward_scale, gamma=gamma, alpha=alpha)
+
+
+def make_optimizers(nets: dict, lr: float = 1e-2) -> tuple[torch.optim.Optimizer, ...]:
+    return (
+        torch.optim.Adam(nets["actor"].parameters(), lr=lr),
+        torch.optim.Adam([*nets["qf1"].parameters(), *nets["qf2"].parameters()], lr=lr),
+        torch.optim.Adam(nets["vf"].parameters(), lr=lr),
+    )
+
+
+def test_v_target_uses_fresh_policy_actions_not_buffer_actions():
+    nets, batch = make_nets(), make_batch()
+    result = losses(nets, batch, seed=5)
+    obs, buffer_actions = batch[0], batch[1]
+    qf1, qf2 = nets["qf1"], nets["qf2"]
+    with torch.no_grad():
+        torch.manual_seed(5)  # the same noise the losses drew
+        pi_actions, log_pi, _ = nets["actor"].get_action(obs)
+        fresh = torch.min(qf1(obs, pi_actions), qf2(obs, pi_actions)) - log_pi
+        buffered = torch.min(qf1(obs, buffer_actions), qf2(obs, buffer_actions)) - log_pi
+    assert result["v_target"].item() == pytest.approx(fresh.mean().item(), abs=1e-6)
+    assert abs(result["v_target"].item() - buffered.mean().item()) > 1e-3
+
+
+def test_v_target_subtracts_alpha_times_log_pi():
+    nets, batch = make_nets(), make_batch()
+    at_zero = losses(nets, batch, alpha=0.0)
+    at_two = losses(nets, batch, alpha=2.0)
+    # same noise, so the difference is exactly -2 * mean(log pi) = 2 * entropy
+    assert (at_two["v_target"] - at_zero["v_target"]).item() == pytest.approx(2 * at_two["entropy"].item(), rel=1e-4)
+
+
+def test_reward_scale_multiplies_reward_in_q_target():
+    nets, batch = make_nets(), make_batch()
+    rewards = batch[2]
+    base = losses(nets, batch, reward_scale=1.0)["q_target"]
+    scaled = losses(nets, batch, reward_scale=40.0)["q_target"]
+    torch.testing.assert_close(scaled - base, 39.0 * rewards)
+
+
+def test_q_target_bootstraps_from_v_target_network():
+    nets, batch = make_nets(), make_batch(terminated=0.0)
+    q_target = losses(nets, batch, reward_scale=3.0, gamma=0.9)["q_target"]
+    with torch.no_grad():
+        expected = 3.0 * batch[2] + 0.9 * nets["vf_target"](batch[3])
+    torch.testing.assert_close(q_target, expected)
+
+
+def test_terminated_masks_the_bootstrap():
+    nets = make_nets()
+    batch = make_batch(terminated=1.0)
+    q_target = losses(nets, batch, reward_scale=3.0)["q_target"]
+    torch.testing.assert_close(q_target, 3.0 * batch[2])
+
+
+def reference_update(nets: dict, batch, lr: float = 1e-2, seed: int = 5) -> dict:
+    """The textbook version: each loss backpropagated alone into its own network, from pre-update parameters."""
+    nets = copy.deepcopy(nets)
+    result = losses(nets, batch, reward_scale=2.0, seed=seed)
+    actor_opt, q_opt, v_opt = make_optimizers(nets, lr)
+    owners = [
+        (result["qf1_loss"] + result["qf2_loss"], [*nets["qf1"].parameters(), *nets["qf2"].parameters()], q_opt),
+        (result["v_loss"], list(nets["vf"].parameters()), v_opt),
+        (result["actor_loss"], list(nets["actor"].parameters()), actor_opt),
+    ]
+    grads = [torch.autograd.grad(loss, params, retain_graph=True) for loss, params, _ in owners]
+    for (_, params, opt), gs in zip(owners, grads, strict=True):
+        for p, g in zip(params, gs, strict=True):
+            p.grad = g
+        opt.step()
+    return nets
+
+
+def test_each_loss_changes_only_its_own_network():
+    nets, batch = make_nets(), make_batch()
+    expected = reference_update(nets, batch)
+    args = Args(reward_scale=2.0, gamma=0.99, alpha=1.0, tau=0.005)
+    torch.manual_seed(5)
+    update(batch, **nets, optimizers=make_optimizers(nets), args=args)
+    for name in ("actor", "qf1", "qf2", "vf"):
+        for p, q in zip(nets[name].parameters(), expected[name].parameters(), strict=True):
+            torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+
+
+def test_policy_loss_leaves_critic_parameters_untouched():
+    nets, batch = make_nets(), make_batch()
+    losses(nets, batch)["actor_loss"].backward()
+    for name in ("qf1", "qf2", "vf"):
+        assert all(p.grad is None for p in nets[name].parameters()), name
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in nets["actor"].parameters())
+
+
+def test_policy_loss_uses_the_minimum_of_both_critics():
+    nets, batch = make_nets(), make_batch()
+    with torch.no_grad():
+        nets["qf2"].net[-1].bias.add_(100.0)  # Q2 is now far above Q1: the minimum is Q1
+    result = losses(nets, batch, alpha=0.0, seed=5)
+    torch.manual_seed(5)
+    pi_actions, _, _ = nets["actor"].get_action(batch[0])
+    with torch.no_grad():
+        expected = -nets["qf1"](batch[0], pi_actions).mean()
+    assert result["actor_loss"].item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+def test_v_target_network_moves_exactly_tau_toward_v():
+    nets, batch = make_nets(), make_batch()
+    before = [p.clone() for p in nets["vf_target"].parameters()]
+    update(batch, **nets, optimizers=make_optimizers(nets), args=Args(tau=0.1))
+    for p_target, p_old, p in zip(nets["vf_target"].parameters(), before, nets["vf"].parameters(), strict=True):
+        torch.testing.assert_close(p_target, p_old + 0.1 * (p - p_old))
+
+
+def test_critics_are_trainable_again_after_the_update():
+    nets, batch = make_nets(), make_batch()
+    update(batch, **nets, optimizers=make_optimizers(nets), args=Args())
+    assert all(p.requires_grad for name in ("qf1", "qf2") for p in nets[name].parameters())
