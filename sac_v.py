@@ -122,7 +122,7 @@ def make_env(env_id: str) -> gym.Env:
     try:
         env = gym.make(env_id)
     except gym.error.Error as e:
-        raise ConfigError(f"cannot make environment {env_id!r}: {e}") from None
+        raise ConfigError(f"cannot make environment {env_id!r}: {str(e).splitlines()[0]}") from None
     space = env.action_space
     if not isinstance(space, gym.spaces.Box) or not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
         env.close()

@@ -38,8 +38,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise ConfigError(f"no checkpoint file at {path}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ConfigError(f"{path} is not a readable sac_v checkpoint (truncated or another format: {e})") from None
+    except Exception:
+        raise ConfigError(
+            f"{path} is not a readable sac_v checkpoint (truncated, corrupted, or not a plain-tensor torch file)"
+        ) from None
     if not isinstance(checkpoint, dict) or not {"format_version", "args", "actor"} <= checkpoint.keys():
         raise ConfigError(f"{path} is not a sac_v checkpoint: it lacks the format version, args or actor")
     if checkpoint["format_version"] > CHECKPOINT_VERSION:

@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sac_v import ConfigError, train
+from sac_v_eval import EvalArgs, evaluate_checkpoint
+from tests.test_train import run_cli, tiny_args
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """One short trained Pendulum run, shared by the tests below."""
+    directory = tmp_path_factory.mktemp("eval")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(directory)
+        return (directory / train(tiny_args(total_timesteps=300, eval_every=300)).checkpoint).resolve()
+
+
+def test_evaluates_checkpoint_deterministically_and_prints_returns(checkpoint, capsys):
+    returns = evaluate_checkpoint(EvalArgs(checkpoint, episodes=3, seed=4))
+    assert returns.shape == (3,) and np.all(returns < 0)  # Pendulum's rewards are never positive
+    out = capsys.readouterr().out
+    assert out.count("episode ") == 3 and "mean return over 3 episodes" in out and "±" in out
+    np.testing.assert_array_equal(returns, evaluate_checkpoint(EvalArgs(checkpoint, episodes=3, seed=4)))
+
+
+def test_stochastic_policy_differs_from_deterministic(checkpoint):
+    deterministic = evaluate_checkpoint(EvalArgs(checkpoint, episodes=2, seed=0))
+    stochastic = evaluate_checkpoint(EvalArgs(checkpoint, episodes=2, seed=0, stochastic=True))
+    assert not np.array_equal(deterministic, stochastic)
+
+
+def test_env_id_override_with_mismatched_shapes_is_refused(checkpoint):
+    with pytest.raises(ConfigError, match="does not fit LunarLanderContinuous-v3"):
+        evaluate_checkpoint(EvalArgs(checkpoint, episodes=1, env_id="LunarLanderContinuous-v3"))
+
+
+def test_missing_file_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="no checkpoint file"):
+        evaluate_checkpoint(EvalArgs(tmp_path / "absent.pt"))
+
+
+def test_truncated_file_is_refused(checkpoint, tmp_path):
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(checkpoint.read_bytes()[:2000])
+    with pytest.raises(ConfigError, match="not a readable sac_v checkpoint"):
+        evaluate_checkpoint(EvalArgs(truncated))
+
+
+@pytest.mark.parametrize("content", [[1, 2, 3], {"weights": torch.zeros(2)}])
+def test_non_checkpoint_file_is_refused(tmp_path, content):
+    path = tmp_path / "other.pt"
+    torch.save(content, path)
+    with pytest.raises(ConfigError, match="not a sac_v checkpoint"):
+        evaluate_checkpoint(EvalArgs(path))
+
+
+def test_newer_format_version_is_refused(checkpoint, tmp_path):
+    data = torch.load(checkpoint, weights_only=True)
+    data["format_version"] += 1
+    torch.save(data, tmp_path / "future.pt")
+    with pytest.raises(ConfigError, match="newer"):
+        evaluate_checkpoint(EvalArgs(tmp_path / "future.pt"))
+
+
+def test_cli_evaluates_and_exits_zero(checkpoint, tmp_path):
+    proc = run_cli("sac_v_eval.py", str(checkpoint), "--episodes", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "mean return over 2 episodes" in proc.stdout
+
+
+def test_cli_refuses_a_text_file_in_one_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    proc = run_cli("sac_v_eval.py", "notes.txt", cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:")

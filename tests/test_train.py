@@ -1,0 +1,191 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import sac_v
+from sac_v import Args, ConfigError, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_args(**overrides) -> Args:
+    """A Pendulum run of a few seconds that still takes a few hundred gradient steps."""
+    defaults = dict(
+        env_id="Pendulum-v1",
+        total_timesteps=400,
+        min_pool=100,
+        batch_size=32,
+        buffer_size=10_000,
+        hidden_sizes=(32, 32),
+        reward_scale=5.0,
+        eval_every=200,
+        eval_episodes=1,
+        device="cpu",
+    )
+    return Args(**{**defaults, **overrides})
+
+
+def test_short_run_takes_gradient_steps_logs_and_checkpoints(in_tmp_dir):
+    result = train(tiny_args())
+    assert result.run_dir.parent == Path("runs")
+    assert result.run_dir.name.startswith("Pendulum-v1__sac_v__1__")
+
+    checkpoint = torch.load(result.checkpoint, weights_only=True)
+    assert checkpoint["global_step"] == 400
+    assert checkpoint["args"]["env_id"] == "Pendulum-v1"
+    # one gradient step per env step from the moment the pool holds min_pool transitions
+    for name in ("actor_optimizer", "q_optimizer", "v_optimizer"):
+        steps = {float(state["step"]) for state in checkpoint[name]["state"].values()}
+        assert steps == {400 - 100 + 1}, name
+    assert [step for step, _, _ in result.evaluations] == [200, 400]
+    assert not torch.equal(checkpoint["vf"]["net.0.weight"], checkpoint["vf_target"]["net.0.weight"])
+
+    events = EventAccumulator(str(result.run_dir)).Reload()
+    tags = set(events.Tags()["scalars"])
+    expected = {
+        "charts/episodic_return",
+        "charts/episodic_length",
+        "charts/SPS",
+        "eval/episodic_return",
+        "losses/qf1_loss",
+        "losses/qf2_loss",
+        "losses/v_loss",
+        "losses/actor_loss",
+        "values/qf1",
+        "values/qf2",
+        "values/v",
+        "values/v_target",
+        "policy/entropy",
+        "policy/log_std",
+    }
+    assert expected <= tags
+    # training scalars every 100 steps, once learning has started at step 100
+    assert [e.step for e in events.Scalars("losses/v_loss")] == [100, 200, 300, 400]
+    assert any("hyperparameters" in tag for tag in events.Tags()["tensors"])
+
+
+def test_v_target_network_starts_as_exact_copy_of_v(in_tmp_dir):
+    result = train(tiny_args(total_timesteps=50, min_pool=100, eval_every=50))  # no gradient step yet
+    checkpoint = torch.load(result.checkpoint, weights_only=True)
+    for name, value in checkpoint["vf"].items():
+        assert torch.equal(value, checkpoint["vf_target"][name])
+
+
+def test_same_seed_gives_bit_identical_parameters(in_tmp_dir):
+    first = torch.load(train(tiny_args(exp_name="a")).checkpoint, weights_only=True)
+    second = torch.load(train(tiny_args(exp_name="b")).checkpoint, weights_only=True)
+    other = torch.load(train(tiny_args(exp_name="c", seed=2)).checkpoint, weights_only=True)
+    for net in ("actor", "qf1", "qf2", "vf", "vf_target"):
+        for name, value in first[net].items():
+            assert torch.equal(value, second[net][name]), f"{net}.{name}"
+    assert not torch.equal(first["actor"]["mean.weight"], other["actor"]["mean.weight"])
+
+
+class CountdownEnv(gym.Env):
+    """Observation = steps taken. Odd episodes end for real at step 3; even ones hit the time limit of 5."""
+
+    observation_space = gym.spaces.Box(0.0, 10.0, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self):
+        self.episode = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.episode, self.t = self.episode + 1, 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        terminated = self.episode % 2 == 1 and self.t == 3
+        return np.array([self.t], np.float32), 1.0, terminated, False, {}
+
+
+gym.register("Countdown-v0", entry_point=CountdownEnv, max_episode_steps=5)
+
+
+def test_time_limit_is_stored_as_non_terminal_with_the_true_final_observation(in_tmp_dir):
+    args = tiny_args(env_id="Countdown-v0", total_timesteps=16, min_pool=32, batch_size=4, eval_every=16)
+    rb = train(args).buffer
+    obs, next_obs, terminated = rb.obs[:16, 0], rb.next_obs[:16, 0], rb.terminated[:16]
+    # episodes: 3 steps (terminated), 5 steps (truncated), 3, 5
+    np.testing.assert_array_equal(obs, [0, 1, 2, 0, 1, 2, 3, 4, 0, 1, 2, 0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(next_obs, obs + 1)  # the final observation, never the reset one
+    np.testing.assert_array_equal(np.flatnonzero(terminated), [2, 10])  # the truncations at 7 and 15 are not
+
+
+BAD_ARGS = [
+    (dict(env_id="NoSuchEnv-v9"), "NoSuchEnv-v9"),
+    (dict(env_id="CartPole-v1"), "continuous actions"),
+    (dict(batch_size=0), "--batch-size"),
+    (dict(min_pool=0), "--min-pool"),
+    (dict(min_pool=20_000, buffer_size=10_000), "cannot exceed --buffer-size"),
+    (dict(min_pool=16), "at least --batch-size"),
+    (dict(tau=0.0), "--tau"),
+    (dict(tau=1.5), "--tau"),
+    (dict(gamma=-0.1), "--gamma"),
+    (dict(gamma=1.01), "--gamma"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_ARGS)
+def test_bad_input_is_refused_before_anything_is_written(in_tmp_dir, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        train(tiny_args(**overrides))
+    assert not (in_tmp_dir / "runs").exists()
+
+
+def test_cuda_without_gpu_is_refused(in_tmp_dir, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="CUDA"):
+        train(tiny_args(device="cuda"))
+
+
+def run_cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / argv[0]), *argv[1:]], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_reports_bad_input_in_one_line_without_traceback(in_tmp_dir):
+    proc = run_cli("sac_v.py", "--env-id", "CartPole-v1", cwd=in_tmp_dir)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:")
+    assert not (in_tmp_dir / "runs").exists()
+
+
+def test_help_lists_every_flag_with_its_docstring(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        sac_v.tyro.cli(Args, args=["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in (
+        "--env-id",
+        "--seed",
+        "--total-timesteps",
+        "--reward-scale",
+        "--min-pool",
+        "--buffer-size",
+        "--batch-size",
+        "--gamma",
+        "--tau",
+        "--alpha",
+        "--policy-lr",
+        "--critic-lr",
+        "--hidden-sizes",
+        "--eval-every",
+        "--eval-episodes",
+        "--device",
+        "--torch-deterministic",
+        "--no-torch-deterministic",
+        "--exp-name",
+    ):
+        assert flag in text, flag
+    assert "inverse temperature" in text  # docstrings become the help text
