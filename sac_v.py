@@ -316,10 +316,17 @@ def save_checkpoint(path: Path, **contents: object) -> None:
     os.replace(tmp, path)
 
 
+class Evaluation(NamedTuple):
+    step: int  # env steps taken
+    mean: float  # mean return of the deterministic policy
+    std: float
+    wall_s: float  # seconds since training started
+
+
 class TrainResult(NamedTuple):
     run_dir: Path
     checkpoint: Path
-    evaluations: list[tuple[int, float, float]]  # (env step, mean return, std)
+    evaluations: list[Evaluation]
     buffer: ReplayBuffer
 
 
@@ -358,7 +365,7 @@ def train(args: Args) -> TrainResult:
     obs, _ = env.reset(seed=args.seed)
     episode_return, episode_length = 0.0, 0
     last_train_return, last_eval_return = float("nan"), float("nan")
-    evaluations: list[tuple[int, float, float]] = []
+    evaluations: list[Evaluation] = []
 
     def checkpoint(global_step: int) -> None:
         save_checkpoint(
@@ -423,12 +430,13 @@ def train(args: Args) -> TrainResult:
             if global_step % args.eval_every == 0 or global_step == args.total_timesteps:
                 returns = evaluate(actor, eval_env, args.eval_episodes, seed=args.seed + 10_000)
                 last_eval_return = float(returns.mean())
-                evaluations.append((global_step, last_eval_return, float(returns.std())))
+                wall_s = time.time() - start_time
+                evaluations.append(Evaluation(global_step, last_eval_return, float(returns.std()), wall_s))
                 writer.add_scalar("eval/episodic_return", last_eval_return, global_step)
                 checkpoint(global_step)
                 progress.write(
                     f"step {global_step}: eval return {last_eval_return:.1f} ± {returns.std():.1f} "
-                    f"over {args.eval_episodes} episodes, {global_step / (time.time() - start_time):.0f} steps/s"
+                    f"over {args.eval_episodes} episodes, {global_step / wall_s:.0f} steps/s"
                 )
     except KeyboardInterrupt:
         checkpoint(global_step)

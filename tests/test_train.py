@@ -43,7 +43,7 @@ def test_short_run_takes_gradient_steps_logs_and_checkpoints(in_tmp_dir):
     for name in ("actor_optimizer", "q_optimizer", "v_optimizer"):
         steps = {float(state["step"]) for state in checkpoint[name]["state"].values()}
         assert steps == {400 - 100 + 1}, name
-    assert [step for step, _, _ in result.evaluations] == [200, 400]
+    assert [evaluation.step for evaluation in result.evaluations] == [200, 400]
     assert not torch.equal(checkpoint["vf"]["net.0.weight"], checkpoint["vf_target"]["net.0.weight"])
 
     events = EventAccumulator(str(result.run_dir)).Reload()

@@ -1,0 +1,209 @@
+"""Multi-seed learning benchmark: does sac_v learn, how fast, and how reliably?
+
+    python benchmarks/learning.py --env-id LunarLanderContinuous-v3 --seeds 10
+    python benchmarks/learning.py --env-id Pendulum-v1 --total-timesteps 10000 --min-pool 1000 --reward-scale 5
+
+Runs `sac_v.train` once per seed in parallel worker processes (torch threads split among them) and writes, under
+docs/benchmarks/<env>/: runs.csv (every evaluation of every seed, appended as each seed finishes, so a crash never
+loses finished seeds), summary.md (steps to the threshold per seed, success count, median and IQR) and curves.png.
+Started again with the same settings, it skips the seeds already in runs.csv. Needs the `bench` extra (matplotlib).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import csv
+import dataclasses
+import json
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import tyro
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sac_v import Args, ConfigError, Evaluation, make_env, train, validate_args
+
+THRESHOLDS = {"LunarLanderContinuous-v3": 200.0, "Pendulum-v1": -200.0}  # "solved" lines
+CSV_FIELDS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]
+
+
+@dataclasses.dataclass
+class BenchArgs:
+    train: tyro.conf.OmitArgPrefixes[Args]
+    """the sac_v settings shared by every seed (its --seed is replaced by the benchmark's seeds)"""
+    seeds: int = 10
+    """number of seeds: first-seed, first-seed + 1, ..."""
+    first_seed: int = 1
+    """the first seed"""
+    workers: int = 0
+    """parallel worker processes (0: one per CPU core)"""
+    threshold: float | None = None
+    """eval return that counts as solved (default: 200 for LunarLander, -200 for Pendulum)"""
+    out_dir: Path | None = None
+    """where results go (default docs/benchmarks/<env-id>)"""
+    overwrite: bool = False
+    """discard earlier results in out_dir made with other settings"""
+
+
+def run_seed(args: Args, threads: int) -> list[Evaluation]:
+    torch.set_num_threads(threads)
+    os.environ["TQDM_DISABLE"] = "1"  # parallel progress bars would garble one terminal; eval lines remain
+    return train(args).evaluations
+
+
+def load_rows(path: Path) -> list[dict[str, float]]:
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def steps_to_threshold(rows: list[dict[str, float]], threshold: float) -> float:
+    """First evaluation step with eval_mean >= threshold; inf if never."""
+    hits = [row["step"] for row in rows if row["eval_mean"] >= threshold]
+    return min(hits) if hits else float("inf")
+
+
+def fmt(steps: float) -> str:
+    return "not reached" if np.isinf(steps) else f"{steps:,.0f}"
+
+
+def write_summary(rows: list[dict[str, float]], bench: BenchArgs, threshold: float, out_dir: Path) -> None:
+    seeds = sorted({int(row["seed"]) for row in rows})
+    per_seed = {seed: sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["step"]) for seed in seeds}
+    reach = np.array([steps_to_threshold(per_seed[s], threshold) for s in seeds])
+    finals = np.array([per_seed[s][-1]["eval_mean"] for s in seeds])
+    q1, median, q3 = np.percentile(reach, [25, 50, 75], method="inverted_cdf") if seeds else (np.inf,) * 3
+    lines = [
+        f"# Learning benchmark: {bench.train.env_id}",
+        "",
+        f"Threshold: deterministic {bench.train.eval_episodes}-episode eval mean ≥ {threshold:g}, "
+        f"checked every {bench.train.eval_every:,} env steps, {bench.train.total_timesteps:,} env steps per seed.",
+        "",
+        f"- seeds that reached the threshold: **{np.isfinite(reach).sum()} / {len(seeds)}**",
+        f"- median env steps to threshold: **{fmt(median)}** (IQR {fmt(q1)} – {fmt(q3)}; unreached seeds count as ∞)",
+        f"- final eval mean over seeds: **{finals.mean():.1f}** ± {finals.std():.1f} (std across seeds)",
+        "",
+        "| seed | steps to threshold | final eval mean | best eval mean | wall time (min) |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for seed, steps, final in zip(seeds, reach, finals, strict=True):
+        best = max(r["eval_mean"] for r in per_seed[seed])
+        lines.append(f"| {seed} | {fmt(steps)} | {final:.1f} | {best:.1f} | {per_seed[seed][-1]['wall_s'] / 60:.1f} |")
+    settings = {k: v for k, v in dataclasses.asdict(bench.train).items() if k not in ("seed", "exp_name")}
+    lines += [
+        "",
+        "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()),
+        "",
+        f"Hardware: {os.cpu_count()} CPU cores, {bench_workers(bench)} worker processes, torch {torch.__version__}.",
+        "",
+    ]
+    (out_dir / "summary.md").write_text("\n".join(lines))
+
+
+def plot(rows: list[dict[str, float]], env_id: str, threshold: float, out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    seeds = sorted({int(row["seed"]) for row in rows})
+    curves = {}
+    for seed in seeds:
+        seed_rows = sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["step"])
+        steps, means = [r["step"] for r in seed_rows], [r["eval_mean"] for r in seed_rows]
+        curves[seed] = dict(zip(steps, means, strict=True))
+        ax.plot(steps, means, color="tab:blue", alpha=0.25, linewidth=1)
+    common = sorted(set.intersection(*(set(c) for c in curves.values()))) if curves else []
+    if common:
+        ax.plot(common, [np.mean([c[s] for c in curves.values()]) for s in common], color="tab:blue", linewidth=2.5)
+    ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("deterministic eval return")
+    ax.set_title(f"sac_v on {env_id}: {len(seeds)} seeds (thin) and their mean (thick)")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "curves.png", dpi=120)
+    plt.close(fig)
+
+
+def bench_workers(bench: BenchArgs) -> int:
+    return bench.workers or os.cpu_count() or 1
+
+
+def main(bench: BenchArgs) -> None:
+    threshold = bench.threshold if bench.threshold is not None else THRESHOLDS.get(bench.train.env_id)
+    if threshold is None:
+        raise ConfigError(f"no default threshold for {bench.train.env_id}: pass --threshold")
+    validate_args(bench.train)
+    make_env(bench.train.env_id).close()
+    out_dir = bench.out_dir or Path("docs/benchmarks") / bench.train.env_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs_csv, config_json = out_dir / "runs.csv", out_dir / "config.json"
+
+    # Earlier results count only if they were made with the same settings.
+    config = {k: v for k, v in dataclasses.asdict(bench.train).items() if k != "seed"}
+    config = json.loads(json.dumps(config))  # tuples become lists, as when read back
+    if runs_csv.exists() and json.loads(config_json.read_text() if config_json.exists() else "{}") != config:
+        if not bench.overwrite:
+            raise ConfigError(f"{runs_csv} holds results made with other settings: pass --overwrite or --out-dir")
+        runs_csv.unlink()
+    config_json.write_text(json.dumps(config, indent=2) + "\n")
+    rows = load_rows(runs_csv)
+    done = {int(r["seed"]) for r in rows if r["step"] == bench.train.total_timesteps}
+    rows = [r for r in rows if int(r["seed"]) in done]  # drop partial leftovers
+    seeds = [s for s in range(bench.first_seed, bench.first_seed + bench.seeds) if s not in done]
+    if done:
+        print(f"skipping seeds already in {runs_csv}: {sorted(done)}")
+
+    workers = min(bench_workers(bench), max(len(seeds), 1))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    print(f"{len(seeds)} seeds on {bench.train.env_id}, {workers} workers × {threads} torch threads")
+    with runs_csv.open("w", newline="") as f:  # rewrite the kept rows, then append as seeds finish
+        writer = csv.DictWriter(f, CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows({k: (int(v) if k in ("seed", "step") else v) for k, v in r.items()} for r in rows)
+
+    start = time.time()
+    failures = 0
+    context = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {
+            pool.submit(run_seed, dataclasses.replace(bench.train, seed=s, exp_name="bench"), threads): s for s in seeds
+        }
+        for future in cf.as_completed(futures):
+            seed = futures[future]
+            try:
+                evaluations = future.result()
+            except Exception as e:  # a crashed seed is reported; the finished ones are already on disk
+                failures += 1
+                print(f"seed {seed} failed: {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+            new = [dict(seed=seed, step=e.step, eval_mean=e.mean, eval_std=e.std, wall_s=e.wall_s) for e in evaluations]
+            with runs_csv.open("a", newline="") as f:
+                csv.DictWriter(f, CSV_FIELDS).writerows(new)
+            rows += new
+            write_summary(rows, bench, threshold, out_dir)
+            plot(rows, bench.train.env_id, threshold, out_dir)
+            final = evaluations[-1]
+            print(f"seed {seed} done: final eval {final.mean:.1f}, {final.wall_s / 60:.1f} min")
+    if rows:
+        write_summary(rows, bench, threshold, out_dir)
+        plot(rows, bench.train.env_id, threshold, out_dir)
+    print(f"all done in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
+    if failures:
+        sys.exit(f"error: {failures} seed(s) failed; rerun the same command to retry them")
+
+
+if __name__ == "__main__":
+    try:
+        main(tyro.cli(BenchArgs, default=BenchArgs(train=Args())))
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
