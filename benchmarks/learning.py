@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import csv
 import dataclasses
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -142,6 +143,8 @@ def main(bench: BenchArgs) -> None:
     threshold = bench.threshold if bench.threshold is not None else THRESHOLDS.get(bench.train.env_id)
     if threshold is None:
         raise ConfigError(f"no default threshold for {bench.train.env_id}: pass --threshold")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError('the learning benchmark plots with matplotlib: pip install -e ".[bench]"')
     validate_args(bench.train)
     make_env(bench.train.env_id).close()
     out_dir = bench.out_dir or Path("docs/benchmarks") / bench.train.env_id

@@ -6,7 +6,7 @@ import torch
 
 from sac_v import ConfigError, train
 from sac_v_eval import EvalArgs, evaluate_checkpoint
-from tests.test_train import run_cli, tiny_args
+from tests.helpers import run_cli, tiny_args
 
 
 @pytest.fixture(scope="module")

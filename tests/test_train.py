@@ -1,5 +1,3 @@
-import subprocess
-import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -10,25 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import sac_v
 from sac_v import Args, ConfigError, train
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_args(**overrides) -> Args:
-    """A Pendulum run of a few seconds that still takes a few hundred gradient steps."""
-    defaults = dict(
-        env_id="Pendulum-v1",
-        total_timesteps=400,
-        min_pool=100,
-        batch_size=32,
-        buffer_size=10_000,
-        hidden_sizes=(32, 32),
-        reward_scale=5.0,
-        eval_every=200,
-        eval_episodes=1,
-        device="cpu",
-    )
-    return Args(**{**defaults, **overrides})
+from tests.helpers import run_cli, tiny_args
 
 
 def test_short_run_takes_gradient_steps_logs_and_checkpoints(in_tmp_dir):
@@ -145,12 +125,6 @@ def test_cuda_without_gpu_is_refused(in_tmp_dir, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="CUDA"):
         train(tiny_args(device="cuda"))
-
-
-def run_cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / argv[0]), *argv[1:]], cwd=cwd, capture_output=True, text=True, timeout=120
-    )
 
 
 def test_cli_reports_bad_input_in_one_line_without_traceback(in_tmp_dir):

@@ -1,0 +1,32 @@
+"""Shared helpers of the tests: a tiny training configuration and a CLI runner."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sac_v import Args
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_args(**overrides) -> Args:
+    """A Pendulum run of a few seconds that still takes a few hundred gradient steps."""
+    defaults = dict(
+        env_id="Pendulum-v1",
+        total_timesteps=400,
+        min_pool=100,
+        batch_size=32,
+        buffer_size=10_000,
+        hidden_sizes=(32, 32),
+        reward_scale=5.0,
+        eval_every=200,
+        eval_episodes=1,
+        device="cpu",
+    )
+    return Args(**{**defaults, **overrides})
+
+
+def run_cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / argv[0]), *argv[1:]], cwd=cwd, capture_output=True, text=True, timeout=120
+    )

@@ -1,0 +1,53 @@
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import learning
+
+from tests.helpers import tiny_args
+
+
+def bench_args(out_dir: Path, **overrides) -> learning.BenchArgs:
+    train = tiny_args(total_timesteps=300, eval_every=150, **overrides)
+    return learning.BenchArgs(train=train, seeds=2, workers=2, out_dir=out_dir, threshold=-1e9)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_benchmark_writes_curves_summary_and_plot_then_skips_finished_seeds(in_tmp_dir):
+    pytest.importorskip("matplotlib", reason="the plot needs the bench extra")
+    out = in_tmp_dir / "out"
+    learning.main(bench_args(out))
+    rows = read_rows(out / "runs.csv")
+    assert list(rows[0]) == ["seed", "step", "eval_mean", "eval_std", "wall_s"]
+    assert sorted((r["seed"], r["step"]) for r in rows) == [("1", "150"), ("1", "300"), ("2", "150"), ("2", "300")]
+    summary = (out / "summary.md").read_text()
+    assert "**2 / 2**" in summary and "| 1 | 150 |" in summary  # threshold -1e9: reached at the first eval
+    assert (out / "curves.png").stat().st_size > 0
+
+    runs_before = sorted(p.name for p in (in_tmp_dir / "runs").iterdir())
+    learning.main(bench_args(out))  # same settings again: nothing reruns, nothing is lost
+    assert sorted(p.name for p in (in_tmp_dir / "runs").iterdir()) == runs_before
+    assert read_rows(out / "runs.csv") == rows
+
+
+def test_benchmark_refuses_to_mix_results_of_other_settings(in_tmp_dir):
+    out = in_tmp_dir / "out"
+    out.mkdir()
+    (out / "runs.csv").write_text("seed,step,eval_mean,eval_std,wall_s\n1,300,-100.0,1.0,2.0\n")
+    (out / "config.json").write_text('{"reward_scale": 1}')
+    with pytest.raises(learning.ConfigError, match="other settings"):
+        learning.main(bench_args(out))
+    assert "1,300,-100.0" in (out / "runs.csv").read_text()
+
+
+def test_steps_to_threshold_is_the_first_evaluation_at_or_above_it():
+    rows = [{"step": s, "eval_mean": m} for s, m in [(1, -5.0), (2, 3.0), (3, -1.0), (4, 9.0)]]
+    assert learning.steps_to_threshold(rows, 3.0) == 2
+    assert learning.steps_to_threshold(rows, 10.0) == float("inf")
