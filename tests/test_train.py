@@ -163,3 +163,12 @@ def test_help_lists_every_flag_with_its_docstring(capsys):
     ):
         assert flag in text, flag
     assert "inverse temperature" in text  # docstrings become the help text
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_short_run_on_cuda_takes_gradient_steps_and_checkpoint_loads_on_cpu(in_tmp_dir):
+    result = train(tiny_args(device="cuda"))
+    checkpoint = torch.load(result.checkpoint, map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 400
+    assert {float(s["step"]) for s in checkpoint["actor_optimizer"]["state"].values()} == {301}
+    assert all(np.isfinite(e.mean) for e in result.evaluations)
