@@ -421,12 +421,6 @@ def train(args: Args) -> TrainResult:
                     with torch.no_grad():
                         writer.add_scalar("policy/log_std", actor(batch[0])[1].mean().item(), global_step)
 
-            if global_step % LOG_EVERY == 0:
-                sps = global_step / (time.time() - start_time)
-                writer.add_scalar("charts/SPS", sps, global_step)
-                progress.set_postfix(sps=f"{sps:.0f}", ret=f"{last_train_return:.1f}", eval=f"{last_eval_return:.1f}")
-            progress.update(1)
-
             if global_step % args.eval_every == 0 or global_step == args.total_timesteps:
                 returns = evaluate(actor, eval_env, args.eval_episodes, seed=args.seed + 10_000)
                 last_eval_return = float(returns.mean())
@@ -438,6 +432,14 @@ def train(args: Args) -> TrainResult:
                     f"step {global_step}: eval return {last_eval_return:.1f} ± {returns.std():.1f} "
                     f"over {args.eval_episodes} episodes, {global_step / wall_s:.0f} steps/s"
                 )
+
+            if global_step % LOG_EVERY == 0:
+                sps = global_step / (time.time() - start_time)
+                writer.add_scalar("charts/SPS", sps, global_step)
+                progress.set_postfix(
+                    {"sps": f"{sps:.0f}", "return": f"{last_train_return:.1f}", "eval": f"{last_eval_return:.1f}"}
+                )
+            progress.update(1)
     except KeyboardInterrupt:
         checkpoint(global_step)
         progress.write(f"interrupted at step {global_step}; checkpoint saved to {checkpoint_path}")
