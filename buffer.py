@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -32,6 +35,7 @@ class ReplayBuffer:
         self.rng = np.random.default_rng(seed)
         self.pos = 0  # where the next transition goes
         self.size = 0
+        self.added = 0  # transitions added since creation: pairs a saved buffer with the checkpoint saved beside it
 
     def __len__(self) -> int:
         return self.size
@@ -52,6 +56,7 @@ class ReplayBuffer:
         self.terminated[self.pos] = terminated
         self.pos = (self.pos + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
+        self.added += 1
 
     def sample(self, batch_size: int) -> Batch:
         """Draw `batch_size` transitions uniformly with replacement; every call draws fresh indices."""
@@ -61,3 +66,42 @@ class ReplayBuffer:
             raise ValueError("cannot sample from an empty replay buffer: add transitions first")
         idx = self.rng.integers(0, self.size, size=batch_size)
         return Batch(self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminated[idx])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.obs, self.actions, self.rewards, self.next_obs, self.terminated))
+
+    def save(self, path: Path) -> None:
+        """Write the stored transitions and the sampler's state to a compressed .npz, atomically: a crash mid-write
+        leaves the previous file intact."""
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez_compressed(
+                f,
+                obs=self.obs[: self.size],
+                actions=self.actions[: self.size],
+                rewards=self.rewards[: self.size],
+                next_obs=self.next_obs[: self.size],
+                terminated=self.terminated[: self.size],
+                capacity=self.capacity,
+                added=self.added,
+                rng=json.dumps(self.rng.bit_generator.state),  # PCG64's 128-bit integers survive JSON, not int64
+            )
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> ReplayBuffer:
+        """The buffer `save` wrote, ready to continue: same transitions, same ring position, same next samples."""
+        with np.load(path) as data:  # allow_pickle stays off: only plain arrays are read
+            obs, actions = data["obs"], data["actions"]
+            rb = cls(obs.shape[1], actions.shape[1], int(data["capacity"]))
+            rb.size, rb.added = len(obs), int(data["added"])
+            if rb.size != min(rb.added, rb.capacity):
+                raise ValueError(
+                    f"{path} holds {rb.size} transitions, but its counters say {min(rb.added, rb.capacity)}"
+                )
+            rb.pos = rb.added % rb.capacity
+            for name in ("obs", "actions", "rewards", "next_obs", "terminated"):
+                getattr(rb, name)[: rb.size] = data[name]
+            rb.rng.bit_generator.state = json.loads(str(data["rng"]))
+        return rb

@@ -2,7 +2,8 @@
 
 The original SAC: a tanh-squashed Gaussian actor, twin soft Q critics, and a soft state-value network V whose
 moving average V̄ supplies the Q target. Equation numbers below refer to the paper.
-Run `python sac_v.py --help` for the flags; `tensorboard --logdir runs` to watch; `python sac_v_eval.py` to evaluate.
+Run `python sac_v.py --help` for the flags; `tensorboard --logdir runs` to watch; `python sac_v_eval.py` to evaluate;
+`python sac_v.py --resume runs/<run>/sac_v.pt` to continue a run (Ctrl-C saves one to continue).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import dataclasses
 import math
 import os
 import random
+import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -28,9 +30,11 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from buffer import ReplayBuffer
+from resumable import replay_episode, rng_states, set_rng_states, stop_requests
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: everything a resume needs (RNG states, the episode in progress, evaluations)
 LOG_EVERY = 100  # env steps between training scalars: logging is a host sync, so not every step
+LOSSES = ("qf1_loss", "qf2_loss", "v_loss", "actor_loss")
 
 
 @dataclasses.dataclass
@@ -71,10 +75,20 @@ class Args:
     """ask torch for deterministic kernels (bit-identical runs on CPU)"""
     exp_name: str = "sac_v"
     """experiment name, part of the run folder runs/{env_id}__{exp_name}__{seed}__{time}"""
+    resume: Path | None = None
+    """continue the run of this checkpoint: same folder, steps continue; its flags are the defaults"""
+    save_buffer: Literal["auto", "always", "never"] = "auto"
+    """save the replay buffer beside each checkpoint, for an exact resume (auto: when it is under 1 GB)"""
+    capture_video: bool = False
+    """record the first episode of each evaluation to videos/<run>/ (needs the video extra)"""
 
 
 class ConfigError(ValueError):
     """Bad user input: reported as one sentence and a non-zero exit, never a traceback."""
+
+
+class DivergenceError(RuntimeError):
+    """A loss or parameter became NaN or infinite: training stops and the last good checkpoint stays."""
 
 
 def validate_args(args: Args) -> None:
@@ -117,10 +131,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_env(env_id: str) -> gym.Env:
+def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
     """A gymnasium env with a flat Box observation and a bounded Box action space, or a ConfigError."""
     try:
-        env = gym.make(env_id)
+        env = gym.make(env_id, **({"render_mode": render_mode} if render_mode else {}))  # not every env takes one
     except gym.error.Error as e:
         raise ConfigError(f"cannot make environment {env_id!r}: {str(e).splitlines()[0]}") from None
     space = env.action_space
@@ -134,6 +148,14 @@ def make_env(env_id: str) -> gym.Env:
         env.close()
         raise ConfigError(f"{env_id} has observation space {env.observation_space}; sac_v needs a flat Box")
     return env
+
+
+def record_video(env: gym.Env, folder: Path, name_prefix: str, every: int = 1) -> gym.Env:
+    """Record every `every`-th episode of an rgb_array env to folder/{name_prefix}-episode-{i}.mp4."""
+    try:
+        return gym.wrappers.RecordVideo(env, str(folder), lambda episode: episode % every == 0, name_prefix=name_prefix)
+    except gym.error.DependencyNotInstalled:
+        raise ConfigError('--capture-video needs moviepy: pip install -e ".[video]"') from None
 
 
 def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int | None = None) -> nn.Sequential:
@@ -316,6 +338,55 @@ def save_checkpoint(path: Path, **contents: object) -> None:
     os.replace(tmp, path)
 
 
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint as plain tensors, numbers and strings (weights_only: nothing is unpickled)."""
+    if not path.is_file():
+        raise ConfigError(f"no checkpoint file at {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise ConfigError(
+            f"{path} is not a readable sac_v checkpoint (truncated, corrupted, or not a plain-tensor torch file)"
+        ) from None
+    if not isinstance(checkpoint, dict) or not {"format_version", "args", "actor"} <= checkpoint.keys():
+        raise ConfigError(f"{path} is not a sac_v checkpoint: it lacks the format version, args or actor")
+    if checkpoint["format_version"] > CHECKPOINT_VERSION:
+        raise ConfigError(
+            f"{path} has checkpoint format {checkpoint['format_version']}, newer than this sac_v reads "
+            f"({CHECKPOINT_VERSION}); update sac_v"
+        )
+    return checkpoint
+
+
+def check_spaces(checkpoint: dict[str, Any], env: gym.Env, env_id: str) -> None:
+    """Refuse an env whose observation or action shape differs from those the checkpoint's policy was trained on."""
+    trained = (checkpoint["actor"]["trunk.0.weight"].shape[1], checkpoint["actor"]["mean.weight"].shape[0])
+    here = (env.observation_space.shape[0], env.action_space.shape[0])
+    if trained != here:
+        raise ConfigError(
+            f"the checkpoint's policy, trained on {checkpoint['args']['env_id']} (observation size {trained[0]}, "
+            f"action size {trained[1]}), does not fit {env_id} (observation size {here[0]}, action size {here[1]})"
+        )
+
+
+def check_resumable(checkpoint: dict[str, Any], args: Args) -> None:
+    """A resumed run continues the same experiment: same env, same networks, more steps."""
+    saved, step = checkpoint["args"], checkpoint["global_step"]
+    if "rng" not in checkpoint:
+        raise ConfigError(f"{args.resume} has format 1, which lacks the state a resume needs; evaluate it instead")
+    if saved["env_id"] != args.env_id:
+        raise ConfigError(
+            f"{args.resume} was trained on {saved['env_id']}, not {args.env_id}; a resumed run keeps its env"
+        )
+    if tuple(saved["hidden_sizes"]) != tuple(args.hidden_sizes):
+        raise ConfigError(
+            f"{args.resume} has networks with --hidden-sizes {' '.join(map(str, saved['hidden_sizes']))}, "
+            f"not {' '.join(map(str, args.hidden_sizes))}; a resumed run keeps its network sizes"
+        )
+    if step >= args.total_timesteps:
+        raise ConfigError(f"{args.resume} is already at step {step}; pass a --total-timesteps above it to go on")
+
+
 class Evaluation(NamedTuple):
     step: int  # env steps taken
     mean: float  # mean return of the deterministic policy
@@ -328,25 +399,22 @@ class TrainResult(NamedTuple):
     checkpoint: Path
     evaluations: list[Evaluation]
     buffer: ReplayBuffer
+    stopped_by: int | None = None  # the signal that stopped the run early, if one did
 
 
 def train(args: Args) -> TrainResult:
     validate_args(args)
     device = resolve_device(args.device)
-    env, eval_env = make_env(args.env_id), make_env(args.env_id)
+    saved = load_checkpoint(args.resume) if args.resume else None
+    if saved:
+        check_resumable(saved, args)
+    env = make_env(args.env_id)
+    eval_env = make_env(args.env_id, render_mode="rgb_array" if args.capture_video else None)
 
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
-
-    run_dir = Path("runs") / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    checkpoint_path = run_dir / "sac_v.pt"
-    writer = SummaryWriter(str(run_dir))
-    writer.add_text(
-        "hyperparameters",
-        "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in dataclasses.asdict(args).items()),
-    )
 
     actor = Actor(env.observation_space, env.action_space, args.hidden_sizes).to(device)
     qf1 = SoftQNetwork(env.observation_space, env.action_space, args.hidden_sizes).to(device)
@@ -358,108 +426,208 @@ def train(args: Args) -> TrainResult:
     actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
     q_optimizer = torch.optim.Adam([*qf1.parameters(), *qf2.parameters()], lr=args.critic_lr)
     v_optimizer = torch.optim.Adam(vf.parameters(), lr=args.critic_lr)
-    optimizers = (actor_optimizer, q_optimizer, v_optimizer)
+    networks = {"actor": actor, "qf1": qf1, "qf2": qf2, "vf": vf, "vf_target": vf_target}
+    optimizers = {"actor_optimizer": actor_optimizer, "q_optimizer": q_optimizer, "v_optimizer": v_optimizer}
 
     rb = ReplayBuffer(env.observation_space.shape[0], env.action_space.shape[0], args.buffer_size, seed=args.seed)
+    save_buffer = args.save_buffer == "always" or (args.save_buffer == "auto" and rb.nbytes < 2**30)
     env.action_space.seed(args.seed)
+    # How the current episode began: a resumed run replays it from there (see replay_episode).
+    episode = {"seed": args.seed, "rng": env.np_random.bit_generator.state, "length": 0, "return": 0.0}
     obs, _ = env.reset(seed=args.seed)
-    episode_return, episode_length = 0.0, 0
     last_train_return, last_eval_return = float("nan"), float("nan")
     evaluations: list[Evaluation] = []
+    start_step, elapsed = 0, 0.0
+
+    if saved:
+        run_dir, checkpoint_path = args.resume.parent, args.resume
+        check_spaces(saved, env, args.env_id)
+        for name, module in {**networks, **optimizers}.items():
+            module.load_state_dict(saved[name])
+        for optimizer, lr in zip(optimizers.values(), (args.policy_lr, args.critic_lr, args.critic_lr), strict=True):
+            optimizer.param_groups[0]["lr"] = lr  # a resumed run may change the learning rates
+        rb = load_buffer(buffer_path(checkpoint_path), saved, args) or rb
+        if saved["episode"]["length"] <= len(rb):  # else start a fresh episode: the replay needs all its actions
+            episode = saved["episode"]
+            obs = replay_episode(env, rb, episode)
+        set_rng_states(saved["rng"], env.action_space)
+        start_step, elapsed = saved["global_step"], saved["wall_s"]
+        last_train_return, last_eval_return = saved["train_return"], saved["eval_return"]
+        evaluations = [Evaluation(*e) for e in saved["evaluations"]]
+    else:
+        run_dir = Path("runs") / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        checkpoint_path = run_dir / "sac_v.pt"
+    if args.capture_video:  # the first episode of each evaluation; the prefix is set to the step before each one
+        eval_env = record_video(eval_env, Path("videos") / run_dir.name, "eval", every=args.eval_episodes)
+    # On resume, the same folder: scalars a crash logged after the checkpoint are hidden, new ones continue the curves.
+    writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if saved else None)
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in dataclasses.asdict(args).items()),
+        start_step,
+    )
+    saved_step = start_step if saved else None
+
+    def diverged(what: str, global_step: int) -> DivergenceError:
+        if saved_step is None:
+            return DivergenceError(f"{what} at step {global_step}, before any checkpoint; try a lower --reward-scale")
+        return DivergenceError(
+            f"{what} at step {global_step}; the last good checkpoint (step {saved_step}) is kept. Try a lower reward "
+            f"scale or learning rate: python sac_v.py --resume {checkpoint_path} --reward-scale <lower> "
+            "(or --policy-lr, --critic-lr)"
+        )
 
     def checkpoint(global_step: int) -> None:
+        """Save all a resume needs, never over the last good checkpoint with non-finite weights."""
+        nonlocal saved_step
+        for net_name, net in networks.items():
+            for name, param in net.named_parameters():
+                if not torch.isfinite(param).all():
+                    raise diverged(f"parameter {net_name}.{name} is not finite", global_step)
+        if save_buffer:
+            rb.save(buffer_path(checkpoint_path))
         save_checkpoint(
             checkpoint_path,
             global_step=global_step,
-            args=dataclasses.asdict(args),
+            args={**dataclasses.asdict(args), "resume": str(args.resume) if args.resume else None},
             eval_return=last_eval_return,
-            actor=actor.state_dict(),
-            qf1=qf1.state_dict(),
-            qf2=qf2.state_dict(),
-            vf=vf.state_dict(),
-            vf_target=vf_target.state_dict(),
-            actor_optimizer=actor_optimizer.state_dict(),
-            q_optimizer=q_optimizer.state_dict(),
-            v_optimizer=v_optimizer.state_dict(),
+            train_return=last_train_return,
+            evaluations=[tuple(e) for e in evaluations],
+            wall_s=time.time() - start_time,
+            episode=episode,
+            rng=rng_states(env.action_space),
+            buffer_added=rb.added if save_buffer else None,
+            **{name: module.state_dict() for name, module in {**networks, **optimizers}.items()},
         )
+        saved_step = global_step
 
-    start_time = time.time()
-    progress = tqdm(total=args.total_timesteps, desc=args.env_id, unit="step", disable=None, dynamic_ncols=True)
-    global_step = 0
+    start_time = time.time() - elapsed
+    progress = tqdm(
+        total=args.total_timesteps, initial=start_step, desc=args.env_id, unit="step", disable=None, dynamic_ncols=True
+    )
+    global_step = start_step
     try:
-        for global_step in range(1, args.total_timesteps + 1):
-            # Until the pool holds min_pool transitions: uniform random actions and no learning.
-            if len(rb) < args.min_pool:
-                action = env.action_space.sample()
-            else:
-                with torch.no_grad():
-                    obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
-                    action = actor.get_action(obs_t)[0][0].cpu().numpy()
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            # Store the true final observation and `terminated` only: a time limit is not a terminal state.
-            rb.add(obs, action, float(reward), next_obs, terminated)
-            episode_return += float(reward)
-            episode_length += 1
-            obs = next_obs
-            if terminated or truncated:
-                writer.add_scalar("charts/episodic_return", episode_return, global_step)
-                writer.add_scalar("charts/episodic_length", episode_length, global_step)
-                last_train_return = episode_return
-                obs, _ = env.reset()
-                episode_return, episode_length = 0.0, 0
-
-            if len(rb) >= args.min_pool:
-                data = rb.sample(args.batch_size)
-                batch = tuple(torch.as_tensor(x, device=device) for x in data)
-                stats = update(batch, actor, qf1, qf2, vf, vf_target, optimizers, args)
-                if global_step % LOG_EVERY == 0:
-                    for name in ("qf1_loss", "qf2_loss", "v_loss", "actor_loss"):
-                        writer.add_scalar(f"losses/{name}", stats[name].item(), global_step)
-                    for name in ("qf1", "qf2", "v", "v_target"):
-                        writer.add_scalar(f"values/{name}", stats[name].item(), global_step)
-                    writer.add_scalar("policy/entropy", stats["entropy"].item(), global_step)
+        with stop_requests() as stop_signals:
+            for global_step in range(start_step + 1, args.total_timesteps + 1):
+                # Until the pool holds min_pool transitions: uniform random actions and no learning.
+                if len(rb) < args.min_pool:
+                    action = env.action_space.sample()
+                else:
                     with torch.no_grad():
-                        writer.add_scalar("policy/log_std", actor(batch[0])[1].mean().item(), global_step)
+                        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
+                        action = actor.get_action(obs_t)[0][0].cpu().numpy()
+                next_obs, reward, terminated, truncated, _ = env.step(action)
+                # Store the true final observation and `terminated` only: a time limit is not a terminal state.
+                rb.add(obs, action, float(reward), next_obs, terminated)
+                episode["return"] += float(reward)
+                episode["length"] += 1
+                obs = next_obs
+                if terminated or truncated:
+                    writer.add_scalar("charts/episodic_return", episode["return"], global_step)
+                    writer.add_scalar("charts/episodic_length", episode["length"], global_step)
+                    last_train_return = episode["return"]
+                    episode = {"seed": None, "rng": env.np_random.bit_generator.state, "length": 0, "return": 0.0}
+                    obs, _ = env.reset()
 
-            if global_step % args.eval_every == 0 or global_step == args.total_timesteps:
-                returns = evaluate(actor, eval_env, args.eval_episodes, seed=args.seed + 10_000)
-                last_eval_return = float(returns.mean())
-                wall_s = time.time() - start_time
-                evaluations.append(Evaluation(global_step, last_eval_return, float(returns.std()), wall_s))
-                writer.add_scalar("eval/episodic_return", last_eval_return, global_step)
+                if len(rb) >= args.min_pool:
+                    data = rb.sample(args.batch_size)
+                    batch = tuple(torch.as_tensor(x, device=device) for x in data)
+                    stats = update(batch, actor, qf1, qf2, vf, vf_target, tuple(optimizers.values()), args)
+                    if global_step % LOG_EVERY == 0:
+                        for name in LOSSES:
+                            value = stats[name].item()
+                            if not math.isfinite(value):  # checked when logged only: .item() waits for the GPU
+                                raise diverged(f"{name} is {value}", global_step)
+                            writer.add_scalar(f"losses/{name}", value, global_step)
+                        for name in ("qf1", "qf2", "v", "v_target"):
+                            writer.add_scalar(f"values/{name}", stats[name].item(), global_step)
+                        writer.add_scalar("policy/entropy", stats["entropy"].item(), global_step)
+                        with torch.no_grad():
+                            writer.add_scalar("policy/log_std", actor(batch[0])[1].mean().item(), global_step)
+
+                if global_step % args.eval_every == 0 or global_step == args.total_timesteps:
+                    if args.capture_video:
+                        eval_env.name_prefix = f"eval-step-{global_step}"
+                    returns = evaluate(actor, eval_env, args.eval_episodes, seed=args.seed + 10_000)
+                    last_eval_return = float(returns.mean())
+                    wall_s = time.time() - start_time
+                    evaluations.append(Evaluation(global_step, last_eval_return, float(returns.std()), wall_s))
+                    writer.add_scalar("eval/episodic_return", last_eval_return, global_step)
+                    checkpoint(global_step)
+                    progress.write(
+                        f"step {global_step}: eval return {last_eval_return:.1f} ± {returns.std():.1f} "
+                        f"over {args.eval_episodes} episodes, {global_step / wall_s:.0f} steps/s"
+                    )
+
+                if global_step % LOG_EVERY == 0:
+                    sps = global_step / (time.time() - start_time)
+                    writer.add_scalar("charts/SPS", sps, global_step)
+                    progress.set_postfix(
+                        {"sps": f"{sps:.0f}", "return": f"{last_train_return:.1f}", "eval": f"{last_eval_return:.1f}"}
+                    )
+                progress.update(1)
+                if stop_signals:
+                    break
+        if stop_signals:
+            if saved_step != global_step:
                 checkpoint(global_step)
-                progress.write(
-                    f"step {global_step}: eval return {last_eval_return:.1f} ± {returns.std():.1f} "
-                    f"over {args.eval_episodes} episodes, {global_step / wall_s:.0f} steps/s"
-                )
-
-            if global_step % LOG_EVERY == 0:
-                sps = global_step / (time.time() - start_time)
-                writer.add_scalar("charts/SPS", sps, global_step)
-                progress.set_postfix(
-                    {"sps": f"{sps:.0f}", "return": f"{last_train_return:.1f}", "eval": f"{last_eval_return:.1f}"}
-                )
-            progress.update(1)
-    except KeyboardInterrupt:
-        checkpoint(global_step)
-        progress.write(f"interrupted at step {global_step}; checkpoint saved to {checkpoint_path}")
-        raise
+            writer.flush()
+            buffer_note = f" and replay buffer {buffer_path(checkpoint_path)}" if save_buffer else ""
+            progress.write(
+                f"stopped by {signal.Signals(stop_signals[0]).name} at step {global_step}: saved checkpoint "
+                f"{checkpoint_path}{buffer_note}\nresume with: python sac_v.py --resume {checkpoint_path}"
+            )
     finally:
         progress.close()
         writer.close()
         env.close()
         eval_env.close()
-    return TrainResult(run_dir, checkpoint_path, evaluations, rb)
+    return TrainResult(run_dir, checkpoint_path, evaluations, rb, stop_signals[0] if stop_signals else None)
+
+
+def buffer_path(checkpoint_path: Path) -> Path:
+    return checkpoint_path.with_suffix(".buffer.npz")
+
+
+def load_buffer(path: Path, checkpoint: dict[str, Any], args: Args) -> ReplayBuffer | None:
+    """The replay buffer saved with the checkpoint; None, with a note, where there is none."""
+    if checkpoint["buffer_added"] is None or not path.is_file():
+        print(f"note: no replay buffer at {path}: the resumed run refills one, so it is not an exact continuation")
+        return None
+    try:
+        rb = ReplayBuffer.load(path)
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"{path} is not a readable replay buffer ({e}); move it away to resume without it") from None
+    if rb.added != checkpoint["buffer_added"]:
+        raise ConfigError(
+            f"{path} holds {rb.added} transitions, but {args.resume} was saved with {checkpoint['buffer_added']}: "
+            "they were not saved together; move the buffer away to resume without it"
+        )
+    if rb.capacity != args.buffer_size:
+        raise ConfigError(f"{path} holds a buffer of size {rb.capacity}; resume with --buffer-size {rb.capacity}")
+    return rb
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Args:
+    """The command line; with --resume, the checkpoint's flags are the defaults the command line overrides."""
+    args = tyro.cli(Args, args=argv)
+    if args.resume is None:
+        return args
+    saved = load_checkpoint(args.resume)["args"]
+    fields = {field.name for field in dataclasses.fields(Args)}
+    defaults = Args(**{k: v for k, v in saved.items() if k in fields and k != "resume"}, resume=args.resume)
+    return tyro.cli(Args, args=argv, default=defaults)
 
 
 def main() -> None:
-    args = tyro.cli(Args)
     try:
-        train(args)
-    except ConfigError as e:
+        result = train(parse_args())
+    except (ConfigError, DivergenceError) as e:
         sys.exit(f"error: {e}")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once; the last checkpoint is intact
         sys.exit(130)
+    if result.stopped_by is not None:
+        sys.exit(128 + result.stopped_by)  # 130 for SIGINT, 143 for SIGTERM, as a shell reports them
 
 
 if __name__ == "__main__":

@@ -9,13 +9,12 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import tyro
 
-from sac_v import CHECKPOINT_VERSION, Actor, ConfigError, evaluate, make_env
+from sac_v import Actor, ConfigError, evaluate, load_checkpoint, make_env
 
 
 @dataclasses.dataclass
@@ -30,26 +29,6 @@ class EvalArgs:
     """episode i is reset with seed + i (and torch is seeded with it for --stochastic)"""
     stochastic: bool = False
     """sample actions from the policy instead of taking tanh of the mean"""
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint as plain tensors, numbers and strings (weights_only: nothing is unpickled)."""
-    if not path.is_file():
-        raise ConfigError(f"no checkpoint file at {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        raise ConfigError(
-            f"{path} is not a readable sac_v checkpoint (truncated, corrupted, or not a plain-tensor torch file)"
-        ) from None
-    if not isinstance(checkpoint, dict) or not {"format_version", "args", "actor"} <= checkpoint.keys():
-        raise ConfigError(f"{path} is not a sac_v checkpoint: it lacks the format version, args or actor")
-    if checkpoint["format_version"] > CHECKPOINT_VERSION:
-        raise ConfigError(
-            f"{path} has checkpoint format {checkpoint['format_version']}, newer than this sac_v reads "
-            f"({CHECKPOINT_VERSION}); update sac_v"
-        )
-    return checkpoint
 
 
 def evaluate_checkpoint(args: EvalArgs) -> np.ndarray:

@@ -97,3 +97,25 @@ def test_wrong_transition_shape_raises_and_stores_nothing(obs, action, next_obs,
 def test_non_positive_capacity_raises():
     with pytest.raises(ValueError, match="capacity"):
         ReplayBuffer(3, 2, 0)
+
+
+@pytest.mark.parametrize("n", [7, 23])  # partly filled, and wrapped around
+def test_saved_buffer_loads_with_the_same_transitions_and_the_same_next_samples(tmp_path, n):
+    rb = filled(capacity=10, n=n)
+    rb.sample(5)  # move the sampler's RNG away from its seed
+    rb.save(tmp_path / "rb.npz")
+    loaded = ReplayBuffer.load(tmp_path / "rb.npz")
+    assert (len(loaded), loaded.pos, loaded.added, loaded.capacity) == (len(rb), rb.pos, n, 10)
+    for expected, actual in zip(rb.sample(64), loaded.sample(64), strict=True):
+        np.testing.assert_array_equal(expected, actual)
+    rb.add(np.full(3, 99), np.zeros(2), 0.0, np.zeros(3), False)
+    loaded.add(np.full(3, 99), np.zeros(2), 0.0, np.zeros(3), False)  # overwrites the same slot
+    np.testing.assert_array_equal(rb.obs, loaded.obs)
+
+
+def test_buffer_archive_holds_only_the_filled_part_and_no_pickles(tmp_path):
+    filled(capacity=1000, n=5).save(tmp_path / "rb.npz")
+    with np.load(tmp_path / "rb.npz") as data:  # allow_pickle is off: reading an object array would raise
+        assert data["obs"].shape == (5, 3)
+        assert all(data[name].dtype != object for name in data.files)
+        assert not (tmp_path / "rb.npz.tmp").exists()

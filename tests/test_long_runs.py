@@ -1,0 +1,327 @@
+"""Long runs: resume, stopping on a signal, atomic saves, the divergence guard."""
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.envs.classic_control.pendulum import PendulumEnv
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import sac_v
+from buffer import ReplayBuffer
+from sac_v import CHECKPOINT_VERSION, ConfigError, DivergenceError, TrainResult, train
+from tests.helpers import ROOT, run_cli, tiny_args
+
+NETWORKS = ("actor", "qf1", "qf2", "vf", "vf_target")
+OPTIMIZERS = ("actor_optimizer", "q_optimizer", "v_optimizer")
+
+
+class DoorbellPendulum(PendulumEnv):
+    """Pendulum that sends its own process SIGTERM at its `ring_at`-th step, as a cluster scheduler would."""
+
+    ring_at: int | None = None
+
+    def step(self, action):
+        self.steps = getattr(self, "steps", 0) + 1
+        if self.steps == self.ring_at:
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # never kill the test process itself
+                raise RuntimeError("SIGTERM has no handler: train did not install one")
+            signal.raise_signal(signal.SIGTERM)
+        return super().step(action)
+
+
+class NanRewardPendulum(PendulumEnv):
+    """Pendulum whose reward is NaN from its 150th step on: a broken env or reward wrapper."""
+
+    def step(self, action):
+        self.steps = getattr(self, "steps", 0) + 1
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, float("nan") if self.steps >= 150 else reward, terminated, truncated, info
+
+
+gym.register("Doorbell-v0", entry_point=DoorbellPendulum, max_episode_steps=50)
+gym.register("NanReward-v0", entry_point=NanRewardPendulum, max_episode_steps=50)
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+class SplitRun(NamedTuple):
+    full: TrainResult  # 400 steps in one go
+    stopped: TrainResult  # the second piece, stopped by SIGTERM
+    stopped_checkpoint: dict
+    stopped_buffer: ReplayBuffer
+    resumed: TrainResult  # the third piece, which ends at step 400
+
+
+@pytest.fixture(scope="module")
+def split_run(tmp_path_factory) -> SplitRun:
+    """One uninterrupted 400-step run, and the same run in three pieces: stopped at step 60 (still collecting random
+    actions, mid-episode), resumed and stopped by SIGTERM at step 230 (learning, mid-episode), resumed to 400.
+    Episodes last 50 steps, so the stops fall in the 2nd and 5th episodes, which began without a seed."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path_factory.mktemp("split"))
+        args = dict(env_id="Doorbell-v0", total_timesteps=400)
+        full = train(tiny_args(**args, exp_name="full"))
+        first = train(tiny_args(**{**args, "total_timesteps": 60}, exp_name="split"))
+        # the resumed env first replays the 10 steps of the episode in progress: its 180th step is global step 230
+        mp.setattr(DoorbellPendulum, "ring_at", 180)
+        stopped = train(tiny_args(**args, resume=first.checkpoint))
+        mp.setattr(DoorbellPendulum, "ring_at", None)
+        stopped_checkpoint = load(stopped.checkpoint)
+        stopped_buffer = ReplayBuffer.load(sac_v.buffer_path(stopped.checkpoint))
+        resumed = train(tiny_args(**args, resume=stopped.checkpoint))
+        absolute = [
+            run._replace(run_dir=run.run_dir.resolve(), checkpoint=run.checkpoint.resolve())
+            for run in (full, stopped, resumed)
+        ]
+    return SplitRun(absolute[0], absolute[1], stopped_checkpoint, stopped_buffer, absolute[2])
+
+
+def test_run_stopped_and_resumed_twice_ends_bit_identical_to_an_uninterrupted_one(split_run):
+    full, resumed = load(split_run.full.checkpoint), load(split_run.resumed.checkpoint)
+    assert resumed["global_step"] == full["global_step"] == 400
+    for net in NETWORKS:
+        for name, value in full[net].items():
+            assert torch.equal(value, resumed[net][name]), f"{net}.{name}"
+    for name in OPTIMIZERS:
+        for index, state in full[name]["state"].items():
+            assert torch.equal(state["exp_avg_sq"], resumed[name]["state"][index]["exp_avg_sq"]), name
+
+
+def test_sigterm_stops_after_the_current_step_with_a_checkpoint_and_buffer_of_that_step(split_run):
+    assert split_run.stopped.stopped_by == signal.SIGTERM
+    assert split_run.stopped_checkpoint["global_step"] == 230
+    assert split_run.stopped_buffer.added == 230
+
+
+def test_resumed_run_continues_in_the_same_folder_and_tensorboard_curves(split_run):
+    full, resumed = split_run.full, split_run.resumed
+    assert resumed.run_dir.name.startswith("Doorbell-v0__split__1__")
+    events = EventAccumulator(str(resumed.run_dir)).Reload()
+    assert [e.step for e in events.Scalars("losses/v_loss")] == [100, 200, 300, 400]
+    full_events = EventAccumulator(str(full.run_dir)).Reload()
+    assert [e.value for e in events.Scalars("losses/v_loss")] == [e.value for e in full_events.Scalars("losses/v_loss")]
+    # the evaluations of every piece: the end of the first, the periodic ones (a signal stops without evaluating)
+    assert [e.step for e in resumed.evaluations] == [60, 200, 400]
+
+
+def test_resume_hides_the_scalars_a_crash_logged_after_the_checkpoint(in_tmp_dir):
+    first = train(tiny_args(total_timesteps=100, eval_every=100))
+    saved = {path: path.read_bytes() for path in first.run_dir.glob("sac_v.*")}
+    train(tiny_args(total_timesteps=300, resume=first.checkpoint))
+    for path, content in saved.items():  # as if the run had crashed at step 300 with only its step-100 files saved
+        path.write_bytes(content)
+    train(tiny_args(total_timesteps=300, resume=first.checkpoint))
+    events = EventAccumulator(str(first.run_dir)).Reload()
+    assert [e.step for e in events.Scalars("losses/v_loss")] == [100, 200, 300]
+
+
+def test_signal_handlers_are_restored_when_train_returns(in_tmp_dir):
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    train(tiny_args(total_timesteps=20, eval_every=20))
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_resume_may_change_learning_rates(in_tmp_dir):
+    first = train(tiny_args(total_timesteps=100, eval_every=100))
+    resumed = train(tiny_args(total_timesteps=120, resume=first.checkpoint, policy_lr=1e-5, critic_lr=2e-5))
+    lrs = [load(resumed.checkpoint)[name]["param_groups"][0]["lr"] for name in OPTIMIZERS]
+    assert lrs == [1e-5, 2e-5, 2e-5]
+
+
+def test_resume_without_a_saved_buffer_refills_it_and_says_so(in_tmp_dir, capsys):
+    first = train(tiny_args(total_timesteps=150, eval_every=150, save_buffer="never"))
+    assert not sac_v.buffer_path(first.checkpoint).exists()
+    resumed = train(tiny_args(total_timesteps=200, resume=first.checkpoint))
+    assert "no replay buffer" in capsys.readouterr().out
+    assert len(resumed.buffer) == 50 and load(resumed.checkpoint)["global_step"] == 200
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory) -> Path:
+    """A 100-step Pendulum checkpoint with its buffer, copied fresh into each test that changes it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path_factory.mktemp("short"))
+        return train(tiny_args(total_timesteps=100, eval_every=100)).checkpoint.resolve()
+
+
+@pytest.fixture
+def run_copy(short_run, in_tmp_dir) -> Path:
+    run_dir = in_tmp_dir / "runs" / short_run.parent.name
+    run_dir.mkdir(parents=True)
+    for path in short_run.parent.iterdir():
+        (run_dir / path.name).write_bytes(path.read_bytes())
+    return run_dir / short_run.name
+
+
+BAD_RESUMES = [
+    (dict(env_id="MountainCarContinuous-v0"), "trained on Pendulum-v1, not MountainCarContinuous-v0"),
+    (dict(hidden_sizes=(64, 64)), "--hidden-sizes 32 32, not 64 64"),
+    (dict(total_timesteps=100), "already at step 100"),
+    (dict(buffer_size=5000), "resume with --buffer-size 10000"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_RESUMES)
+def test_resume_that_cannot_continue_the_run_is_refused_before_anything_is_written(run_copy, overrides, message):
+    before = {path.name: path.read_bytes() for path in run_copy.parent.iterdir()}
+    with pytest.raises(ConfigError, match=message):
+        train(tiny_args(**{"total_timesteps": 200, **overrides}, resume=run_copy))
+    assert {path.name: path.read_bytes() for path in run_copy.parent.iterdir()} == before
+
+
+def test_resume_from_a_newer_format_is_refused(run_copy):
+    data = load(run_copy)
+    data["format_version"] = CHECKPOINT_VERSION + 1
+    torch.save(data, run_copy)
+    with pytest.raises(ConfigError, match="newer"):
+        train(tiny_args(total_timesteps=200, resume=run_copy))
+
+
+def test_resume_from_format_1_is_refused(run_copy):
+    data = load(run_copy)
+    torch.save({k: v for k, v in data.items() if k not in ("rng", "episode")} | {"format_version": 1}, run_copy)
+    with pytest.raises(ConfigError, match="format 1"):
+        train(tiny_args(total_timesteps=200, resume=run_copy))
+
+
+def test_buffer_saved_at_another_step_than_the_checkpoint_is_refused(run_copy):
+    rb = ReplayBuffer.load(sac_v.buffer_path(run_copy))
+    rb.add(np.zeros(3), np.zeros(1), 0.0, np.zeros(3), False)  # as if a crash fell between the two writes
+    rb.save(sac_v.buffer_path(run_copy))
+    with pytest.raises(ConfigError, match="not saved together"):
+        train(tiny_args(total_timesteps=200, resume=run_copy))
+
+
+TINY_FLAGS = [
+    *("--env-id", "Pendulum-v1", "--min-pool", "100", "--batch-size", "32", "--buffer-size", "10000"),
+    *("--hidden-sizes", "32", "32", "--reward-scale", "5", "--eval-every", "200", "--eval-episodes", "1"),
+    *("--device", "cpu"),
+]
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_cli_stopped_by_signal_saves_prints_the_resume_command_and_exits_128_plus_signal(in_tmp_dir, signum, status):
+    command = [sys.executable, str(ROOT / "sac_v.py"), *TINY_FLAGS, "--total-timesteps", "1000000"]
+    proc = subprocess.Popen(command, cwd=in_tmp_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(in_tmp_dir.glob("runs/*/sac_v.pt")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == status, err
+
+    [checkpoint] = in_tmp_dir.glob("runs/*/sac_v.pt")
+    step = load(checkpoint)["global_step"]
+    assert f"stopped by {signum.name} at step {step}" in out
+    assert ReplayBuffer.load(sac_v.buffer_path(checkpoint)).added == step
+    resume = re.search(r"resume with: python sac_v.py (.*)", out).group(1).split()
+    assert resume == ["--resume", str(checkpoint.relative_to(in_tmp_dir))]
+
+    # the printed command continues the run, with the stored flags (Pendulum, the tiny networks)
+    proc = run_cli("sac_v.py", *resume, "--total-timesteps", str(step + 30), cwd=in_tmp_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert load(checkpoint)["global_step"] == step + 30
+
+
+def test_cli_resume_with_another_env_is_refused_in_one_line(run_copy):
+    proc = run_cli("sac_v.py", "--resume", str(run_copy), "--env-id", "LunarLanderContinuous-v3", cwd=run_copy.parent)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "not LunarLanderContinuous-v3" in proc.stderr
+
+
+def test_non_finite_loss_stops_training_naming_the_loss_and_keeping_the_last_good_checkpoint(in_tmp_dir):
+    args = tiny_args(env_id="NanReward-v0", eval_every=100)
+    with pytest.raises(DivergenceError) as error:
+        train(args)
+    message = str(error.value)
+    # NaN rewards from step 150 on; the losses are checked when logged, every 100 steps
+    assert re.search(r"qf1_loss is nan at step 200; the last good checkpoint \(step 100\) is kept", message)
+    assert "--reward-scale" in message
+    [checkpoint] = in_tmp_dir.glob("runs/*/sac_v.pt")
+    saved = load(checkpoint)
+    assert saved["global_step"] == 100
+    assert all(torch.isfinite(value).all() for net in NETWORKS for value in saved[net].values())
+
+
+def test_non_finite_parameters_are_never_written_over_the_last_good_checkpoint(in_tmp_dir):
+    with pytest.raises(DivergenceError, match=r"parameter actor\.\S+ is not finite at step 160"):
+        train(tiny_args(env_id="NanReward-v0", eval_every=80))
+    [checkpoint] = in_tmp_dir.glob("runs/*/sac_v.pt")
+    assert load(checkpoint)["global_step"] == 80
+    assert ReplayBuffer.load(sac_v.buffer_path(checkpoint)).added == 80
+
+
+def test_cli_reports_divergence_in_one_line(in_tmp_dir, monkeypatch, capsys):
+    argv = ["sac_v.py", *TINY_FLAGS, "--env-id", "NanReward-v0", "--total-timesteps", "400"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        sac_v.main()
+    assert str(exit_info.value.code).startswith("error: qf1_loss is nan at step 200")
+    assert "\n" not in str(exit_info.value.code)
+
+
+KILLED_MID_WRITE = """
+import io, sys, time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import sac_v
+from buffer import ReplayBuffer
+
+checkpoint, buffer, target = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+rb = ReplayBuffer(3, 1, capacity=10, seed=0)
+rb.add(np.zeros(3), np.zeros(1), 1.0, np.ones(3), False)
+sac_v.save_checkpoint(checkpoint, args={"env_id": "first"}, actor={}, global_step=1)
+rb.save(buffer)
+
+
+def write_half_then_hang(real_write):
+    def write(file, *args, **kwargs):
+        data = io.BytesIO()
+        real_write(data, *args, **kwargs)
+        with open(file, "wb") if isinstance(file, (str, Path)) else file as f:
+            f.write(data.getvalue()[: len(data.getvalue()) // 2])
+            f.flush()
+            print("writing", flush=True)
+            time.sleep(60)
+    return write
+
+
+rb.add(np.ones(3), np.ones(1), 2.0, np.ones(3), True)
+if target == "checkpoint":
+    real_save = torch.save
+    torch.save = lambda obj, file: write_half_then_hang(lambda f, o: real_save(o, f))(file, obj)
+    sac_v.save_checkpoint(checkpoint, args={"env_id": "second"}, actor={}, global_step=2)
+else:
+    np.savez_compressed = write_half_then_hang(np.savez_compressed)
+    rb.save(buffer)
+"""
+
+
+@pytest.mark.parametrize("target", ["checkpoint", "buffer"])
+def test_process_killed_while_saving_leaves_the_previous_files_intact(tmp_path, target):
+    checkpoint, buffer = tmp_path / "sac_v.pt", tmp_path / "sac_v.buffer.npz"
+    command = [sys.executable, "-c", KILLED_MID_WRITE, str(checkpoint), str(buffer), target]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "writing\n", proc.stderr.read()
+    proc.kill()  # SIGKILL: no handler, no cleanup, as in a power cut or the kernel's OOM killer
+    proc.wait()
+
+    written = checkpoint if target == "checkpoint" else buffer
+    assert written.with_name(written.name + ".tmp").stat().st_size > 0  # it did die mid-write
+    assert sac_v.load_checkpoint(checkpoint)["global_step"] == 1
+    rb = ReplayBuffer.load(buffer)
+    assert rb.added == 1 and rb.rewards[0] == 1.0
