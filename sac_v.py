@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import math
 import os
 import random
@@ -152,10 +153,9 @@ def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
 
 def record_video(env: gym.Env, folder: Path, name_prefix: str, every: int = 1) -> gym.Env:
     """Record every `every`-th episode of an rgb_array env to folder/{name_prefix}-episode-{i}.mp4."""
-    try:
-        return gym.wrappers.RecordVideo(env, str(folder), lambda episode: episode % every == 0, name_prefix=name_prefix)
-    except gym.error.DependencyNotInstalled:
-        raise ConfigError('--capture-video needs moviepy: pip install -e ".[video]"') from None
+    if importlib.util.find_spec("moviepy") is None:  # RecordVideo would create the folder before finding out
+        raise ConfigError('--capture-video needs moviepy: pip install -e ".[video]"')
+    return gym.wrappers.RecordVideo(env, str(folder), lambda episode: episode % every == 0, name_prefix=name_prefix)
 
 
 def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int | None = None) -> nn.Sequential:

@@ -1,7 +1,8 @@
-"""Evaluate a SAC-V checkpoint: `python sac_v_eval.py runs/<run>/sac_v.pt`.
+"""Evaluate a SAC-V checkpoint: `python sac_v_eval.py runs/<run>/sac_v.pt`, or a folder for its newest checkpoint.
 
 Rebuilds the actor from the checkpoint and runs it on the env it was trained on (or --env-id), with the
 deterministic action tanh(μ) by default, and prints each episode's return and the mean ± std.
+`python sac_v_eval.py --list` lists the runs under runs/ with their env, step and last evaluation.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import numpy as np
 import torch
 import tyro
 
-from sac_v import Actor, ConfigError, evaluate, load_checkpoint, make_env
+from sac_v import Actor, ConfigError, check_spaces, evaluate, load_checkpoint, make_env, record_video
 
 
 @dataclasses.dataclass
 class EvalArgs:
-    checkpoint: tyro.conf.Positional[Path]
-    """a sac_v.pt checkpoint written by sac_v.py"""
+    checkpoint: tyro.conf.Positional[Path] = Path("runs")
+    """a sac_v.pt checkpoint written by sac_v.py, or a folder: the newest checkpoint in it"""
     episodes: int = 10
     """number of evaluation episodes"""
     env_id: str | None = None
@@ -29,28 +30,63 @@ class EvalArgs:
     """episode i is reset with seed + i (and torch is seeded with it for --stochastic)"""
     stochastic: bool = False
     """sample actions from the policy instead of taking tanh of the mean"""
+    capture_video: bool = False
+    """record every episode to videos/<run>/ (needs the video extra)"""
+    list: bool = False
+    """list the runs in the folder with their env, step and last eval return, and evaluate nothing"""
+
+
+def find_checkpoints(folder: Path) -> list[Path]:
+    """The sac_v.pt checkpoints under folder, oldest first."""
+    if not folder.is_dir():
+        raise ConfigError(f"no checkpoint file or folder at {folder}")
+    checkpoints = sorted(folder.rglob("sac_v.pt"), key=lambda path: path.stat().st_mtime)
+    if not checkpoints:
+        raise ConfigError(f"no sac_v.pt checkpoint under {folder}")
+    return checkpoints
+
+
+def list_runs(folder: Path) -> None:
+    """Print one line per checkpoint under folder: its run, env, step and last eval return."""
+    print(f"{'run':<60} {'env':<28} {'step':>9} {'eval return':>11}")
+    for path in [folder] if folder.is_file() else find_checkpoints(folder):
+        try:
+            checkpoint = load_checkpoint(path)
+        except ConfigError as e:
+            print(f"{path.parent!s:<60} {e}")
+            continue
+        eval_return = checkpoint.get("eval_return", float("nan"))
+        print(
+            f"{path.parent!s:<60} {checkpoint['args']['env_id']:<28} "
+            f"{checkpoint.get('global_step', '?'):>9} {eval_return:>11.1f}"
+        )
 
 
 def evaluate_checkpoint(args: EvalArgs) -> np.ndarray:
     """Run the checkpoint's policy for args.episodes episodes, print the returns, and return them."""
     if args.episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {args.episodes}")
-    checkpoint = load_checkpoint(args.checkpoint)
+    path = args.checkpoint
+    if path.is_dir():
+        path = find_checkpoints(path)[-1]
+        print(f"newest checkpoint under {args.checkpoint}: {path}")
+    checkpoint = load_checkpoint(path)
     env_id = args.env_id or checkpoint["args"]["env_id"]
-    env = make_env(env_id)
+    env = make_env(env_id, render_mode="rgb_array" if args.capture_video else None)
+    check_spaces(checkpoint, env, env_id)
+    if args.capture_video:
+        step = checkpoint.get("global_step", "?")
+        env = record_video(env, Path("videos") / path.parent.name, f"{path.stem}-step-{step}-seed-{args.seed}")
     actor = Actor(env.observation_space, env.action_space, checkpoint["args"]["hidden_sizes"])
     try:
         actor.load_state_dict(checkpoint["actor"])
     except RuntimeError:
-        raise ConfigError(
-            f"the checkpoint's actor (trained on {checkpoint['args']['env_id']}) does not fit {env_id}'s "
-            "observation and action shapes"
-        ) from None
+        raise ConfigError(f"{path}: its actor does not match the network sizes in its own args") from None
     torch.manual_seed(args.seed)
     returns = evaluate(actor, env, args.episodes, args.seed, deterministic=not args.stochastic)
     env.close()
     policy = "stochastic" if args.stochastic else "deterministic"
-    print(f"{args.checkpoint} (step {checkpoint.get('global_step', '?')}) on {env_id}, {policy} policy:")
+    print(f"{path} (step {checkpoint.get('global_step', '?')}) on {env_id}, {policy} policy:")
     for episode, episode_return in enumerate(returns, start=1):
         print(f"  episode {episode}: return {episode_return:.1f}")
     print(f"mean return over {args.episodes} episodes: {returns.mean():.1f} ± {returns.std():.1f}")
@@ -58,8 +94,9 @@ def evaluate_checkpoint(args: EvalArgs) -> np.ndarray:
 
 
 def main() -> None:
+    args = tyro.cli(EvalArgs)
     try:
-        evaluate_checkpoint(tyro.cli(EvalArgs))
+        list_runs(args.checkpoint) if args.list else evaluate_checkpoint(args)
     except ConfigError as e:
         sys.exit(f"error: {e}")
 

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import numpy as np
@@ -5,7 +6,7 @@ import pytest
 import torch
 
 from sac_v import ConfigError, train
-from sac_v_eval import EvalArgs, evaluate_checkpoint
+from sac_v_eval import EvalArgs, evaluate_checkpoint, list_runs
 from tests.helpers import run_cli, tiny_args
 
 
@@ -76,3 +77,64 @@ def test_cli_refuses_a_text_file_in_one_line(tmp_path):
     proc = run_cli("sac_v_eval.py", "notes.txt", cwd=tmp_path)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:")
+
+
+def test_checkpoint_whose_env_has_other_shapes_is_refused_naming_both_envs(checkpoint, tmp_path):
+    data = torch.load(checkpoint, weights_only=True)
+    data["args"]["env_id"] = "MountainCarContinuous-v0"  # weights of a Pendulum policy, another env in its args
+    torch.save(data, tmp_path / "mislabelled.pt")
+    with pytest.raises(ConfigError) as error:
+        evaluate_checkpoint(EvalArgs(tmp_path / "mislabelled.pt", episodes=1))
+    message = str(error.value)
+    assert "observation size 3, action size 1" in message and "observation size 2, action size 1" in message
+    assert message.count("MountainCarContinuous-v0") == 2
+
+
+def test_format_1_checkpoint_still_evaluates(checkpoint, tmp_path):
+    data = torch.load(checkpoint, weights_only=True)
+    old_keys = {"format_version", "global_step", "args", "eval_return", "actor", "qf1", "qf2", "vf", "vf_target"}
+    torch.save({k: v for k, v in data.items() if k in old_keys} | {"format_version": 1}, tmp_path / "v1.pt")
+    np.testing.assert_array_equal(
+        evaluate_checkpoint(EvalArgs(tmp_path / "v1.pt", episodes=2)),
+        evaluate_checkpoint(EvalArgs(checkpoint, episodes=2)),
+    )
+
+
+@pytest.fixture
+def runs(checkpoint, tmp_path) -> Path:
+    """runs/ with two runs: the shared checkpoint, then a newer one at step 7."""
+    older, newer = tmp_path / "runs" / "older" / "sac_v.pt", tmp_path / "runs" / "newer" / "sac_v.pt"
+    older.parent.mkdir(parents=True)
+    newer.parent.mkdir()
+    older.write_bytes(checkpoint.read_bytes())
+    data = torch.load(checkpoint, weights_only=True)
+    torch.save(data | {"global_step": 7, "eval_return": -123.4}, newer)
+    os.utime(older, (1, 1))  # unmistakably older
+    return tmp_path / "runs"
+
+
+def test_folder_evaluates_its_newest_checkpoint(runs, capsys):
+    evaluate_checkpoint(EvalArgs(runs, episodes=1))
+    out = capsys.readouterr().out
+    assert f"newest checkpoint under {runs}: {runs / 'newer' / 'sac_v.pt'}" in out
+    assert "(step 7) on Pendulum-v1" in out
+
+
+def test_list_prints_each_run_with_env_step_and_last_eval_return(runs, checkpoint, capsys):
+    list_runs(runs)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["run", "env", "step", "eval", "return"]
+    expected_older = torch.load(checkpoint, weights_only=True)["eval_return"]
+    assert lines[1].split() == [str(runs / "older"), "Pendulum-v1", "300", f"{expected_older:.1f}"]
+    assert lines[2].split() == [str(runs / "newer"), "Pendulum-v1", "7", "-123.4"]
+
+
+def test_cli_list_defaults_to_runs_in_the_current_folder(runs):
+    proc = run_cli("sac_v_eval.py", "--list", cwd=runs.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert "runs/older" in proc.stdout and "runs/newer" in proc.stdout
+
+
+def test_folder_without_checkpoints_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"no sac_v\.pt checkpoint under"):
+        evaluate_checkpoint(EvalArgs(tmp_path))

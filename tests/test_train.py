@@ -121,6 +121,14 @@ def test_bad_input_is_refused_before_anything_is_written(in_tmp_dir, overrides, 
     assert not (in_tmp_dir / "runs").exists()
 
 
+def test_capture_video_without_moviepy_is_refused_before_anything_is_written(in_tmp_dir, monkeypatch):
+    find_spec = sac_v.importlib.util.find_spec
+    monkeypatch.setattr(sac_v.importlib.util, "find_spec", lambda name: None if name == "moviepy" else find_spec(name))
+    with pytest.raises(ConfigError, match=r'pip install -e "\.\[video\]"'):
+        train(tiny_args(capture_video=True))
+    assert list(in_tmp_dir.iterdir()) == []
+
+
 def test_cuda_without_gpu_is_refused(in_tmp_dir, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="CUDA"):
