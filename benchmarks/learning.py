@@ -31,6 +31,7 @@ from sac_v import Args, ConfigError, Evaluation, make_env, train, validate_args
 
 THRESHOLDS = {"LunarLanderContinuous-v3": 200.0, "Pendulum-v1": -200.0}  # "solved" lines
 CSV_FIELDS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]
+RUN_MANAGEMENT = ("resume", "save_buffer", "capture_video")  # how a run is saved or watched, not what it learns
 
 
 @dataclasses.dataclass
@@ -96,7 +97,9 @@ def write_summary(rows: list[dict[str, float]], bench: BenchArgs, threshold: flo
     for seed, steps, final in zip(seeds, reach, finals, strict=True):
         best = max(r["eval_mean"] for r in per_seed[seed])
         lines.append(f"| {seed} | {fmt(steps)} | {final:.1f} | {best:.1f} | {per_seed[seed][-1]['wall_s'] / 60:.1f} |")
-    settings = {k: v for k, v in dataclasses.asdict(bench.train).items() if k not in ("seed", "exp_name")}
+    settings = {
+        k: v for k, v in dataclasses.asdict(bench.train).items() if k not in ("seed", "exp_name", *RUN_MANAGEMENT)
+    }
     lines += [
         "",
         "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()),
@@ -146,13 +149,15 @@ def main(bench: BenchArgs) -> None:
     if importlib.util.find_spec("matplotlib") is None:
         raise ConfigError('the learning benchmark plots with matplotlib: pip install -e ".[bench]"')
     validate_args(bench.train)
+    if bench.train.resume is not None:
+        raise ConfigError("--resume continues one run; the benchmark starts every seed afresh")
     make_env(bench.train.env_id).close()
     out_dir = bench.out_dir or Path("docs/benchmarks") / bench.train.env_id
     out_dir.mkdir(parents=True, exist_ok=True)
     runs_csv, config_json = out_dir / "runs.csv", out_dir / "config.json"
 
     # Earlier results count only if they were made with the same settings.
-    config = {k: v for k, v in dataclasses.asdict(bench.train).items() if k != "seed"}
+    config = {k: v for k, v in dataclasses.asdict(bench.train).items() if k not in ("seed", *RUN_MANAGEMENT)}
     config = json.loads(json.dumps(config))  # tuples become lists, as when read back
     if runs_csv.exists() and json.loads(config_json.read_text() if config_json.exists() else "{}") != config:
         if not bench.overwrite:

@@ -1,4 +1,6 @@
 import csv
+import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -51,3 +53,22 @@ def test_steps_to_threshold_is_the_first_evaluation_at_or_above_it():
     rows = [{"step": s, "eval_mean": m} for s, m in [(1, -5.0), (2, 3.0), (3, -1.0), (4, 9.0)]]
     assert learning.steps_to_threshold(rows, 3.0) == 2
     assert learning.steps_to_threshold(rows, 10.0) == float("inf")
+
+
+def test_benchmark_keeps_results_whose_config_predates_the_run_management_flags(in_tmp_dir):
+    pytest.importorskip("matplotlib", reason="the plot needs the bench extra")
+    out = in_tmp_dir / "out"
+    out.mkdir()
+    bench = bench_args(out, capture_video=True, save_buffer="never")  # flags that do not change what is learned
+    old_config = {k: v for k, v in dataclasses.asdict(bench.train).items() if k not in learning.RUN_MANAGEMENT}
+    del old_config["seed"]
+    (out / "config.json").write_text(json.dumps(old_config))
+    rows = "seed,step,eval_mean,eval_std,wall_s\n1,300,-100.0,1.0,2.0\n2,300,-90.0,1.0,2.0\n"
+    (out / "runs.csv").write_text(rows)
+    learning.main(bench)  # both seeds are done: nothing runs, nothing is discarded
+    assert (out / "runs.csv").read_text() == rows
+
+
+def test_benchmark_refuses_resume(in_tmp_dir):
+    with pytest.raises(learning.ConfigError, match="starts every seed afresh"):
+        learning.main(bench_args(in_tmp_dir / "out", resume=in_tmp_dir / "sac_v.pt"))
