@@ -7,11 +7,10 @@ lists, tuples and dicts.
 
 from __future__ import annotations
 
-import contextlib
 import random
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -56,24 +55,23 @@ def replay_episode(env: gym.Env, rb: ReplayBuffer, episode: dict[str, Any]) -> n
     return obs
 
 
-@contextlib.contextmanager
-def stop_requests() -> Iterator[list[int]]:
-    """SIGINT and SIGTERM append to the yielded list, so the loop can stop between steps and save; a second signal
-    gets the previous handler (Ctrl-C twice stops at once). Handlers can only be installed in the main thread."""
+def catch_stop_signals() -> tuple[list[int], Callable[[], None]]:
+    """From now on SIGINT and SIGTERM only append to the returned list, so the loop can stop between two steps and
+    save; a second one gets the previous handler (Ctrl-C twice stops at once). Also returns the function that puts
+    the previous handlers back. Handlers can only be installed in the main thread: elsewhere this does nothing."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
+        return received, lambda: None
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
 
     def request_stop(signum: int, frame: object) -> None:
         received.append(signum)
         signal.signal(signum, previous[signum])
 
-    for signum in previous:
-        signal.signal(signum, request_stop)
-    try:
-        yield received
-    finally:
+    def restore() -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+    for signum in previous:
+        signal.signal(signum, request_stop)
+    return received, restore

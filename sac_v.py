@@ -31,7 +31,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from buffer import ReplayBuffer
-from resumable import replay_episode, rng_states, set_rng_states, stop_requests
+from resumable import catch_stop_signals, replay_episode, rng_states, set_rng_states
 
 CHECKPOINT_VERSION = 2  # 2: everything a resume needs (RNG states, the episode in progress, evaluations)
 LOG_EVERY = 100  # env steps between training scalars: logging is a host sync, so not every step
@@ -405,9 +405,9 @@ class TrainResult(NamedTuple):
 def train(args: Args) -> TrainResult:
     validate_args(args)
     device = resolve_device(args.device)
-    saved = load_checkpoint(args.resume) if args.resume else None
-    if saved:
-        check_resumable(saved, args)
+    resumed = load_checkpoint(args.resume) if args.resume else None
+    if resumed:
+        check_resumable(resumed, args)
     env = make_env(args.env_id)
     eval_env = make_env(args.env_id, render_mode="rgb_array" if args.capture_video else None)
 
@@ -439,47 +439,48 @@ def train(args: Args) -> TrainResult:
     evaluations: list[Evaluation] = []
     start_step, elapsed = 0, 0.0
 
-    if saved:
+    if resumed:
         run_dir, checkpoint_path = args.resume.parent, args.resume
-        check_spaces(saved, env, args.env_id)
+        check_spaces(resumed, env, args.env_id)
         for name, module in {**networks, **optimizers}.items():
-            module.load_state_dict(saved[name])
+            module.load_state_dict(resumed[name])
         for optimizer, lr in zip(optimizers.values(), (args.policy_lr, args.critic_lr, args.critic_lr), strict=True):
             optimizer.param_groups[0]["lr"] = lr  # a resumed run may change the learning rates
-        rb = load_buffer(buffer_path(checkpoint_path), saved, args) or rb
-        if saved["episode"]["length"] <= len(rb):  # else start a fresh episode: the replay needs all its actions
-            episode = saved["episode"]
+        saved_rb = load_buffer(buffer_path(checkpoint_path), resumed, args)
+        rb = rb if saved_rb is None else saved_rb
+        if resumed["episode"]["length"] <= len(rb):  # else start a fresh episode: the replay needs all its actions
+            episode = resumed["episode"]
             obs = replay_episode(env, rb, episode)
-        set_rng_states(saved["rng"], env.action_space)
-        start_step, elapsed = saved["global_step"], saved["wall_s"]
-        last_train_return, last_eval_return = saved["train_return"], saved["eval_return"]
-        evaluations = [Evaluation(*e) for e in saved["evaluations"]]
+        set_rng_states(resumed["rng"], env.action_space)
+        start_step, elapsed = resumed["global_step"], resumed["wall_s"]
+        last_train_return, last_eval_return = resumed["train_return"], resumed["eval_return"]
+        evaluations = [Evaluation(*e) for e in resumed["evaluations"]]
     else:
         run_dir = Path("runs") / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
         checkpoint_path = run_dir / "sac_v.pt"
     if args.capture_video:  # the first episode of each evaluation; the prefix is set to the step before each one
         eval_env = record_video(eval_env, Path("videos") / run_dir.name, "eval", every=args.eval_episodes)
     # On resume, the same folder: scalars a crash logged after the checkpoint are hidden, new ones continue the curves.
-    writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if saved else None)
+    writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if resumed else None)
     writer.add_text(
         "hyperparameters",
         "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in dataclasses.asdict(args).items()),
         start_step,
     )
-    saved_step = start_step if saved else None
+    last_saved_step = start_step if resumed else None
 
     def diverged(what: str, global_step: int) -> DivergenceError:
-        if saved_step is None:
-            return DivergenceError(f"{what} at step {global_step}, before any checkpoint; try a lower --reward-scale")
+        advice = "try a lower reward scale or learning rate"
+        if last_saved_step is None:
+            return DivergenceError(f"{what} at step {global_step}, before any checkpoint; {advice}")
         return DivergenceError(
-            f"{what} at step {global_step}; the last good checkpoint (step {saved_step}) is kept. Try a lower reward "
-            f"scale or learning rate: python sac_v.py --resume {checkpoint_path} --reward-scale <lower> "
-            "(or --policy-lr, --critic-lr)"
+            f"{what} at step {global_step}; the last good checkpoint (step {last_saved_step}) is kept; {advice}: "
+            f"python sac_v.py --resume {checkpoint_path} --reward-scale <lower> (or --policy-lr, --critic-lr)"
         )
 
     def checkpoint(global_step: int) -> None:
         """Save all a resume needs, never over the last good checkpoint with non-finite weights."""
-        nonlocal saved_step
+        nonlocal last_saved_step
         for net_name, net in networks.items():
             for name, param in net.named_parameters():
                 if not torch.isfinite(param).all():
@@ -499,85 +500,86 @@ def train(args: Args) -> TrainResult:
             buffer_added=rb.added if save_buffer else None,
             **{name: module.state_dict() for name, module in {**networks, **optimizers}.items()},
         )
-        saved_step = global_step
+        last_saved_step = global_step
 
     start_time = time.time() - elapsed
     progress = tqdm(
         total=args.total_timesteps, initial=start_step, desc=args.env_id, unit="step", disable=None, dynamic_ncols=True
     )
     global_step = start_step
+    stop_signals, restore_signal_handlers = catch_stop_signals()
     try:
-        with stop_requests() as stop_signals:
-            for global_step in range(start_step + 1, args.total_timesteps + 1):
-                # Until the pool holds min_pool transitions: uniform random actions and no learning.
-                if len(rb) < args.min_pool:
-                    action = env.action_space.sample()
-                else:
-                    with torch.no_grad():
-                        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
-                        action = actor.get_action(obs_t)[0][0].cpu().numpy()
-                next_obs, reward, terminated, truncated, _ = env.step(action)
-                # Store the true final observation and `terminated` only: a time limit is not a terminal state.
-                rb.add(obs, action, float(reward), next_obs, terminated)
-                episode["return"] += float(reward)
-                episode["length"] += 1
-                obs = next_obs
-                if terminated or truncated:
-                    writer.add_scalar("charts/episodic_return", episode["return"], global_step)
-                    writer.add_scalar("charts/episodic_length", episode["length"], global_step)
-                    last_train_return = episode["return"]
-                    episode = {"seed": None, "rng": env.np_random.bit_generator.state, "length": 0, "return": 0.0}
-                    obs, _ = env.reset()
+        for global_step in range(start_step + 1, args.total_timesteps + 1):
+            # Until the pool holds min_pool transitions: uniform random actions and no learning.
+            if len(rb) < args.min_pool:
+                action = env.action_space.sample()
+            else:
+                with torch.no_grad():
+                    obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
+                    action = actor.get_action(obs_t)[0][0].cpu().numpy()
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            # Store the true final observation and `terminated` only: a time limit is not a terminal state.
+            rb.add(obs, action, float(reward), next_obs, terminated)
+            episode["return"] += float(reward)
+            episode["length"] += 1
+            obs = next_obs
+            if terminated or truncated:
+                writer.add_scalar("charts/episodic_return", episode["return"], global_step)
+                writer.add_scalar("charts/episodic_length", episode["length"], global_step)
+                last_train_return = episode["return"]
+                episode = {"seed": None, "rng": env.np_random.bit_generator.state, "length": 0, "return": 0.0}
+                obs, _ = env.reset()
 
-                if len(rb) >= args.min_pool:
-                    data = rb.sample(args.batch_size)
-                    batch = tuple(torch.as_tensor(x, device=device) for x in data)
-                    stats = update(batch, actor, qf1, qf2, vf, vf_target, tuple(optimizers.values()), args)
-                    if global_step % LOG_EVERY == 0:
-                        for name in LOSSES:
-                            value = stats[name].item()
-                            if not math.isfinite(value):  # checked when logged only: .item() waits for the GPU
-                                raise diverged(f"{name} is {value}", global_step)
-                            writer.add_scalar(f"losses/{name}", value, global_step)
-                        for name in ("qf1", "qf2", "v", "v_target"):
-                            writer.add_scalar(f"values/{name}", stats[name].item(), global_step)
-                        writer.add_scalar("policy/entropy", stats["entropy"].item(), global_step)
-                        with torch.no_grad():
-                            writer.add_scalar("policy/log_std", actor(batch[0])[1].mean().item(), global_step)
-
-                if global_step % args.eval_every == 0 or global_step == args.total_timesteps:
-                    if args.capture_video:
-                        eval_env.name_prefix = f"eval-step-{global_step}"
-                    returns = evaluate(actor, eval_env, args.eval_episodes, seed=args.seed + 10_000)
-                    last_eval_return = float(returns.mean())
-                    wall_s = time.time() - start_time
-                    evaluations.append(Evaluation(global_step, last_eval_return, float(returns.std()), wall_s))
-                    writer.add_scalar("eval/episodic_return", last_eval_return, global_step)
-                    checkpoint(global_step)
-                    progress.write(
-                        f"step {global_step}: eval return {last_eval_return:.1f} ± {returns.std():.1f} "
-                        f"over {args.eval_episodes} episodes, {global_step / wall_s:.0f} steps/s"
-                    )
-
+            if len(rb) >= args.min_pool:
+                data = rb.sample(args.batch_size)
+                batch = tuple(torch.as_tensor(x, device=device) for x in data)
+                stats = update(batch, actor, qf1, qf2, vf, vf_target, tuple(optimizers.values()), args)
                 if global_step % LOG_EVERY == 0:
-                    sps = global_step / (time.time() - start_time)
-                    writer.add_scalar("charts/SPS", sps, global_step)
-                    progress.set_postfix(
-                        {"sps": f"{sps:.0f}", "return": f"{last_train_return:.1f}", "eval": f"{last_eval_return:.1f}"}
-                    )
-                progress.update(1)
-                if stop_signals:
-                    break
+                    for name in LOSSES:
+                        value = stats[name].item()
+                        if not math.isfinite(value):  # checked when logged only: .item() waits for the GPU
+                            raise diverged(f"{name} is {value}", global_step)
+                        writer.add_scalar(f"losses/{name}", value, global_step)
+                    for name in ("qf1", "qf2", "v", "v_target"):
+                        writer.add_scalar(f"values/{name}", stats[name].item(), global_step)
+                    writer.add_scalar("policy/entropy", stats["entropy"].item(), global_step)
+                    with torch.no_grad():
+                        writer.add_scalar("policy/log_std", actor(batch[0])[1].mean().item(), global_step)
+
+            if global_step % args.eval_every == 0 or global_step == args.total_timesteps:
+                if args.capture_video:
+                    eval_env.name_prefix = f"eval-step-{global_step}"
+                returns = evaluate(actor, eval_env, args.eval_episodes, seed=args.seed + 10_000)
+                last_eval_return = float(returns.mean())
+                wall_s = time.time() - start_time
+                evaluations.append(Evaluation(global_step, last_eval_return, float(returns.std()), wall_s))
+                writer.add_scalar("eval/episodic_return", last_eval_return, global_step)
+                checkpoint(global_step)
+                progress.write(
+                    f"step {global_step}: eval return {last_eval_return:.1f} ± {returns.std():.1f} "
+                    f"over {args.eval_episodes} episodes, {global_step / wall_s:.0f} steps/s"
+                )
+
+            if global_step % LOG_EVERY == 0:
+                sps = global_step / (time.time() - start_time)
+                writer.add_scalar("charts/SPS", sps, global_step)
+                progress.set_postfix(
+                    {"sps": f"{sps:.0f}", "return": f"{last_train_return:.1f}", "eval": f"{last_eval_return:.1f}"}
+                )
+            progress.update(1)
+            if stop_signals:
+                break
         if stop_signals:
-            if saved_step != global_step:
+            if last_saved_step != global_step:
                 checkpoint(global_step)
             writer.flush()
             buffer_note = f" and replay buffer {buffer_path(checkpoint_path)}" if save_buffer else ""
             progress.write(
-                f"stopped by {signal.Signals(stop_signals[0]).name} at step {global_step}: saved checkpoint "
+                f"stopped by {signal.Signals(stop_signals[0]).name} at step {global_step}: resumed checkpoint "
                 f"{checkpoint_path}{buffer_note}\nresume with: python sac_v.py --resume {checkpoint_path}"
             )
     finally:
+        restore_signal_handlers()
         progress.close()
         writer.close()
         env.close()
