@@ -35,7 +35,6 @@ from resumable import catch_stop_signals, replay_episode, rng_states, set_rng_st
 
 CHECKPOINT_VERSION = 2  # 2: everything a resume needs (RNG states, the episode in progress, evaluations)
 LOG_EVERY = 100  # env steps between training scalars: logging is a host sync, so not every step
-LOSSES = ("qf1_loss", "qf2_loss", "v_loss", "actor_loss")
 
 
 @dataclasses.dataclass
@@ -535,7 +534,7 @@ def train(args: Args) -> TrainResult:
                 batch = tuple(torch.as_tensor(x, device=device) for x in data)
                 stats = update(batch, actor, qf1, qf2, vf, vf_target, tuple(optimizers.values()), args)
                 if global_step % LOG_EVERY == 0:
-                    for name in LOSSES:
+                    for name in ("qf1_loss", "qf2_loss", "v_loss", "actor_loss"):
                         value = stats[name].item()
                         if not math.isfinite(value):  # checked when logged only: .item() waits for the GPU
                             raise diverged(f"{name} is {value}", global_step)
