@@ -16,8 +16,9 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -31,7 +32,6 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from buffer import ReplayBuffer
-from resumable import catch_stop_signals, replay_episode, rng_states, set_rng_states
 
 CHECKPOINT_VERSION = 2  # 2: everything a resume needs (RNG states, the episode in progress, evaluations)
 LOG_EVERY = 100  # env steps between training scalars: logging is a host sync, so not every step
@@ -386,6 +386,86 @@ def check_resumable(checkpoint: dict[str, Any], args: Args) -> None:
         raise ConfigError(f"{args.resume} is already at step {step}; pass a --total-timesteps above it to go on")
 
 
+def buffer_path(checkpoint_path: Path) -> Path:
+    return checkpoint_path.with_suffix(".buffer.npz")
+
+
+def load_buffer(path: Path, checkpoint: dict[str, Any], args: Args) -> ReplayBuffer | None:
+    """The replay buffer saved with the checkpoint; None, with a note, where there is none."""
+    if checkpoint["buffer_added"] is None or not path.is_file():
+        print(f"note: no replay buffer at {path}: the resumed run refills one, so it is not an exact continuation")
+        return None
+    try:
+        rb = ReplayBuffer.load(path)
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"{path} is not a readable replay buffer ({e}); move it away to resume without it") from None
+    if rb.added != checkpoint["buffer_added"]:
+        raise ConfigError(
+            f"{path} holds {rb.added} transitions, but {args.resume} was saved with {checkpoint['buffer_added']}: "
+            "they were not saved together; move the buffer away to resume without it"
+        )
+    if rb.capacity != args.buffer_size:
+        raise ConfigError(f"{path} holds a buffer of size {rb.capacity}; resume with --buffer-size {rb.capacity}")
+    return rb
+
+
+def rng_states(action_space: gym.Space) -> dict[str, Any]:
+    """Every random stream the loop draws from, as plain values (numpy's as lists, PCG64's as big ints)."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
+    return {
+        "python": random.getstate(),
+        "numpy": numpy_state,
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "action_space": action_space.np_random.bit_generator.state,
+    }
+
+
+def set_rng_states(states: dict[str, Any], action_space: gym.Space) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    action_space.np_random.bit_generator.state = states["action_space"]
+
+
+def replay_episode(env: gym.Env, rb: ReplayBuffer, episode: dict[str, Any]) -> np.ndarray:
+    """Bring env back to where a checkpoint left it mid-episode: a Box2D state cannot be saved, but the env is
+    deterministic given how the episode was reset and the actions since, which the buffer holds."""
+    env.np_random.bit_generator.state = episode["rng"]
+    obs, _ = env.reset(seed=episode["seed"])
+    for i in range(rb.pos - episode["length"], rb.pos):  # a negative index wraps around the ring
+        obs, *_ = env.step(rb.actions[i])
+        if not np.array_equal(np.asarray(obs, np.float32), rb.next_obs[i]):
+            print("warning: the env did not replay its episode exactly; the resumed run is not bit-identical")
+            break
+    return obs
+
+
+def catch_stop_signals() -> tuple[list[int], Callable[[], None]]:
+    """From now on SIGINT and SIGTERM only append to the returned list, so the loop can stop between two steps and
+    save; a second one gets the previous handler (Ctrl-C twice stops at once). Also returns the function that puts
+    the previous handlers back. Handlers can only be installed in the main thread: elsewhere this does nothing."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        return received, lambda: None
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def request_stop(signum: int, frame: object) -> None:
+        received.append(signum)
+        signal.signal(signum, previous[signum])
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    for signum in previous:
+        signal.signal(signum, request_stop)
+    return received, restore
+
+
 class Evaluation(NamedTuple):
     step: int  # env steps taken
     mean: float  # mean return of the deterministic policy
@@ -584,29 +664,6 @@ def train(args: Args) -> TrainResult:
         env.close()
         eval_env.close()
     return TrainResult(run_dir, checkpoint_path, evaluations, rb, stop_signals[0] if stop_signals else None)
-
-
-def buffer_path(checkpoint_path: Path) -> Path:
-    return checkpoint_path.with_suffix(".buffer.npz")
-
-
-def load_buffer(path: Path, checkpoint: dict[str, Any], args: Args) -> ReplayBuffer | None:
-    """The replay buffer saved with the checkpoint; None, with a note, where there is none."""
-    if checkpoint["buffer_added"] is None or not path.is_file():
-        print(f"note: no replay buffer at {path}: the resumed run refills one, so it is not an exact continuation")
-        return None
-    try:
-        rb = ReplayBuffer.load(path)
-    except (OSError, ValueError, KeyError) as e:
-        raise ConfigError(f"{path} is not a readable replay buffer ({e}); move it away to resume without it") from None
-    if rb.added != checkpoint["buffer_added"]:
-        raise ConfigError(
-            f"{path} holds {rb.added} transitions, but {args.resume} was saved with {checkpoint['buffer_added']}: "
-            "they were not saved together; move the buffer away to resume without it"
-        )
-    if rb.capacity != args.buffer_size:
-        raise ConfigError(f"{path} holds a buffer of size {rb.capacity}; resume with --buffer-size {rb.capacity}")
-    return rb
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Args:
