@@ -654,7 +654,7 @@ def train(args: Args) -> TrainResult:
             writer.flush()
             buffer_note = f" and replay buffer {buffer_path(checkpoint_path)}" if save_buffer else ""
             progress.write(
-                f"stopped by {signal.Signals(stop_signals[0]).name} at step {global_step}: resumed checkpoint "
+                f"stopped by {signal.Signals(stop_signals[0]).name} at step {global_step}: saved checkpoint "
                 f"{checkpoint_path}{buffer_note}\nresume with: python sac_v.py --resume {checkpoint_path}"
             )
     finally:
