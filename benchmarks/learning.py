@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sac_v import Args, ConfigError, Evaluation, make_env, train, validate_args
 
 THRESHOLDS = {"LunarLanderContinuous-v3": 200.0, "Pendulum-v1": -200.0}  # "solved" lines
+TARGET_STEPS = {"LunarLanderContinuous-v3": 50_000, "Pendulum-v1": 10_000}  # the project's sample-efficiency targets
 CSV_FIELDS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]
 RUN_MANAGEMENT = ("resume", "save_buffer", "capture_video")  # how a run is saved or watched, not what it learns
 
@@ -81,6 +82,8 @@ def write_summary(rows: list[dict[str, float]], bench: BenchArgs, threshold: flo
     reach = np.array([steps_to_threshold(per_seed[s], threshold) for s in seeds])
     finals = np.array([per_seed[s][-1]["eval_mean"] for s in seeds])
     q1, median, q3 = np.percentile(reach, [25, 50, 75], method="inverted_cdf") if seeds else (np.inf,) * 3
+    target = TARGET_STEPS.get(bench.train.env_id)
+    target_line = [f"- seeds that reached it within {target:,} env steps: **{(reach <= target).sum()} / {len(seeds)}**"]
     lines = [
         f"# Learning benchmark: {bench.train.env_id}",
         "",
@@ -88,6 +91,7 @@ def write_summary(rows: list[dict[str, float]], bench: BenchArgs, threshold: flo
         f"checked every {bench.train.eval_every:,} env steps, {bench.train.total_timesteps:,} env steps per seed.",
         "",
         f"- seeds that reached the threshold: **{np.isfinite(reach).sum()} / {len(seeds)}**",
+        *(target_line if target else []),
         f"- median env steps to threshold: **{fmt(median)}** (IQR {fmt(q1)} – {fmt(q3)}; unreached seeds count as ∞)",
         f"- final eval mean over seeds: **{finals.mean():.1f}** ± {finals.std():.1f} (std across seeds)",
         "",
