@@ -82,8 +82,6 @@ def write_summary(rows: list[dict[str, float]], bench: BenchArgs, threshold: flo
     reach = np.array([steps_to_threshold(per_seed[s], threshold) for s in seeds])
     finals = np.array([per_seed[s][-1]["eval_mean"] for s in seeds])
     q1, median, q3 = np.percentile(reach, [25, 50, 75], method="inverted_cdf") if seeds else (np.inf,) * 3
-    target = TARGET_STEPS.get(bench.train.env_id)
-    target_line = [f"- seeds that reached it within {target:,} env steps: **{(reach <= target).sum()} / {len(seeds)}**"]
     lines = [
         f"# Learning benchmark: {bench.train.env_id}",
         "",
@@ -91,7 +89,12 @@ def write_summary(rows: list[dict[str, float]], bench: BenchArgs, threshold: flo
         f"checked every {bench.train.eval_every:,} env steps, {bench.train.total_timesteps:,} env steps per seed.",
         "",
         f"- seeds that reached the threshold: **{np.isfinite(reach).sum()} / {len(seeds)}**",
-        *(target_line if target else []),
+    ]
+    if target := TARGET_STEPS.get(bench.train.env_id):
+        lines.append(
+            f"- seeds that reached it within {target:,} env steps: **{(reach <= target).sum()} / {len(seeds)}**"
+        )
+    lines += [
         f"- median env steps to threshold: **{fmt(median)}** (IQR {fmt(q1)} – {fmt(q3)}; unreached seeds count as ∞)",
         f"- final eval mean over seeds: **{finals.mean():.1f}** ± {finals.std():.1f} (std across seeds)",
         "",
@@ -108,7 +111,8 @@ def write_summary(rows: list[dict[str, float]], bench: BenchArgs, threshold: flo
         "",
         "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()),
         "",
-        f"Hardware: {os.cpu_count()} CPU cores, {bench_workers(bench)} worker processes, torch {torch.__version__}.",
+        f"Hardware: {cpu_name()}, {os.cpu_count()} CPU cores, {bench_workers(bench)} worker processes, "
+        f"torch {torch.__version__}.",
         "",
     ]
     (out_dir / "summary.md").write_text("\n".join(lines))
@@ -140,6 +144,14 @@ def plot(rows: list[dict[str, float]], env_id: str, threshold: float, out_dir: P
     fig.tight_layout()
     fig.savefig(out_dir / "curves.png", dpi=120)
     plt.close(fig)
+
+
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [
+        line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+    ]
+    return names[0] if names else "unknown CPU"
 
 
 def bench_workers(bench: BenchArgs) -> int:
