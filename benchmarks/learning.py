@@ -56,7 +56,10 @@ class BenchArgs:
 def run_seed(args: Args, threads: int) -> list[Evaluation]:
     torch.set_num_threads(threads)
     os.environ["TQDM_DISABLE"] = "1"  # parallel progress bars would garble one terminal; eval lines remain
-    return train(args).evaluations
+    result = train(args)
+    if result.stopped_by is not None:  # Ctrl-C reaches the workers too: a stopped run is not a finished seed
+        raise RuntimeError(f"seed {args.seed} was stopped by signal {result.stopped_by} at its checkpoint")
+    return result.evaluations
 
 
 def load_rows(path: Path) -> list[dict[str, float]]:
