@@ -20,7 +20,7 @@ from buffer import ReplayBuffer
 from sac_v import CHECKPOINT_VERSION, ConfigError, DivergenceError, TrainResult, train
 from tests.helpers import ROOT, run_cli, tiny_args
 
-NETWORKS = ("actor", "qf1", "qf2", "vf", "vf_target")
+NETWORKS = ("actor", "qf", "vf", "vf_target")
 OPTIMIZERS = ("actor_optimizer", "q_optimizer", "v_optimizer")
 
 
@@ -192,6 +192,13 @@ def test_resume_from_format_1_is_refused(run_copy):
     data = load(run_copy)
     torch.save({k: v for k, v in data.items() if k not in ("rng", "episode")} | {"format_version": 1}, run_copy)
     with pytest.raises(ConfigError, match="format 1"):
+        train(tiny_args(total_timesteps=200, resume=run_copy))
+
+
+def test_resume_from_format_2_with_two_separate_critics_is_refused(run_copy):
+    data = load(run_copy)
+    torch.save(data | {"format_version": 2}, run_copy)
+    with pytest.raises(ConfigError, match="format 2, whose critics qf1, qf2 are two networks"):
         train(tiny_args(total_timesteps=200, resume=run_copy))
 
 
