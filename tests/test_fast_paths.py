@@ -1,0 +1,78 @@
+"""The fast paths (--compile, --cudagraphs) take the same gradient step as the plain update."""
+
+import copy
+
+import pytest
+import torch
+
+import sac_v
+from sac_v import Args, ConfigError, CudaGraphed, make_optimizers, update, validate_args
+from tests.helpers import tiny_args
+from tests.test_update import make_batch, make_nets
+
+STEPS = 4
+
+
+def take_steps(step, nets: dict, batch: tuple, seed: int = 7) -> list[dict[str, torch.Tensor]]:
+    """STEPS gradient steps on the same batch; the losses of each, copied out of whatever tensors hold them."""
+    torch.manual_seed(seed)
+    return [{name: value.clone() for name, value in step(batch).items()} for _ in range(STEPS)]
+
+
+def assert_same_steps(nets: dict, other: dict, stats: list, other_stats: list) -> None:
+    for step_stats, other_step_stats in zip(stats, other_stats, strict=True):
+        for name in ("qf1_loss", "qf2_loss", "v_loss", "actor_loss"):
+            torch.testing.assert_close(other_step_stats[name], step_stats[name], atol=1e-5, rtol=1e-4)
+    for name, net in nets.items():
+        for p, q in zip(net.parameters(), other[name].parameters(), strict=True):
+            torch.testing.assert_close(q, p, atol=1e-5, rtol=1e-4)
+
+
+def plain_and_copy(device: str) -> tuple[dict, dict, tuple]:
+    nets = {name: net.to(device) for name, net in make_nets().items()}
+    return nets, copy.deepcopy(nets), tuple(x.to(device) for x in make_batch())
+
+
+def stepper(nets: dict, args: Args):
+    optimizers = tuple(make_optimizers(nets["actor"], nets["qf"], nets["vf"], args).values())
+    return lambda batch: update(batch, **nets, optimizers=optimizers, args=args)
+
+
+@pytest.mark.skipif(not torch._dynamo.is_dynamo_supported(), reason="torch.compile is not supported here")
+def test_compiled_update_gives_the_losses_and_parameters_of_eager():
+    args = Args(reward_scale=2.0, device="cpu")
+    nets, compiled_nets, batch = plain_and_copy("cpu")
+    torch._dynamo.reset()
+    # the same noise as eager: compiled code otherwise draws ε from its own generator
+    with torch._inductor.config.patch(fallback_random=True):
+        compiled_stats = take_steps(torch.compile(stepper(compiled_nets, args)), compiled_nets, batch)
+    assert_same_steps(nets, compiled_nets, take_steps(stepper(nets, args), nets, batch), compiled_stats)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_cuda_graphed_update_gives_the_losses_and_parameters_of_eager(compile):
+    args = Args(reward_scale=2.0, device="cuda", cudagraphs=True)
+    nets, graphed_nets, batch = plain_and_copy("cuda")
+    step = stepper(graphed_nets, args)
+    torch._dynamo.reset()
+    with torch._inductor.config.patch(fallback_random=True):
+        graphed_stats = take_steps(CudaGraphed(torch.compile(step) if compile else step, warmup=2), graphed_nets, batch)
+    plain_stats = take_steps(stepper(nets, Args(reward_scale=2.0, device="cuda")), nets, batch)
+    assert_same_steps(nets, graphed_nets, plain_stats, graphed_stats)
+
+
+def test_cudagraphs_on_cpu_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match="--cudagraphs needs a CUDA device"):
+        validate_args(Args(device="cpu", cudagraphs=True))
+
+
+def test_compiled_training_run_learns_and_checkpoints(in_tmp_dir):
+    if not torch._dynamo.is_dynamo_supported():
+        pytest.skip("torch.compile is not supported here")
+    torch._dynamo.reset()
+    result = sac_v.train(
+        tiny_args(total_timesteps=150, min_pool=100, eval_every=150, hidden_sizes=(8, 8), compile=True)
+    )
+    checkpoint = torch.load(result.checkpoint, weights_only=True)
+    assert {float(s["step"]) for s in checkpoint["q_optimizer"]["state"].values()} == {51}
