@@ -54,6 +54,8 @@ class BenchArgs:
     """env steps per timed round of the env alone"""
     warmup: int = 20
     """untimed calls before timing each variant (compilation happens here and is timed separately)"""
+    pool: int = 2_000
+    """random-action transitions in each loop's buffer before its timed rounds"""
     compile: bool = True
     """also measure --compile"""
     threads: int | None = None
@@ -163,14 +165,14 @@ def synthetic_batch(env, batch_size: int, device: torch.device) -> tuple[torch.T
 class Loop:
     """The hot path of sac_v.train once learning has begun, on its own env and buffer."""
 
-    def __init__(self, step: Callable, sample_action: Callable, args: sac_v.Args, device: torch.device):
+    def __init__(self, step: Callable, sample_action: Callable, args: sac_v.Args, device: torch.device, pool: int):
         self.step, self.sample_action, self.args, self.device = step, sample_action, args, device
         self.env = sac_v.make_env(ENV_ID)
         obs_dim, act_dim = self.env.observation_space.shape[0], self.env.action_space.shape[0]
         self.rb = ReplayBuffer(obs_dim, act_dim, 100_000, seed=0)
         self.env.action_space.seed(0)
         self.obs, _ = self.env.reset(seed=0)
-        for _ in range(2_000):  # a pool of random-action transitions to learn from
+        for _ in range(max(pool, args.batch_size)):  # a pool of random-action transitions to learn from
             self.env_step(self.env.action_space.sample())
 
     def env_step(self, action: np.ndarray) -> None:
@@ -231,7 +233,7 @@ def measure(bench: BenchArgs) -> str:
             torch.manual_seed(0)
             args = sac_v.Args(hidden_sizes=hidden_sizes, batch_size=batch_size, device=bench.device, **flags)
             step, sample_action = (plain_update_step if name == "plain" else project_update_step)(env, args, device)
-            loop = Loop(step, sample_action, args, device)
+            loop = Loop(step, sample_action, args, device, bench.pool)
             start = time.perf_counter()  # the first calls compile and record: timed apart, as a one-off cost
             for _ in range(bench.warmup):
                 step(batch)
