@@ -8,7 +8,6 @@ Run `python sac_v.py --help` for the flags; `tensorboard --logdir runs` to watch
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import importlib.util
@@ -19,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 import tyro
 from torch import nn
+from torch.func import functional_call
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -258,17 +258,9 @@ class SoftVNetwork(nn.Module):
         return self.net(obs).squeeze(-1)
 
 
-@contextlib.contextmanager
-def frozen(*modules: nn.Module) -> Iterator[None]:
-    """Inside, gradients flow through the modules to their inputs but not into their parameters."""
-    params = [p for m in modules for p in m.parameters()]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
+def detached(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The module's parameters cut from autograd: a call with them passes gradients to its inputs, not its weights."""
+    return {name: p.detach() for name, p in module.named_parameters()}
 
 
 def sac_v_losses(
@@ -285,8 +277,8 @@ def sac_v_losses(
     obs, actions, rewards, next_obs, terminated = batch
     # One fresh action ã ~ π(·|s) per state serves both the V target and the policy loss.
     pi_actions, log_pi, _ = actor.get_action(obs)
-    with frozen(qf):  # the policy loss differentiates through Q into ã, never into θ1, θ2
-        qf1_pi, qf2_pi = qf(obs, pi_actions)
+    # The policy loss differentiates through Q into ã, never into θ1, θ2.
+    qf1_pi, qf2_pi = functional_call(qf, detached(qf), (obs, pi_actions))
     min_q_pi = torch.min(qf1_pi, qf2_pi)
 
     # Eq. 5: V regresses on min Q(s, ã) - α log π(ã|s), with ã from the current policy, not the buffer.
