@@ -350,35 +350,40 @@ def optimizer_flags(device: torch.device, args: Args) -> dict[str, bool]:
     return {"fused": device.type in ("cpu", "cuda"), "capturable": args.cudagraphs}
 
 
-class CudaGraphed:
-    """A function of a fixed-shape batch, recorded once as a CUDA graph and then replayed: a whole gradient step
-    becomes one launch instead of hundreds. Its first `warmup` calls run normally (on a side stream, as capture
-    needs); the outputs of a replay live in fixed tensors that the next replay overwrites."""
+def flat_tensors(inputs: Sequence[torch.Tensor | Sequence[torch.Tensor]]) -> list[torch.Tensor]:
+    return [t for x in inputs for t in ((x,) if isinstance(x, torch.Tensor) else x)]
 
-    def __init__(self, fn: Callable[[tuple[torch.Tensor, ...]], dict[str, torch.Tensor]], warmup: int = 3):
+
+class CudaGraphed:
+    """A function of fixed-shape tensors (or tuples of them), recorded once as a CUDA graph and then replayed: a whole
+    gradient step becomes one launch instead of hundreds. Its first `warmup` calls run normally (on a side stream, as
+    capture needs); the outputs of a replay live in fixed tensors that the next replay overwrites."""
+
+    def __init__(self, fn: Callable[..., Any], warmup: int = 3):
         self.fn, self.warmup, self.calls = fn, warmup, 0
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.static_batch: tuple[torch.Tensor, ...] = ()
-        self.static_out: dict[str, torch.Tensor] = {}
+        self.static_inputs: list[torch.Tensor] = []
+        self.static_out: Any = None
 
-    def __call__(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+    def __call__(self, *inputs: torch.Tensor | tuple[torch.Tensor, ...]) -> Any:
         self.calls += 1
         if self.calls <= self.warmup:
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):
-                out = self.fn(batch)
+                out = self.fn(*inputs)
             torch.cuda.current_stream().wait_stream(stream)
             return out
         if self.graph is None:
-            self.static_batch = tuple(x.clone() for x in batch)
+            static = [x.clone() if isinstance(x, torch.Tensor) else tuple(t.clone() for t in x) for x in inputs]
+            self.static_inputs = flat_tensors(static)
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph):
-                self.static_out = self.fn(self.static_batch)
+                self.static_out = self.fn(*static)
         else:
-            for static, x in zip(self.static_batch, batch, strict=True):
-                static.copy_(x, non_blocking=True)
-        self.graph.replay()  # recording ran nothing: the first replay is this call's step
+            for static_input, x in zip(self.static_inputs, flat_tensors(inputs), strict=True):
+                static_input.copy_(x, non_blocking=True)
+        self.graph.replay()  # recording ran nothing: the first replay is this call's work
         return self.static_out
 
 
@@ -398,8 +403,8 @@ def fast_paths(
     step, sample_action = gradient_step, actor.get_action
     if args.compile:
         step, sample_action = torch.compile(gradient_step), torch.compile(actor.get_action)
-    if args.cudagraphs:
-        step = CudaGraphed(step)
+    if args.cudagraphs:  # the sampler too: one env step's action is a dozen small kernels
+        step, sample_action = CudaGraphed(step), CudaGraphed(sample_action)
     return step, sample_action
 
 

@@ -76,3 +76,26 @@ def test_compiled_training_run_learns_and_checkpoints(in_tmp_dir):
     )
     checkpoint = torch.load(result.checkpoint, weights_only=True)
     assert {float(s["step"]) for s in checkpoint["q_optimizer"]["state"].values()} == {51}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graphed_sampler_draws_the_actions_of_eager():
+    actor, obs = make_nets()["actor"].cuda(), make_batch()[0][:1].cuda()
+    graphed = CudaGraphed(actor.get_action, warmup=1)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        eager = [actor.get_action(obs)[0].clone() for _ in range(3)]
+        torch.manual_seed(3)
+        replayed = [graphed(obs)[0].clone() for _ in range(3)]
+    for eager_action, replayed_action in zip(eager, replayed, strict=True):
+        torch.testing.assert_close(replayed_action, eager_action)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_cuda_graphed_training_run_learns_and_checkpoints(in_tmp_dir, compile):
+    torch._dynamo.reset()
+    args = tiny_args(total_timesteps=150, eval_every=150, device="cuda", cudagraphs=True, compile=compile)
+    checkpoint = torch.load(sac_v.train(args).checkpoint, weights_only=True)
+    assert {float(s["step"]) for s in checkpoint["q_optimizer"]["state"].values()} == {51}
+    assert all(torch.isfinite(value).all() for value in checkpoint["qf"].values())
