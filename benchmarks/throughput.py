@@ -219,7 +219,9 @@ def measure(bench: BenchArgs) -> str:
     device = torch.device(bench.device)
     if bench.threads:
         torch.set_num_threads(bench.threads)
-    torch._dynamo.config.cache_size_limit = 64  # one compiled step per variant and size: more than the default 8
+    for name in ("recompile_limit", "cache_size_limit"):  # one compiled step per variant and size: more than 8
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, 64)
     env = sac_v.make_env(ENV_ID)
     rows = []
     env_rates = [env_steps_per_s(bench.env_steps) for _ in range(bench.repeats)]
