@@ -34,9 +34,7 @@ from tqdm import tqdm
 
 from buffer import ReplayBuffer
 
-CHECKPOINT_VERSION = (
-    3  # 2: all a resume needs (RNG states, the episode in progress, evaluations); 3: qf1, qf2 stacked as qf
-)
+CHECKPOINT_VERSION = 3  # 2: all a resume needs (RNG states, the episode in progress); 3: qf1, qf2 stacked as qf
 LOG_EVERY = 100  # env steps between training scalars: logging is a host sync, so not every step
 
 
