@@ -223,7 +223,7 @@ def measure(bench: BenchArgs) -> str:
         if hasattr(torch._dynamo.config, name):
             setattr(torch._dynamo.config, name, 64)
     env = sac_v.make_env(ENV_ID)
-    rows = []
+    rows, notes = [], []
     env_rates = [env_steps_per_s(bench.env_steps) for _ in range(bench.repeats)]
     print(f"(a) env steps/s: {statistics.median(env_rates):,.0f}", flush=True)
     for hidden_sizes, batch_size in CONFIGS:
@@ -267,6 +267,7 @@ def measure(bench: BenchArgs) -> str:
                 f"{update_rate / plain:.2f} | {loop_rate:,.0f} | {warmup_s[name]:.1f} |"
             )
             print(rows[-1], flush=True)
+        notes += compile_break_even(hidden_sizes, batch_size, loop_rates, warmup_s)
     header = [
         f"Hardware: {hardware(device)}.",
         f"Median of {bench.repeats} interleaved rounds; (b) {bench.update_steps} gradient steps per round on a fixed "
@@ -276,7 +277,27 @@ def measure(bench: BenchArgs) -> str:
         "| hidden | batch | update | (b) or (c) updates/s (min–max) | ×plain | (d) loop steps/s | warm-up s |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    return "\n".join(header + rows)
+    return "\n".join(header + rows + [""] + notes)
+
+
+def compile_break_even(
+    hidden_sizes: tuple[int, ...], batch_size: int, loop_rates: dict[str, list[float]], warmup_s: dict[str, float]
+) -> list[str]:
+    """When --compile's one-off warm-up is paid back by its faster loop steps, against eager (one line per variant)."""
+    eager = statistics.median(loop_rates["eager"])
+    lines = []
+    for name in loop_rates:
+        if "compile" not in name:
+            continue
+        rate, extra_s = statistics.median(loop_rates[name]), warmup_s[name] - warmup_s["eager"]
+        saved_per_step = 1 / eager - 1 / rate
+        verdict = (
+            f"pays back its extra {extra_s:.0f} s of warm-up after {extra_s / saved_per_step:,.0f} learning steps"
+            if saved_per_step > 0
+            else f"never pays back its extra {extra_s:.0f} s of warm-up: its loop is not faster than eager"
+        )
+        lines.append(f"- {'×'.join(map(str, hidden_sizes))}, batch {batch_size}: {name} {verdict}.")
+    return lines
 
 
 def write_section(path: Path, device: str, table: str, command: str) -> None:
