@@ -21,6 +21,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,8 @@ class BenchArgs:
     """random-action transitions in each loop's buffer before its timed rounds"""
     compile: bool = True
     """also measure --compile"""
+    cold_compile: bool = True
+    """compile into a fresh, empty inductor cache, so that the warm-up column shows a first compile"""
     threads: int | None = None
     """torch threads (default: torch's own choice)"""
     output: Path = Path("docs/benchmarks/throughput.md")
@@ -317,6 +320,8 @@ def main() -> None:
     bench = tyro.cli(BenchArgs)
     if bench.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda was asked for, but torch sees no CUDA GPU")
+    if bench.cold_compile:  # read by inductor at each compile
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="throughput-inductor-")
     table = measure(bench)
     print(table)
     write_section(bench.output, bench.device, table, "python " + " ".join(sys.argv))
