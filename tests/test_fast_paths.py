@@ -8,16 +8,16 @@ import pytest
 import torch
 
 import sac_v
-from sac_v import Args, ConfigError, CudaGraphed, make_optimizers, update, validate_args
+from sac_v import Args, ConfigError, CudaGraphed, fast_paths, make_optimizers, validate_args
 from tests.helpers import tiny_args
 from tests.test_update import make_batch, make_nets
 
-STEPS = 4
+STEPS = 5  # with --cudagraphs: 3 warm-up calls, one recorded and replayed, one replayed
 # torch.compile on CPU builds C++ with the compiler inductor looks for (g++ on Linux, or $CXX)
 CAN_COMPILE_ON_CPU = torch._dynamo.is_dynamo_supported() and shutil.which(os.environ.get("CXX", "g++")) is not None
 
 
-def take_steps(step, nets: dict, batch: tuple, seed: int = 7) -> list[dict[str, torch.Tensor]]:
+def take_steps(step, batch: tuple, seed: int = 7) -> list[dict[str, torch.Tensor]]:
     """STEPS gradient steps on the same batch; the losses of each, copied out of whatever tensors hold them."""
     torch.manual_seed(seed)
     return [{name: value.clone() for name, value in step(batch).items()} for _ in range(STEPS)]
@@ -38,31 +38,31 @@ def plain_and_copy(device: str) -> tuple[dict, dict, tuple]:
 
 
 def stepper(nets: dict, args: Args):
+    """The gradient step that sac_v.train takes with these flags."""
     optimizers = tuple(make_optimizers(nets["actor"], nets["qf"], nets["vf"], args).values())
-    return lambda batch: update(batch, **nets, optimizers=optimizers, args=args)
+    return fast_paths(nets["actor"], nets["qf"], nets["vf"], nets["vf_target"], optimizers, args)[0]
 
 
 @pytest.mark.skipif(not CAN_COMPILE_ON_CPU, reason="torch.compile is unsupported here, or no C++ compiler")
 def test_compiled_update_gives_the_losses_and_parameters_of_eager():
-    args = Args(reward_scale=2.0, device="cpu")
     nets, compiled_nets, batch = plain_and_copy("cpu")
     torch._dynamo.reset()
     # the same noise as eager: compiled code otherwise draws ε from its own generator
     with torch._inductor.config.patch(fallback_random=True):
-        compiled_stats = take_steps(torch.compile(stepper(compiled_nets, args)), compiled_nets, batch)
-    assert_same_steps(nets, compiled_nets, take_steps(stepper(nets, args), nets, batch), compiled_stats)
+        compiled_stats = take_steps(stepper(compiled_nets, Args(reward_scale=2.0, device="cpu", compile=True)), batch)
+    plain_stats = take_steps(stepper(nets, Args(reward_scale=2.0, device="cpu")), batch)
+    assert_same_steps(nets, compiled_nets, plain_stats, compiled_stats)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
 def test_cuda_graphed_update_gives_the_losses_and_parameters_of_eager(compile):
-    args = Args(reward_scale=2.0, device="cuda", cudagraphs=True)
     nets, graphed_nets, batch = plain_and_copy("cuda")
-    step = stepper(graphed_nets, args)
     torch._dynamo.reset()
     with torch._inductor.config.patch(fallback_random=True):
-        graphed_stats = take_steps(CudaGraphed(torch.compile(step) if compile else step, warmup=2), graphed_nets, batch)
-    plain_stats = take_steps(stepper(nets, Args(reward_scale=2.0, device="cuda")), nets, batch)
+        args = Args(reward_scale=2.0, device="cuda", cudagraphs=True, compile=compile)
+        graphed_stats = take_steps(stepper(graphed_nets, args), batch)
+    plain_stats = take_steps(stepper(nets, Args(reward_scale=2.0, device="cuda")), batch)
     assert_same_steps(nets, graphed_nets, plain_stats, graphed_stats)
 
 
