@@ -8,8 +8,8 @@ Run `python sac_v.py --help` for the flags; `tensorboard --logdir runs` to watch
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import functools
 import importlib.util
 import math
 import os
@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -28,12 +28,13 @@ import torch
 import torch.nn.functional as F
 import tyro
 from torch import nn
+from torch.func import functional_call
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from buffer import ReplayBuffer
 
-CHECKPOINT_VERSION = 2  # 2: everything a resume needs (RNG states, the episode in progress, evaluations)
+CHECKPOINT_VERSION = 3  # 2: all a resume needs (RNG states, the episode in progress); 3: qf1, qf2 stacked as qf
 LOG_EVERY = 100  # env steps between training scalars: logging is a host sync, so not every step
 
 
@@ -81,6 +82,10 @@ class Args:
     """save the replay buffer beside each checkpoint, for an exact resume (auto: when it is under 1 GB)"""
     capture_video: bool = False
     """record the first episode of each evaluation to videos/<run>/ (needs the video extra)"""
+    compile: bool = False
+    """torch.compile the gradient step and the policy's action sampling (pays a compile time up front)"""
+    cudagraphs: bool = False
+    """CUDA only: record the whole gradient step as one CUDA graph and replay it each step"""
 
 
 class ConfigError(ValueError):
@@ -117,6 +122,10 @@ def validate_args(args: Args) -> None:
         ),
         (args.eval_every > 0, f"--eval-every must be positive, got {args.eval_every}"),
         (args.eval_episodes > 0, f"--eval-episodes must be positive, got {args.eval_episodes}"),
+        (
+            not args.cudagraphs or resolve_device(args.device).type == "cuda",
+            "--cudagraphs needs a CUDA device; drop it on CPU (use --compile there)",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -157,15 +166,34 @@ def record_video(env: gym.Env, folder: Path, name_prefix: str, every: int = 1) -
     return gym.wrappers.RecordVideo(env, str(folder), lambda episode: episode % every == 0, name_prefix=name_prefix)
 
 
-def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int | None = None) -> nn.Sequential:
+def mlp(
+    in_dim: int,
+    hidden_sizes: Sequence[int],
+    out_dim: int | None = None,
+    linear: Callable[[int, int], nn.Module] = nn.Linear,
+) -> nn.Sequential:
     """Linear + ReLU layers of the given widths, then a linear output layer unless out_dim is None."""
     layers: list[nn.Module] = []
     for width in hidden_sizes:
-        layers += [nn.Linear(in_dim, width), nn.ReLU()]
+        layers += [linear(in_dim, width), nn.ReLU()]
         in_dim = width
     if out_dim is not None:
-        layers.append(nn.Linear(in_dim, out_dim))
+        layers.append(linear(in_dim, out_dim))
     return nn.Sequential(*layers)
+
+
+class StackedLinear(nn.Module):
+    """`n` independent nn.Linear layers applied at once: one batched matmul over weights of shape (n, in, out)."""
+
+    def __init__(self, n: int, in_features: int, out_features: int):
+        super().__init__()
+        bound = 1 / math.sqrt(in_features)  # nn.Linear's default init, U(-1/sqrt(in), 1/sqrt(in)), for each layer
+        self.weight = nn.Parameter(torch.empty(n, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, B, in) -> (n, B, out); a (B, in) input is shared by all n layers."""
+        return torch.baddbmm(self.bias, x.expand(self.weight.shape[0], *x.shape[-2:]), self.weight)
 
 
 class Actor(nn.Module):
@@ -205,14 +233,17 @@ class Actor(nn.Module):
         return self.squash(u), log_prob, self.squash(mean)
 
 
-class SoftQNetwork(nn.Module):
-    """Q_θ(s, a): one of the twin soft Q critics; the pair's minimum curbs overestimation."""
+class TwinSoftQNetwork(nn.Module):
+    """Q_θ1(s, a) and Q_θ2(s, a): the twin soft Q critics, whose minimum curbs overestimation. Two independent
+    networks, stored stacked so that each layer of both is one batched matmul."""
 
     def __init__(self, observation_space: gym.spaces.Box, action_space: gym.spaces.Box, hidden_sizes: Sequence[int]):
         super().__init__()
-        self.net = mlp(observation_space.shape[0] + action_space.shape[0], hidden_sizes, 1)
+        in_dim = observation_space.shape[0] + action_space.shape[0]
+        self.net = mlp(in_dim, hidden_sizes, 1, linear=functools.partial(StackedLinear, 2))
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Q1(s, a) and Q2(s, a) stacked: shape (2, B)."""
         return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
 
 
@@ -227,24 +258,15 @@ class SoftVNetwork(nn.Module):
         return self.net(obs).squeeze(-1)
 
 
-@contextlib.contextmanager
-def frozen(*modules: nn.Module) -> Iterator[None]:
-    """Inside, gradients flow through the modules to their inputs but not into their parameters."""
-    params = [p for m in modules for p in m.parameters()]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
+def detached(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The module's parameters cut from autograd: a call with them passes gradients to its inputs, not its weights."""
+    return {name: p.detach() for name, p in module.named_parameters()}
 
 
 def sac_v_losses(
     batch: tuple[torch.Tensor, ...],
     actor: Actor,
-    qf1: SoftQNetwork,
-    qf2: SoftQNetwork,
+    qf: TwinSoftQNetwork,
     vf: SoftVNetwork,
     vf_target: SoftVNetwork,
     reward_scale: float,
@@ -255,8 +277,9 @@ def sac_v_losses(
     obs, actions, rewards, next_obs, terminated = batch
     # One fresh action ã ~ π(·|s) per state serves both the V target and the policy loss.
     pi_actions, log_pi, _ = actor.get_action(obs)
-    with frozen(qf1, qf2):  # the policy loss differentiates through Q into ã, never into θ1, θ2
-        min_q_pi = torch.min(qf1(obs, pi_actions), qf2(obs, pi_actions))
+    # The policy loss differentiates through Q into ã, never into θ1, θ2.
+    qf1_pi, qf2_pi = functional_call(qf, detached(qf), (obs, pi_actions))
+    min_q_pi = torch.min(qf1_pi, qf2_pi)
 
     # Eq. 5: V regresses on min Q(s, ã) - α log π(ã|s), with ã from the current policy, not the buffer.
     v_target = (min_q_pi - alpha * log_pi).detach()
@@ -266,7 +289,7 @@ def sac_v_losses(
     # Eq. 8: Q regresses on c·r + γ(1 - d)V̄(s'); d marks a true termination, never a time limit.
     with torch.no_grad():
         q_target = reward_scale * rewards + gamma * (1 - terminated) * vf_target(next_obs)
-    qf1_values, qf2_values = qf1(obs, actions), qf2(obs, actions)
+    qf1_values, qf2_values = qf(obs, actions)
     qf1_loss = 0.5 * F.mse_loss(qf1_values, q_target)
     qf2_loss = 0.5 * F.mse_loss(qf2_values, q_target)
 
@@ -289,15 +312,14 @@ def sac_v_losses(
 def update(
     batch: tuple[torch.Tensor, ...],
     actor: Actor,
-    qf1: SoftQNetwork,
-    qf2: SoftQNetwork,
+    qf: TwinSoftQNetwork,
     vf: SoftVNetwork,
     vf_target: SoftVNetwork,
     optimizers: Sequence[torch.optim.Optimizer],
     args: Args,
 ) -> dict[str, torch.Tensor]:
     """One gradient step on all networks, then V̄ moves toward V. Returns the detached losses and values."""
-    losses = sac_v_losses(batch, actor, qf1, qf2, vf, vf_target, args.reward_scale, args.gamma, args.alpha)
+    losses = sac_v_losses(batch, actor, qf, vf, vf_target, args.reward_scale, args.gamma, args.alpha)
     # Each loss depends on its own network's parameters only, so one backward pass of the sum
     # gives every network exactly the gradient of its own loss.
     total = losses["qf1_loss"] + losses["qf2_loss"] + losses["v_loss"] + losses["actor_loss"]
@@ -306,10 +328,84 @@ def update(
     total.backward()
     for optimizer in optimizers:
         optimizer.step()
-    with torch.no_grad():  # V̄ of Eq. 8 as a moving average: V̄ <- τV + (1 - τ)V̄
-        for p_target, p in zip(vf_target.parameters(), vf.parameters(), strict=True):
-            p_target.lerp_(p, args.tau)
+    with torch.no_grad():  # V̄ of Eq. 8 as a moving average, V̄ <- τV + (1 - τ)V̄, in one call for all tensors
+        torch._foreach_lerp_(list(vf_target.parameters()), list(vf.parameters()), args.tau)
     return {name: value.detach() for name, value in losses.items()}
+
+
+def make_optimizers(
+    actor: Actor, qf: TwinSoftQNetwork, vf: SoftVNetwork, args: Args
+) -> dict[str, torch.optim.Optimizer]:
+    """Three Adams: the policy, both critics together, V. Fused: each step is one kernel over all its tensors."""
+    flags = optimizer_flags(next(actor.parameters()).device, args)
+    return {
+        "actor_optimizer": torch.optim.Adam(actor.parameters(), lr=args.policy_lr, **flags),
+        "q_optimizer": torch.optim.Adam(qf.parameters(), lr=args.critic_lr, **flags),
+        "v_optimizer": torch.optim.Adam(vf.parameters(), lr=args.critic_lr, **flags),
+    }
+
+
+def optimizer_flags(device: torch.device, args: Args) -> dict[str, bool]:
+    """Adam's implementation flags for this device; a CUDA graph needs the step counts kept on the GPU."""
+    return {"fused": device.type in ("cpu", "cuda"), "capturable": args.cudagraphs}
+
+
+def flat_tensors(inputs: Sequence[torch.Tensor | Sequence[torch.Tensor]]) -> list[torch.Tensor]:
+    return [t for x in inputs for t in ((x,) if isinstance(x, torch.Tensor) else x)]
+
+
+class CudaGraphed:
+    """A function of fixed-shape tensors (or tuples of them), recorded once as a CUDA graph and then replayed: a whole
+    gradient step becomes one launch instead of hundreds. Its first `warmup` calls run normally (on a side stream, as
+    capture needs); the outputs of a replay live in fixed tensors that the next replay overwrites."""
+
+    def __init__(self, fn: Callable[..., Any], warmup: int = 3):
+        self.fn, self.warmup, self.calls = fn, warmup, 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static_inputs: list[torch.Tensor] = []
+        self.static_out: Any = None
+
+    def __call__(self, *inputs: torch.Tensor | tuple[torch.Tensor, ...]) -> Any:
+        self.calls += 1
+        if self.calls <= self.warmup:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                out = self.fn(*inputs)
+            torch.cuda.current_stream().wait_stream(stream)
+            return out
+        if self.graph is None:
+            static = [x.clone() if isinstance(x, torch.Tensor) else tuple(t.clone() for t in x) for x in inputs]
+            self.static_inputs = flat_tensors(static)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.static_out = self.fn(*static)
+        else:
+            for static_input, x in zip(self.static_inputs, flat_tensors(inputs), strict=True):
+                static_input.copy_(x, non_blocking=True)
+        self.graph.replay()  # recording ran nothing: the first replay is this call's work
+        return self.static_out
+
+
+def fast_paths(
+    actor: Actor,
+    qf: TwinSoftQNetwork,
+    vf: SoftVNetwork,
+    vf_target: SoftVNetwork,
+    optimizers: Sequence[torch.optim.Optimizer],
+    args: Args,
+) -> tuple[Callable[..., dict[str, torch.Tensor]], Callable[..., tuple[torch.Tensor, ...]]]:
+    """The gradient step as a function of the batch, and the policy's sampler: plain, compiled, and/or CUDA-graphed."""
+
+    def gradient_step(batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        return update(batch, actor, qf, vf, vf_target, optimizers, args)
+
+    step, sample_action = gradient_step, actor.get_action
+    if args.compile:
+        step, sample_action = torch.compile(gradient_step), torch.compile(actor.get_action)
+    if args.cudagraphs:  # the sampler too: one env step's action is a dozen small kernels
+        step, sample_action = CudaGraphed(step), CudaGraphed(sample_action)
+    return step, sample_action
 
 
 def evaluate(actor: Actor, env: gym.Env, episodes: int, seed: int, deterministic: bool = True) -> np.ndarray:
@@ -384,6 +480,29 @@ def check_resumable(checkpoint: dict[str, Any], args: Args) -> None:
         )
     if step >= args.total_timesteps:
         raise ConfigError(f"{args.resume} is already at step {step}; pass a --total-timesteps above it to go on")
+
+
+def stack_twin_critics(checkpoint: dict[str, Any]) -> None:
+    """Format 2 held the twin critics as two networks, qf1 and qf2: stack them, and their Adam state, into format 3's
+    qf, in place. nn.Linear's (out, in) weight and (out,) bias become StackedLinear's (2, in, out) and (2, 1, out)."""
+
+    def stack(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x.T if x.dim() == 2 else x.unsqueeze(0) for x in (a, b)])
+
+    qf1, qf2 = checkpoint.pop("qf1"), checkpoint.pop("qf2")
+    checkpoint["qf"] = {name: stack(qf1[name], qf2[name]) for name in qf1}
+    optimizer = checkpoint["q_optimizer"]  # its parameters: those of qf1, then those of qf2, in the same order
+    n, old = len(qf1), optimizer["state"]
+    optimizer["state"] = {
+        i: {
+            "step": old[i]["step"],
+            "exp_avg": stack(old[i]["exp_avg"], old[n + i]["exp_avg"]),
+            "exp_avg_sq": stack(old[i]["exp_avg_sq"], old[n + i]["exp_avg_sq"]),
+        }
+        for i in range(n)
+        if i in old
+    }
+    optimizer["param_groups"][0]["params"] = list(range(n))
 
 
 def buffer_path(checkpoint_path: Path) -> Path:
@@ -487,6 +606,8 @@ def train(args: Args) -> TrainResult:
     resumed = load_checkpoint(args.resume) if args.resume else None
     if resumed:
         check_resumable(resumed, args)
+        if resumed["format_version"] == 2:
+            stack_twin_critics(resumed)
     env = make_env(args.env_id)
     eval_env = make_env(args.env_id, render_mode="rgb_array" if args.capture_video else None)
 
@@ -496,17 +617,13 @@ def train(args: Args) -> TrainResult:
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
     actor = Actor(env.observation_space, env.action_space, args.hidden_sizes).to(device)
-    qf1 = SoftQNetwork(env.observation_space, env.action_space, args.hidden_sizes).to(device)
-    qf2 = SoftQNetwork(env.observation_space, env.action_space, args.hidden_sizes).to(device)
+    qf = TwinSoftQNetwork(env.observation_space, env.action_space, args.hidden_sizes).to(device)
     vf = SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
     vf_target = SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
     vf_target.load_state_dict(vf.state_dict())  # V̄ starts as an exact copy of V
     vf_target.requires_grad_(False)
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
-    q_optimizer = torch.optim.Adam([*qf1.parameters(), *qf2.parameters()], lr=args.critic_lr)
-    v_optimizer = torch.optim.Adam(vf.parameters(), lr=args.critic_lr)
-    networks = {"actor": actor, "qf1": qf1, "qf2": qf2, "vf": vf, "vf_target": vf_target}
-    optimizers = {"actor_optimizer": actor_optimizer, "q_optimizer": q_optimizer, "v_optimizer": v_optimizer}
+    networks = {"actor": actor, "qf": qf, "vf": vf, "vf_target": vf_target}
+    optimizers = make_optimizers(actor, qf, vf, args)
 
     rb = ReplayBuffer(env.observation_space.shape[0], env.action_space.shape[0], args.buffer_size, seed=args.seed)
     save_buffer = args.save_buffer == "always" or (args.save_buffer == "auto" and rb.nbytes < 2**30)
@@ -524,7 +641,8 @@ def train(args: Args) -> TrainResult:
         for name, module in {**networks, **optimizers}.items():
             module.load_state_dict(resumed[name])
         for optimizer, lr in zip(optimizers.values(), (args.policy_lr, args.critic_lr, args.critic_lr), strict=True):
-            optimizer.param_groups[0]["lr"] = lr  # a resumed run may change the learning rates
+            # a resumed run may change the learning rates, and the device: the implementation flags follow this run
+            optimizer.param_groups[0].update(lr=lr, **optimizer_flags(device, args))
         saved_rb = load_buffer(buffer_path(checkpoint_path), resumed, args)
         rb = rb if saved_rb is None else saved_rb
         if resumed["episode"]["length"] <= len(rb):  # else start a fresh episode: the replay needs all its actions
@@ -581,6 +699,7 @@ def train(args: Args) -> TrainResult:
         )
         last_saved_step = global_step
 
+    gradient_step, sample_action = fast_paths(actor, qf, vf, vf_target, tuple(optimizers.values()), args)
     start_time = time.time() - elapsed
     progress = tqdm(
         total=args.total_timesteps, initial=start_step, desc=args.env_id, unit="step", disable=None, dynamic_ncols=True
@@ -595,7 +714,7 @@ def train(args: Args) -> TrainResult:
             else:
                 with torch.no_grad():
                     obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
-                    action = actor.get_action(obs_t)[0][0].cpu().numpy()
+                    action = sample_action(obs_t)[0][0].cpu().numpy()
             next_obs, reward, terminated, truncated, _ = env.step(action)
             # Store the true final observation and `terminated` only: a time limit is not a terminal state.
             rb.add(obs, action, float(reward), next_obs, terminated)
@@ -612,7 +731,7 @@ def train(args: Args) -> TrainResult:
             if len(rb) >= args.min_pool:
                 data = rb.sample(args.batch_size)
                 batch = tuple(torch.as_tensor(x, device=device) for x in data)
-                stats = update(batch, actor, qf1, qf2, vf, vf_target, tuple(optimizers.values()), args)
+                stats = gradient_step(batch)
                 if global_step % LOG_EVERY == 0:
                     for name in ("qf1_loss", "qf2_loss", "v_loss", "actor_loss"):
                         value = stats[name].item()

@@ -61,7 +61,7 @@ def test_same_seed_gives_bit_identical_parameters(in_tmp_dir):
     first = torch.load(train(tiny_args(exp_name="a")).checkpoint, weights_only=True)
     second = torch.load(train(tiny_args(exp_name="b")).checkpoint, weights_only=True)
     other = torch.load(train(tiny_args(exp_name="c", seed=2)).checkpoint, weights_only=True)
-    for net in ("actor", "qf1", "qf2", "vf", "vf_target"):
+    for net in ("actor", "qf", "vf", "vf_target"):
         for name, value in first[net].items():
             assert torch.equal(value, second[net][name]), f"{net}.{name}"
     assert not torch.equal(first["actor"]["mean.weight"], other["actor"]["mean.weight"])

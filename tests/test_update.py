@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sac_v import Actor, Args, SoftQNetwork, SoftVNetwork, sac_v_losses, update
+from sac_v import Actor, Args, SoftVNetwork, TwinSoftQNetwork, sac_v_losses, update
 
 OBS_SPACE = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 ACT_SPACE = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)
@@ -20,11 +20,15 @@ def make_nets(seed: int = 0) -> dict:
     vf_target.requires_grad_(False)
     return {
         "actor": Actor(OBS_SPACE, ACT_SPACE, HIDDEN),
-        "qf1": SoftQNetwork(OBS_SPACE, ACT_SPACE, HIDDEN),
-        "qf2": SoftQNetwork(OBS_SPACE, ACT_SPACE, HIDDEN),
+        "qf": TwinSoftQNetwork(OBS_SPACE, ACT_SPACE, HIDDEN),
         "vf": vf,
         "vf_target": vf_target,
     }
+
+
+def critics(nets: dict) -> tuple:
+    """Q1 and Q2 as two functions of (s, a), read from the stacked twin network."""
+    return (lambda obs, a: nets["qf"](obs, a)[0]), (lambda obs, a: nets["qf"](obs, a)[1])
 
 
 def make_batch(batch_size: int = 32, terminated: float | None = None) -> tuple[torch.Tensor, ...]:
@@ -49,7 +53,7 @@ def losses(nets: dict, batch, reward_scale: float = 1.0, gamma: float = 0.99, al
 def make_optimizers(nets: dict, lr: float = 1e-2) -> tuple[torch.optim.Optimizer, ...]:
     return (
         torch.optim.Adam(nets["actor"].parameters(), lr=lr),
-        torch.optim.Adam([*nets["qf1"].parameters(), *nets["qf2"].parameters()], lr=lr),
+        torch.optim.Adam(nets["qf"].parameters(), lr=lr),
         torch.optim.Adam(nets["vf"].parameters(), lr=lr),
     )
 
@@ -58,7 +62,7 @@ def test_v_target_uses_fresh_policy_actions_not_buffer_actions():
     nets, batch = make_nets(), make_batch()
     result = losses(nets, batch, seed=5)
     obs, buffer_actions = batch[0], batch[1]
-    qf1, qf2 = nets["qf1"], nets["qf2"]
+    qf1, qf2 = critics(nets)
     with torch.no_grad():
         torch.manual_seed(5)  # the same noise the losses drew
         pi_actions, log_pi, _ = nets["actor"].get_action(obs)
@@ -105,7 +109,7 @@ def reference_update(nets: dict, batch, lr: float = 1e-2, seed: int = 5) -> dict
     result = losses(nets, batch, reward_scale=2.0, seed=seed)
     actor_opt, q_opt, v_opt = make_optimizers(nets, lr)
     owners = [
-        (result["qf1_loss"] + result["qf2_loss"], [*nets["qf1"].parameters(), *nets["qf2"].parameters()], q_opt),
+        (result["qf1_loss"] + result["qf2_loss"], list(nets["qf"].parameters()), q_opt),
         (result["v_loss"], list(nets["vf"].parameters()), v_opt),
         (result["actor_loss"], list(nets["actor"].parameters()), actor_opt),
     ]
@@ -123,7 +127,7 @@ def test_each_loss_changes_only_its_own_network():
     args = Args(reward_scale=2.0, gamma=0.99, alpha=1.0, tau=0.005)
     torch.manual_seed(5)
     update(batch, **nets, optimizers=make_optimizers(nets), args=args)
-    for name in ("actor", "qf1", "qf2", "vf"):
+    for name in ("actor", "qf", "vf"):
         for p, q in zip(nets[name].parameters(), expected[name].parameters(), strict=True):
             torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
 
@@ -131,7 +135,7 @@ def test_each_loss_changes_only_its_own_network():
 def test_policy_loss_leaves_critic_parameters_untouched():
     nets, batch = make_nets(), make_batch()
     losses(nets, batch)["actor_loss"].backward()
-    for name in ("qf1", "qf2", "vf"):
+    for name in ("qf", "vf"):
         assert all(p.grad is None for p in nets[name].parameters()), name
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in nets["actor"].parameters())
 
@@ -139,12 +143,12 @@ def test_policy_loss_leaves_critic_parameters_untouched():
 def test_policy_loss_uses_the_minimum_of_both_critics():
     nets, batch = make_nets(), make_batch()
     with torch.no_grad():
-        nets["qf2"].net[-1].bias.add_(100.0)  # Q2 is now far above Q1: the minimum is Q1
+        nets["qf"].net[-1].bias[1].add_(100.0)  # Q2 is now far above Q1: the minimum is Q1
     result = losses(nets, batch, alpha=0.0, seed=5)
     torch.manual_seed(5)
     pi_actions, _, _ = nets["actor"].get_action(batch[0])
     with torch.no_grad():
-        expected = -nets["qf1"](batch[0], pi_actions).mean()
+        expected = -critics(nets)[0](batch[0], pi_actions).mean()
     assert result["actor_loss"].item() == pytest.approx(expected.item(), abs=1e-5)
 
 
@@ -159,4 +163,4 @@ def test_v_target_network_moves_exactly_tau_toward_v():
 def test_critics_are_trainable_again_after_the_update():
     nets, batch = make_nets(), make_batch()
     update(batch, **nets, optimizers=make_optimizers(nets), args=Args())
-    assert all(p.requires_grad for name in ("qf1", "qf2") for p in nets[name].parameters())
+    assert all(p.requires_grad for p in nets["qf"].parameters())

@@ -1,0 +1,332 @@
+"""Throughput of SAC-V: env steps, gradient steps and the full training loop, per second.
+
+    python benchmarks/throughput.py                       # CPU; writes docs/benchmarks/throughput.md
+    python benchmarks/throughput.py --device cuda         # adds --cudagraphs variants; rewrites only the CUDA section
+
+Measures, at 256×256/batch 256 and 64×64/batch 100:
+  (a) env steps/s of LunarLanderContinuous-v3 alone, with random actions;
+  (b) update steps/s of sac_v's gradient step on a fixed synthetic batch, eager and --compile (and --cudagraphs
+      on CUDA);
+  (c) update steps/s of a plain reference update written the straightforward way below: sequential Q, V and policy
+      steps, two separate critic modules, zero_grad/backward/step each, a per-parameter target update, default Adam;
+  (d) full-training-loop steps/s on LunarLander: act, env step, store, sample, gradient step, as `sac_v.train` does
+      once learning has begun (evaluation, checkpoints and logging excluded).
+The variants run interleaved, `--repeats` times, and the table gives medians; (b)/(c) comes from the same process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import tyro
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import sac_v
+from buffer import ReplayBuffer
+
+ENV_ID = "LunarLanderContinuous-v3"
+CONFIGS = (((256, 256), 256), ((64, 64), 100))  # (hidden sizes, batch size)
+
+
+@dataclasses.dataclass
+class BenchArgs:
+    device: Literal["cpu", "cuda"] = "cpu"
+    """where the networks live"""
+    repeats: int = 5
+    """timed rounds of every variant; the table reports medians"""
+    update_steps: int = 200
+    """gradient steps per timed round on the synthetic batch"""
+    loop_steps: int = 300
+    """env steps (each with a gradient step) per timed round of the full loop"""
+    env_steps: int = 5_000
+    """env steps per timed round of the env alone"""
+    warmup: int = 20
+    """untimed calls before timing each variant (compilation happens here and is timed separately)"""
+    pool: int = 2_000
+    """random-action transitions in each loop's buffer before its timed rounds"""
+    compile: bool = True
+    """also measure --compile"""
+    cold_compile: bool = True
+    """compile into a fresh, empty inductor cache, so that the warm-up column shows a first compile"""
+    threads: int | None = None
+    """torch threads (default: torch's own choice)"""
+    output: Path = Path("docs/benchmarks/throughput.md")
+    """markdown file; a run rewrites only its own device's section"""
+
+
+def hardware(device: torch.device) -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} torch threads"
+    if device.type == "cuda":
+        text += f", GPU {torch.cuda.get_device_name(device)}"
+    return text
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class PlainQNetwork(nn.Module):
+    """One critic Q(s, a), as a straightforward implementation has two of."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...]):
+        super().__init__()
+        self.net = sac_v.mlp(obs_dim + act_dim, hidden_sizes, 1)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+
+
+def plain_update_step(env, args: sac_v.Args, device: torch.device) -> tuple[Callable, Callable]:
+    """The reference: the textbook SAC-V update, written the straightforward way, one network at a time."""
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    actor = sac_v.Actor(env.observation_space, env.action_space, args.hidden_sizes).to(device)
+    qf1 = PlainQNetwork(obs_dim, act_dim, args.hidden_sizes).to(device)
+    qf2 = PlainQNetwork(obs_dim, act_dim, args.hidden_sizes).to(device)
+    vf = sac_v.SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
+    vf_target = sac_v.SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
+    vf_target.load_state_dict(vf.state_dict())
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
+    q_optimizer = torch.optim.Adam([*qf1.parameters(), *qf2.parameters()], lr=args.critic_lr)
+    v_optimizer = torch.optim.Adam(vf.parameters(), lr=args.critic_lr)
+
+    def step(batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        obs, actions, rewards, next_obs, terminated = batch
+        with torch.no_grad():
+            q_target = args.reward_scale * rewards + args.gamma * (1 - terminated) * vf_target(next_obs)
+        qf_loss = 0.5 * F.mse_loss(qf1(obs, actions), q_target) + 0.5 * F.mse_loss(qf2(obs, actions), q_target)
+        q_optimizer.zero_grad()
+        qf_loss.backward()
+        q_optimizer.step()
+
+        with torch.no_grad():
+            pi_actions, log_pi, _ = actor.get_action(obs)
+            v_target = torch.min(qf1(obs, pi_actions), qf2(obs, pi_actions)) - args.alpha * log_pi
+        v_loss = 0.5 * F.mse_loss(vf(obs), v_target)
+        v_optimizer.zero_grad()
+        v_loss.backward()
+        v_optimizer.step()
+
+        pi_actions, log_pi, _ = actor.get_action(obs)
+        actor_loss = (args.alpha * log_pi - torch.min(qf1(obs, pi_actions), qf2(obs, pi_actions))).mean()
+        actor_optimizer.zero_grad()
+        actor_loss.backward()
+        actor_optimizer.step()
+
+        with torch.no_grad():
+            for p_target, p in zip(vf_target.parameters(), vf.parameters(), strict=True):
+                p_target.data.copy_(args.tau * p.data + (1 - args.tau) * p_target.data)
+        return {"qf_loss": qf_loss, "v_loss": v_loss, "actor_loss": actor_loss}
+
+    return step, actor.get_action
+
+
+def project_update_step(env, args: sac_v.Args, device: torch.device) -> tuple[Callable, Callable]:
+    """sac_v's gradient step and policy sampler, with the fast paths that args asks for."""
+    actor = sac_v.Actor(env.observation_space, env.action_space, args.hidden_sizes).to(device)
+    qf = sac_v.TwinSoftQNetwork(env.observation_space, env.action_space, args.hidden_sizes).to(device)
+    vf = sac_v.SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
+    vf_target = sac_v.SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
+    vf_target.load_state_dict(vf.state_dict())
+    vf_target.requires_grad_(False)
+    optimizers = tuple(sac_v.make_optimizers(actor, qf, vf, args).values())
+    return sac_v.fast_paths(actor, qf, vf, vf_target, optimizers, args)
+
+
+def synthetic_batch(env, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    batch = (
+        torch.randn(batch_size, obs_dim, generator=g),
+        torch.rand(batch_size, act_dim, generator=g) * 2 - 1,
+        torch.randn(batch_size, generator=g),
+        torch.randn(batch_size, obs_dim, generator=g),
+        (torch.rand(batch_size, generator=g) < 0.05).float(),
+    )
+    return tuple(x.to(device) for x in batch)
+
+
+class Loop:
+    """The hot path of sac_v.train once learning has begun, on its own env and buffer."""
+
+    def __init__(self, step: Callable, sample_action: Callable, args: sac_v.Args, device: torch.device, pool: int):
+        self.step, self.sample_action, self.args, self.device = step, sample_action, args, device
+        self.env = sac_v.make_env(ENV_ID)
+        obs_dim, act_dim = self.env.observation_space.shape[0], self.env.action_space.shape[0]
+        self.rb = ReplayBuffer(obs_dim, act_dim, 100_000, seed=0)
+        self.env.action_space.seed(0)
+        self.obs, _ = self.env.reset(seed=0)
+        for _ in range(max(pool, args.batch_size)):  # a pool of random-action transitions to learn from
+            self.env_step(self.env.action_space.sample())
+
+    def env_step(self, action: np.ndarray) -> None:
+        next_obs, reward, terminated, truncated, _ = self.env.step(action)
+        self.rb.add(self.obs, action, float(reward), next_obs, terminated)
+        self.obs = next_obs if not (terminated or truncated) else self.env.reset()[0]
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            with torch.no_grad():
+                obs_t = torch.as_tensor(self.obs, dtype=torch.float32, device=self.device).unsqueeze(0)
+                action = self.sample_action(obs_t)[0][0].cpu().numpy()
+            self.env_step(action)
+            data = self.rb.sample(self.args.batch_size)
+            self.step(tuple(torch.as_tensor(x, device=self.device) for x in data))
+
+
+def env_steps_per_s(steps: int) -> float:
+    env = sac_v.make_env(ENV_ID)
+    env.action_space.seed(0)
+    env.reset(seed=0)
+    actions = [env.action_space.sample() for _ in range(steps)]
+    start = time.perf_counter()
+    for action in actions:
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - start)
+
+
+def variants(device: torch.device, with_compile: bool) -> dict[str, dict[str, bool]]:
+    """Name -> the sac_v flags of each variant of the project's step ('plain' is the reference)."""
+    names = {"eager": {}}
+    if with_compile:
+        names["compile"] = {"compile": True}
+    if device.type == "cuda":
+        names["cudagraphs"] = {"cudagraphs": True}
+        if with_compile:
+            names["compile+cudagraphs"] = {"compile": True, "cudagraphs": True}
+    return names
+
+
+def measure(bench: BenchArgs) -> str:
+    device = torch.device(bench.device)
+    if bench.threads:
+        torch.set_num_threads(bench.threads)
+    for name in ("recompile_limit", "cache_size_limit"):  # one compiled step per variant and size: more than 8
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, 64)
+    env = sac_v.make_env(ENV_ID)
+    rows, notes = [], []
+    env_rates = [env_steps_per_s(bench.env_steps) for _ in range(bench.repeats)]
+    print(f"(a) env steps/s: {statistics.median(env_rates):,.0f}", flush=True)
+    for hidden_sizes, batch_size in CONFIGS:
+        torch._dynamo.reset()
+        batch = synthetic_batch(env, batch_size, device)
+        setups, warmup_s = {}, {}
+        names = variants(device, bench.compile)
+        for name, flags in {"plain": {}, **names}.items():
+            torch.manual_seed(0)
+            args = sac_v.Args(hidden_sizes=hidden_sizes, batch_size=batch_size, device=bench.device, **flags)
+            step, sample_action = (plain_update_step if name == "plain" else project_update_step)(env, args, device)
+            loop = Loop(step, sample_action, args, device, bench.pool)
+            start = time.perf_counter()  # the first calls compile and record: timed apart, as a one-off cost
+            for _ in range(bench.warmup):
+                step(batch)
+            loop.run(bench.warmup)
+            sync(device)
+            warmup_s[name] = time.perf_counter() - start
+            setups[name] = (step, loop)
+            print(f"  {hidden_sizes} batch {batch_size} {name}: warm-up {warmup_s[name]:.1f} s", flush=True)
+        update_rates: dict[str, list[float]] = {name: [] for name in setups}
+        loop_rates: dict[str, list[float]] = {name: [] for name in setups}
+        for _ in range(bench.repeats):  # interleaved, so that drifting load hits every variant alike
+            for name, (step, loop) in setups.items():
+                sync(device)
+                start = time.perf_counter()
+                for _ in range(bench.update_steps):
+                    step(batch)
+                sync(device)
+                update_rates[name].append(bench.update_steps / (time.perf_counter() - start))
+                start = time.perf_counter()
+                loop.run(bench.loop_steps)
+                sync(device)
+                loop_rates[name].append(bench.loop_steps / (time.perf_counter() - start))
+        plain = statistics.median(update_rates["plain"])
+        for name in setups:
+            update_rate, loop_rate = statistics.median(update_rates[name]), statistics.median(loop_rates[name])
+            spread = f"{min(update_rates[name]):,.0f}–{max(update_rates[name]):,.0f}"
+            rows.append(
+                f"| {'×'.join(map(str, hidden_sizes))} | {batch_size} | {name} | {update_rate:,.0f} ({spread}) | "
+                f"{update_rate / plain:.2f} | {loop_rate:,.0f} | {warmup_s[name]:.1f} |"
+            )
+            print(rows[-1], flush=True)
+        notes += compile_break_even(hidden_sizes, batch_size, loop_rates, warmup_s)
+    header = [
+        f"Hardware: {hardware(device)}.",
+        f"Median of {bench.repeats} interleaved rounds; (b) {bench.update_steps} gradient steps per round on a fixed "
+        f"synthetic batch, (d) {bench.loop_steps} steps of the LunarLander training loop per round. "
+        f"(a) LunarLanderContinuous-v3 alone, random actions: {statistics.median(env_rates):,.0f} env steps/s.",
+        "",
+        "| hidden | batch | update | (b) or (c) updates/s (min–max) | ×plain | (d) loop steps/s | warm-up s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    return "\n".join(header + rows + [""] + notes)
+
+
+def compile_break_even(
+    hidden_sizes: tuple[int, ...], batch_size: int, loop_rates: dict[str, list[float]], warmup_s: dict[str, float]
+) -> list[str]:
+    """When --compile's one-off warm-up is paid back by its faster loop steps, against eager (one line per variant)."""
+    eager = statistics.median(loop_rates["eager"])
+    lines = []
+    for name in loop_rates:
+        if "compile" not in name:
+            continue
+        rate, extra_s = statistics.median(loop_rates[name]), warmup_s[name] - warmup_s["eager"]
+        saved_per_step = 1 / eager - 1 / rate
+        verdict = (
+            f"pays back its extra {extra_s:.0f} s of warm-up after {extra_s / saved_per_step:,.0f} learning steps"
+            if saved_per_step > 0
+            else f"never pays back its extra {extra_s:.0f} s of warm-up: its loop is not faster than eager"
+        )
+        lines.append(f"- {'×'.join(map(str, hidden_sizes))}, batch {batch_size}: {name} {verdict}.")
+    return lines
+
+
+def write_section(path: Path, device: str, table: str, command: str) -> None:
+    """Put this device's results between its markers, keeping the other device's section as it was."""
+    begin, end = f"<!-- {device} -->", f"<!-- /{device} -->"
+    text = path.read_text() if path.exists() else "# Throughput benchmark\n\nWritten by `benchmarks/throughput.py`.\n"
+    section = f"{begin}\n## {device.upper()}\n\n`{command}` on {time.strftime('%Y-%m-%d')}\n\n{table}\n{end}"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text if text.endswith("\n") else text + "\n")
+
+
+def main() -> None:
+    bench = tyro.cli(BenchArgs)
+    if bench.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda was asked for, but torch sees no CUDA GPU")
+    if bench.cold_compile:  # read by inductor at each compile
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="throughput-inductor-")
+    table = measure(bench)
+    print(table)
+    write_section(bench.output, bench.device, table, "python " + " ".join(sys.argv))
+    print(f"wrote {bench.output}")
+
+
+if __name__ == "__main__":
+    main()

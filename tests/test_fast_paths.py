@@ -1,0 +1,104 @@
+"""The fast paths (--compile, --cudagraphs) take the same gradient step as the plain update."""
+
+import copy
+import os
+import shutil
+
+import pytest
+import torch
+
+import sac_v
+from sac_v import Args, ConfigError, CudaGraphed, fast_paths, make_optimizers, validate_args
+from tests.helpers import tiny_args
+from tests.test_update import make_batch, make_nets
+
+STEPS = 5  # with --cudagraphs: 3 warm-up calls, one recorded and replayed, one replayed
+# torch.compile on CPU builds C++ with the compiler inductor looks for (g++ on Linux, or $CXX)
+CAN_COMPILE_ON_CPU = torch._dynamo.is_dynamo_supported() and shutil.which(os.environ.get("CXX", "g++")) is not None
+
+
+def take_steps(step, batch: tuple, seed: int = 7) -> list[dict[str, torch.Tensor]]:
+    """STEPS gradient steps on the same batch; the losses of each, copied out of whatever tensors hold them."""
+    torch.manual_seed(seed)
+    return [{name: value.clone() for name, value in step(batch).items()} for _ in range(STEPS)]
+
+
+def assert_same_steps(nets: dict, other: dict, stats: list, other_stats: list) -> None:
+    for step_stats, other_step_stats in zip(stats, other_stats, strict=True):
+        for name in ("qf1_loss", "qf2_loss", "v_loss", "actor_loss"):
+            torch.testing.assert_close(other_step_stats[name], step_stats[name], atol=1e-5, rtol=1e-4)
+    for name, net in nets.items():
+        for p, q in zip(net.parameters(), other[name].parameters(), strict=True):
+            torch.testing.assert_close(q, p, atol=1e-5, rtol=1e-4)
+
+
+def plain_and_copy(device: str) -> tuple[dict, dict, tuple]:
+    nets = {name: net.to(device) for name, net in make_nets().items()}
+    return nets, copy.deepcopy(nets), tuple(x.to(device) for x in make_batch())
+
+
+def stepper(nets: dict, args: Args):
+    """The gradient step that sac_v.train takes with these flags."""
+    optimizers = tuple(make_optimizers(nets["actor"], nets["qf"], nets["vf"], args).values())
+    return fast_paths(nets["actor"], nets["qf"], nets["vf"], nets["vf_target"], optimizers, args)[0]
+
+
+@pytest.mark.skipif(not CAN_COMPILE_ON_CPU, reason="torch.compile is unsupported here, or no C++ compiler")
+def test_compiled_update_gives_the_losses_and_parameters_of_eager():
+    nets, compiled_nets, batch = plain_and_copy("cpu")
+    torch._dynamo.reset()
+    # the same noise as eager: compiled code otherwise draws ε from its own generator
+    with torch._inductor.config.patch(fallback_random=True):
+        compiled_stats = take_steps(stepper(compiled_nets, Args(reward_scale=2.0, device="cpu", compile=True)), batch)
+    plain_stats = take_steps(stepper(nets, Args(reward_scale=2.0, device="cpu")), batch)
+    assert_same_steps(nets, compiled_nets, plain_stats, compiled_stats)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_cuda_graphed_update_gives_the_losses_and_parameters_of_eager(compile):
+    nets, graphed_nets, batch = plain_and_copy("cuda")
+    torch._dynamo.reset()
+    with torch._inductor.config.patch(fallback_random=True):
+        args = Args(reward_scale=2.0, device="cuda", cudagraphs=True, compile=compile)
+        graphed_stats = take_steps(stepper(graphed_nets, args), batch)
+    plain_stats = take_steps(stepper(nets, Args(reward_scale=2.0, device="cuda")), batch)
+    assert_same_steps(nets, graphed_nets, plain_stats, graphed_stats)
+
+
+def test_cudagraphs_on_cpu_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match="--cudagraphs needs a CUDA device"):
+        validate_args(Args(device="cpu", cudagraphs=True))
+
+
+@pytest.mark.skipif(not CAN_COMPILE_ON_CPU, reason="torch.compile is unsupported here, or no C++ compiler")
+def test_compiled_training_run_learns_and_checkpoints(in_tmp_dir):
+    torch._dynamo.reset()
+    result = sac_v.train(
+        tiny_args(total_timesteps=150, min_pool=100, eval_every=150, hidden_sizes=(8, 8), compile=True)
+    )
+    checkpoint = torch.load(result.checkpoint, weights_only=True)
+    assert {float(s["step"]) for s in checkpoint["q_optimizer"]["state"].values()} == {51}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graphed_sampler_draws_the_actions_of_eager():
+    actor, obs = make_nets()["actor"].cuda(), make_batch()[0][:1].cuda()
+    graphed = CudaGraphed(actor.get_action, warmup=1)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        eager = [actor.get_action(obs)[0].clone() for _ in range(3)]
+        torch.manual_seed(3)
+        replayed = [graphed(obs)[0].clone() for _ in range(3)]
+    for eager_action, replayed_action in zip(eager, replayed, strict=True):
+        torch.testing.assert_close(replayed_action, eager_action)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_cuda_graphed_training_run_learns_and_checkpoints(in_tmp_dir, compile):
+    torch._dynamo.reset()
+    args = tiny_args(total_timesteps=150, eval_every=150, device="cuda", cudagraphs=True, compile=compile)
+    checkpoint = torch.load(sac_v.train(args).checkpoint, weights_only=True)
+    assert {float(s["step"]) for s in checkpoint["q_optimizer"]["state"].values()} == {51}
+    assert all(torch.isfinite(value).all() for value in checkpoint["qf"].values())

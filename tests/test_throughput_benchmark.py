@@ -1,0 +1,31 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import throughput
+
+
+def test_benchmark_measures_every_variant_and_size(tmp_path):
+    bench = throughput.BenchArgs(
+        repeats=1,
+        update_steps=2,
+        loop_steps=2,
+        env_steps=10,
+        warmup=1,
+        pool=10,
+        compile=False,
+        output=tmp_path / "t.md",
+    )
+    table = throughput.measure(bench)
+    for size, batch in (("256×256", 256), ("64×64", 100)):
+        for variant in ("plain", "eager"):
+            assert f"| {size} | {batch} | {variant} |" in table
+
+
+def test_a_run_rewrites_only_its_own_device_section(tmp_path):
+    path = tmp_path / "throughput.md"
+    throughput.write_section(path, "cuda", "cuda table", "cmd")
+    throughput.write_section(path, "cpu", "old cpu table", "cmd")
+    throughput.write_section(path, "cpu", "new cpu table", "cmd")
+    text = path.read_text()
+    assert "cuda table" in text and "new cpu table" in text and "old cpu table" not in text
