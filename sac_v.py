@@ -467,8 +467,11 @@ def check_spaces(checkpoint: dict[str, Any], env: gym.Env, env_id: str) -> None:
 def check_resumable(checkpoint: dict[str, Any], args: Args) -> None:
     """A resumed run continues the same experiment: same env, same networks, more steps."""
     saved, step = checkpoint["args"], checkpoint["global_step"]
-    if "rng" not in checkpoint:
-        raise ConfigError(f"{args.resume} has format 1, which lacks the state a resume needs; evaluate it instead")
+    if checkpoint["format_version"] < CHECKPOINT_VERSION:
+        raise ConfigError(
+            f"{args.resume} has checkpoint format {checkpoint['format_version']}, older than the {CHECKPOINT_VERSION} "
+            "a resume needs (its RNG states and stacked critics); evaluate it instead"
+        )
     if saved["env_id"] != args.env_id:
         raise ConfigError(
             f"{args.resume} was trained on {saved['env_id']}, not {args.env_id}; a resumed run keeps its env"
@@ -480,29 +483,6 @@ def check_resumable(checkpoint: dict[str, Any], args: Args) -> None:
         )
     if step >= args.total_timesteps:
         raise ConfigError(f"{args.resume} is already at step {step}; pass a --total-timesteps above it to go on")
-
-
-def stack_twin_critics(checkpoint: dict[str, Any]) -> None:
-    """Format 2 held the twin critics as two networks, qf1 and qf2: stack them, and their Adam state, into format 3's
-    qf, in place. nn.Linear's (out, in) weight and (out,) bias become StackedLinear's (2, in, out) and (2, 1, out)."""
-
-    def stack(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.stack([x.T if x.dim() == 2 else x.unsqueeze(0) for x in (a, b)])
-
-    qf1, qf2 = checkpoint.pop("qf1"), checkpoint.pop("qf2")
-    checkpoint["qf"] = {name: stack(qf1[name], qf2[name]) for name in qf1}
-    optimizer = checkpoint["q_optimizer"]  # its parameters: those of qf1, then those of qf2, in the same order
-    n, old = len(qf1), optimizer["state"]
-    optimizer["state"] = {
-        i: {
-            "step": old[i]["step"],
-            "exp_avg": stack(old[i]["exp_avg"], old[n + i]["exp_avg"]),
-            "exp_avg_sq": stack(old[i]["exp_avg_sq"], old[n + i]["exp_avg_sq"]),
-        }
-        for i in range(n)
-        if i in old
-    }
-    optimizer["param_groups"][0]["params"] = list(range(n))
 
 
 def buffer_path(checkpoint_path: Path) -> Path:
@@ -606,8 +586,6 @@ def train(args: Args) -> TrainResult:
     resumed = load_checkpoint(args.resume) if args.resume else None
     if resumed:
         check_resumable(resumed, args)
-        if resumed["format_version"] == 2:
-            stack_twin_critics(resumed)
     env = make_env(args.env_id)
     eval_env = make_env(args.env_id, render_mode="rgb_array" if args.capture_video else None)
 
