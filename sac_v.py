@@ -233,7 +233,7 @@ class Actor(nn.Module):
         return self.squash(u), log_prob, self.squash(mean)
 
 
-class TwinSoftQNetwork(nn.Module):
+class SoftQNetwork(nn.Module):
     """Q_θ1(s, a) and Q_θ2(s, a): the twin soft Q critics, whose minimum curbs overestimation. Two independent
     networks, stored stacked so that each layer of both is one batched matmul."""
 
@@ -266,7 +266,7 @@ def detached(module: nn.Module) -> dict[str, torch.Tensor]:
 def sac_v_losses(
     batch: tuple[torch.Tensor, ...],
     actor: Actor,
-    qf: TwinSoftQNetwork,
+    qf: SoftQNetwork,
     vf: SoftVNetwork,
     vf_target: SoftVNetwork,
     reward_scale: float,
@@ -312,7 +312,7 @@ def sac_v_losses(
 def update(
     batch: tuple[torch.Tensor, ...],
     actor: Actor,
-    qf: TwinSoftQNetwork,
+    qf: SoftQNetwork,
     vf: SoftVNetwork,
     vf_target: SoftVNetwork,
     optimizers: Sequence[torch.optim.Optimizer],
@@ -333,9 +333,7 @@ def update(
     return {name: value.detach() for name, value in losses.items()}
 
 
-def make_optimizers(
-    actor: Actor, qf: TwinSoftQNetwork, vf: SoftVNetwork, args: Args
-) -> dict[str, torch.optim.Optimizer]:
+def make_optimizers(actor: Actor, qf: SoftQNetwork, vf: SoftVNetwork, args: Args) -> dict[str, torch.optim.Optimizer]:
     """Three Adams: the policy, both critics together, V. Fused: each step is one kernel over all its tensors."""
     flags = optimizer_flags(next(actor.parameters()).device, args)
     return {
@@ -389,7 +387,7 @@ class CudaGraphed:
 
 def fast_paths(
     actor: Actor,
-    qf: TwinSoftQNetwork,
+    qf: SoftQNetwork,
     vf: SoftVNetwork,
     vf_target: SoftVNetwork,
     optimizers: Sequence[torch.optim.Optimizer],
@@ -595,7 +593,7 @@ def train(args: Args) -> TrainResult:
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
     actor = Actor(env.observation_space, env.action_space, args.hidden_sizes).to(device)
-    qf = TwinSoftQNetwork(env.observation_space, env.action_space, args.hidden_sizes).to(device)
+    qf = SoftQNetwork(env.observation_space, env.action_space, args.hidden_sizes).to(device)
     vf = SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
     vf_target = SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
     vf_target.load_state_dict(vf.state_dict())  # V̄ starts as an exact copy of V

@@ -143,7 +143,7 @@ def plain_update_step(env, args: sac_v.Args, device: torch.device) -> tuple[Call
 def project_update_step(env, args: sac_v.Args, device: torch.device) -> tuple[Callable, Callable]:
     """sac_v's gradient step and policy sampler, with the fast paths that args asks for."""
     actor = sac_v.Actor(env.observation_space, env.action_space, args.hidden_sizes).to(device)
-    qf = sac_v.TwinSoftQNetwork(env.observation_space, env.action_space, args.hidden_sizes).to(device)
+    qf = sac_v.SoftQNetwork(env.observation_space, env.action_space, args.hidden_sizes).to(device)
     vf = sac_v.SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
     vf_target = sac_v.SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
     vf_target.load_state_dict(vf.state_dict())

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sac_v import Actor, Args, SoftVNetwork, TwinSoftQNetwork, sac_v_losses, update
+from sac_v import Actor, Args, SoftQNetwork, SoftVNetwork, sac_v_losses, update
 
 OBS_SPACE = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 ACT_SPACE = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)
@@ -20,7 +20,7 @@ def make_nets(seed: int = 0) -> dict:
     vf_target.requires_grad_(False)
     return {
         "actor": Actor(OBS_SPACE, ACT_SPACE, HIDDEN),
-        "qf": TwinSoftQNetwork(OBS_SPACE, ACT_SPACE, HIDDEN),
+        "qf": SoftQNetwork(OBS_SPACE, ACT_SPACE, HIDDEN),
         "vf": vf,
         "vf_target": vf_target,
     }
