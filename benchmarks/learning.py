@@ -27,6 +27,8 @@ import torch
 import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from throughput import cpu_name
+
 from sac_v import Args, ConfigError, Evaluation, make_env, train, validate_args
 
 THRESHOLDS = {"LunarLanderContinuous-v3": 200.0, "Pendulum-v1": -200.0}  # "solved" lines
@@ -147,14 +149,6 @@ def plot(rows: list[dict[str, float]], env_id: str, threshold: float, out_dir: P
     fig.tight_layout()
     fig.savefig(out_dir / "curves.png", dpi=120)
     plt.close(fig)
-
-
-def cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [
-        line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
-    ]
-    return names[0] if names else "unknown CPU"
 
 
 def bench_workers(bench: BenchArgs) -> int:
