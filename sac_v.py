@@ -54,6 +54,8 @@ class Args:
     """replay buffer capacity (paper Table 1)"""
     batch_size: int = 256
     """minibatch size of each gradient step (paper Table 1)"""
+    gradient_steps: int = 1
+    """gradient steps per environment step once the pool is full (paper Table 1: 1)"""
     gamma: float = 0.99
     """discount factor (paper Table 1)"""
     tau: float = 0.005
@@ -101,6 +103,7 @@ def validate_args(args: Args) -> None:
     checks = [
         (args.total_timesteps > 0, f"--total-timesteps must be positive, got {args.total_timesteps}"),
         (args.batch_size > 0, f"--batch-size must be positive, got {args.batch_size}"),
+        (args.gradient_steps > 0, f"--gradient-steps must be positive, got {args.gradient_steps}"),
         (args.min_pool > 0, f"--min-pool must be positive, got {args.min_pool}"),
         (args.buffer_size > 0, f"--buffer-size must be positive, got {args.buffer_size}"),
         (
@@ -705,9 +708,9 @@ def train(args: Args) -> TrainResult:
                 obs, _ = env.reset()
 
             if len(rb) >= args.min_pool:
-                data = rb.sample(args.batch_size)
-                batch = tuple(torch.as_tensor(x, device=device) for x in data)
-                stats = gradient_step(batch)
+                for _ in range(args.gradient_steps):
+                    batch = tuple(torch.as_tensor(x, device=device) for x in rb.sample(args.batch_size))
+                    stats = gradient_step(batch)
                 if global_step % LOG_EVERY == 0:
                     for name in ("qf1_loss", "qf2_loss", "v_loss", "actor_loss"):
                         value = stats[name].item()

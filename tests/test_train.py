@@ -50,6 +50,14 @@ def test_short_run_takes_gradient_steps_logs_and_checkpoints(in_tmp_dir):
     assert any("hyperparameters" in tag for tag in events.Tags()["tensors"])
 
 
+def test_gradient_steps_takes_that_many_updates_per_env_step(in_tmp_dir):
+    result = train(tiny_args(total_timesteps=200, eval_every=200, gradient_steps=3))
+    checkpoint = torch.load(result.checkpoint, weights_only=True)
+    for name in ("actor_optimizer", "q_optimizer", "v_optimizer"):
+        steps = {float(state["step"]) for state in checkpoint[name]["state"].values()}
+        assert steps == {3 * (200 - 100 + 1)}, name
+
+
 def test_v_target_network_starts_as_exact_copy_of_v(in_tmp_dir):
     result = train(tiny_args(total_timesteps=50, min_pool=100, eval_every=50))  # no gradient step yet
     checkpoint = torch.load(result.checkpoint, weights_only=True)
@@ -104,6 +112,7 @@ BAD_ARGS = [
     (dict(env_id="NoSuchEnv-v9"), "NoSuchEnv-v9"),
     (dict(env_id="CartPole-v1"), "continuous actions"),
     (dict(batch_size=0), "--batch-size"),
+    (dict(gradient_steps=0), "--gradient-steps"),
     (dict(min_pool=0), "--min-pool"),
     (dict(min_pool=20_000, buffer_size=10_000), "cannot exceed --buffer-size"),
     (dict(min_pool=16), "at least --batch-size"),
