@@ -88,6 +88,9 @@ class Args:
     """torch.compile the gradient step and the policy's action sampling (pays a compile time up front)"""
     cudagraphs: bool = False
     """CUDA only: record the whole gradient step as one CUDA graph and replay it each step"""
+    bf16: bool = False
+    """run the gradient step's matmuls in bfloat16 (weights, losses and Adam stay float32); needs a CPU or GPU with
+    native bfloat16 to pay"""
 
 
 class ConfigError(ValueError):
@@ -216,9 +219,9 @@ class Actor(nn.Module):
         self.register_buffer("action_bias", (high + low) / 2)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and clamped log standard deviation of u."""
+        """Mean and clamped log standard deviation of u (float32, also when --bf16 runs the matmuls in bfloat16)."""
         h = self.trunk(obs)
-        return self.mean(h), self.log_std(h).clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
+        return self.mean(h).float(), self.log_std(h).float().clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
 
     def squash(self, u: torch.Tensor) -> torch.Tensor:
         return torch.tanh(u) * self.action_scale + self.action_bias
@@ -246,8 +249,8 @@ class SoftQNetwork(nn.Module):
         self.net = mlp(in_dim, hidden_sizes, 1, linear=functools.partial(StackedLinear, 2))
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Q1(s, a) and Q2(s, a) stacked: shape (2, B)."""
-        return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+        """Q1(s, a) and Q2(s, a) stacked: shape (2, B), float32."""
+        return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1).float()
 
 
 class SoftVNetwork(nn.Module):
@@ -258,7 +261,7 @@ class SoftVNetwork(nn.Module):
         self.net = mlp(observation_space.shape[0], hidden_sizes, 1)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs).squeeze(-1)
+        return self.net(obs).squeeze(-1).float()
 
 
 def detached(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -322,7 +325,9 @@ def update(
     args: Args,
 ) -> dict[str, torch.Tensor]:
     """One gradient step on all networks, then V̄ moves toward V. Returns the detached losses and values."""
-    losses = sac_v_losses(batch, actor, qf, vf, vf_target, args.reward_scale, args.gamma, args.alpha)
+    # --bf16: autocast runs the matmuls in bfloat16 and the MSE losses in float32; backward runs outside it.
+    with torch.autocast(batch[0].device.type, torch.bfloat16, enabled=args.bf16):
+        losses = sac_v_losses(batch, actor, qf, vf, vf_target, args.reward_scale, args.gamma, args.alpha)
     # Each loss depends on its own network's parameters only, so one backward pass of the sum
     # gives every network exactly the gradient of its own loss.
     total = losses["qf1_loss"] + losses["qf2_loss"] + losses["v_loss"] + losses["actor_loss"]

@@ -211,7 +211,7 @@ def env_steps_per_s(steps: int) -> float:
 
 def variants(device: torch.device, with_compile: bool) -> dict[str, dict[str, bool]]:
     """Name -> the sac_v flags of each variant of the project's step ('plain' is the reference)."""
-    names = {"eager": {}}
+    names = {"eager": {}, "bf16": {"bf16": True}}
     if with_compile:
         names["compile"] = {"compile": True}
     if device.type == "cuda":

@@ -1,4 +1,4 @@
-"""The fast paths (--compile, --cudagraphs) take the same gradient step as the plain update."""
+"""The fast paths (--compile, --cudagraphs) take the same gradient step as the plain update; --bf16 a close one."""
 
 import copy
 import os
@@ -52,6 +52,27 @@ def test_compiled_update_gives_the_losses_and_parameters_of_eager():
         compiled_stats = take_steps(stepper(compiled_nets, Args(reward_scale=2.0, device="cpu", compile=True)), batch)
     plain_stats = take_steps(stepper(nets, Args(reward_scale=2.0, device="cpu")), batch)
     assert_same_steps(nets, compiled_nets, plain_stats, compiled_stats)
+
+
+def test_bf16_update_approximates_float32_and_keeps_float32_weights():
+    nets, bf16_nets, batch = plain_and_copy("cpu")
+    initial = {name: [p.clone() for p in net.parameters()] for name, net in nets.items()}
+    plain_stats = take_steps(stepper(nets, Args(reward_scale=2.0, device="cpu")), batch)
+    bf16_stats = take_steps(stepper(bf16_nets, Args(reward_scale=2.0, device="cpu", bf16=True)), batch)
+    for name in ("qf1_loss", "qf2_loss", "v_loss", "actor_loss"):
+        plain_loss, bf16_loss = plain_stats[0][name], bf16_stats[0][name]  # the first step: the same weights
+        assert not torch.equal(bf16_loss, plain_loss), f"{name}: --bf16 changed nothing"
+        torch.testing.assert_close(bf16_loss, plain_loss, atol=1e-2, rtol=2e-2)
+    for name, net in bf16_nets.items():
+        assert all(p.dtype == torch.float32 for p in net.parameters()), name
+        # Adam moves each weight by about lr whatever its gradient, so compare directions: the bf16 steps
+        # must point where the float32 steps point.
+        bf16_delta = torch.cat([(p - p0).flatten() for p, p0 in zip(net.parameters(), initial[name], strict=True)])
+        plain_delta = torch.cat(
+            [(q - p0).flatten() for q, p0 in zip(nets[name].parameters(), initial[name], strict=True)]
+        )
+        assert bf16_delta.norm() > 0, f"{name} did not learn"
+        assert torch.cosine_similarity(bf16_delta, plain_delta, dim=0) > 0.95, name
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
