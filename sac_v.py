@@ -50,10 +50,10 @@ class Args:
     """c: multiplies the reward in the Q target; acts as the inverse temperature (seed study: 40 for LunarLander)"""
     min_pool: int = 20_000
     """random-action transitions collected before the first gradient step (seed study: 20 000 for LunarLander)"""
-    buffer_size: int = 1_000_000
-    """replay buffer capacity (paper Table 1)"""
-    batch_size: int = 256
-    """minibatch size of each gradient step (paper Table 1)"""
+    buffer_size: int = 50_000
+    """replay buffer capacity (seed study; the paper's 1e6 keeps stale data longer, see the README's Results)"""
+    batch_size: int = 200
+    """minibatch size of each gradient step (seed study; the paper's is 256)"""
     gradient_steps: int = 1
     """gradient steps per environment step once the pool is full (paper Table 1: 1)"""
     gamma: float = 0.99
@@ -66,8 +66,8 @@ class Args:
     """Adam learning rate of the actor (seed study; the paper's 3e-4 left LunarLander hovering at 100k steps)"""
     critic_lr: float = 3e-3
     """Adam learning rate of the twin Q networks and of V (seed study; the paper's is 3e-4)"""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """widths of the ReLU hidden layers of every network (paper Table 1)"""
+    hidden_sizes: tuple[int, ...] = (200, 200)
+    """widths of the ReLU hidden layers of every network (seed study; the paper's are 256, 256)"""
     eval_every: int = 5_000
     """env steps between deterministic evaluations and checkpoints (the seed study's epoch)"""
     eval_episodes: int = 10
