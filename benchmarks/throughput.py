@@ -3,10 +3,10 @@
     python benchmarks/throughput.py                       # CPU; writes docs/benchmarks/throughput.md
     python benchmarks/throughput.py --device cuda         # adds --cudagraphs variants; rewrites only the CUDA section
 
-Measures, at 256×256/batch 256 and 64×64/batch 100:
+Measures, at 256×256/batch 256 (the paper's networks), 200×200/batch 200 (sac_v's defaults) and 64×64/batch 100:
   (a) env steps/s of LunarLanderContinuous-v3 alone, with random actions;
-  (b) update steps/s of sac_v's gradient step on a fixed synthetic batch, eager and --compile (and --cudagraphs
-      on CUDA);
+  (b) update steps/s of sac_v's gradient step on a fixed synthetic batch, eager, --bf16 and --compile (and
+      --cudagraphs on CUDA);
   (c) update steps/s of a plain reference update written the straightforward way below: sequential Q, V and policy
       steps, two separate critic modules, zero_grad/backward/step each, a per-parameter target update, default Adam;
   (d) full-training-loop steps/s on LunarLander: act, env step, store, sample, gradient step, as `sac_v.train` does
@@ -38,7 +38,7 @@ import sac_v
 from buffer import ReplayBuffer
 
 ENV_ID = "LunarLanderContinuous-v3"
-CONFIGS = (((256, 256), 256), ((64, 64), 100))  # (hidden sizes, batch size)
+CONFIGS = (((256, 256), 256), ((200, 200), 200), ((64, 64), 100))  # (hidden sizes, batch size)
 
 
 @dataclasses.dataclass

@@ -17,8 +17,8 @@ def test_benchmark_measures_every_variant_and_size(tmp_path):
         output=tmp_path / "t.md",
     )
     table = throughput.measure(bench)
-    for size, batch in (("256×256", 256), ("64×64", 100)):
-        for variant in ("plain", "eager"):
+    for size, batch in (("256×256", 256), ("200×200", 200), ("64×64", 100)):
+        for variant in ("plain", "eager", "bf16"):
             assert f"| {size} | {batch} | {variant} |" in table
 
 
