@@ -162,8 +162,8 @@ def grid_settings(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
-def label(setting: dict[str, Any]) -> str:
-    return ",".join(f"{field}={format_value(value)}" for field, value in setting.items())
+def label(setting: dict[str, Any], sep: str = ",") -> str:
+    return sep.join(f"{field}={format_value(value)}" for field, value in setting.items())
 
 
 def read_runs(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:
@@ -275,12 +275,12 @@ def plot(
         common = sorted(set.intersection(*(set(c) for c in curves.values()))) if curves else []
         if common:
             mean = [np.mean([c[s] for c in curves.values()]) for s in common]
-            ax.plot(common, mean, color=color, linewidth=2.5, label=f"{label(setting)} ({len(curves)} seeds)")
+            ax.plot(common, mean, color=color, linewidth=2.5, label=f"{label(setting, ', ')} ({len(curves)} seeds)")
     ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     ax.set_xlabel("env steps")
     ax.set_ylabel("deterministic eval return")
     ax.set_title(f"sac_v on {env_id}: seeds (thin) and their mean (thick) per setting")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_dir / "curves.png", dpi=120)

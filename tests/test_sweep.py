@@ -1,3 +1,4 @@
+import contextlib
 import csv
 import dataclasses
 import importlib.util
@@ -133,12 +134,15 @@ def test_interrupted_sweep_resumes_without_repeating_or_missing_runs(tmp_path):
     process = subprocess.Popen(
         [sys.executable, sweep_py, *argv], cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL
     )
-    deadline = time.time() + 90
-    while not (out / "runs.csv").exists() or not finished(read_rows(out / "runs.csv")):
-        assert process.poll() is None and time.time() < deadline, "the sweep ended or stalled before finishing a run"
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)  # the sweep and its workers die at once, as with a machine lost
-    process.wait()
+    try:
+        deadline = time.time() + 90
+        while not (out / "runs.csv").exists() or not finished(read_rows(out / "runs.csv")):
+            assert process.poll() is None and time.time() < deadline, "the sweep ended or stalled before a run finished"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # the sweep and its workers die at once, as with a machine lost
+        process.wait()
     before = read_rows(out / "runs.csv")
     done_before = finished(before)
     assert 0 < len(done_before) < 4
