@@ -1,0 +1,479 @@
+"""Grid sweep: sac_v over a grid of `Args` settings × seeds, on this machine or on a Ray cluster.
+
+    python benchmarks/sweep.py --env-id LunarLanderContinuous-v3 --grid reward_scale=1,5,20,40 --seeds 5
+    python benchmarks/sweep.py --grid min_pool=300,10000,20000 --grid hidden_sizes=64x64,256x256 --seeds 5
+    python benchmarks/sweep.py --grid reward_scale=1,5,20,40 --backend ray --ray-address auto
+
+Each (setting, seed) is one `sac_v.train` run. `--grid field=v1,v2,...` varies any `Args` field (repeat it for a cross
+product); values take the field's type: numbers, true/false, a choice, or layer widths joined by x (64x64). Every other
+sac_v flag is shared by all runs. Writes, under docs/experiments/<env-id>__<grid fields>/: runs.csv (every evaluation of
+every finished run, appended as each run finishes), failures.csv (the runs that raised, with their error), summary.md
+(one row per setting) and curves.png. Started again with the same arguments, it skips the runs already finished and
+reruns only the missing and failed ones.
+
+Backends: `local` runs a process pool sized to the CPU cores. `ray` submits one Ray task per run: with no
+--ray-address it starts a local Ray instance; with one it connects to that cluster and ships this checkout's code to
+its nodes (Ray's working_dir, without docs/, runs/ and git-ignored files). Every node needs the project's dependencies
+in the Python Ray runs there, with the driver's Python and Ray versions (pip install -e ".[ray]" on every node); the
+results come back to the driver, each run's TensorBoard folder stays on its node. Needs the `bench` extra
+(matplotlib); the Ray backend needs the `ray` extra.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import csv
+import dataclasses
+import difflib
+import importlib.util
+import itertools
+import json
+import multiprocessing
+import os
+import shlex
+import signal
+import sys
+import time
+import typing
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import tyro
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for sac_v
+from learning import RUN_MANAGEMENT, TARGET_STEPS, THRESHOLDS, cpu_name, fmt, run_seed, steps_to_threshold
+
+from sac_v import Args, ConfigError, Evaluation, make_env, validate_args
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]
+# Fields a grid cannot vary, and why: the sweep sets them itself, or they change how a run is kept, not what it learns.
+FIXED_FIELDS = {
+    **dict.fromkeys(RUN_MANAGEMENT, "it changes how a run is saved or watched, not what it learns; pass it as a flag"),
+    "resume": "a sweep starts every run afresh",
+    "seed": "use --seeds and --first-seed",
+    "exp_name": "the sweep names its runs after their setting",
+    "env_id": "a sweep runs one env (its threshold and target are per env); pass --env-id",
+}
+
+# How a grid value of each field type is written (besides the choices of a Literal), and how it is read.
+GRID_TYPES: dict[Any, tuple[str, Callable[[str], Any]]] = {
+    bool: ("true or false", lambda text: {"true": True, "false": False}[text.lower()]),
+    int: ("an integer", int),
+    float: ("a number", float),
+    str: ("text", str),
+    tuple[int, ...]: ("layer widths joined by x, e.g. 64x64", lambda text: tuple(map(int, text.split("x")))),
+}
+Cell = tuple[tuple[Any, ...], int]  # (the setting's grid values, seed): one run
+
+
+@dataclasses.dataclass
+class SweepArgs:
+    train: tyro.conf.OmitArgPrefixes[Args]
+    """the sac_v settings shared by every run (the grid overrides its fields; --seed is replaced by the seeds)"""
+    grid: tyro.conf.UseAppendAction[tuple[tuple[str, ...], ...]] = ()
+    """field=value1,value2,... (e.g. reward_scale=1,5,20,40 or hidden_sizes=64x64,256x256); several give a cross
+    product"""
+    seeds: int = 5
+    """runs per setting, with seeds first-seed, first-seed + 1, ..."""
+    first_seed: int = 1
+    """the first seed"""
+    backend: Literal["local", "ray"] = "local"
+    """local: a process pool on this machine; ray: Ray tasks on a local Ray instance or the cluster at --ray-address"""
+    workers: int = 0
+    """runs at a time on this machine, local backend or local Ray instance (0: one per CPU core)"""
+    threads: int = 0
+    """torch threads per run (0: CPU cores // workers on this machine, 1 on a Ray cluster)"""
+    ray_address: str | None = None
+    """address of a running Ray cluster (e.g. auto, or ray://head:10001); default: start a local Ray instance"""
+    threshold: float | None = None
+    """eval return that counts as solved (default: 200 for LunarLander, -200 for Pendulum)"""
+    out_dir: Path | None = None
+    """where results go (default docs/experiments/<env-id>__<grid fields>)"""
+    overwrite: bool = False
+    """discard earlier results in out_dir made with other settings"""
+
+
+def field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Args)
+
+
+def parse_value(field: str, text: str, hint: Any) -> Any:
+    """One grid value as the field's type, or a ConfigError."""
+    if typing.get_origin(hint) is Literal:
+        if text in typing.get_args(hint):
+            return text
+        raise ConfigError(f"--grid {field}: {text!r} is not one of {', '.join(typing.get_args(hint))}")
+    if hint not in GRID_TYPES:
+        raise ConfigError(f"--grid cannot vary {field}: its type {hint} has no grid syntax")
+    kind, parse = GRID_TYPES[hint]
+    try:
+        return parse(text)
+    except (KeyError, ValueError):
+        raise ConfigError(f"--grid {field}: {text!r} is not {kind}") from None
+
+
+def format_value(value: Any) -> str:
+    """A grid value as written in runs.csv, labels and run names; parse_value reads it back."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return "x".join(map(str, value))
+    return str(value)
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
+    """`field=v1,v2,...` items to {field: typed values}, in the order given; bad items raise a ConfigError."""
+    if not items:
+        raise ConfigError(
+            "give at least one --grid field=value1,value2,... (for seeds alone use benchmarks/learning.py)"
+        )
+    types = field_types()
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        field = name.strip().replace("-", "_")
+        if not sep or not field:
+            raise ConfigError(f"--grid {item!r} needs the form field=value1,value2,... (e.g. reward_scale=1,5,20,40)")
+        if field not in types:
+            close = difflib.get_close_matches(field, types, n=1)
+            raise ConfigError(
+                f"--grid: {field!r} is not a sac_v field" + (f"; did you mean {close[0]}?" if close else "")
+            )
+        if field in FIXED_FIELDS:
+            raise ConfigError(f"--grid cannot vary {field}: {FIXED_FIELDS[field]}")
+        if field in grid:
+            raise ConfigError(f"--grid gives {field} twice; list all its values in one item, e.g. {field}=1,2")
+        texts = [text.strip() for text in values.split(",")]
+        if "" in texts:
+            raise ConfigError(f"--grid {item!r} has an empty value; separate the values by single commas")
+        grid[field] = [parse_value(field, text, types[field]) for text in texts]
+        if len(set(grid[field])) < len(grid[field]):
+            raise ConfigError(f"--grid {item!r} repeats a value")
+    return grid
+
+
+def grid_settings(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The cross product of the grid's values, one {field: value} per setting."""
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def label(setting: dict[str, Any], sep: str = ",") -> str:
+    return sep.join(f"{field}={format_value(value)}" for field, value in setting.items())
+
+
+def read_runs(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows of runs.csv with typed values; a row cut short by a killed sweep is dropped."""
+    if not path.exists():
+        return []
+    types = field_types()
+    rows = []
+    with path.open(newline="") as f:
+        for raw in csv.DictReader(f):
+            if None in raw or None in raw.values():
+                continue
+            try:
+                row = {field: parse_value(field, raw[field], types[field]) for field in fields}
+                row |= {k: (int(raw[k]) if k in ("seed", "step") else float(raw[k])) for k in METRICS}
+            except ValueError:
+                continue
+            rows.append(row)
+    return rows
+
+
+def append_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """Append rows, grid values written as parse_value reads them; a new file gets its header first."""
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        if new:
+            writer.writeheader()
+        writer.writerows({k: (v if k in METRICS else format_value(v)) for k, v in row.items()} for row in rows)
+
+
+def shared_settings(train: Args, fields: Sequence[str]) -> dict[str, Any]:
+    """The settings every run of the sweep shares: what a run learns from, less the grid's fields."""
+    excluded = ("seed", "exp_name", *RUN_MANAGEMENT, *fields)
+    return {k: v for k, v in dataclasses.asdict(train).items() if k not in excluded}
+
+
+def write_summary(
+    rows: list[dict[str, Any]],
+    settings: list[dict[str, Any]],
+    sweep: SweepArgs,
+    threshold: float,
+    hardware: str,
+    command: str,
+    out_dir: Path,
+) -> None:
+    fields = list(settings[0])
+    target = TARGET_STEPS.get(sweep.train.env_id)
+    header = [*fields, "runs", f"reached {threshold:g}"]
+    header += [f"within {target:,} steps"] if target else []
+    header += ["median steps to threshold", "final eval mean ± std"]
+    lines = [
+        f"# Sweep: sac_v on {sweep.train.env_id} over {', '.join(fields)}",
+        "",
+        f"Threshold: deterministic {sweep.train.eval_episodes}-episode eval mean ≥ {threshold:g}, checked every "
+        f"{sweep.train.eval_every:,} env steps. Runs: finished seeds. Median steps: unreached seeds "
+        "count as ∞. Final eval: mean ± std across seeds of each seed's last evaluation.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join("---:" for _ in header) + " |",
+    ]
+    for setting in settings:
+        per_seed = runs_of(rows, setting)
+        reach = np.array([steps_to_threshold(r, threshold) for r in per_seed.values()])
+        finals = np.array([r[-1]["eval_mean"] for r in per_seed.values()])
+        cells = [format_value(v) for v in setting.values()] + [str(len(per_seed))]
+        if per_seed:
+            cells += [f"{np.isfinite(reach).sum()} / {len(per_seed)}"]
+            cells += [f"{(reach <= target).sum()} / {len(per_seed)}"] if target else []
+            cells += [fmt(np.percentile(reach, 50, method="inverted_cdf")), f"{finals.mean():.1f} ± {finals.std():.1f}"]
+        else:
+            cells += ["–"] * (len(header) - len(cells))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Shared settings: " + ", ".join(f"`{k}={v}`" for k, v in shared_settings(sweep.train, fields).items()),
+        "",
+        f"Hardware: {hardware}.",
+        "",
+    ]
+    lines += ["Command:", "", "```", command, "```", ""] if command else []
+    (out_dir / "summary.md").write_text("\n".join(lines))
+
+
+def runs_of(rows: list[dict[str, Any]], setting: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+    """The rows of one setting by seed, each seed's sorted by step."""
+    mine = [r for r in rows if all(r[k] == v for k, v in setting.items())]
+    seeds = sorted({r["seed"] for r in mine})
+    return {seed: sorted((r for r in mine if r["seed"] == seed), key=lambda r: r["step"]) for seed in seeds}
+
+
+def plot(
+    rows: list[dict[str, Any]], settings: list[dict[str, Any]], env_id: str, threshold: float, out_dir: Path
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colors = matplotlib.colormaps["tab10" if len(settings) <= 10 else "tab20"]
+    for i, setting in enumerate(settings):
+        color = colors(i % colors.N)
+        curves = {}
+        for seed, seed_rows in runs_of(rows, setting).items():
+            steps, means = [r["step"] for r in seed_rows], [r["eval_mean"] for r in seed_rows]
+            curves[seed] = dict(zip(steps, means, strict=True))
+            ax.plot(steps, means, color=color, alpha=0.25, linewidth=1)
+        common = sorted(set.intersection(*(set(c) for c in curves.values()))) if curves else []
+        if common:
+            mean = [np.mean([c[s] for c in curves.values()]) for s in common]
+            ax.plot(common, mean, color=color, linewidth=2.5, label=f"{label(setting, ', ')} ({len(curves)} seeds)")
+    ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("deterministic eval return")
+    ax.set_title(f"sac_v on {env_id}: seeds (thin) and their mean (thick) per setting")
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "curves.png", dpi=120)
+    plt.close(fig)
+
+
+Outcome = list[Evaluation] | Exception
+
+
+def run_local(jobs: dict[Cell, Args], workers: int, threads: int) -> Iterator[tuple[Cell, Outcome]]:
+    """Runs the jobs in a pool of worker processes and yields each outcome as it arrives."""
+    waiting = iter(jobs.items())
+    running: dict[cf.Future, Cell] = {}
+    # Workers ignore SIGINT outside a run: Ctrl-C stops the runs in flight (sac_v.train catches it), nothing else.
+    ignore_sigint = (signal.SIGINT, signal.SIG_IGN)
+    context = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(workers, context, initializer=signal.signal, initargs=ignore_sigint) as pool:
+
+        def start_next() -> None:
+            """Submit one more job; one per free worker, as a job queued inside the pool could not be stopped."""
+            for cell, args in itertools.islice(waiting, 1):
+                try:
+                    running[pool.submit(run_seed, args, threads)] = cell
+                except cf.process.BrokenProcessPool as e:  # a worker was killed (out of memory?): no run can start
+                    failed = cf.Future()
+                    failed.set_exception(e)
+                    running[failed] = cell
+
+        for _ in range(workers):
+            start_next()
+        try:
+            while running:
+                finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in finished:
+                    start_next()
+                    yield running.pop(future), future.exception() or future.result()
+        except BaseException:  # Ctrl-C or a kill: stop the runs in flight at their next step
+            for process in multiprocessing.active_children():
+                process.terminate()
+            raise
+
+
+def run_ray(jobs: dict[Cell, Args], address: str | None, workers: int, threads: int) -> Iterator[tuple[Cell, Outcome]]:
+    """Runs each job as a Ray task and yields each outcome as it arrives."""
+    import ray
+
+    if address is None:  # a local instance: its workers import this checkout and write runs/ here, as local ones do
+        path = [str(ROOT / "benchmarks"), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(path)}}
+        ray.init("local", num_cpus=workers * threads, include_dashboard=False, runtime_env=env)
+    else:  # a cluster: ship this checkout's code, so every node runs the driver's version of it
+        env = {
+            "working_dir": str(ROOT),
+            "excludes": ["docs/", "runs/", "videos/"],
+            "env_vars": {"PYTHONPATH": "benchmarks"},
+        }
+        try:
+            ray.init(address=address, runtime_env=env)
+        except (ConnectionError, ray.exceptions.RayError) as e:
+            raise ConfigError(f"cannot connect to the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+    try:
+        remote_run = ray.remote(num_cpus=threads)(run_seed)
+        refs = {remote_run.remote(args, threads): cell for cell, args in jobs.items()}
+        pending = list(refs)
+        while pending:
+            [ref], pending = ray.wait(pending)
+            try:
+                outcome = ray.get(ref)
+            except Exception as e:  # the run raised, or Ray lost its worker or node more often than it retries
+                outcome = e
+            yield refs[ref], outcome
+    finally:
+        ray.shutdown()
+
+
+def error_text(error: Exception) -> str:
+    cause = getattr(error, "cause", None) or error  # Ray wraps a task's exception in a RayTaskError
+    return " ".join(f"{type(cause).__name__}: {cause}".split())
+
+
+def main(sweep: SweepArgs, command: str = "") -> None:
+    grid = parse_grid([item for group in sweep.grid for item in group])
+    fields, settings = list(grid), grid_settings(grid)
+    threshold = sweep.threshold if sweep.threshold is not None else THRESHOLDS.get(sweep.train.env_id)
+    if threshold is None:
+        raise ConfigError(f"no default threshold for {sweep.train.env_id}: pass --threshold")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError('the sweep plots with matplotlib: pip install -e ".[bench]"')
+    if sweep.backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError('--backend ray needs Ray: pip install -e ".[ray]"')
+    if sweep.train.resume is not None:
+        raise ConfigError("--resume continues one run; the sweep starts every run afresh")
+    if sweep.ray_address is not None and sweep.backend != "ray":
+        raise ConfigError("--ray-address needs --backend ray")
+    if sweep.seeds < 1 or sweep.workers < 0 or sweep.threads < 0:
+        raise ConfigError("--seeds must be positive, --workers and --threads non-negative")
+    for setting in settings:  # a bad combination is refused before anything runs
+        try:
+            validate_args(dataclasses.replace(sweep.train, **setting))
+        except ConfigError as e:
+            raise ConfigError(f"grid setting {label(setting)}: {e}") from None
+    make_env(sweep.train.env_id).close()
+    out_dir = sweep.out_dir or Path("docs/experiments") / "__".join([sweep.train.env_id, *fields])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs_csv, failures_csv, config_json = out_dir / "runs.csv", out_dir / "failures.csv", out_dir / "config.json"
+
+    # Earlier results count only if they were made with the same shared settings and grid.
+    config = {"settings": shared_settings(sweep.train, fields), "grid": grid}
+    config = json.loads(json.dumps(config))  # tuples become lists, as when read back
+    if runs_csv.exists() and json.loads(config_json.read_text() if config_json.exists() else "{}") != config:
+        if not sweep.overwrite:
+            raise ConfigError(
+                f"{runs_csv} holds results made with other settings or grid: pass --overwrite or --out-dir"
+            )
+        runs_csv.unlink()
+    config_json.write_text(json.dumps(config, indent=2) + "\n")
+    failures_csv.unlink(missing_ok=True)  # every failed run is retried now, and recorded again if it fails again
+
+    def run_args(setting: dict[str, Any], seed: int) -> Args:
+        return dataclasses.replace(sweep.train, **setting, seed=seed, exp_name=f"sweep-{label(setting)}")
+
+    seeds = range(sweep.first_seed, sweep.first_seed + sweep.seeds)
+    cells = {(tuple(s.values()), seed): run_args(s, seed) for s in settings for seed in seeds}
+
+    def cell_of(row: dict[str, Any]) -> Cell:
+        return tuple(row[f] for f in fields), row["seed"]
+
+    def total_timesteps(values: tuple[Any, ...]) -> int:
+        return dict(zip(fields, values, strict=True)).get("total_timesteps", sweep.train.total_timesteps)
+
+    rows = read_runs(runs_csv, fields)
+    # A run is finished when its last evaluation, at total_timesteps, is on disk; the rest are leftovers of a kill.
+    done = {cell_of(r) for r in rows if r["step"] == total_timesteps(cell_of(r)[0])}
+    rows = [r for r in rows if cell_of(r) in done]
+    jobs = {cell: args for cell, args in cells.items() if cell not in done}
+    # Rewrite the kept rows, then append as runs finish; through a new file, so a kill now cannot lose them.
+    kept = runs_csv.with_suffix(".csv.tmp")
+    kept.unlink(missing_ok=True)
+    append_csv(kept, [*fields, *METRICS], rows)
+    kept.replace(runs_csv)
+    if len(jobs) < len(cells):
+        print(f"skipping {len(cells) - len(jobs)} of {len(cells)} runs already finished in {runs_csv}")
+    if not jobs:
+        print(f"all {len(cells)} runs are done; results in {out_dir}")
+        return
+
+    cores = os.cpu_count() or 1
+    workers = min(sweep.workers or cores, len(jobs))
+    threads = sweep.threads or (1 if sweep.ray_address else max(1, cores // workers))
+    if sweep.backend == "local":
+        outcomes = run_local(jobs, workers, threads)
+        hardware = f"{cpu_name()}, {cores} CPU cores, {workers} worker processes × {threads} torch threads"
+    else:
+        outcomes = run_ray(jobs, sweep.ray_address, workers, threads)
+        where = (
+            f"the Ray cluster at {sweep.ray_address}" if sweep.ray_address else f"a local Ray instance on {cpu_name()}"
+        )
+        hardware = f"{where}, {threads} torch thread(s) per run"
+    hardware += f", torch {torch.__version__}"
+    print(f"{len(jobs)} runs ({len(settings)} settings × {sweep.seeds} seeds, less finished ones) on {sweep.backend}")
+
+    start, failures = time.time(), 0
+    with contextlib.closing(outcomes):  # on Ctrl-C, stop the backend's runs now, not when the generator is collected
+        for (values, seed), outcome in outcomes:
+            setting = dict(zip(fields, values, strict=True))
+            name = f"{label(setting)} seed {seed}"
+            if isinstance(outcome, Exception):
+                failures += 1
+                append_csv(
+                    failures_csv, [*fields, "seed", "error"], [setting | {"seed": seed, "error": error_text(outcome)}]
+                )
+                print(f"{name} failed: {error_text(outcome)}", file=sys.stderr)
+                continue
+            new = [
+                setting | {"seed": seed, "step": e.step, "eval_mean": e.mean, "eval_std": e.std, "wall_s": e.wall_s}
+                for e in outcome
+            ]
+            append_csv(runs_csv, [*fields, *METRICS], new)
+            rows += new
+            write_summary(rows, settings, sweep, threshold, hardware, command, out_dir)
+            plot(rows, settings, sweep.train.env_id, threshold, out_dir)
+            print(f"{name} done: final eval {outcome[-1].mean:.1f}, {outcome[-1].wall_s / 60:.1f} min")
+    print(f"sweep done in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
+    if failures:
+        sys.exit(f"error: {failures} run(s) failed (see {failures_csv}); rerun the same command to retry them")
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill stops the sweep as Ctrl-C does
+    try:
+        main(tyro.cli(SweepArgs, default=SweepArgs(train=Args())), command=shlex.join(["python", *sys.argv]))
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        print("interrupted: the finished runs are in runs.csv; rerun the same command to run the rest", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,209 @@
+import contextlib
+import csv
+import dataclasses
+import importlib.util
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import sweep
+
+from sac_v import Args, ConfigError, train
+from tests.helpers import ROOT, run_cli, tiny_args
+
+TOTAL = 300  # env steps per run: 200 gradient steps after tiny_args' min pool of 100
+
+
+def tiny_train() -> Args:
+    return tiny_args(total_timesteps=TOTAL, eval_every=150)
+
+
+def sweep_args(out_dir: Path, *grid: str, **overrides) -> sweep.SweepArgs:
+    settings = dict(train=tiny_train(), grid=(grid,), seeds=2, workers=2, threads=1, out_dir=out_dir, threshold=-1e9)
+    return sweep.SweepArgs(**{**settings, **overrides})
+
+
+def flags(args: Args) -> list[str]:
+    """The command-line flags that give `args`: one per field that differs from the defaults (no bools)."""
+    defaults, out = Args(), []
+    for field in dataclasses.fields(Args):
+        value = getattr(args, field.name)
+        if value != getattr(defaults, field.name):
+            out += [f"--{field.name.replace('_', '-')}", *map(str, value if isinstance(value, tuple) else [value])]
+    return out
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def finished(rows: list[dict[str, str]]) -> set[tuple[str, str]]:
+    """The (reward_scale, seed) pairs whose last evaluation, at TOTAL steps, is in the rows."""
+    return {(r["reward_scale"], r["seed"]) for r in rows if r["step"] == str(TOTAL)}
+
+
+def run_folders(runs: Path, reward_scale: str, seed: str) -> list[Path]:
+    return list(runs.glob(f"Pendulum-v1__sweep-reward_scale={reward_scale}__{seed}__*"))
+
+
+def test_grid_values_take_the_type_of_their_field():
+    grid = sweep.parse_grid(
+        ["reward-scale=1,5", "min_pool=300, 20000", "hidden_sizes=64x64,256", "bf16=true,False", "device=cpu"]
+    )
+    assert grid == {
+        "reward_scale": [1.0, 5.0],
+        "min_pool": [300, 20_000],
+        "hidden_sizes": [(64, 64), (256,)],
+        "bf16": [True, False],
+        "device": ["cpu"],
+    }
+    assert [type(v) for v in grid["reward_scale"] + grid["min_pool"]] == [float, float, int, int]
+
+
+def test_grid_settings_are_the_cross_product_of_the_fields():
+    settings = sweep.grid_settings(sweep.parse_grid(["reward_scale=1,5", "min_pool=300,10000,20000"]))
+    assert settings == [
+        {"reward_scale": r, "min_pool": m} for r, m in itertools.product([1.0, 5.0], [300, 10_000, 20_000])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["reward_scale"], "needs the form field=value1,value2"),
+        (["=5"], "needs the form field=value1,value2"),
+        (["rewad_scale=1"], "'rewad_scale' is not a sac_v field; did you mean reward_scale?"),
+        (["reward_scale="], "has an empty value"),
+        (["reward_scale=1,,5"], "has an empty value"),
+        (["reward_scale=high"], "'high' is not a number"),
+        (["min_pool=1.5"], "'1.5' is not an integer"),
+        (["hidden_sizes=64-64"], "is not layer widths joined by x"),
+        (["device=tpu"], "is not one of auto, cpu, cuda"),
+        (["bf16=yes"], "is not true or false"),
+        (["reward_scale=1", "reward-scale=5"], "gives reward_scale twice"),
+        (["reward_scale=1,1.0"], "repeats a value"),
+        (["seed=1,2"], "cannot vary seed: use --seeds"),
+        (["resume=a.pt"], "cannot vary resume: a sweep starts every run afresh"),
+        ([], "give at least one --grid"),
+    ],
+)
+def test_bad_grid_is_refused_with_a_clear_sentence(items, message):
+    with pytest.raises(ConfigError, match=message.replace("?", r"\?")):
+        sweep.parse_grid(items)
+
+
+def test_cli_reports_a_bad_grid_as_one_error_line_and_writes_nothing(tmp_path):
+    result = run_cli("benchmarks/sweep.py", "--env-id", "Pendulum-v1", "--grid", "reward_scale=1,x", cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.strip() == "error: --grid reward_scale: 'x' is not a number"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_writes_every_run_a_summary_and_a_plot_then_skips_finished_runs(in_tmp_dir):
+    out = in_tmp_dir / "out"
+    sweep.main(sweep_args(out, "reward_scale=1,5"))
+    rows = read_rows(out / "runs.csv")
+    assert list(rows[0]) == ["reward_scale", "seed", "step", "eval_mean", "eval_std", "wall_s"]
+    expected = {(r, s, step) for r in ("1.0", "5.0") for s in ("1", "2") for step in ("150", "300")}
+    assert sorted((r["reward_scale"], r["seed"], r["step"]) for r in rows) == sorted(expected)
+    summary = (out / "summary.md").read_text()
+    assert "| 1.0 | 2 | 2 / 2 | 2 / 2 | 150 |" in summary  # threshold -1e9: reached at the first eval
+    assert "| 5.0 | 2 | 2 / 2 | 2 / 2 | 150 |" in summary
+    assert (out / "curves.png").stat().st_size > 0
+
+    folders = sorted((in_tmp_dir / "runs").iterdir())
+    sweep.main(sweep_args(out, "reward_scale=1,5"))  # same arguments again: nothing reruns, nothing is lost
+    assert sorted((in_tmp_dir / "runs").iterdir()) == folders
+    assert read_rows(out / "runs.csv") == rows
+
+
+def test_interrupted_sweep_resumes_without_repeating_or_missing_runs(tmp_path):
+    out = tmp_path / "out"
+    argv = [*flags(tiny_train()), "--grid", "reward_scale=1,5", "--seeds", "2", "--workers", "1", "--threads", "1"]
+    argv += ["--threshold", "-1e9", "--out-dir", str(out)]
+    sweep_py = str(ROOT / "benchmarks" / "sweep.py")
+    process = subprocess.Popen(
+        [sys.executable, sweep_py, *argv], cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.time() + 90
+        while not (out / "runs.csv").exists() or not finished(read_rows(out / "runs.csv")):
+            assert process.poll() is None and time.time() < deadline, "the sweep ended or stalled before a run finished"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # the sweep and its workers die at once, as with a machine lost
+        process.wait()
+    before = read_rows(out / "runs.csv")
+    done_before = finished(before)
+    assert 0 < len(done_before) < 4
+
+    result = run_cli("benchmarks/sweep.py", *argv, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    after = read_rows(out / "runs.csv")
+    assert finished(after) == {(r, s) for r in ("1.0", "5.0") for s in ("1", "2")}
+    assert len(after) == 8  # two evaluations per run, none twice
+    assert [r for r in after if (r["reward_scale"], r["seed"]) in done_before] == [
+        r for r in before if (r["reward_scale"], r["seed"]) in done_before
+    ]
+    for reward_scale, seed in done_before:  # one run folder: it did not run again
+        assert len(run_folders(tmp_path / "runs", reward_scale, seed)) == 1
+
+
+def test_failing_run_is_recorded_and_the_others_finish(in_tmp_dir):
+    out = in_tmp_dir / "out"
+    with pytest.raises(SystemExit, match=r"1 run\(s\) failed .* rerun the same command to retry them"):
+        sweep.main(sweep_args(out, "reward_scale=5,1e38", seeds=1))  # 1e38 overflows the Q target: DivergenceError
+    assert finished(read_rows(out / "runs.csv")) == {("5.0", "1")}
+    [failure] = read_rows(out / "failures.csv")
+    assert failure["reward_scale"] == "1e+38" and failure["seed"] == "1"
+    assert failure["error"].startswith("DivergenceError: qf1_loss is inf")
+
+
+def test_read_runs_drops_a_row_cut_short_by_a_kill(tmp_path):
+    path = tmp_path / "runs.csv"
+    path.write_text("reward_scale,seed,step,eval_mean,eval_std,wall_s\n5.0,1,150,-1.0,0.0,2.0\n5.0,1,300,-1.0\n")
+    assert sweep.read_runs(path, ["reward_scale"]) == [
+        {"reward_scale": 5.0, "seed": 1, "step": 150, "eval_mean": -1.0, "eval_std": 0.0, "wall_s": 2.0}
+    ]
+
+
+def test_sweep_refuses_to_mix_results_of_other_settings(in_tmp_dir):
+    out = in_tmp_dir / "out"
+    out.mkdir()
+    (out / "runs.csv").write_text("reward_scale,seed,step,eval_mean,eval_std,wall_s\n5.0,1,300,-100.0,1.0,2.0\n")
+    (out / "config.json").write_text(json.dumps({"settings": {}, "grid": {"reward_scale": [5.0]}}))
+    with pytest.raises(ConfigError, match="other settings or grid: pass --overwrite or --out-dir"):
+        sweep.main(sweep_args(out, "reward_scale=5"))
+    assert "5.0,1,300,-100.0" in (out / "runs.csv").read_text()
+
+
+def test_ray_backend_without_ray_installed_says_how_to_install_it(in_tmp_dir, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "ray" else find_spec(name))
+    with pytest.raises(ConfigError, match=r'--backend ray needs Ray: pip install -e "\.\[ray\]"'):
+        sweep.main(sweep_args(in_tmp_dir / "out", "reward_scale=1,5", backend="ray"))
+
+
+def test_ray_backend_finishes_every_run_on_a_local_ray_instance(in_tmp_dir):
+    pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
+    out = in_tmp_dir / "out"
+    sweep.main(sweep_args(out, "reward_scale=1,5", backend="ray"))  # a local Ray instance of 2 CPUs
+    rows = read_rows(out / "runs.csv")
+    assert finished(rows) == {(r, s) for r in ("1.0", "5.0") for s in ("1", "2")}
+    assert len(rows) == 8
+    assert (out / "summary.md").exists() and (out / "curves.png").exists()
+    # A Ray task runs the very training a local run does: same seed, same evaluations.
+    local = train(dataclasses.replace(tiny_train(), reward_scale=5.0, seed=2)).evaluations
+    assert [float(r["eval_mean"]) for r in rows if (r["reward_scale"], r["seed"]) == ("5.0", "2")] == [
+        e.mean for e in local
+    ]
