@@ -51,7 +51,7 @@ class Args:
     min_pool: int = 20_000
     """random-action transitions collected before the first gradient step (seed study: 20 000 for LunarLander)"""
     buffer_size: int = 50_000
-    """replay buffer capacity (seed study; the paper's 1e6 keeps stale data longer, see the README's Results)"""
+    """replay buffer capacity (seed study; the paper's is 1e6)"""
     batch_size: int = 200
     """minibatch size of each gradient step (seed study; the paper's is 256)"""
     gradient_steps: int = 1
