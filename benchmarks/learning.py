@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,13 +78,31 @@ def steps_to_threshold(rows: list[dict[str, float]], threshold: float) -> float:
     return min(hits) if hits else float("inf")
 
 
+def by_seed(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    """The rows of each seed, sorted by step; seeds in order."""
+    seeds = sorted({int(r["seed"]) for r in rows})
+    return {seed: sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["step"]) for seed in seeds}
+
+
+def check_earlier_results(out_dir: Path, config: dict[str, Any], overwrite: bool, what: str = "settings") -> None:
+    """Earlier results in out_dir count only if they were made with this config: refuse, or with overwrite discard
+    them; then record the config."""
+    runs_csv, config_json = out_dir / "runs.csv", out_dir / "config.json"
+    config = json.loads(json.dumps(config))  # tuples become lists, as when read back
+    if runs_csv.exists() and json.loads(config_json.read_text() if config_json.exists() else "{}") != config:
+        if not overwrite:
+            raise ConfigError(f"{runs_csv} holds results made with other {what}: pass --overwrite or --out-dir")
+        runs_csv.unlink()
+    config_json.write_text(json.dumps(config, indent=2) + "\n")
+
+
 def fmt(steps: float) -> str:
     return "not reached" if np.isinf(steps) else f"{steps:,.0f}"
 
 
 def write_summary(rows: list[dict[str, float]], bench: BenchArgs, threshold: float, out_dir: Path) -> None:
-    seeds = sorted({int(row["seed"]) for row in rows})
-    per_seed = {seed: sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["step"]) for seed in seeds}
+    per_seed = by_seed(rows)
+    seeds = list(per_seed)
     reach = np.array([steps_to_threshold(per_seed[s], threshold) for s in seeds])
     finals = np.array([per_seed[s][-1]["eval_mean"] for s in seeds])
     q1, median, q3 = np.percentile(reach, [25, 50, 75], method="inverted_cdf") if seeds else (np.inf,) * 3
@@ -123,6 +142,17 @@ def write_summary(rows: list[dict[str, float]], bench: BenchArgs, threshold: flo
     (out_dir / "summary.md").write_text("\n".join(lines))
 
 
+def plot_seeds(ax: Any, per_seed: dict[int, list[dict[str, Any]]], color: Any, label: str | None = None) -> None:
+    """Each seed's evaluation curve thin, and their mean over the steps every seed has thick."""
+    curves = {seed: {r["step"]: r["eval_mean"] for r in rows} for seed, rows in per_seed.items()}
+    for curve in curves.values():
+        ax.plot(list(curve), list(curve.values()), color=color, alpha=0.25, linewidth=1)
+    common = sorted(set.intersection(*(set(c) for c in curves.values()))) if curves else []
+    if common:
+        mean = [np.mean([c[s] for c in curves.values()]) for s in common]
+        ax.plot(common, mean, color=color, linewidth=2.5, label=label)
+
+
 def plot(rows: list[dict[str, float]], env_id: str, threshold: float, out_dir: Path) -> None:
     import matplotlib
 
@@ -130,16 +160,9 @@ def plot(rows: list[dict[str, float]], env_id: str, threshold: float, out_dir: P
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    seeds = sorted({int(row["seed"]) for row in rows})
-    curves = {}
-    for seed in seeds:
-        seed_rows = sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["step"])
-        steps, means = [r["step"] for r in seed_rows], [r["eval_mean"] for r in seed_rows]
-        curves[seed] = dict(zip(steps, means, strict=True))
-        ax.plot(steps, means, color="tab:blue", alpha=0.25, linewidth=1)
-    common = sorted(set.intersection(*(set(c) for c in curves.values()))) if curves else []
-    if common:
-        ax.plot(common, [np.mean([c[s] for c in curves.values()]) for s in common], color="tab:blue", linewidth=2.5)
+    per_seed = by_seed(rows)
+    plot_seeds(ax, per_seed, "tab:blue")
+    seeds = list(per_seed)
     ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     ax.set_xlabel("env steps")
     ax.set_ylabel("deterministic eval return")
@@ -167,16 +190,9 @@ def main(bench: BenchArgs) -> None:
     make_env(bench.train.env_id).close()
     out_dir = bench.out_dir or Path("docs/benchmarks") / bench.train.env_id
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs_csv, config_json = out_dir / "runs.csv", out_dir / "config.json"
-
-    # Earlier results count only if they were made with the same settings.
+    runs_csv = out_dir / "runs.csv"
     config = {k: v for k, v in dataclasses.asdict(bench.train).items() if k not in ("seed", *RUN_MANAGEMENT)}
-    config = json.loads(json.dumps(config))  # tuples become lists, as when read back
-    if runs_csv.exists() and json.loads(config_json.read_text() if config_json.exists() else "{}") != config:
-        if not bench.overwrite:
-            raise ConfigError(f"{runs_csv} holds results made with other settings: pass --overwrite or --out-dir")
-        runs_csv.unlink()
-    config_json.write_text(json.dumps(config, indent=2) + "\n")
+    check_earlier_results(out_dir, config, bench.overwrite)
     rows = load_rows(runs_csv)
     done = {int(r["seed"]) for r in rows if r["step"] == bench.train.total_timesteps}
     rows = [r for r in rows if int(r["seed"]) in done]  # drop partial leftovers

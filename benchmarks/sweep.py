@@ -28,7 +28,6 @@ import dataclasses
 import difflib
 import importlib.util
 import itertools
-import json
 import multiprocessing
 import os
 import shlex
@@ -45,7 +44,18 @@ import torch
 import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for sac_v
-from learning import RUN_MANAGEMENT, TARGET_STEPS, THRESHOLDS, cpu_name, fmt, run_seed, steps_to_threshold
+from learning import (
+    RUN_MANAGEMENT,
+    TARGET_STEPS,
+    THRESHOLDS,
+    by_seed,
+    check_earlier_results,
+    cpu_name,
+    fmt,
+    plot_seeds,
+    run_seed,
+    steps_to_threshold,
+)
 
 from sac_v import Args, ConfigError, Evaluation, make_env, validate_args
 
@@ -250,9 +260,7 @@ def write_summary(
 
 def runs_of(rows: list[dict[str, Any]], setting: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
     """The rows of one setting by seed, each seed's sorted by step."""
-    mine = [r for r in rows if all(r[k] == v for k, v in setting.items())]
-    seeds = sorted({r["seed"] for r in mine})
-    return {seed: sorted((r for r in mine if r["seed"] == seed), key=lambda r: r["step"]) for seed in seeds}
+    return by_seed([r for r in rows if all(r[k] == v for k, v in setting.items())])
 
 
 def plot(
@@ -266,16 +274,8 @@ def plot(
     fig, ax = plt.subplots(figsize=(8, 5))
     colors = matplotlib.colormaps["tab10" if len(settings) <= 10 else "tab20"]
     for i, setting in enumerate(settings):
-        color = colors(i % colors.N)
-        curves = {}
-        for seed, seed_rows in runs_of(rows, setting).items():
-            steps, means = [r["step"] for r in seed_rows], [r["eval_mean"] for r in seed_rows]
-            curves[seed] = dict(zip(steps, means, strict=True))
-            ax.plot(steps, means, color=color, alpha=0.25, linewidth=1)
-        common = sorted(set.intersection(*(set(c) for c in curves.values()))) if curves else []
-        if common:
-            mean = [np.mean([c[s] for c in curves.values()]) for s in common]
-            ax.plot(common, mean, color=color, linewidth=2.5, label=f"{label(setting, ', ')} ({len(curves)} seeds)")
+        per_seed = runs_of(rows, setting)
+        plot_seeds(ax, per_seed, colors(i % colors.N), f"{label(setting, ', ')} ({len(per_seed)} seeds)")
     ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     ax.set_xlabel("env steps")
     ax.set_ylabel("deterministic eval return")
@@ -385,18 +385,9 @@ def main(sweep: SweepArgs, command: str = "") -> None:
     make_env(sweep.train.env_id).close()
     out_dir = sweep.out_dir or Path("docs/experiments") / "__".join([sweep.train.env_id, *fields])
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs_csv, failures_csv, config_json = out_dir / "runs.csv", out_dir / "failures.csv", out_dir / "config.json"
-
-    # Earlier results count only if they were made with the same shared settings and grid.
+    runs_csv, failures_csv = out_dir / "runs.csv", out_dir / "failures.csv"
     config = {"settings": shared_settings(sweep.train, fields), "grid": grid}
-    config = json.loads(json.dumps(config))  # tuples become lists, as when read back
-    if runs_csv.exists() and json.loads(config_json.read_text() if config_json.exists() else "{}") != config:
-        if not sweep.overwrite:
-            raise ConfigError(
-                f"{runs_csv} holds results made with other settings or grid: pass --overwrite or --out-dir"
-            )
-        runs_csv.unlink()
-    config_json.write_text(json.dumps(config, indent=2) + "\n")
+    check_earlier_results(out_dir, config, sweep.overwrite, what="settings or grid")
     failures_csv.unlink(missing_ok=True)  # every failed run is retried now, and recorded again if it fails again
 
     def run_args(setting: dict[str, Any], seed: int) -> Args:
