@@ -325,7 +325,8 @@ def update(
     args: Args,
 ) -> dict[str, torch.Tensor]:
     """One gradient step on all networks, then V̄ moves toward V. Returns the detached losses and values."""
-    # --bf16: autocast runs the matmuls in bfloat16 and the MSE losses in float32; backward runs outside it.
+    # --bf16: autocast runs the matmuls in bfloat16; the networks return float32, so the rest stays float32.
+    # Backward runs outside autocast, as torch advises.
     with torch.autocast(batch[0].device.type, torch.bfloat16, enabled=args.bf16):
         losses = sac_v_losses(batch, actor, qf, vf, vf_target, args.reward_scale, args.gamma, args.alpha)
     # Each loss depends on its own network's parameters only, so one backward pass of the sum
