@@ -48,6 +48,8 @@ class BenchArgs:
     """the first seed"""
     workers: int = 0
     """parallel worker processes (0: one per CPU core)"""
+    threads: int = 0
+    """torch threads per worker (0: CPU cores // workers; set it when other jobs share the cores)"""
     threshold: float | None = None
     """eval return that counts as solved (default: 200 for LunarLander, -200 for Pendulum)"""
     out_dir: Path | None = None
@@ -135,8 +137,8 @@ def write_summary(rows: list[dict[str, float]], bench: BenchArgs, threshold: flo
         "",
         "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()),
         "",
-        f"Hardware: {cpu_name()}, {os.cpu_count()} CPU cores, {bench_workers(bench)} worker processes, "
-        f"torch {torch.__version__}.",
+        f"Hardware: {cpu_name()}, {os.cpu_count()} CPU cores, {bench_workers(bench)} worker processes × "
+        f"{bench_threads(bench, bench_workers(bench))} torch threads, torch {torch.__version__}.",
         "",
     ]
     (out_dir / "summary.md").write_text("\n".join(lines))
@@ -178,6 +180,10 @@ def bench_workers(bench: BenchArgs) -> int:
     return bench.workers or os.cpu_count() or 1
 
 
+def bench_threads(bench: BenchArgs, workers: int) -> int:
+    return bench.threads or max(1, (os.cpu_count() or 1) // workers)
+
+
 def main(bench: BenchArgs) -> None:
     threshold = bench.threshold if bench.threshold is not None else THRESHOLDS.get(bench.train.env_id)
     if threshold is None:
@@ -185,6 +191,8 @@ def main(bench: BenchArgs) -> None:
     if importlib.util.find_spec("matplotlib") is None:
         raise ConfigError('the learning benchmark plots with matplotlib: pip install -e ".[bench]"')
     validate_args(bench.train)
+    if bench.seeds < 1 or bench.workers < 0 or bench.threads < 0:
+        raise ConfigError("--seeds must be positive, --workers and --threads non-negative")
     if bench.train.resume is not None:
         raise ConfigError("--resume continues one run; the benchmark starts every seed afresh")
     make_env(bench.train.env_id).close()
@@ -201,7 +209,7 @@ def main(bench: BenchArgs) -> None:
         print(f"skipping seeds already in {runs_csv}: {sorted(done)}")
 
     workers = min(bench_workers(bench), max(len(seeds), 1))
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = bench_threads(bench, workers)
     print(f"{len(seeds)} seeds on {bench.train.env_id}, {workers} workers × {threads} torch threads")
     with runs_csv.open("w", newline="") as f:  # rewrite the kept rows, then append as seeds finish
         writer = csv.DictWriter(f, CSV_FIELDS)

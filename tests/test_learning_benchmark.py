@@ -72,3 +72,12 @@ def test_benchmark_keeps_results_whose_config_predates_the_run_management_flags(
 def test_benchmark_refuses_resume(in_tmp_dir):
     with pytest.raises(learning.ConfigError, match="starts every seed afresh"):
         learning.main(bench_args(in_tmp_dir / "out", resume=in_tmp_dir / "sac_v.pt"))
+
+
+def test_benchmark_records_the_torch_threads_per_worker_and_refuses_negative_ones(in_tmp_dir):
+    pytest.importorskip("matplotlib", reason="the plot needs the bench extra")
+    out = in_tmp_dir / "out"
+    learning.main(dataclasses.replace(bench_args(out), seeds=1, workers=1, threads=1))
+    assert "1 worker processes × 1 torch threads" in (out / "summary.md").read_text()
+    with pytest.raises(learning.ConfigError, match="--threads non-negative"):
+        learning.main(dataclasses.replace(bench_args(out), threads=-1))
