@@ -386,7 +386,9 @@ def main(sweep: SweepArgs, command: str = "") -> None:
     out_dir = sweep.out_dir or Path("docs/experiments") / "__".join([sweep.train.env_id, *fields])
     out_dir.mkdir(parents=True, exist_ok=True)
     runs_csv, failures_csv = out_dir / "runs.csv", out_dir / "failures.csv"
-    config = {"settings": shared_settings(sweep.train, fields), "grid": grid}
+    # The grid in another order is the same set of runs.
+    same_runs = {field: sorted(grid[field]) for field in sorted(grid)}
+    config = {"settings": shared_settings(sweep.train, fields), "grid": same_runs}
     check_earlier_results(out_dir, config, sweep.overwrite, what="settings or grid")
     failures_csv.unlink(missing_ok=True)  # every failed run is retried now, and recorded again if it fails again
 

@@ -124,6 +124,9 @@ def test_sweep_writes_every_run_a_summary_and_a_plot_then_skips_finished_runs(in
     sweep.main(sweep_args(out, "reward_scale=1,5"))  # same arguments again: nothing reruns, nothing is lost
     assert sorted((in_tmp_dir / "runs").iterdir()) == folders
     assert read_rows(out / "runs.csv") == rows
+    sweep.main(sweep_args(out, "reward_scale=5,1"))  # the same grid in another order is the same sweep
+    assert sorted((in_tmp_dir / "runs").iterdir()) == folders
+    assert sorted(read_rows(out / "runs.csv"), key=str) == sorted(rows, key=str)
 
 
 def test_interrupted_sweep_resumes_without_repeating_or_missing_runs(tmp_path):
