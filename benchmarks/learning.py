@@ -138,7 +138,7 @@ def write_summary(rows: list[dict[str, float]], bench: BenchArgs, threshold: flo
         "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()),
         "",
         f"Hardware: {cpu_name()}, {os.cpu_count()} CPU cores, {bench_workers(bench)} worker processes × "
-        f"{bench_threads(bench, bench_workers(bench))} torch threads, torch {torch.__version__}.",
+        f"{worker_threads(bench.threads, bench_workers(bench))} torch threads, torch {torch.__version__}.",
         "",
     ]
     (out_dir / "summary.md").write_text("\n".join(lines))
@@ -180,8 +180,14 @@ def bench_workers(bench: BenchArgs) -> int:
     return bench.workers or os.cpu_count() or 1
 
 
-def bench_threads(bench: BenchArgs, workers: int) -> int:
-    return bench.threads or max(1, (os.cpu_count() or 1) // workers)
+def worker_threads(threads: int, workers: int) -> int:
+    """The torch threads per worker: as asked, or (0) this machine's cores shared among the workers."""
+    return threads or max(1, (os.cpu_count() or 1) // workers)
+
+
+def check_counts(seeds: int, workers: int, threads: int) -> None:
+    if seeds < 1 or workers < 0 or threads < 0:
+        raise ConfigError("--seeds must be positive, --workers and --threads non-negative")
 
 
 def main(bench: BenchArgs) -> None:
@@ -191,8 +197,7 @@ def main(bench: BenchArgs) -> None:
     if importlib.util.find_spec("matplotlib") is None:
         raise ConfigError('the learning benchmark plots with matplotlib: pip install -e ".[bench]"')
     validate_args(bench.train)
-    if bench.seeds < 1 or bench.workers < 0 or bench.threads < 0:
-        raise ConfigError("--seeds must be positive, --workers and --threads non-negative")
+    check_counts(bench.seeds, bench.workers, bench.threads)
     if bench.train.resume is not None:
         raise ConfigError("--resume continues one run; the benchmark starts every seed afresh")
     make_env(bench.train.env_id).close()
@@ -209,7 +214,7 @@ def main(bench: BenchArgs) -> None:
         print(f"skipping seeds already in {runs_csv}: {sorted(done)}")
 
     workers = min(bench_workers(bench), max(len(seeds), 1))
-    threads = bench_threads(bench, workers)
+    threads = worker_threads(bench.threads, workers)
     print(f"{len(seeds)} seeds on {bench.train.env_id}, {workers} workers × {threads} torch threads")
     with runs_csv.open("w", newline="") as f:  # rewrite the kept rows, then append as seeds finish
         writer = csv.DictWriter(f, CSV_FIELDS)

@@ -49,12 +49,14 @@ from learning import (
     TARGET_STEPS,
     THRESHOLDS,
     by_seed,
+    check_counts,
     check_earlier_results,
     cpu_name,
     fmt,
     plot_seeds,
     run_seed,
     steps_to_threshold,
+    worker_threads,
 )
 
 from sac_v import Args, ConfigError, Evaluation, make_env, validate_args
@@ -375,8 +377,7 @@ def main(sweep: SweepArgs, command: str = "") -> None:
         raise ConfigError("--resume continues one run; the sweep starts every run afresh")
     if sweep.ray_address is not None and sweep.backend != "ray":
         raise ConfigError("--ray-address needs --backend ray")
-    if sweep.seeds < 1 or sweep.workers < 0 or sweep.threads < 0:
-        raise ConfigError("--seeds must be positive, --workers and --threads non-negative")
+    check_counts(sweep.seeds, sweep.workers, sweep.threads)
     for setting in settings:  # a bad combination is refused before anything runs
         try:
             validate_args(dataclasses.replace(sweep.train, **setting))
@@ -422,7 +423,7 @@ def main(sweep: SweepArgs, command: str = "") -> None:
 
     cores = os.cpu_count() or 1
     workers = min(sweep.workers or cores, len(jobs))
-    threads = sweep.threads or (1 if sweep.ray_address else max(1, cores // workers))
+    threads = sweep.threads or (1 if sweep.ray_address else worker_threads(0, workers))
     if sweep.backend == "local":
         outcomes = run_local(jobs, workers, threads)
         hardware = f"{cpu_name()}, {cores} CPU cores, {workers} worker processes × {threads} torch threads"
