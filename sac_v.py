@@ -66,6 +66,8 @@ class Args:
     """Adam learning rate of the actor (seed study; the paper's 3e-4 left LunarLander hovering at 100k steps)"""
     critic_lr: float = 3e-3
     """Adam learning rate of the twin Q networks and of V (seed study; the paper's is 3e-4)"""
+    anneal_lr: bool = False
+    """decay both learning rates linearly from their values to 0 at --total-timesteps (the paper keeps them fixed)"""
     hidden_sizes: tuple[int, ...] = (200, 200)
     """widths of the ReLU hidden layers of every network (seed study; the paper's are 256, 256)"""
     eval_every: int = 5_000
@@ -344,12 +346,27 @@ def update(
 
 def make_optimizers(actor: Actor, qf: SoftQNetwork, vf: SoftVNetwork, args: Args) -> dict[str, torch.optim.Optimizer]:
     """Three Adams: the policy, both critics together, V. Fused: each step is one kernel over all its tensors."""
-    flags = optimizer_flags(next(actor.parameters()).device, args)
+    device = next(actor.parameters()).device
+    flags = optimizer_flags(device, args)
+    policy_lr, critic_lr = learning_rates(args, device)
     return {
-        "actor_optimizer": torch.optim.Adam(actor.parameters(), lr=args.policy_lr, **flags),
-        "q_optimizer": torch.optim.Adam(qf.parameters(), lr=args.critic_lr, **flags),
-        "v_optimizer": torch.optim.Adam(vf.parameters(), lr=args.critic_lr, **flags),
+        "actor_optimizer": torch.optim.Adam(actor.parameters(), lr=policy_lr, **flags),
+        "q_optimizer": torch.optim.Adam(qf.parameters(), lr=critic_lr, **flags),
+        "v_optimizer": torch.optim.Adam(vf.parameters(), lr=critic_lr, **flags),
     }
+
+
+def learning_rates(args: Args, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The policy's and the critics' learning rates as tensors on the device: --anneal-lr changes them in place, and
+    compiled and CUDA-graphed steps read them at every call. float64, so that Adam's arithmetic is a float's."""
+    return tuple(torch.tensor(lr, dtype=torch.float64, device=device) for lr in (args.policy_lr, args.critic_lr))
+
+
+def anneal_learning_rates(optimizers: Sequence[torch.optim.Optimizer], args: Args, global_step: int) -> None:
+    """--anneal-lr: at env step t of T, each rate is its flag's value times 1 - (t - 1) / T."""
+    fraction = 1 - (global_step - 1) / args.total_timesteps
+    for optimizer, lr in zip(optimizers, (args.policy_lr, args.critic_lr, args.critic_lr), strict=True):
+        optimizer.param_groups[0]["lr"].fill_(lr * fraction)
 
 
 def optimizer_flags(device: torch.device, args: Args) -> dict[str, bool]:
@@ -625,7 +642,8 @@ def train(args: Args) -> TrainResult:
         check_spaces(resumed, env, args.env_id)
         for name, module in {**networks, **optimizers}.items():
             module.load_state_dict(resumed[name])
-        for optimizer, lr in zip(optimizers.values(), (args.policy_lr, args.critic_lr, args.critic_lr), strict=True):
+        policy_lr, critic_lr = learning_rates(args, device)
+        for optimizer, lr in zip(optimizers.values(), (policy_lr, critic_lr, critic_lr), strict=True):
             # a resumed run may change the learning rates, and the device: the implementation flags follow this run
             optimizer.param_groups[0].update(lr=lr, **optimizer_flags(device, args))
         saved_rb = load_buffer(buffer_path(checkpoint_path), resumed, args)
@@ -714,6 +732,8 @@ def train(args: Args) -> TrainResult:
                 obs, _ = env.reset()
 
             if len(rb) >= args.min_pool:
+                if args.anneal_lr:
+                    anneal_learning_rates(tuple(optimizers.values()), args, global_step)
                 for _ in range(args.gradient_steps):
                     batch = tuple(torch.as_tensor(x, device=device) for x in rb.sample(args.batch_size))
                     stats = gradient_step(batch)
@@ -726,6 +746,9 @@ def train(args: Args) -> TrainResult:
                     for name in ("qf1", "qf2", "v", "v_target"):
                         writer.add_scalar(f"values/{name}", stats[name].item(), global_step)
                     writer.add_scalar("policy/entropy", stats["entropy"].item(), global_step)
+                    writer.add_scalar(
+                        "charts/policy_lr", optimizers["actor_optimizer"].param_groups[0]["lr"].item(), global_step
+                    )
                     with torch.no_grad():
                         writer.add_scalar("policy/log_std", actor(batch[0])[1].mean().item(), global_step)
 

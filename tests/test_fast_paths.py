@@ -1,6 +1,8 @@
 """The fast paths (--compile, --cudagraphs) take the same gradient step as the plain update; --bf16 a close one."""
 
 import copy
+import dataclasses
+import itertools
 import os
 import shutil
 
@@ -8,7 +10,15 @@ import pytest
 import torch
 
 import sac_v
-from sac_v import Args, ConfigError, CudaGraphed, fast_paths, make_optimizers, validate_args
+from sac_v import (
+    Args,
+    ConfigError,
+    CudaGraphed,
+    anneal_learning_rates,
+    fast_paths,
+    make_optimizers,
+    validate_args,
+)
 from tests.helpers import tiny_args
 from tests.test_update import make_batch, make_nets
 
@@ -38,9 +48,18 @@ def plain_and_copy(device: str) -> tuple[dict, dict, tuple]:
 
 
 def stepper(nets: dict, args: Args):
-    """The gradient step that sac_v.train takes with these flags."""
+    """The gradient step that sac_v.train takes with these flags and --anneal-lr over STEPS steps: a compiled or
+    recorded step must read the learning rates anew at every call."""
+    args = dataclasses.replace(args, anneal_lr=True, total_timesteps=STEPS)
     optimizers = tuple(make_optimizers(nets["actor"], nets["qf"], nets["vf"], args).values())
-    return fast_paths(nets["actor"], nets["qf"], nets["vf"], nets["vf_target"], optimizers, args)[0]
+    step = fast_paths(nets["actor"], nets["qf"], nets["vf"], nets["vf_target"], optimizers, args)[0]
+    env_steps = itertools.count(1)
+
+    def annealed_step(batch: tuple) -> dict[str, torch.Tensor]:
+        anneal_learning_rates(optimizers, args, next(env_steps))
+        return step(batch)
+
+    return annealed_step
 
 
 @pytest.mark.skipif(not CAN_COMPILE_ON_CPU, reason="torch.compile is unsupported here, or no C++ compiler")

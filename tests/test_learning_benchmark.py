@@ -9,7 +9,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import learning
 
-from tests.helpers import tiny_args
+from sac_v import Args
+from tests.helpers import ROOT, tiny_args
 
 
 def bench_args(out_dir: Path, **overrides) -> learning.BenchArgs:
@@ -81,3 +82,15 @@ def test_benchmark_records_the_torch_threads_per_worker_and_refuses_negative_one
     assert "1 worker processes × 1 torch threads" in (out / "summary.md").read_text()
     with pytest.raises(learning.ConfigError, match="--threads non-negative"):
         learning.main(dataclasses.replace(bench_args(out), threads=-1))
+
+
+@pytest.mark.parametrize(
+    "config_json", sorted((ROOT / "docs").glob("**/config.json")), ids=lambda p: str(p.parent.relative_to(ROOT))
+)
+def test_committed_results_record_every_sac_v_setting(config_json):
+    """A sac_v flag added later must be written into the committed configs at the value those runs used, or the
+    documented commands would refuse their own results as made with other settings."""
+    config = json.loads(config_json.read_text())
+    settings, grid = (config["settings"], config["grid"]) if "settings" in config else (config, {})
+    not_recorded = {"seed", "exp_name", *learning.RUN_MANAGEMENT, *grid}
+    assert {f.name for f in dataclasses.fields(Args)} - not_recorded - set(settings) == set()

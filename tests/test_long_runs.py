@@ -67,10 +67,11 @@ class SplitRun(NamedTuple):
 def split_run(tmp_path_factory) -> SplitRun:
     """One uninterrupted 400-step run, and the same run in three pieces: stopped at step 60 (still collecting random
     actions, mid-episode), resumed and stopped by SIGTERM at step 230 (learning, mid-episode), resumed to 400.
-    Episodes last 50 steps, so the stops fall in the 2nd and 5th episodes, which began without a seed."""
+    Episodes last 50 steps, so the stops fall in the 2nd and 5th episodes, which began without a seed. With
+    --anneal-lr, whose schedule a resumed run must continue."""
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp_path_factory.mktemp("split"))
-        args = dict(env_id="Doorbell-v0", total_timesteps=400)
+        args = dict(env_id="Doorbell-v0", total_timesteps=400, anneal_lr=True)
         full = train(tiny_args(**args, exp_name="full"))
         first = train(tiny_args(**{**args, "total_timesteps": 60}, exp_name="split"))
         # the resumed env first replays the 10 steps of the episode in progress: its 180th step is global step 230

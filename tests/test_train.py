@@ -43,6 +43,7 @@ def test_short_run_takes_gradient_steps_logs_and_checkpoints(in_tmp_dir):
         "values/v_target",
         "policy/entropy",
         "policy/log_std",
+        "charts/policy_lr",
     }
     assert expected <= tags
     # training scalars every 100 steps, once learning has started at step 100
@@ -56,6 +57,21 @@ def test_gradient_steps_takes_that_many_updates_per_env_step(in_tmp_dir):
     for name in ("actor_optimizer", "q_optimizer", "v_optimizer"):
         steps = {float(state["step"]) for state in checkpoint[name]["state"].values()}
         assert steps == {3 * (200 - 100 + 1)}, name
+
+
+def test_anneal_lr_decays_both_learning_rates_linearly_to_zero_at_the_last_step(in_tmp_dir):
+    result = train(tiny_args(anneal_lr=True, policy_lr=2e-3, critic_lr=4e-3))
+    checkpoint = torch.load(result.checkpoint, weights_only=True)
+    last = 1 - (400 - 1) / 400  # the fraction at the last of the 400 env steps
+    rates = [checkpoint[name]["param_groups"][0]["lr"] for name in ("actor_optimizer", "q_optimizer", "v_optimizer")]
+    torch.testing.assert_close(torch.stack(rates), torch.tensor([2e-3, 4e-3, 4e-3], dtype=torch.float64) * last)
+    logged = EventAccumulator(str(result.run_dir)).Reload().Scalars("charts/policy_lr")
+    assert [e.step for e in logged] == [100, 200, 300, 400]
+    for event in logged:
+        assert event.value == pytest.approx(2e-3 * (1 - (event.step - 1) / 400))
+    constant = torch.load(train(tiny_args(policy_lr=2e-3, critic_lr=4e-3)).checkpoint, weights_only=True)
+    assert [constant[name]["param_groups"][0]["lr"] for name in ("actor_optimizer", "v_optimizer")] == [2e-3, 4e-3]
+    assert not torch.equal(checkpoint["actor"]["mean.weight"], constant["actor"]["mean.weight"])
 
 
 def test_v_target_network_starts_as_exact_copy_of_v(in_tmp_dir):
