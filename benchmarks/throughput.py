@@ -5,8 +5,8 @@
 
 Measures, at 256×256/batch 256 (the paper's networks), 200×200/batch 200 (sac_v's defaults) and 64×64/batch 100:
   (a) env steps/s of LunarLanderContinuous-v3 alone, with random actions;
-  (b) update steps/s of sac_v's gradient step on a fixed synthetic batch, eager, --bf16 and --compile (and
-      --cudagraphs on CUDA);
+  (b) update steps/s of sac_v's gradient step on a fixed synthetic batch, eager, --bf16 and --compile (and on CUDA
+      --cudagraphs with and without --compile and --bf16, and torch.compile(mode="reduce-overhead") of the eager step);
   (c) update steps/s of a plain reference update written the straightforward way below: sequential Q, V and policy
       steps, two separate critic modules, zero_grad/backward/step each, a per-parameter target update, default Adam;
   (d) full-training-loop steps/s on LunarLander: act, env step, store, sample, gradient step, as `sac_v.train` does
@@ -39,6 +39,7 @@ from buffer import ReplayBuffer
 
 ENV_ID = "LunarLanderContinuous-v3"
 CONFIGS = (((256, 256), 256), ((200, 200), 200), ((64, 64), 100))  # (hidden sizes, batch size)
+REDUCE_OVERHEAD = "compile(reduce-overhead)"  # CUDA: torch.compile's CUDA graphs instead of sac_v's CudaGraphed
 
 
 @dataclasses.dataclass
@@ -143,16 +144,25 @@ def plain_update_step(env, args: sac_v.Args, device: torch.device) -> tuple[Call
     return step, actor.get_action
 
 
-def project_update_step(env, args: sac_v.Args, device: torch.device) -> tuple[Callable, Callable]:
-    """sac_v's gradient step and policy sampler, with the fast paths that args asks for."""
+def project_update_step(
+    env, args: sac_v.Args, device: torch.device, reduce_overhead: bool = False
+) -> tuple[Callable, Callable]:
+    """sac_v's gradient step and policy sampler, with the fast paths that args asks for; or, with reduce_overhead,
+    the eager ones given to torch.compile(mode="reduce-overhead"), whose own CUDA graphs might replace --cudagraphs."""
     actor = sac_v.Actor(env.observation_space, env.action_space, args.hidden_sizes).to(device)
     qf = sac_v.SoftQNetwork(env.observation_space, env.action_space, args.hidden_sizes).to(device)
     vf = sac_v.SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
     vf_target = sac_v.SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
     vf_target.load_state_dict(vf.state_dict())
     vf_target.requires_grad_(False)
-    optimizers = tuple(sac_v.make_optimizers(actor, qf, vf, args).values())
-    return sac_v.fast_paths(actor, qf, vf, vf_target, optimizers, args)
+    # a graphed optimizer step needs Adam's step counts on the GPU, as --cudagraphs has them
+    optimizers = tuple(
+        sac_v.make_optimizers(actor, qf, vf, dataclasses.replace(args, cudagraphs=reduce_overhead)).values()
+    )
+    step, sample_action = sac_v.fast_paths(actor, qf, vf, vf_target, optimizers, args)
+    if reduce_overhead:
+        step, sample_action = (torch.compile(f, mode="reduce-overhead") for f in (step, sample_action))
+    return step, sample_action
 
 
 def synthetic_batch(env, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -218,6 +228,8 @@ def variants(device: torch.device, with_compile: bool) -> dict[str, dict[str, bo
         names["cudagraphs"] = {"cudagraphs": True}
         if with_compile:
             names["compile+cudagraphs"] = {"compile": True, "cudagraphs": True}
+            names["compile+cudagraphs+bf16"] = {"compile": True, "cudagraphs": True, "bf16": True}
+            names[REDUCE_OVERHEAD] = {}
     return names
 
 
@@ -235,43 +247,68 @@ def measure(bench: BenchArgs) -> str:
     for hidden_sizes, batch_size in CONFIGS:
         torch._dynamo.reset()
         batch = synthetic_batch(env, batch_size, device)
-        setups, warmup_s = {}, {}
+        setups, warmup_s, failed = {}, {}, {}
         names = variants(device, bench.compile)
         for name, flags in {"plain": {}, **names}.items():
             torch.manual_seed(0)
             args = sac_v.Args(hidden_sizes=hidden_sizes, batch_size=batch_size, device=bench.device, **flags)
-            step, sample_action = (plain_update_step if name == "plain" else project_update_step)(env, args, device)
-            loop = Loop(step, sample_action, args, device, bench.pool)
-            start = time.perf_counter()  # the first calls compile and record: timed apart, as a one-off cost
-            for _ in range(bench.warmup):
-                step(batch)
-            loop.run(bench.warmup)
-            sync(device)
+            try:
+                if name == "plain":
+                    step, sample_action = plain_update_step(env, args, device)
+                else:
+                    reduce_overhead = name == REDUCE_OVERHEAD
+                    step, sample_action = project_update_step(env, args, device, reduce_overhead)
+                loop = Loop(step, sample_action, args, device, bench.pool)
+                start = time.perf_counter()  # the first calls compile and record: timed apart, as a one-off cost
+                for _ in range(bench.warmup):
+                    step(batch)
+                loop.run(bench.warmup)
+                sync(device)
+            except Exception as e:  # a variant that this torch or device cannot run is reported, not fatal
+                if name == "plain":
+                    raise
+                failed[name] = failure(e)
+                print(f"  {hidden_sizes} batch {batch_size} {name}: failed, {failed[name]}", flush=True)
+                continue
             warmup_s[name] = time.perf_counter() - start
             setups[name] = (step, loop)
             print(f"  {hidden_sizes} batch {batch_size} {name}: warm-up {warmup_s[name]:.1f} s", flush=True)
         update_rates: dict[str, list[float]] = {name: [] for name in setups}
         loop_rates: dict[str, list[float]] = {name: [] for name in setups}
         for _ in range(bench.repeats):  # interleaved, so that drifting load hits every variant alike
-            for name, (step, loop) in setups.items():
-                sync(device)
-                start = time.perf_counter()
-                for _ in range(bench.update_steps):
-                    step(batch)
-                sync(device)
-                update_rates[name].append(bench.update_steps / (time.perf_counter() - start))
-                start = time.perf_counter()
-                loop.run(bench.loop_steps)
-                sync(device)
-                loop_rates[name].append(bench.loop_steps / (time.perf_counter() - start))
+            for name, (step, loop) in list(setups.items()):
+                try:
+                    sync(device)
+                    start = time.perf_counter()
+                    for _ in range(bench.update_steps):
+                        step(batch)
+                    sync(device)
+                    update_rate = bench.update_steps / (time.perf_counter() - start)
+                    start = time.perf_counter()
+                    loop.run(bench.loop_steps)
+                    sync(device)
+                    loop_rate = bench.loop_steps / (time.perf_counter() - start)
+                except Exception as e:
+                    if name == "plain":
+                        raise
+                    failed[name] = failure(e)
+                    print(f"  {hidden_sizes} batch {batch_size} {name}: failed, {failed[name]}", flush=True)
+                    del setups[name], update_rates[name], loop_rates[name]
+                    continue
+                update_rates[name].append(update_rate)
+                loop_rates[name].append(loop_rate)
         plain = statistics.median(update_rates["plain"])
-        for name in setups:
-            update_rate, loop_rate = statistics.median(update_rates[name]), statistics.median(loop_rates[name])
-            spread = f"{min(update_rates[name]):,.0f}–{max(update_rates[name]):,.0f}"
-            rows.append(
-                f"| {'×'.join(map(str, hidden_sizes))} | {batch_size} | {name} | {update_rate:,.0f} ({spread}) | "
-                f"{update_rate / plain:.2f} | {loop_rate:,.0f} | {warmup_s[name]:.1f} |"
-            )
+        size = f"| {'×'.join(map(str, hidden_sizes))} | {batch_size} |"
+        for name in {"plain": {}, **names}:
+            if name in failed:
+                rows.append(f"{size} {name} | failed: {failed[name]} | – | – | – |")
+            else:
+                update_rate, loop_rate = statistics.median(update_rates[name]), statistics.median(loop_rates[name])
+                spread = f"{min(update_rates[name]):,.0f}–{max(update_rates[name]):,.0f}"
+                rows.append(
+                    f"{size} {name} | {update_rate:,.0f} ({spread}) | "
+                    f"{update_rate / plain:.2f} | {loop_rate:,.0f} | {warmup_s[name]:.1f} |"
+                )
             print(rows[-1], flush=True)
         notes += compile_break_even(hidden_sizes, batch_size, loop_rates, warmup_s)
     header = [
@@ -284,6 +321,12 @@ def measure(bench: BenchArgs) -> str:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     return "\n".join(header + rows + [""] + notes)
+
+
+def failure(error: Exception) -> str:
+    """One line for the table: the error's type and the first line of its message, without the table's pipes."""
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {message[:120]}".replace("|", "/")
 
 
 def compile_break_even(

@@ -25,6 +25,7 @@ from tests.test_update import make_batch, make_nets
 STEPS = 5  # with --cudagraphs: 3 warm-up calls, one recorded and replayed, one replayed
 # torch.compile on CPU builds C++ with the compiler inductor looks for (g++ on Linux, or $CXX)
 CAN_COMPILE_ON_CPU = torch._dynamo.is_dynamo_supported() and shutil.which(os.environ.get("CXX", "g++")) is not None
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def take_steps(step, batch: tuple, seed: int = 7) -> list[dict[str, torch.Tensor]]:
@@ -73,11 +74,12 @@ def test_compiled_update_gives_the_losses_and_parameters_of_eager():
     assert_same_steps(nets, compiled_nets, plain_stats, compiled_stats)
 
 
-def test_bf16_update_approximates_float32_and_keeps_float32_weights():
-    nets, bf16_nets, batch = plain_and_copy("cpu")
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_bf16_update_approximates_float32_and_keeps_float32_weights(device):
+    nets, bf16_nets, batch = plain_and_copy(device)
     initial = {name: [p.clone() for p in net.parameters()] for name, net in nets.items()}
-    plain_stats = take_steps(stepper(nets, Args(reward_scale=2.0, device="cpu")), batch)
-    bf16_stats = take_steps(stepper(bf16_nets, Args(reward_scale=2.0, device="cpu", bf16=True)), batch)
+    plain_stats = take_steps(stepper(nets, Args(reward_scale=2.0, device=device)), batch)
+    bf16_stats = take_steps(stepper(bf16_nets, Args(reward_scale=2.0, device=device, bf16=True)), batch)
     for name in ("qf1_loss", "qf2_loss", "v_loss", "actor_loss"):
         plain_loss, bf16_loss = plain_stats[0][name], bf16_stats[0][name]  # the first step: the same weights
         assert not torch.equal(bf16_loss, plain_loss), f"{name}: --bf16 changed nothing"
@@ -94,15 +96,15 @@ def test_bf16_update_approximates_float32_and_keeps_float32_weights():
         assert torch.cosine_similarity(bf16_delta, plain_delta, dim=0) > 0.95, name
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
-def test_cuda_graphed_update_gives_the_losses_and_parameters_of_eager(compile):
+@CUDA
+@pytest.mark.parametrize("flags", [{}, {"compile": True}, {"bf16": True}], ids=["eager", "compiled", "bf16"])
+def test_cuda_graphed_update_gives_the_losses_and_parameters_of_eager(flags):
     nets, graphed_nets, batch = plain_and_copy("cuda")
     torch._dynamo.reset()
     with torch._inductor.config.patch(fallback_random=True):
-        args = Args(reward_scale=2.0, device="cuda", cudagraphs=True, compile=compile)
+        args = Args(reward_scale=2.0, device="cuda", cudagraphs=True, **flags)
         graphed_stats = take_steps(stepper(graphed_nets, args), batch)
-    plain_stats = take_steps(stepper(nets, Args(reward_scale=2.0, device="cuda")), batch)
+    plain_stats = take_steps(stepper(nets, Args(reward_scale=2.0, device="cuda", bf16=flags.get("bf16", False))), batch)
     assert_same_steps(nets, graphed_nets, plain_stats, graphed_stats)
 
 
@@ -121,7 +123,7 @@ def test_compiled_training_run_learns_and_checkpoints(in_tmp_dir):
     assert {float(s["step"]) for s in checkpoint["q_optimizer"]["state"].values()} == {51}
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@CUDA
 def test_cuda_graphed_sampler_draws_the_actions_of_eager():
     actor, obs = make_nets()["actor"].cuda(), make_batch()[0][:1].cuda()
     graphed = CudaGraphed(actor.get_action, warmup=1)
@@ -134,11 +136,14 @@ def test_cuda_graphed_sampler_draws_the_actions_of_eager():
         torch.testing.assert_close(replayed_action, eager_action)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@CUDA
 @pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
 def test_cuda_graphed_training_run_learns_and_checkpoints(in_tmp_dir, compile):
     torch._dynamo.reset()
-    args = tiny_args(total_timesteps=150, eval_every=150, device="cuda", cudagraphs=True, compile=compile)
+    args = tiny_args(
+        total_timesteps=150, eval_every=150, device="cuda", cudagraphs=True, compile=compile, anneal_lr=True
+    )
     checkpoint = torch.load(sac_v.train(args).checkpoint, weights_only=True)
     assert {float(s["step"]) for s in checkpoint["q_optimizer"]["state"].values()} == {51}
     assert all(torch.isfinite(value).all() for value in checkpoint["qf"].values())
+    assert checkpoint["q_optimizer"]["param_groups"][0]["lr"].item() == pytest.approx(args.critic_lr * (1 - 149 / 150))
