@@ -358,8 +358,10 @@ def make_optimizers(actor: Actor, qf: SoftQNetwork, vf: SoftVNetwork, args: Args
 
 def learning_rates(args: Args, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The policy's and the critics' learning rates as tensors on the device: --anneal-lr changes them in place, and
-    compiled and CUDA-graphed steps read them at every call. float64, so that Adam's arithmetic is a float's."""
-    return tuple(torch.tensor(lr, dtype=torch.float64, device=device) for lr in (args.policy_lr, args.critic_lr))
+    compiled and CUDA-graphed steps read them at every call. float64 on CPU, where Adam then computes exactly as with
+    a Python float; CUDA's fused Adam takes float32."""
+    dtype = torch.float64 if device.type == "cpu" else torch.float32
+    return tuple(torch.tensor(lr, dtype=dtype, device=device) for lr in (args.policy_lr, args.critic_lr))
 
 
 def anneal_learning_rates(optimizers: Sequence[torch.optim.Optimizer], args: Args, global_step: int) -> None:

@@ -60,6 +60,9 @@ class BenchArgs:
     """random-action transitions in each loop's buffer before its timed rounds"""
     compile: bool = True
     """also measure --compile"""
+    reduce_overhead: bool = False
+    """on CUDA, also measure torch.compile(mode="reduce-overhead") of the eager step (with torch 2.11 this crashed the
+    benchmark; benchmarks/reduce_overhead.py measures it alone)"""
     cold_compile: bool = True
     """compile into a fresh, empty inductor cache, so that the warm-up column shows a first compile"""
     threads: int | None = None
@@ -157,7 +160,9 @@ def project_update_step(
     vf_target.requires_grad_(False)
     # a graphed optimizer step needs Adam's step counts on the GPU, as --cudagraphs has them
     optimizers = tuple(
-        sac_v.make_optimizers(actor, qf, vf, dataclasses.replace(args, cudagraphs=reduce_overhead)).values()
+        sac_v.make_optimizers(
+            actor, qf, vf, dataclasses.replace(args, cudagraphs=args.cudagraphs or reduce_overhead)
+        ).values()
     )
     step, sample_action = sac_v.fast_paths(actor, qf, vf, vf_target, optimizers, args)
     if reduce_overhead:
@@ -219,7 +224,7 @@ def env_steps_per_s(steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def variants(device: torch.device, with_compile: bool) -> dict[str, dict[str, bool]]:
+def variants(device: torch.device, with_compile: bool, reduce_overhead: bool) -> dict[str, dict[str, bool]]:
     """Name -> the sac_v flags of each variant of the project's step ('plain' is the reference)."""
     names = {"eager": {}, "bf16": {"bf16": True}}
     if with_compile:
@@ -229,7 +234,8 @@ def variants(device: torch.device, with_compile: bool) -> dict[str, dict[str, bo
         if with_compile:
             names["compile+cudagraphs"] = {"compile": True, "cudagraphs": True}
             names["compile+cudagraphs+bf16"] = {"compile": True, "cudagraphs": True, "bf16": True}
-            names[REDUCE_OVERHEAD] = {}
+            if reduce_overhead:
+                names[REDUCE_OVERHEAD] = {}
     return names
 
 
@@ -248,7 +254,7 @@ def measure(bench: BenchArgs) -> str:
         torch._dynamo.reset()
         batch = synthetic_batch(env, batch_size, device)
         setups, warmup_s, failed = {}, {}, {}
-        names = variants(device, bench.compile)
+        names = variants(device, bench.compile, bench.reduce_overhead)
         for name, flags in {"plain": {}, **names}.items():
             torch.manual_seed(0)
             args = sac_v.Args(hidden_sizes=hidden_sizes, batch_size=batch_size, device=bench.device, **flags)
@@ -333,6 +339,8 @@ def compile_break_even(
     hidden_sizes: tuple[int, ...], batch_size: int, loop_rates: dict[str, list[float]], warmup_s: dict[str, float]
 ) -> list[str]:
     """When --compile's one-off warm-up is paid back by its faster loop steps, against eager (one line per variant)."""
+    if "eager" not in loop_rates:
+        return []
     eager = statistics.median(loop_rates["eager"])
     lines = []
     for name in loop_rates:
