@@ -213,6 +213,14 @@ def shared_settings(train: Args, fields: Sequence[str]) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(train).items() if k not in excluded}
 
 
+def earlier_hardware(out_dir: Path) -> str:
+    """The hardware line of the summary that the sweep which made the runs wrote (kept when nothing is left to run)."""
+    summary = out_dir / "summary.md"
+    lines = summary.read_text().splitlines() if summary.exists() else []
+    hardware = [line.removeprefix("Hardware: ").removesuffix(".") for line in lines if line.startswith("Hardware: ")]
+    return hardware[0] if hardware else "not recorded"
+
+
 def write_summary(
     rows: list[dict[str, Any]],
     settings: list[dict[str, Any]],
@@ -417,8 +425,10 @@ def main(sweep: SweepArgs, command: str = "") -> None:
     kept.replace(runs_csv)
     if len(jobs) < len(cells):
         print(f"skipping {len(cells) - len(jobs)} of {len(cells)} runs already finished in {runs_csv}")
-    if not jobs:
-        print(f"all {len(cells)} runs are done; results in {out_dir}")
+    if not jobs:  # the summary and plot again, from every finished run in runs.csv
+        write_summary(rows, settings, sweep, threshold, earlier_hardware(out_dir), command, out_dir)
+        plot(rows, settings, sweep.train.env_id, threshold, out_dir)
+        print(f"all {len(cells)} runs are done; summary and plot rewritten in {out_dir}")
         return
 
     cores = os.cpu_count() or 1

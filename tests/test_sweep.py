@@ -128,6 +128,14 @@ def test_sweep_writes_every_run_a_summary_and_a_plot_then_skips_finished_runs(in
     assert sorted((in_tmp_dir / "runs").iterdir()) == folders
     assert sorted(read_rows(out / "runs.csv"), key=str) == sorted(rows, key=str)
 
+    # with nothing to run, the summary and plot are written again from runs.csv, keeping the runs' hardware line
+    (out / "summary.md").write_text("Hardware: the machine that ran them.\n")
+    (out / "curves.png").unlink()
+    sweep.main(sweep_args(out, "reward_scale=1,5"))
+    summary = (out / "summary.md").read_text()
+    assert "| 5.0 | 2 | 2 / 2 | 2 / 2 | 150 |" in summary and "Hardware: the machine that ran them.\n" in summary
+    assert (out / "curves.png").stat().st_size > 0
+
 
 def test_interrupted_sweep_resumes_without_repeating_or_missing_runs(tmp_path):
     out = tmp_path / "out"
