@@ -34,6 +34,9 @@ from sac_v import Args, ConfigError, Evaluation, make_env, train, validate_args
 
 THRESHOLDS = {"LunarLanderContinuous-v3": 200.0, "Pendulum-v1": -200.0}  # "solved" lines
 TARGET_STEPS = {"LunarLanderContinuous-v3": 50_000, "Pendulum-v1": 10_000}  # the project's sample-efficiency targets
+# The rest of the project's targets: the share of seeds that must reach the threshold within TARGET_STEPS, whether every
+# seed must reach it by the end, and the least final eval mean over seeds.
+TARGETS = {"LunarLanderContinuous-v3": (0.9, True, 240.0), "Pendulum-v1": (1.0, False, None)}
 CSV_FIELDS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]
 RUN_MANAGEMENT = ("resume", "save_buffer", "capture_video")  # how a run is saved or watched, not what it learns
 
@@ -102,6 +105,37 @@ def fmt(steps: float) -> str:
     return "not reached" if np.isinf(steps) else f"{steps:,.0f}"
 
 
+def target_lines(env_id: str, threshold: float, total: int, reach: np.ndarray, finals: np.ndarray) -> list[str]:
+    """The project's targets for this env, each met or missed and by how much (none for other envs)."""
+    if env_id not in TARGETS or len(reach) == 0:
+        return []
+    share, every_seed, least_final = TARGETS[env_id]
+    n, within = len(reach), TARGET_STEPS[env_id]
+
+    def verdict(shortfall: float, unit: str) -> str:
+        return (
+            "**met**"
+            if shortfall <= 0
+            else f"**missed** by {shortfall:g}{unit}{'s' if unit and shortfall != 1 else ''}"
+        )
+
+    need, got = int(np.ceil(share * n)), int((reach <= within).sum())
+    lines = [
+        "",
+        "Project targets:",
+        "",
+        f"- ≥ {threshold:g} within {within:,} env steps in at least {need} of {n} seeds: {got} of {n}, "
+        + verdict(need - got, " seed"),
+    ]
+    if every_seed:
+        got = int(np.isfinite(reach).sum())
+        lines.append(f"- every seed ≥ {threshold:g} by {total:,} env steps: {got} of {n}, " + verdict(n - got, " seed"))
+    if least_final is not None:
+        shortfall = round(least_final - finals.mean(), 1)
+        lines.append(f"- final eval mean ≥ {least_final:g}: {finals.mean():.1f}, " + verdict(shortfall, ""))
+    return lines
+
+
 def write_summary(rows: list[dict[str, float]], bench: BenchArgs, threshold: float, out_dir: Path) -> None:
     per_seed = by_seed(rows)
     seeds = list(per_seed)
@@ -123,6 +157,7 @@ def write_summary(rows: list[dict[str, float]], bench: BenchArgs, threshold: flo
     lines += [
         f"- median env steps to threshold: **{fmt(median)}** (IQR {fmt(q1)} – {fmt(q3)}; unreached seeds count as ∞)",
         f"- final eval mean over seeds: **{finals.mean():.1f}** ± {finals.std():.1f} (std across seeds)",
+        *target_lines(bench.train.env_id, threshold, bench.train.total_timesteps, reach, finals),
         "",
         "| seed | steps to threshold | final eval mean | best eval mean | wall time (min) |",
         "| ---: | ---: | ---: | ---: | ---: |",

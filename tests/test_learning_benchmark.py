@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -94,3 +95,14 @@ def test_committed_results_record_every_sac_v_setting(config_json):
     settings, grid = (config["settings"], config["grid"]) if "settings" in config else (config, {})
     not_recorded = {"seed", "exp_name", *learning.RUN_MANAGEMENT, *grid}
     assert {f.name for f in dataclasses.fields(Args)} - not_recorded - set(settings) == set()
+
+
+def test_summary_states_each_project_target_met_or_missed_and_by_how_much():
+    reach = np.array([40_000, 60_000, np.inf, 45_000])
+    lines = learning.target_lines("LunarLanderContinuous-v3", 200, 100_000, reach, np.array([250.0, 230.0, 0.0, 240.0]))
+    assert "- ≥ 200 within 50,000 env steps in at least 4 of 4 seeds: 2 of 4, **missed** by 2 seeds" in lines
+    assert "- every seed ≥ 200 by 100,000 env steps: 3 of 4, **missed** by 1 seed" in lines
+    assert "- final eval mean ≥ 240: 180.0, **missed** by 60" in lines
+    met = learning.target_lines("Pendulum-v1", -200, 10_000, np.array([5_000, 6_000]), np.array([-130.0, -140.0]))
+    assert met[-1] == "- ≥ -200 within 10,000 env steps in at least 2 of 2 seeds: 2 of 2, **met**"
+    assert learning.target_lines("HalfCheetah-v5", 0, 10_000, reach, reach) == []
