@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -39,14 +38,7 @@ def main() -> None:
             step, _ = throughput.project_update_step(env, args, device, reduce_overhead)
             for _ in range(20):  # compile and record
                 step(batch)
-            rates = []
-            for _ in range(3):
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-                for _ in range(200):
-                    step(batch)
-                torch.cuda.synchronize()
-                rates.append(200 / (time.perf_counter() - start))
+            rates = [throughput.updates_per_s(step, batch, 200, device) for _ in range(3)]
             size = "×".join(map(str, hidden_sizes))
             print(f"{size}, batch {batch_size}, {name}: {statistics.median(rates):,.0f} updates/s", flush=True)
 

@@ -270,11 +270,8 @@ def measure(bench: BenchArgs) -> str:
                     step(batch)
                 loop.run(bench.warmup)
                 sync(device)
-            except Exception as e:  # a variant that this torch or device cannot run is reported, not fatal
-                if name == "plain":
-                    raise
-                failed[name] = failure(e)
-                print(f"  {hidden_sizes} batch {batch_size} {name}: failed, {failed[name]}", flush=True)
+            except Exception as e:
+                record_failure(failed, f"{hidden_sizes} batch {batch_size}", name, e)
                 continue
             warmup_s[name] = time.perf_counter() - start
             setups[name] = (step, loop)
@@ -284,21 +281,13 @@ def measure(bench: BenchArgs) -> str:
         for _ in range(bench.repeats):  # interleaved, so that drifting load hits every variant alike
             for name, (step, loop) in list(setups.items()):
                 try:
-                    sync(device)
-                    start = time.perf_counter()
-                    for _ in range(bench.update_steps):
-                        step(batch)
-                    sync(device)
-                    update_rate = bench.update_steps / (time.perf_counter() - start)
+                    update_rate = updates_per_s(step, batch, bench.update_steps, device)
                     start = time.perf_counter()
                     loop.run(bench.loop_steps)
                     sync(device)
                     loop_rate = bench.loop_steps / (time.perf_counter() - start)
                 except Exception as e:
-                    if name == "plain":
-                        raise
-                    failed[name] = failure(e)
-                    print(f"  {hidden_sizes} batch {batch_size} {name}: failed, {failed[name]}", flush=True)
+                    record_failure(failed, f"{hidden_sizes} batch {batch_size}", name, e)
                     del setups[name], update_rates[name], loop_rates[name]
                     continue
                 update_rates[name].append(update_rate)
@@ -327,6 +316,25 @@ def measure(bench: BenchArgs) -> str:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     return "\n".join(header + rows + [""] + notes)
+
+
+def updates_per_s(step: Callable, batch: tuple[torch.Tensor, ...], steps: int, device: torch.device) -> float:
+    """Gradient steps per second over `steps` calls on one batch, the device synchronised before and after."""
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(batch)
+    sync(device)
+    return steps / (time.perf_counter() - start)
+
+
+def record_failure(failed: dict[str, str], where: str, name: str, error: Exception) -> None:
+    """A variant that this torch or device cannot run is reported, not fatal; the plain reference, which every ratio
+    needs, is."""
+    if name == "plain":
+        raise error
+    failed[name] = failure(error)
+    print(f"  {where} {name}: failed, {failed[name]}", flush=True)
 
 
 def failure(error: Exception) -> str:

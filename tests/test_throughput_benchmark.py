@@ -5,8 +5,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import throughput
 
 
-def test_benchmark_measures_every_variant_and_size(tmp_path):
-    bench = throughput.BenchArgs(
+def tiny_bench(tmp_path: Path) -> throughput.BenchArgs:
+    """One round of a few steps per variant: enough to exercise every code path, not to time anything."""
+    return throughput.BenchArgs(
         repeats=1,
         update_steps=2,
         loop_steps=2,
@@ -16,6 +17,10 @@ def test_benchmark_measures_every_variant_and_size(tmp_path):
         compile=False,
         output=tmp_path / "t.md",
     )
+
+
+def test_benchmark_measures_every_variant_and_size(tmp_path):
+    bench = tiny_bench(tmp_path)
     table = throughput.measure(bench)
     for size, batch in (("256×256", 256), ("200×200", 200), ("64×64", 100)):
         for variant in ("plain", "eager", "bf16"):
@@ -46,16 +51,7 @@ def test_a_variant_that_cannot_run_here_is_reported_as_failed_and_the_others_mea
 
     monkeypatch.setattr(throughput, "project_update_step", bf16_unsupported)
     monkeypatch.setattr(throughput, "CONFIGS", (((8, 8), 16),))
-    bench = throughput.BenchArgs(
-        repeats=1,
-        update_steps=2,
-        loop_steps=2,
-        env_steps=10,
-        warmup=1,
-        pool=10,
-        compile=False,
-        output=tmp_path / "t.md",
-    )
+    bench = tiny_bench(tmp_path)
     table = throughput.measure(bench)
     assert "| 8×8 | 16 | bf16 | failed: RuntimeError: no bfloat16 matmuls here | – | – | – |" in table
     assert "| 8×8 | 16 | plain | " in table and "| 8×8 | 16 | eager | " in table
