@@ -136,7 +136,17 @@ def target_lines(env_id: str, threshold: float, total: int, reach: np.ndarray, f
     return lines
 
 
-def write_summary(rows: list[dict[str, float]], bench: BenchArgs, threshold: float, out_dir: Path) -> None:
+def earlier_hardware(out_dir: Path) -> str:
+    """The hardware line of the summary written when the runs ran (kept when nothing is left to run)."""
+    summary = out_dir / "summary.md"
+    lines = summary.read_text().splitlines() if summary.exists() else []
+    hardware = [line.removeprefix("Hardware: ").removesuffix(".") for line in lines if line.startswith("Hardware: ")]
+    return hardware[0] if hardware else "not recorded"
+
+
+def write_summary(
+    rows: list[dict[str, float]], bench: BenchArgs, threshold: float, hardware: str, out_dir: Path
+) -> None:
     per_seed = by_seed(rows)
     seeds = list(per_seed)
     reach = np.array([steps_to_threshold(per_seed[s], threshold) for s in seeds])
@@ -172,8 +182,7 @@ def write_summary(rows: list[dict[str, float]], bench: BenchArgs, threshold: flo
         "",
         "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()),
         "",
-        f"Hardware: {cpu_name()}, {os.cpu_count()} CPU cores, {bench_workers(bench)} worker processes × "
-        f"{worker_threads(bench.threads, bench_workers(bench))} torch threads, torch {torch.__version__}.",
+        f"Hardware: {hardware}.",
         "",
     ]
     (out_dir / "summary.md").write_text("\n".join(lines))
@@ -248,13 +257,25 @@ def main(bench: BenchArgs) -> None:
     if done:
         print(f"skipping seeds already in {runs_csv}: {sorted(done)}")
 
-    workers = min(bench_workers(bench), max(len(seeds), 1))
-    threads = worker_threads(bench.threads, workers)
-    print(f"{len(seeds)} seeds on {bench.train.env_id}, {workers} workers × {threads} torch threads")
-    with runs_csv.open("w", newline="") as f:  # rewrite the kept rows, then append as seeds finish
+    # Rewrite the kept rows, then append as seeds finish; through a new file, so a kill now cannot lose them.
+    kept = runs_csv.with_suffix(".csv.tmp")
+    with kept.open("w", newline="") as f:
         writer = csv.DictWriter(f, CSV_FIELDS)
         writer.writeheader()
         writer.writerows({k: (int(v) if k in ("seed", "step") else v) for k, v in r.items()} for r in rows)
+    kept.replace(runs_csv)
+    if not seeds:  # the summary and plot again, from the finished seeds in runs.csv
+        write_summary(rows, bench, threshold, earlier_hardware(out_dir), out_dir)
+        plot(rows, bench.train.env_id, threshold, out_dir)
+        print(f"all {bench.seeds} seeds are done; summary and plot rewritten in {out_dir}")
+        print("to run them again, pass --out-dir with a new folder")
+        return
+
+    workers = min(bench_workers(bench), len(seeds))
+    threads = worker_threads(bench.threads, workers)
+    hardware = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
+    hardware += f", torch {torch.__version__}"
+    print(f"{len(seeds)} seeds on {bench.train.env_id}, {workers} workers × {threads} torch threads")
 
     start = time.time()
     failures = 0
@@ -275,13 +296,10 @@ def main(bench: BenchArgs) -> None:
             with runs_csv.open("a", newline="") as f:
                 csv.DictWriter(f, CSV_FIELDS).writerows(new)
             rows += new
-            write_summary(rows, bench, threshold, out_dir)
+            write_summary(rows, bench, threshold, hardware, out_dir)
             plot(rows, bench.train.env_id, threshold, out_dir)
             final = evaluations[-1]
             print(f"seed {seed} done: final eval {final.mean:.1f}, {final.wall_s / 60:.1f} min")
-    if rows:
-        write_summary(rows, bench, threshold, out_dir)
-        plot(rows, bench.train.env_id, threshold, out_dir)
     print(f"all done in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
     if failures:
         sys.exit(f"error: {failures} seed(s) failed; rerun the same command to retry them")

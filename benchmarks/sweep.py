@@ -52,6 +52,7 @@ from learning import (
     check_counts,
     check_earlier_results,
     cpu_name,
+    earlier_hardware,
     fmt,
     plot_seeds,
     run_seed,
@@ -211,14 +212,6 @@ def shared_settings(train: Args, fields: Sequence[str]) -> dict[str, Any]:
     """The settings every run of the sweep shares: what a run learns from, less the grid's fields."""
     excluded = ("seed", "exp_name", *RUN_MANAGEMENT, *fields)
     return {k: v for k, v in dataclasses.asdict(train).items() if k not in excluded}
-
-
-def earlier_hardware(out_dir: Path) -> str:
-    """The hardware line of the summary that the sweep which made the runs wrote (kept when nothing is left to run)."""
-    summary = out_dir / "summary.md"
-    lines = summary.read_text().splitlines() if summary.exists() else []
-    hardware = [line.removeprefix("Hardware: ").removesuffix(".") for line in lines if line.startswith("Hardware: ")]
-    return hardware[0] if hardware else "not recorded"
 
 
 def write_summary(
@@ -429,6 +422,7 @@ def main(sweep: SweepArgs, command: str = "") -> None:
         write_summary(rows, settings, sweep, threshold, earlier_hardware(out_dir), command, out_dir)
         plot(rows, settings, sweep.train.env_id, threshold, out_dir)
         print(f"all {len(cells)} runs are done; summary and plot rewritten in {out_dir}")
+        print("to run them again, pass --out-dir with a new folder")
         return
 
     cores = os.cpu_count() or 1

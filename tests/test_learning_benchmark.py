@@ -40,6 +40,14 @@ def test_benchmark_writes_curves_summary_and_plot_then_skips_finished_seeds(in_t
     assert sorted(p.name for p in (in_tmp_dir / "runs").iterdir()) == runs_before
     assert read_rows(out / "runs.csv") == rows
 
+    # with nothing to run, the summary and plot are written again from runs.csv, keeping the runs' hardware line
+    (out / "summary.md").write_text("Hardware: the machine that ran them.\n")
+    (out / "curves.png").unlink()
+    learning.main(dataclasses.replace(bench_args(out), workers=1, threads=1))
+    summary = (out / "summary.md").read_text()
+    assert "**2 / 2**" in summary and "Hardware: the machine that ran them.\n" in summary
+    assert (out / "curves.png").stat().st_size > 0
+
 
 def test_benchmark_refuses_to_mix_results_of_other_settings(in_tmp_dir):
     out = in_tmp_dir / "out"
