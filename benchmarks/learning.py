@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -33,10 +33,21 @@ from throughput import cpu_name
 from sac_v import Args, ConfigError, Evaluation, make_env, train, validate_args
 
 THRESHOLDS = {"LunarLanderContinuous-v3": 200.0, "Pendulum-v1": -200.0}  # "solved" lines
-TARGET_STEPS = {"LunarLanderContinuous-v3": 50_000, "Pendulum-v1": 10_000}  # the project's sample-efficiency targets
-# The rest of the project's targets: the share of seeds that must reach the threshold within TARGET_STEPS, whether every
-# seed must reach it by the end, and the least final eval mean over seeds.
-TARGETS = {"LunarLanderContinuous-v3": (0.9, True, 240.0), "Pendulum-v1": (1.0, False, None)}
+
+
+class Target(NamedTuple):
+    """One env's project targets."""
+
+    steps: int  # env steps within which ...
+    share: float  # ... at least this share of seeds must reach the threshold
+    every_seed: bool  # whether every seed must reach it by the end of the run
+    least_final: float | None  # the least final eval mean over seeds
+
+
+TARGETS = {
+    "LunarLanderContinuous-v3": Target(50_000, 0.9, True, 240.0),
+    "Pendulum-v1": Target(10_000, 1.0, False, None),
+}
 CSV_FIELDS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]
 RUN_MANAGEMENT = ("resume", "save_buffer", "capture_video")  # how a run is saved or watched, not what it learns
 
@@ -109,8 +120,8 @@ def target_lines(env_id: str, threshold: float, total: int, reach: np.ndarray, f
     """The project's targets for this env, each met or missed and by how much (none for other envs)."""
     if env_id not in TARGETS or len(reach) == 0:
         return []
-    share, every_seed, least_final = TARGETS[env_id]
-    n, within = len(reach), TARGET_STEPS[env_id]
+    within, share, every_seed, least_final = TARGETS[env_id]
+    n = len(reach)
 
     def verdict(shortfall: float, unit: str) -> str:
         return (
@@ -160,10 +171,9 @@ def write_summary(
         "",
         f"- seeds that reached the threshold: **{np.isfinite(reach).sum()} / {len(seeds)}**",
     ]
-    if target := TARGET_STEPS.get(bench.train.env_id):
-        lines.append(
-            f"- seeds that reached it within {target:,} env steps: **{(reach <= target).sum()} / {len(seeds)}**"
-        )
+    if target := TARGETS.get(bench.train.env_id):
+        within = (reach <= target.steps).sum()
+        lines.append(f"- seeds that reached it within {target.steps:,} env steps: **{within} / {len(seeds)}**")
     lines += [
         f"- median env steps to threshold: **{fmt(median)}** (IQR {fmt(q1)} – {fmt(q3)}; unreached seeds count as ∞)",
         f"- final eval mean over seeds: **{finals.mean():.1f}** ± {finals.std():.1f} (std across seeds)",

@@ -46,7 +46,7 @@ import tyro
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for sac_v
 from learning import (
     RUN_MANAGEMENT,
-    TARGET_STEPS,
+    TARGETS,
     THRESHOLDS,
     by_seed,
     check_counts,
@@ -224,7 +224,7 @@ def write_summary(
     out_dir: Path,
 ) -> None:
     fields = list(settings[0])
-    target = TARGET_STEPS.get(sweep.train.env_id)
+    target = TARGETS[sweep.train.env_id].steps if sweep.train.env_id in TARGETS else None
     header = [*fields, "runs", f"reached {threshold:g}"]
     header += [f"within {target:,} steps"] if target else []
     header += ["median steps to threshold", "final eval mean ± std"]
