@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.util
+import itertools
 import math
 import os
 import random
@@ -42,6 +43,8 @@ LOG_EVERY = 100  # env steps between training scalars: logging is a host sync, s
 class Args:
     env_id: str = "LunarLanderContinuous-v3"
     """the gymnasium environment id (needs a bounded Box action space)"""
+    paper: bool = False
+    """start from the paper's settings for the MuJoCo task of --env-id (flags given beside it still win)"""
     seed: int = 1
     """seeds Python, numpy, torch, the envs, the action space and the replay buffer"""
     total_timesteps: int = 100_000
@@ -95,6 +98,39 @@ class Args:
     native bfloat16 to pay"""
 
 
+# The paper's settings (Table 1 and its reward scales, Appendix D), with the random-action steps of the authors' code;
+# evaluation every 10 000 steps is this project's protocol. Per task: (reward scale, min pool).
+PAPER_SETTINGS: dict[str, Any] = dict(
+    total_timesteps=1_000_000,
+    buffer_size=1_000_000,
+    batch_size=256,
+    gradient_steps=1,
+    gamma=0.99,
+    tau=0.005,
+    alpha=1.0,
+    policy_lr=3e-4,
+    critic_lr=3e-4,
+    hidden_sizes=(256, 256),
+    eval_every=10_000,
+)
+PAPER_TASKS = {
+    "HalfCheetah": (5.0, 10_000),
+    "Hopper": (5.0, 1_000),
+    "Walker2d": (5.0, 1_000),
+    "Ant": (5.0, 10_000),
+    "Humanoid": (20.0, 1_000),
+}
+
+
+def paper_args(env_id: str) -> Args:
+    """The paper's settings for a MuJoCo task (any version: HalfCheetah-v5, Hopper-v4, ...)."""
+    task = env_id.split("-v")[0]
+    if task not in PAPER_TASKS:
+        raise ConfigError(f"--paper knows the paper's MuJoCo tasks ({', '.join(PAPER_TASKS)}), not {env_id}")
+    reward_scale, min_pool = PAPER_TASKS[task]
+    return Args(env_id=env_id, paper=True, reward_scale=reward_scale, min_pool=min_pool, **PAPER_SETTINGS)
+
+
 class ConfigError(ValueError):
     """Bad user input: reported as one sentence and a non-zero exit, never a traceback."""
 
@@ -130,6 +166,10 @@ def validate_args(args: Args) -> None:
         ),
         (args.eval_every > 0, f"--eval-every must be positive, got {args.eval_every}"),
         (args.eval_episodes > 0, f"--eval-episodes must be positive, got {args.eval_episodes}"),
+        (
+            not args.capture_video or importlib.util.find_spec("moviepy") is not None,
+            '--capture-video needs moviepy: pip install -e ".[video]"',
+        ),
         (
             not args.cudagraphs or resolve_device(args.device).type == "cuda",
             "--cudagraphs needs a CUDA device; drop it on CPU (use --compile there)",
@@ -169,8 +209,6 @@ def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
 
 def record_video(env: gym.Env, folder: Path, name_prefix: str, every: int = 1) -> gym.Env:
     """Record every `every`-th episode of an rgb_array env to folder/{name_prefix}-episode-{i}.mp4."""
-    if importlib.util.find_spec("moviepy") is None:  # RecordVideo would create the folder before finding out
-        raise ConfigError('--capture-video needs moviepy: pip install -e ".[video]"')
     return gym.wrappers.RecordVideo(env, str(folder), lambda episode: episode % every == 0, name_prefix=name_prefix)
 
 
@@ -534,6 +572,19 @@ def load_buffer(path: Path, checkpoint: dict[str, Any], args: Args) -> ReplayBuf
     return rb
 
 
+def new_run_dir(path: Path) -> Path:
+    """Create the run folder `path`, or `path-2`, `path-3`, ... where a run started in the same second has it: the
+    creation is atomic, so two runs never share a folder."""
+    for i in itertools.count(1):
+        run_dir = path if i == 1 else path.with_name(f"{path.name}-{i}")
+        try:
+            run_dir.mkdir(parents=True)
+            return run_dir
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
+
+
 def rng_states(action_space: gym.Space) -> dict[str, Any]:
     """Every random stream the loop draws from, as plain values (numpy's as lists, PCG64's as big ints)."""
     numpy_state = np.random.get_state(legacy=False)
@@ -658,7 +709,7 @@ def train(args: Args) -> TrainResult:
         last_train_return, last_eval_return = resumed["train_return"], resumed["eval_return"]
         evaluations = [Evaluation(*e) for e in resumed["evaluations"]]
     else:
-        run_dir = Path("runs") / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        run_dir = new_run_dir(Path("runs") / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
         checkpoint_path = run_dir / "sac_v.pt"
     if args.capture_video:  # the first episode of each evaluation; the prefix is set to the step before each one
         eval_env = record_video(eval_env, Path("videos") / run_dir.name, "eval", every=args.eval_episodes)
@@ -796,14 +847,20 @@ def train(args: Args) -> TrainResult:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Args:
-    """The command line; with --resume, the checkpoint's flags are the defaults the command line overrides."""
-    args = tyro.cli(Args, args=argv)
-    if args.resume is None:
-        return args
-    saved = load_checkpoint(args.resume)["args"]
-    fields = {field.name for field in dataclasses.fields(Args)}
-    defaults = Args(**{k: v for k, v in saved.items() if k in fields and k != "resume"}, resume=args.resume)
-    return tyro.cli(Args, args=argv, default=defaults)
+    """The command line. With --resume, the checkpoint's flags are the defaults it overrides; with --paper, the
+    paper's settings for the task are (and `--help` shows them)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    first = tyro.cli(Args, args=[a for a in argv if a not in ("-h", "--help")])
+    return tyro.cli(Args, args=argv, default=preset_defaults(first))
+
+
+def preset_defaults(args: Args) -> Args | None:
+    """The defaults a command line overrides: a resumed checkpoint's flags, or the paper's settings with --paper."""
+    if args.resume is not None:
+        saved = load_checkpoint(args.resume)["args"]
+        fields = {field.name for field in dataclasses.fields(Args)}
+        return Args(**{k: v for k, v in saved.items() if k in fields and k != "resume"}, resume=args.resume)
+    return paper_args(args.env_id) if args.paper else None
 
 
 def main() -> None:

@@ -6,7 +6,11 @@
 Runs `sac_v.train` once per seed in parallel worker processes (torch threads split among them) and writes, under
 docs/benchmarks/<env>/: runs.csv (every evaluation of every seed, appended as each seed finishes, so a crash never
 loses finished seeds), summary.md (steps to the threshold per seed, success count, median and IQR) and curves.png.
-Started again with the same settings, it skips the seeds already in runs.csv. Needs the `bench` extra (matplotlib).
+Started again with the same settings, it skips the seeds already in runs.csv and continues each unfinished seed from
+its last checkpoint (its run folder runs/<env>__bench__<seed>__<time>, found by its settings; the run length may
+differ, so a longer benchmark continues a shorter one's runs). Needs the `bench` extra (matplotlib).
+
+    python benchmarks/learning.py --paper --env-id Hopper-v5 --total-timesteps 300000 --seeds 3
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import importlib.util
 import json
 import multiprocessing
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,23 +35,35 @@ import tyro
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from throughput import cpu_name
 
-from sac_v import Args, ConfigError, Evaluation, make_env, train, validate_args
+from sac_v import Args, ConfigError, Evaluation, load_checkpoint, make_env, paper_args, train, validate_args
 
-THRESHOLDS = {"LunarLanderContinuous-v3": 200.0, "Pendulum-v1": -200.0}  # "solved" lines
+# "Solved" lines; for the MuJoCo tasks, where published SAC curves stand at 300 000 env steps.
+THRESHOLDS = {
+    "LunarLanderContinuous-v3": 200.0,
+    "Pendulum-v1": -200.0,
+    "HalfCheetah-v5": 5000.0,
+    "Hopper-v5": 2500.0,
+    "Walker2d-v5": 2000.0,
+}
 
 
 class Target(NamedTuple):
-    """One env's project targets."""
+    """One env's project targets, for runs of `total` env steps."""
 
+    total: int  # the run length the targets are set for
     steps: int  # env steps within which ...
-    share: float  # ... at least this share of seeds must reach the threshold
+    share: float | None  # ... at least this share of seeds must reach the threshold (None: no such target)
     every_seed: bool  # whether every seed must reach it by the end of the run
     least_final: float | None  # the least final eval mean over seeds
 
 
 TARGETS = {
-    "LunarLanderContinuous-v3": Target(50_000, 0.9, True, 240.0),
-    "Pendulum-v1": Target(10_000, 1.0, False, None),
+    "LunarLanderContinuous-v3": Target(100_000, 50_000, 0.9, True, 240.0),
+    "Pendulum-v1": Target(10_000, 10_000, 1.0, False, None),
+    **{
+        env_id: Target(300_000, 300_000, None, False, THRESHOLDS[env_id])
+        for env_id in ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")
+    },
 }
 CSV_FIELDS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]
 RUN_MANAGEMENT = ("resume", "save_buffer", "capture_video")  # how a run is saved or watched, not what it learns
@@ -70,6 +87,23 @@ class BenchArgs:
     """where results go (default docs/benchmarks/<env-id>)"""
     overwrite: bool = False
     """discard earlier results in out_dir made with other settings"""
+
+
+def resumable_checkpoint(args: Args, config: dict[str, Any]) -> Path | None:
+    """The most advanced checkpoint under runs/ of this seed's unfinished benchmark run with these settings (any run
+    length), or None."""
+    wanted = json.loads(json.dumps({k: v for k, v in config.items() if k not in ("total_timesteps", "exp_name")}))
+    best, best_step = None, 0
+    for path in Path("runs").glob(f"{args.env_id}__bench__{args.seed}__*/sac_v.pt"):
+        try:
+            saved = load_checkpoint(path)
+        except ConfigError as e:
+            print(f"note: not resuming from {path}: {e}")
+            continue
+        same = json.loads(json.dumps({k: saved["args"].get(k) for k in wanted})) == wanted
+        if same and best_step < saved["global_step"] < args.total_timesteps:
+            best, best_step = path, saved["global_step"]
+    return best
 
 
 def run_seed(args: Args, threads: int) -> list[Evaluation]:
@@ -118,9 +152,9 @@ def fmt(steps: float) -> str:
 
 def target_lines(env_id: str, threshold: float, total: int, reach: np.ndarray, finals: np.ndarray) -> list[str]:
     """The project's targets for this env, each met or missed and by how much (none for other envs)."""
-    if env_id not in TARGETS or len(reach) == 0:
+    if env_id not in TARGETS or TARGETS[env_id].total != total or len(reach) == 0:
         return []
-    within, share, every_seed, least_final = TARGETS[env_id]
+    _, within, share, every_seed, least_final = TARGETS[env_id]
     n = len(reach)
 
     def verdict(shortfall: float, unit: str) -> str:
@@ -130,14 +164,13 @@ def target_lines(env_id: str, threshold: float, total: int, reach: np.ndarray, f
             else f"**missed** by {shortfall:g}{unit}{'s' if unit and shortfall != 1 else ''}"
         )
 
-    need, got = int(np.ceil(share * n)), int((reach <= within).sum())
-    lines = [
-        "",
-        "Project targets:",
-        "",
-        f"- ≥ {threshold:g} within {within:,} env steps in at least {need} of {n} seeds: {got} of {n}, "
-        + verdict(need - got, " seed"),
-    ]
+    lines = ["", "Project targets:", ""]
+    if share is not None:
+        need, got = int(np.ceil(share * n)), int((reach <= within).sum())
+        lines.append(
+            f"- ≥ {threshold:g} within {within:,} env steps in at least {need} of {n} seeds: {got} of {n}, "
+            + verdict(need - got, " seed")
+        )
     if every_seed:
         got = int(np.isfinite(reach).sum())
         lines.append(f"- every seed ≥ {threshold:g} by {total:,} env steps: {got} of {n}, " + verdict(n - got, " seed"))
@@ -147,16 +180,31 @@ def target_lines(env_id: str, threshold: float, total: int, reach: np.ndarray, f
     return lines
 
 
-def earlier_hardware(out_dir: Path) -> str:
-    """The hardware line of the summary written when the runs ran (kept when nothing is left to run)."""
+def earlier_summary_line(out_dir: Path, field: str = "Hardware") -> str:
+    """A line of the summary written when the runs ran (kept when nothing is left to run): hardware, or commit."""
     summary = out_dir / "summary.md"
     lines = summary.read_text().splitlines() if summary.exists() else []
-    hardware = [line.removeprefix("Hardware: ").removesuffix(".") for line in lines if line.startswith("Hardware: ")]
-    return hardware[0] if hardware else "not recorded"
+    found = [line.removeprefix(f"{field}: ").removesuffix(".") for line in lines if line.startswith(f"{field}: ")]
+    return found[0] if found else "not recorded"
+
+
+def commit() -> str:
+    """The commit of this checkout, marked -dirty when tracked files differ from it."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "not recorded"
+    return out.stdout.strip()
 
 
 def write_summary(
-    rows: list[dict[str, float]], bench: BenchArgs, threshold: float, hardware: str, out_dir: Path
+    rows: list[dict[str, float]], bench: BenchArgs, threshold: float, hardware: str, out_dir: Path, ran_at: str
 ) -> None:
     per_seed = by_seed(rows)
     seeds = list(per_seed)
@@ -171,7 +219,7 @@ def write_summary(
         "",
         f"- seeds that reached the threshold: **{np.isfinite(reach).sum()} / {len(seeds)}**",
     ]
-    if target := TARGETS.get(bench.train.env_id):
+    if (target := TARGETS.get(bench.train.env_id)) and target.share is not None:
         within = (reach <= target.steps).sum()
         lines.append(f"- seeds that reached it within {target.steps:,} env steps: **{within} / {len(seeds)}**")
     lines += [
@@ -179,12 +227,16 @@ def write_summary(
         f"- final eval mean over seeds: **{finals.mean():.1f}** ± {finals.std():.1f} (std across seeds)",
         *target_lines(bench.train.env_id, threshold, bench.train.total_timesteps, reach, finals),
         "",
-        "| seed | steps to threshold | final eval mean | best eval mean | wall time (min) |",
-        "| ---: | ---: | ---: | ---: | ---: |",
+        "| seed | steps to threshold | final eval mean | best eval mean | wall time (min) | env steps/s |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for seed, steps, final in zip(seeds, reach, finals, strict=True):
         best = max(r["eval_mean"] for r in per_seed[seed])
-        lines.append(f"| {seed} | {fmt(steps)} | {final:.1f} | {best:.1f} | {per_seed[seed][-1]['wall_s'] / 60:.1f} |")
+        last = per_seed[seed][-1]
+        lines.append(
+            f"| {seed} | {fmt(steps)} | {final:.1f} | {best:.1f} | {last['wall_s'] / 60:.1f} "
+            f"| {last['step'] / last['wall_s']:.0f} |"
+        )
     settings = {
         k: v for k, v in dataclasses.asdict(bench.train).items() if k not in ("seed", "exp_name", *RUN_MANAGEMENT)
     }
@@ -193,6 +245,8 @@ def write_summary(
         "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()),
         "",
         f"Hardware: {hardware}.",
+        "",
+        f"Commit: {ran_at}.",
         "",
     ]
     (out_dir / "summary.md").write_text("\n".join(lines))
@@ -253,7 +307,7 @@ def main(bench: BenchArgs) -> None:
     validate_args(bench.train)
     check_counts(bench.seeds, bench.workers, bench.threads)
     if bench.train.resume is not None:
-        raise ConfigError("--resume continues one run; the benchmark starts every seed afresh")
+        raise ConfigError("--resume continues one run; the benchmark continues its unfinished seeds by itself")
     make_env(bench.train.env_id).close()
     out_dir = bench.out_dir or Path("docs/benchmarks") / bench.train.env_id
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -275,7 +329,9 @@ def main(bench: BenchArgs) -> None:
         writer.writerows({k: (int(v) if k in ("seed", "step") else v) for k, v in r.items()} for r in rows)
     kept.replace(runs_csv)
     if not seeds:  # the summary and plot again, from the finished seeds in runs.csv
-        write_summary(rows, bench, threshold, earlier_hardware(out_dir), out_dir)
+        write_summary(
+            rows, bench, threshold, earlier_summary_line(out_dir), out_dir, earlier_summary_line(out_dir, "Commit")
+        )
         plot(rows, bench.train.env_id, threshold, out_dir)
         print(f"all {bench.seeds} seeds are done; summary and plot rewritten in {out_dir}")
         print("to run them again, pass --out-dir with a new folder")
@@ -287,13 +343,17 @@ def main(bench: BenchArgs) -> None:
     hardware += f", torch {torch.__version__}"
     print(f"{len(seeds)} seeds on {bench.train.env_id}, {workers} workers × {threads} torch threads")
 
+    runs = {s: dataclasses.replace(bench.train, seed=s, exp_name="bench") for s in seeds}
+    for s, args in runs.items():
+        if checkpoint := resumable_checkpoint(args, config):
+            print(f"seed {s}: continuing {checkpoint}")
+            runs[s] = dataclasses.replace(args, resume=checkpoint)
+
     start = time.time()
     failures = 0
     context = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {
-            pool.submit(run_seed, dataclasses.replace(bench.train, seed=s, exp_name="bench"), threads): s for s in seeds
-        }
+        futures = {pool.submit(run_seed, args, threads): s for s, args in runs.items()}
         for future in cf.as_completed(futures):
             seed = futures[future]
             try:
@@ -306,7 +366,7 @@ def main(bench: BenchArgs) -> None:
             with runs_csv.open("a", newline="") as f:
                 csv.DictWriter(f, CSV_FIELDS).writerows(new)
             rows += new
-            write_summary(rows, bench, threshold, hardware, out_dir)
+            write_summary(rows, bench, threshold, hardware, out_dir, commit())
             plot(rows, bench.train.env_id, threshold, out_dir)
             final = evaluations[-1]
             print(f"seed {seed} done: final eval {final.mean:.1f}, {final.wall_s / 60:.1f} min")
@@ -315,8 +375,16 @@ def main(bench: BenchArgs) -> None:
         sys.exit(f"error: {failures} seed(s) failed; rerun the same command to retry them")
 
 
+def parse_bench_args(argv: list[str] | None = None) -> BenchArgs:
+    """The command line; with --paper, the paper's settings for the task are the defaults it overrides."""
+    argv = sys.argv[1:] if argv is None else argv
+    first = tyro.cli(BenchArgs, args=[a for a in argv if a not in ("-h", "--help")], default=BenchArgs(train=Args()))
+    train_defaults = paper_args(first.train.env_id) if first.train.paper else Args()
+    return tyro.cli(BenchArgs, args=argv, default=BenchArgs(train=train_defaults))
+
+
 if __name__ == "__main__":
     try:
-        main(tyro.cli(BenchArgs, default=BenchArgs(train=Args())))
+        main(parse_bench_args())
     except ConfigError as e:
         sys.exit(f"error: {e}")

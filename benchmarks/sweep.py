@@ -52,7 +52,7 @@ from learning import (
     check_counts,
     check_earlier_results,
     cpu_name,
-    earlier_hardware,
+    earlier_summary_line,
     fmt,
     plot_seeds,
     run_seed,
@@ -419,7 +419,7 @@ def main(sweep: SweepArgs, command: str = "") -> None:
     if len(jobs) < len(cells):
         print(f"skipping {len(cells) - len(jobs)} of {len(cells)} runs already finished in {runs_csv}")
     if not jobs:  # the summary and plot again, from every finished run in runs.csv
-        write_summary(rows, settings, sweep, threshold, earlier_hardware(out_dir), command, out_dir)
+        write_summary(rows, settings, sweep, threshold, earlier_summary_line(out_dir), command, out_dir)
         plot(rows, settings, sweep.train.env_id, threshold, out_dir)
         print(f"all {len(cells)} runs are done; summary and plot rewritten in {out_dir}")
         print("to run them again, pass --out-dir with a new folder")

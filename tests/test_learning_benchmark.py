@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import learning
 
-from sac_v import Args
+from sac_v import Args, train
 from tests.helpers import ROOT, tiny_args
 
 
@@ -80,8 +81,29 @@ def test_benchmark_keeps_results_whose_config_predates_the_run_management_flags(
 
 
 def test_benchmark_refuses_resume(in_tmp_dir):
-    with pytest.raises(learning.ConfigError, match="starts every seed afresh"):
+    with pytest.raises(learning.ConfigError, match="continues its unfinished seeds by itself"):
         learning.main(bench_args(in_tmp_dir / "out", resume=in_tmp_dir / "sac_v.pt"))
+
+
+def test_benchmark_continues_an_unfinished_seed_from_its_checkpoint_in_its_run_folder(in_tmp_dir):
+    pytest.importorskip("matplotlib", reason="the plot needs the bench extra")
+    bench = dataclasses.replace(bench_args(in_tmp_dir / "out"), seeds=1, workers=1, threads=1)
+    # A run of the same settings elsewhere (another reward scale) must not be taken for this seed's.
+    train(dataclasses.replace(bench.train, seed=1, exp_name="bench", total_timesteps=150, reward_scale=1.0))
+    stopped = train(dataclasses.replace(bench.train, seed=1, exp_name="bench", total_timesteps=150))
+    learning.main(bench)
+    runs = sorted((in_tmp_dir / "runs").iterdir())
+    assert len(runs) == 2, "the unfinished seed went on in its own folder, not a new one"
+    rows = read_rows(in_tmp_dir / "out" / "runs.csv")
+    assert next((r["step"], float(r["eval_mean"])) for r in rows) == ("150", stopped.evaluations[0].mean)
+    assert torch.load(stopped.checkpoint, weights_only=True)["global_step"] == 300
+    learning.main(dataclasses.replace(bench, overwrite=True, train=dataclasses.replace(bench.train, reward_scale=2.0)))
+    assert len(list((in_tmp_dir / "runs").iterdir())) == 3, "other settings start a fresh run"
+
+
+def test_benchmark_takes_the_papers_settings_with_paper_and_lets_flags_win():
+    bench = learning.parse_bench_args(["--paper", "--env-id", "HalfCheetah-v5", "--min-pool", "500", "--seeds", "3"])
+    assert (bench.train.reward_scale, bench.train.min_pool, bench.train.policy_lr, bench.seeds) == (5.0, 500, 3e-4, 3)
 
 
 def test_benchmark_records_the_torch_threads_per_worker_and_refuses_negative_ones(in_tmp_dir):

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import gymnasium as gym
@@ -7,7 +8,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import sac_v
-from sac_v import Args, ConfigError, train
+from sac_v import Args, ConfigError, parse_args, train
 from tests.helpers import run_cli, tiny_args
 
 
@@ -205,3 +206,29 @@ def test_short_run_on_cuda_takes_gradient_steps_and_checkpoint_loads_on_cpu(in_t
     assert checkpoint["global_step"] == 400
     assert {float(s["step"]) for s in checkpoint["actor_optimizer"]["state"].values()} == {301}
     assert all(np.isfinite(e.mean) for e in result.evaluations)
+
+
+def test_paper_takes_the_papers_settings_for_the_task_and_flags_given_beside_it_win():
+    hopper = parse_args(["--paper", "--env-id", "Hopper-v5"])
+    assert (hopper.reward_scale, hopper.min_pool, hopper.batch_size, hopper.buffer_size) == (5.0, 1_000, 256, 10**6)
+    assert (hopper.policy_lr, hopper.critic_lr, hopper.hidden_sizes, hopper.tau) == (3e-4, 3e-4, (256, 256), 0.005)
+    assert parse_args(["--paper", "--env-id", "HalfCheetah-v5"]).min_pool == 10_000
+    assert parse_args(["--paper", "--env-id", "Humanoid-v5"]).reward_scale == 20.0
+    assert parse_args(["--paper", "--env-id", "Walker2d-v5", "--reward-scale", "3"]).reward_scale == 3.0
+    assert parse_args([]).reward_scale == Args().reward_scale
+
+
+def test_paper_on_a_task_the_paper_did_not_run_is_refused_in_one_line(in_tmp_dir):
+    result = run_cli("sac_v.py", "--paper", "--env-id", "Pendulum-v1", cwd=in_tmp_dir)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "--paper knows the paper's MuJoCo tasks" in result.stderr
+
+
+def test_paper_run_on_a_mujoco_task_takes_gradient_steps(in_tmp_dir):
+    pytest.importorskip("mujoco", reason="MuJoCo tasks need the mujoco extra")
+    args = parse_args(["--paper", "--env-id", "Hopper-v5", "--total-timesteps", "300", "--min-pool", "200"])
+    small = dict(batch_size=32, buffer_size=1_000, hidden_sizes=(32, 32), eval_every=300, eval_episodes=1)
+    result = train(dataclasses.replace(args, **small, device="cpu"))
+    checkpoint = torch.load(result.checkpoint, weights_only=True)
+    assert checkpoint["args"]["paper"] and checkpoint["args"]["reward_scale"] == 5.0
+    assert checkpoint["actor_optimizer"]["state"][0]["step"] == 101  # one per env step from the one that fills the pool
