@@ -17,6 +17,7 @@ The variants run interleaved, `--repeats` times, and the table gives medians; (b
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import platform
 import statistics
@@ -164,7 +165,10 @@ def project_update_step(
             actor, qf, vf, dataclasses.replace(args, cudagraphs=args.cudagraphs or reduce_overhead)
         ).values()
     )
-    step, sample_action = sac_v.fast_paths(actor, qf, vf, vf_target, optimizers, args)
+    step = functools.partial(
+        sac_v.update, actor=actor, qf=qf, vf=vf, vf_target=vf_target, optimizers=optimizers, args=args
+    )
+    step, sample_action = sac_v.fast_paths(step, actor.get_action, args)
     if reduce_overhead:
         step, sample_action = (torch.compile(f, mode="reduce-overhead") for f in (step, sample_action))
     return step, sample_action

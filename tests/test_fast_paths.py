@@ -1,8 +1,7 @@
 """The fast paths (--compile, --cudagraphs) take the same gradient step as the plain update; --bf16 a close one."""
 
 import copy
-import dataclasses
-import itertools
+import functools
 import os
 import shutil
 
@@ -10,15 +9,7 @@ import pytest
 import torch
 
 import sac_v
-from sac_v import (
-    Args,
-    ConfigError,
-    CudaGraphed,
-    anneal_learning_rates,
-    fast_paths,
-    make_optimizers,
-    validate_args,
-)
+from sac_v import Args, ConfigError, CudaGraphed, fast_paths, make_optimizers, update, validate_args
 from tests.helpers import tiny_args
 from tests.test_update import make_batch, make_nets
 
@@ -49,18 +40,10 @@ def plain_and_copy(device: str) -> tuple[dict, dict, tuple]:
 
 
 def stepper(nets: dict, args: Args):
-    """The gradient step that sac_v.train takes with these flags and --anneal-lr over STEPS steps: a compiled or
-    recorded step must read the learning rates anew at every call."""
-    args = dataclasses.replace(args, anneal_lr=True, total_timesteps=STEPS)
+    """The gradient step that sac_v.train takes with these flags."""
     optimizers = tuple(make_optimizers(nets["actor"], nets["qf"], nets["vf"], args).values())
-    step = fast_paths(nets["actor"], nets["qf"], nets["vf"], nets["vf_target"], optimizers, args)[0]
-    env_steps = itertools.count(1)
-
-    def annealed_step(batch: tuple) -> dict[str, torch.Tensor]:
-        anneal_learning_rates(optimizers, args, next(env_steps))
-        return step(batch)
-
-    return annealed_step
+    step = functools.partial(update, **nets, optimizers=optimizers, args=args)
+    return fast_paths(step, nets["actor"].get_action, args)[0]
 
 
 @pytest.mark.skipif(not CAN_COMPILE_ON_CPU, reason="torch.compile is unsupported here, or no C++ compiler")
@@ -140,10 +123,7 @@ def test_cuda_graphed_sampler_draws_the_actions_of_eager():
 @pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
 def test_cuda_graphed_training_run_learns_and_checkpoints(in_tmp_dir, compile):
     torch._dynamo.reset()
-    args = tiny_args(
-        total_timesteps=150, eval_every=150, device="cuda", cudagraphs=True, compile=compile, anneal_lr=True
-    )
+    args = tiny_args(total_timesteps=150, eval_every=150, device="cuda", cudagraphs=True, compile=compile)
     checkpoint = torch.load(sac_v.train(args).checkpoint, weights_only=True)
     assert {float(s["step"]) for s in checkpoint["q_optimizer"]["state"].values()} == {51}
     assert all(torch.isfinite(value).all() for value in checkpoint["qf"].values())
-    assert checkpoint["q_optimizer"]["param_groups"][0]["lr"].item() == pytest.approx(args.critic_lr * (1 - 149 / 150))

@@ -67,11 +67,10 @@ class SplitRun(NamedTuple):
 def split_run(tmp_path_factory) -> SplitRun:
     """One uninterrupted 400-step run, and the same run in three pieces: stopped at step 60 (still collecting random
     actions, mid-episode), resumed and stopped by SIGTERM at step 230 (learning, mid-episode), resumed to 400.
-    Episodes last 50 steps, so the stops fall in the 2nd and 5th episodes, which began without a seed. With
-    --anneal-lr, whose schedule a resumed run must continue."""
+    Episodes last 50 steps, so the stops fall in the 2nd and 5th episodes, which began without a seed."""
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp_path_factory.mktemp("split"))
-        args = dict(env_id="Doorbell-v0", total_timesteps=400, anneal_lr=True)
+        args = dict(env_id="Doorbell-v0", total_timesteps=400)
         full = train(tiny_args(**args, exp_name="full"))
         first = train(tiny_args(**{**args, "total_timesteps": 60}, exp_name="split"))
         # the resumed env first replays the 10 steps of the episode in progress: its 180th step is global step 230
@@ -167,7 +166,7 @@ def run_copy(short_run, in_tmp_dir) -> Path:
 
 BAD_RESUMES = [
     (dict(env_id="MountainCarContinuous-v0"), "trained on Pendulum-v1, not MountainCarContinuous-v0"),
-    (dict(hidden_sizes=(64, 64)), "--hidden-sizes 32 32, not 64 64"),
+    (dict(hidden_sizes=(64, 64)), "has --hidden-sizes 32 32; a resumed run keeps them"),
     (dict(total_timesteps=100), "already at step 100"),
     (dict(buffer_size=5000), "resume with --buffer-size 10000"),
 ]

@@ -42,9 +42,9 @@ def test_short_run_takes_gradient_steps_logs_and_checkpoints(in_tmp_dir):
         "values/qf2",
         "values/v",
         "values/v_target",
+        "values/q_target",
         "policy/entropy",
         "policy/log_std",
-        "charts/policy_lr",
     }
     assert expected <= tags
     # training scalars every 100 steps, once learning has started at step 100
@@ -58,21 +58,6 @@ def test_gradient_steps_takes_that_many_updates_per_env_step(in_tmp_dir):
     for name in ("actor_optimizer", "q_optimizer", "v_optimizer"):
         steps = {float(state["step"]) for state in checkpoint[name]["state"].values()}
         assert steps == {3 * (200 - 100 + 1)}, name
-
-
-def test_anneal_lr_decays_both_learning_rates_linearly_to_zero_at_the_last_step(in_tmp_dir):
-    result = train(tiny_args(anneal_lr=True, policy_lr=2e-3, critic_lr=4e-3))
-    checkpoint = torch.load(result.checkpoint, weights_only=True)
-    last = 1 - (400 - 1) / 400  # the fraction at the last of the 400 env steps
-    rates = [checkpoint[name]["param_groups"][0]["lr"] for name in ("actor_optimizer", "q_optimizer", "v_optimizer")]
-    torch.testing.assert_close(torch.stack(rates), torch.tensor([2e-3, 4e-3, 4e-3], dtype=torch.float64) * last)
-    logged = EventAccumulator(str(result.run_dir)).Reload().Scalars("charts/policy_lr")
-    assert [e.step for e in logged] == [100, 200, 300, 400]
-    for event in logged:
-        assert event.value == pytest.approx(2e-3 * (1 - (event.step - 1) / 400))
-    constant = torch.load(train(tiny_args(policy_lr=2e-3, critic_lr=4e-3)).checkpoint, weights_only=True)
-    assert [constant[name]["param_groups"][0]["lr"] for name in ("actor_optimizer", "v_optimizer")] == [2e-3, 4e-3]
-    assert not torch.equal(checkpoint["actor"]["mean.weight"], constant["actor"]["mean.weight"])
 
 
 def test_v_target_network_starts_as_exact_copy_of_v(in_tmp_dir):
@@ -150,7 +135,7 @@ def test_bad_input_is_refused_before_anything_is_written(in_tmp_dir, overrides, 
 def test_capture_video_without_moviepy_is_refused_before_anything_is_written(in_tmp_dir, monkeypatch):
     find_spec = sac_v.importlib.util.find_spec
     monkeypatch.setattr(sac_v.importlib.util, "find_spec", lambda name: None if name == "moviepy" else find_spec(name))
-    with pytest.raises(ConfigError, match=r'pip install -e "\.\[video\]"'):
+    with pytest.raises(ConfigError, match=r'needs pip install -e "\.\[video\]"'):
         train(tiny_args(capture_video=True))
     assert list(in_tmp_dir.iterdir()) == []
 
@@ -191,8 +176,7 @@ def test_help_lists_every_flag_with_its_docstring(capsys):
         "--eval-every",
         "--eval-episodes",
         "--device",
-        "--torch-deterministic",
-        "--no-torch-deterministic",
+        "--paper",
         "--exp-name",
     ):
         assert flag in text, flag
@@ -209,13 +193,13 @@ def test_short_run_on_cuda_takes_gradient_steps_and_checkpoint_loads_on_cpu(in_t
 
 
 def test_paper_takes_the_papers_settings_for_the_task_and_flags_given_beside_it_win():
-    hopper = parse_args(["--paper", "--env-id", "Hopper-v5"])
+    hopper, _ = parse_args(["--paper", "--env-id", "Hopper-v5"])
     assert (hopper.reward_scale, hopper.min_pool, hopper.batch_size, hopper.buffer_size) == (5.0, 1_000, 256, 10**6)
     assert (hopper.policy_lr, hopper.critic_lr, hopper.hidden_sizes, hopper.tau) == (3e-4, 3e-4, (256, 256), 0.005)
-    assert parse_args(["--paper", "--env-id", "HalfCheetah-v5"]).min_pool == 10_000
-    assert parse_args(["--paper", "--env-id", "Humanoid-v5"]).reward_scale == 20.0
-    assert parse_args(["--paper", "--env-id", "Walker2d-v5", "--reward-scale", "3"]).reward_scale == 3.0
-    assert parse_args([]).reward_scale == Args().reward_scale
+    assert parse_args(["--paper", "--env-id", "HalfCheetah-v5"])[0].min_pool == 10_000
+    assert parse_args(["--paper", "--env-id", "Humanoid-v5"])[0].reward_scale == 20.0
+    assert parse_args(["--paper", "--env-id", "Walker2d-v5", "--reward-scale", "3"])[0].reward_scale == 3.0
+    assert parse_args([])[0] == Args()
 
 
 def test_paper_on_a_task_the_paper_did_not_run_is_refused_in_one_line(in_tmp_dir):
@@ -226,7 +210,7 @@ def test_paper_on_a_task_the_paper_did_not_run_is_refused_in_one_line(in_tmp_dir
 
 def test_paper_run_on_a_mujoco_task_takes_gradient_steps(in_tmp_dir):
     pytest.importorskip("mujoco", reason="MuJoCo tasks need the mujoco extra")
-    args = parse_args(["--paper", "--env-id", "Hopper-v5", "--total-timesteps", "300", "--min-pool", "200"])
+    args, _ = parse_args(["--paper", "--env-id", "Hopper-v5", "--total-timesteps", "300", "--min-pool", "200"])
     small = dict(batch_size=32, buffer_size=1_000, hidden_sizes=(32, 32), eval_every=300, eval_episodes=1)
     result = train(dataclasses.replace(args, **small, device="cpu"))
     checkpoint = torch.load(result.checkpoint, weights_only=True)
