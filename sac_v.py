@@ -1,17 +1,14 @@
-"""Soft Actor-Critic with a learned state value V (SAC-V; Haarnoja et al. 2018, arXiv 1801.01290).
+"""Soft Actor-Critic with a learned state value V (SAC-V; Haarnoja et al. 2018, arXiv 1801.01290): a tanh-squashed
+Gaussian actor, twin soft Q critics, and a soft state-value network V whose moving average V̄ gives the Q target.
+Equation numbers refer to the paper.
 
-The original SAC: a tanh-squashed Gaussian actor, twin soft Q critics, and a soft state-value network V whose moving
-average V̄ supplies the Q target. Equation numbers refer to the paper.
+Part 1, the algorithm: Args, make_env, Actor, SoftQNetwork, SoftVNetwork, sac_v_losses (Eqs. 5, 8, 12), update,
+make_optimizers, evaluate, train (the paper's Algorithm 1), main. Part 2, after the divider: flag checks, the --paper
+preset, checkpoints and exact resume, TensorBoard and console, signals, compile and CUDA graphs.
 
-Part 1, the algorithm: Args -> make_env -> Actor, SoftQNetwork, SoftVNetwork -> sac_v_losses (Eqs. 5, 8, 12) -> update
--> make_optimizers -> evaluate -> train (the paper's Algorithm 1) -> main.
-Part 2, after the divider: flag checks, the --paper preset, checkpoints and exact resume, signals, logging, the
-console, compile and CUDA graphs.
-
-    python sac_v.py                                  # LunarLanderContinuous-v3 with this project's defaults
-    python sac_v.py --paper --env-id Hopper-v5       # the paper's settings for a MuJoCo task
-    python sac_v.py --resume runs/<run>/sac_v.pt     # continue a run (Ctrl-C saves one to continue)
-    tensorboard --logdir runs                        # watch; python sac_v_eval.py to evaluate a checkpoint
+    python sac_v.py                              # LunarLanderContinuous-v3 with this project's defaults
+    python sac_v.py --paper --env-id Hopper-v5   # the paper's settings for a MuJoCo task
+    python sac_v.py --resume runs/<run>/sac_v.pt # continue a run (Ctrl-C saves one to continue)
 """
 
 from __future__ import annotations
@@ -49,58 +46,35 @@ from buffer import ReplayBuffer
 @dataclasses.dataclass
 class Args:
     # SAC-V's hyperparameters
-    env_id: str = "LunarLanderContinuous-v3"
-    """the gymnasium environment id (needs a bounded Box action space)"""
-    paper: bool = False
-    """start from the paper's settings for the MuJoCo task of --env-id (flags given beside it still win)"""
-    total_timesteps: int = 100_000
-    """number of environment steps to train for"""
-    reward_scale: float = 5.0
-    """c, the inverse temperature: multiplies the reward in the Q target"""
-    min_pool: int = 20_000
-    """random-action transitions collected before the first gradient step"""
-    buffer_size: int = 50_000
-    """replay buffer capacity"""
-    batch_size: int = 200
-    """minibatch size of each gradient step"""
-    gradient_steps: int = 1
-    """gradient steps per environment step once the pool is full"""
-    gamma: float = 0.99
-    """discount factor"""
-    tau: float = 0.005
-    """V̄ <- tau * V + (1 - tau) * V̄ after every gradient step"""
-    alpha: float = 1.0
-    """entropy temperature; keep it at 1 and tune --reward-scale instead (only their ratio matters)"""
-    policy_lr: float = 3e-3
-    """Adam learning rate of the actor"""
-    critic_lr: float = 3e-3
-    """Adam learning rate of the twin Q networks and of V"""
-    hidden_sizes: tuple[int, ...] = (200, 200)
-    """widths of the ReLU hidden layers of every network"""
+    env_id: str = "LunarLanderContinuous-v3"  # a gymnasium env with a bounded Box action space
+    paper: bool = False  # start from the paper's settings for this MuJoCo task; flags given beside it win
+    total_timesteps: int = 100_000  # number of environment steps to train for
+    reward_scale: float = 5.0  # c, the inverse temperature: multiplies the reward in the Q target
+    min_pool: int = 20_000  # random-action transitions collected before the first gradient step
+    buffer_size: int = 50_000  # replay buffer capacity
+    batch_size: int = 200  # minibatch size of each gradient step
+    gradient_steps: int = 1  # gradient steps per environment step once the pool is full
+    gamma: float = 0.99  # discount factor
+    tau: float = 0.005  # V̄ <- tau * V + (1 - tau) * V̄ after every gradient step
+    alpha: float = 1.0  # entropy temperature; keep it at 1 and tune --reward-scale instead (only their ratio matters)
+    policy_lr: float = 3e-3  # Adam learning rate of the actor
+    critic_lr: float = 3e-3  # Adam learning rate of the twin Q networks and of V
+    hidden_sizes: tuple[int, ...] = (200, 200)  # widths of the ReLU hidden layers of every network
     # The run and its logging
-    seed: int = 1
-    """seeds Python, numpy, torch, the envs, the action space and the replay buffer"""
-    eval_every: int = 5_000
-    """env steps between deterministic evaluations and checkpoints"""
-    eval_episodes: int = 10
-    """episodes per deterministic evaluation"""
-    exp_name: str = "sac_v"
-    """experiment name, part of the run folder runs/{env_id}__{exp_name}__{seed}__{time}"""
-    capture_video: bool = False
-    """record the first episode of each evaluation to videos/<run>/ (needs the video extra)"""
+    seed: int = 1  # seeds Python, numpy, torch, the envs, the action space and the replay buffer
+    eval_every: int = 5_000  # env steps between deterministic evaluations and checkpoints
+    eval_episodes: int = 10  # episodes per deterministic evaluation
+    exp_name: str = "sac_v"  # experiment name, part of the run folder runs/{env_id}__{exp_name}__{seed}__{time}
+    capture_video: bool = False  # record each evaluation's first episode to videos/<run>/
     # Long runs and speed
-    resume: Path | None = None
-    """continue the run of this checkpoint: same folder, steps continue; its flags are the defaults"""
-    save_buffer: Literal["auto", "always", "never"] = "auto"
-    """save the replay buffer beside each checkpoint, for an exact resume (auto: when it is under 1 GB)"""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """where the networks live; auto picks CUDA when available"""
-    compile: bool = False
-    """torch.compile the gradient step and the policy's action sampling (pays a compile time up front)"""
-    cudagraphs: bool = False
-    """CUDA only: record the whole gradient step as one CUDA graph and replay it each step"""
-    bf16: bool = False
-    """run the gradient step's matmuls in bfloat16 (weights, losses and Adam stay float32)"""
+    resume: Path | None = None  # continue this checkpoint's run in its folder; its flags are the defaults
+    save_buffer: Literal["auto", "always", "never"] = (
+        "auto"  # save the buffer with each checkpoint (exact resume); auto: under 1 GB
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # where the networks live; auto picks CUDA when available
+    compile: bool = False  # torch.compile the gradient step and the action sampler
+    cudagraphs: bool = False  # CUDA only: record the whole gradient step as one CUDA graph and replay it each step
+    bf16: bool = False  # run the gradient step's matmuls in bfloat16 (weights, losses and Adam stay float32)
 
 
 def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
@@ -112,22 +86,17 @@ def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
     space = env.action_space
     if not isinstance(space, gym.spaces.Box) or not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
         env.close()
-        raise ConfigError(
-            f"{env_id} has action space {space}; SAC needs continuous actions in a bounded Box "
-            "(try LunarLanderContinuous-v3 or Pendulum-v1)"
-        )
+        raise ConfigError(f"{env_id} has action space {space}; SAC needs continuous actions in a bounded Box")
     if not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
         env.close()
         raise ConfigError(f"{env_id} has observation space {env.observation_space}; sac_v needs a flat Box")
     return env
 
 
-def mlp(
-    in_dim: int, hidden_sizes: Sequence[int], out_dim: int | None = None, linear: Callable = nn.Linear
-) -> nn.Sequential:
+def mlp(in_dim: int, sizes: Sequence[int], out_dim: int | None = None, linear: Callable = nn.Linear) -> nn.Sequential:
     """Linear + ReLU layers of the given widths, then a linear output layer unless out_dim is None."""
     layers: list[nn.Module] = []
-    for width in hidden_sizes:
+    for width in sizes:
         layers += [linear(in_dim, width), nn.ReLU()]
         in_dim = width
     return nn.Sequential(*layers, *([linear(in_dim, out_dim)] if out_dim is not None else []))
@@ -213,32 +182,23 @@ def sac_v_losses(
     qf1_pi, qf2_pi = functional_call(qf, {name: p.detach() for name, p in qf.named_parameters()}, (obs, pi_actions))
     min_q_pi = torch.min(qf1_pi, qf2_pi)
 
-    # Eq. 5: V regresses on min Q(s, ã) - α log π(ã|s), with ã from the current policy, not the buffer.
+    # Eq. 5, the loss of V (ψ): V regresses on min Q(s, ã) - α log π(ã|s), ã from the current policy, not the buffer.
     v_target = (min_q_pi - alpha * log_pi).detach()
     v = vf(obs)
     v_loss = 0.5 * F.mse_loss(v, v_target)
 
-    # Eq. 8: Q regresses on c·r + γ(1 - d)V̄(s'); d marks a true termination, never a time limit.
+    # Eq. 8, the loss of each Q (θ1, θ2): Q regresses on c·r + γ(1 - d)V̄(s'); d is a true end, never a time limit.
     with torch.no_grad():
         q_target = reward_scale * rewards + gamma * (1 - terminated) * vf_target(next_obs)
     qf1_values, qf2_values = qf(obs, actions)
     qf1_loss = 0.5 * F.mse_loss(qf1_values, q_target)
     qf2_loss = 0.5 * F.mse_loss(qf2_values, q_target)
 
-    # Eq. 12 with the reparameterization trick: minimise α log π(ã|s) - min Q(s, ã).
+    # Eq. 12, the loss of the policy (φ), reparameterized: minimise α log π(ã|s) - min Q(s, ã).
     actor_loss = (alpha * log_pi - min_q_pi).mean()
-    return {
-        "qf1_loss": qf1_loss,
-        "qf2_loss": qf2_loss,
-        "v_loss": v_loss,
-        "actor_loss": actor_loss,
-        "qf1": qf1_values.mean(),
-        "qf2": qf2_values.mean(),
-        "v": v.mean(),
-        "v_target": v_target.mean(),
-        "q_target": q_target.mean(),
-        "entropy": -log_pi.mean(),
-    }
+    losses = {"qf1_loss": qf1_loss, "qf2_loss": qf2_loss, "v_loss": v_loss, "actor_loss": actor_loss}
+    values = {"qf1": qf1_values.mean(), "qf2": qf2_values.mean(), "v": v.mean(), "v_target": v_target.mean()}
+    return losses | values | {"q_target": q_target.mean(), "entropy": -log_pi.mean()}
 
 
 def update(
@@ -317,13 +277,11 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None) -> TrainResult:
     # A new run folder, or a resumed run as it stopped: weights, buffer, random streams, the episode in progress.
     run, obs = start_run(args, checkpoint, env, networks, optimizers, rb)
     rb = run.rb
-    gradient_step, sample_action = fast_paths(
-        functools.partial(
-            update, actor=actor, qf=qf, vf=vf, vf_target=vf_target, optimizers=tuple(optimizers.values()), args=args
-        ),
-        actor.get_action,
-        args,
+    opts = tuple(optimizers.values())
+    gradient_step = functools.partial(
+        update, actor=actor, qf=qf, vf=vf, vf_target=vf_target, optimizers=opts, args=args
     )
+    gradient_step, sample_action = fast_paths(gradient_step, actor.get_action, args)  # --compile, --cudagraphs
     with stop_signals() as stop_requests, run:
         for global_step in range(run.step + 1, args.total_timesteps + 1):
             # Until the pool holds min_pool transitions: uniform random actions and no learning.
@@ -380,7 +338,8 @@ POSITIVE = ("total_timesteps", "batch_size", "gradient_steps", "min_pool", "buff
 POSITIVE += ("critic_lr", "eval_every", "eval_episodes")
 # The paper's Table 1 and reward scales, with the random-action steps of its authors' code; evaluating every 10 000
 # steps is this project's protocol. PAPER_TASKS: each task's reward scale and min pool.
-PAPER = dict(total_timesteps=10**6, buffer_size=10**6, batch_size=256, policy_lr=3e-4, critic_lr=3e-4, tau=0.005)
+PAPER = dict(total_timesteps=10**6, buffer_size=10**6, batch_size=256, hidden_sizes=(256, 256), tau=0.005)
+PAPER |= dict(policy_lr=3e-4, critic_lr=3e-4, eval_every=10_000)
 PAPER_TASKS = {"HalfCheetah": (5.0, 10**4), "Hopper": (5.0, 10**3), "Walker2d": (5.0, 10**3), "Ant": (5.0, 10**4)}
 PAPER_TASKS["Humanoid"] = (20.0, 10**3)
 
@@ -428,9 +387,7 @@ def paper_args(env_id: str) -> Args:
     if task not in PAPER_TASKS:
         raise ConfigError(f"--paper knows the paper's MuJoCo tasks ({', '.join(PAPER_TASKS)}), not {env_id}")
     reward_scale, min_pool = PAPER_TASKS[task]
-    return Args(
-        env_id=env_id, paper=True, reward_scale=reward_scale, min_pool=min_pool, hidden_sizes=(256, 256), **PAPER
-    )
+    return Args(env_id=env_id, paper=True, reward_scale=reward_scale, min_pool=min_pool, **PAPER)
 
 
 def validate_args(args: Args) -> None:
@@ -449,10 +406,7 @@ def validate_args(args: Args) -> None:
         (0 <= args.gamma <= 1, f"--gamma must be in [0, 1], got {args.gamma}"),
         (args.alpha >= 0, f"--alpha must be non-negative, got {args.alpha}"),
         (min(args.hidden_sizes, default=0) > 0, f"--hidden-sizes needs positive widths, got {args.hidden_sizes}"),
-        (
-            re.fullmatch(r"[\w.,=+-]+", args.exp_name, re.ASCII),
-            f"--exp-name must be a plain name, got {args.exp_name!r}",
-        ),
+        (re.fullmatch(r"[\w.,=+-]+", args.exp_name, re.ASCII), f"--exp-name must be a plain name: {args.exp_name!r}"),
         (
             not args.capture_video or importlib.util.find_spec("moviepy"),
             '--capture-video needs pip install -e ".[video]"',
@@ -528,9 +482,7 @@ class Run:
         self.writer = SummaryWriter(str(self.checkpoint.parent), purge_step=self.saved_step and self.saved_step + 1)
         table = "\n".join(f"|{k}|{v}|" for k, v in dataclasses.asdict(self.args).items())
         self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table, self.step)
-        self.console = tqdm(
-            total=self.args.total_timesteps, initial=self.step, unit="step", disable=None, dynamic_ncols=True
-        )
+        self.console = tqdm(total=self.args.total_timesteps, initial=self.step, disable=None, dynamic_ncols=True)
         self.console.set_description(self.phase())
         return self
 
@@ -540,9 +492,10 @@ class Run:
         self.env.close()
 
     def phase(self) -> str:
-        if len(self.rb) < self.args.min_pool:
-            return f"{self.args.env_id}: collecting {self.args.min_pool} random-action transitions"
-        return f"{self.args.env_id}: training"
+        pool = self.args.min_pool
+        return f"{self.args.env_id}: " + (
+            f"collecting {pool} random transitions" if len(self.rb) < pool else "training"
+        )
 
     def next_episode(self, step: int) -> np.ndarray:
         """Log the episode that ended, reset the env, and note how the next one begins (see replay_episode)."""
@@ -606,20 +559,16 @@ class Run:
         if self.saved_step != self.step:
             self.save(self.step)
         self.console.close()  # before the message, so the bar is not drawn again after it
-        buffer = (
-            f" and its replay buffer {buffer_path(self.checkpoint)}" if buffer_path(self.checkpoint).exists() else ""
-        )
+        buffer = " and its replay buffer" if buffer_path(self.checkpoint).exists() else ""
         print(f"stopped by {signal.Signals(signum).name} at step {self.step}: saved {self.checkpoint}{buffer}")
         print(f"resume with: python sac_v.py --resume {self.checkpoint}")
 
     def diverged(self, what: str, step: int) -> DivergenceError:
-        advice = "try a lower reward scale or learning rate"
         if self.saved_step is None:
-            return DivergenceError(f"{what} at step {step}, before any checkpoint; {advice}")
-        return DivergenceError(
-            f"{what} at step {step}; the last good checkpoint (step {self.saved_step}) is kept; {advice}: "
-            f"python sac_v.py --resume {self.checkpoint} --reward-scale <lower> (or --policy-lr, --critic-lr)"
-        )
+            return DivergenceError(f"{what} at step {step}, before any checkpoint; try a lower --reward-scale or lr")
+        resume = f"python sac_v.py --resume {self.checkpoint} --reward-scale <lower> (or --policy-lr, --critic-lr)"
+        kept = f"the last good checkpoint (step {self.saved_step}) is kept"
+        return DivergenceError(f"{what} at step {step}; {kept}; try {resume}")
 
 
 def start_run(args: Args, checkpoint: dict[str, Any] | None, env: gym.Env, *learner: Any) -> tuple[Run, np.ndarray]:
@@ -691,10 +640,9 @@ def check_spaces(checkpoint: dict[str, Any], env: gym.Env, env_id: str) -> None:
     trained = (checkpoint["actor"]["trunk.0.weight"].shape[1], checkpoint["actor"]["mean.weight"].shape[0])
     here = (env.observation_space.shape[0], env.action_space.shape[0])
     if trained != here:
-        raise ConfigError(
-            f"the checkpoint's policy, trained on {checkpoint['args']['env_id']} (observation size {trained[0]}, "
-            f"action size {trained[1]}), does not fit {env_id} (observation size {here[0]}, action size {here[1]})"
-        )
+        trained_on = f"{checkpoint['args']['env_id']} (observation size {trained[0]}, action size {trained[1]})"
+        here_on = f"{env_id} (observation size {here[0]}, action size {here[1]})"
+        raise ConfigError(f"the checkpoint's policy, trained on {trained_on}, does not fit {here_on}")
 
 
 def check_resumable(checkpoint: dict[str, Any], args: Args) -> None:
@@ -787,6 +735,10 @@ def stop_signals() -> Iterator[list[int]]:
             signal.signal(signum, handler)
 
 
+def flat_tensors(inputs: Sequence[torch.Tensor | Sequence[torch.Tensor]]) -> list[torch.Tensor]:
+    return [t for x in inputs for t in ((x,) if isinstance(x, torch.Tensor) else x)]
+
+
 class CudaGraphed:
     """A function of fixed-shape tensors (or tuples of them), recorded once as a CUDA graph and then replayed: a whole
     gradient step becomes one launch instead of hundreds. Its first `warmup` calls run normally (on a side stream, as
@@ -807,18 +759,14 @@ class CudaGraphed:
                 out = self.fn(*inputs)
             torch.cuda.current_stream().wait_stream(stream)
             return out
-        flat = [t for x in inputs for t in ((x,) if isinstance(x, torch.Tensor) else x)]
         if self.graph is None:
-            self.static_inputs = [t.clone() for t in flat]
-            static = iter(self.static_inputs)
-            static_args = [
-                next(static) if isinstance(x, torch.Tensor) else tuple(next(static) for _ in x) for x in inputs
-            ]
+            static = [x.clone() if isinstance(x, torch.Tensor) else tuple(t.clone() for t in x) for x in inputs]
+            self.static_inputs = flat_tensors(static)
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph):
-                self.static_out = self.fn(*static_args)
+                self.static_out = self.fn(*static)
         else:
-            for static_input, x in zip(self.static_inputs, flat, strict=True):
+            for static_input, x in zip(self.static_inputs, flat_tensors(inputs), strict=True):
                 static_input.copy_(x, non_blocking=True)
         self.graph.replay()  # recording ran nothing: the first replay is this call's work
         return self.static_out
