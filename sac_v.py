@@ -72,6 +72,7 @@ class Args:
         "auto"  # save the buffer with each checkpoint (exact resume); auto: under 1 GB
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where the networks live; auto picks CUDA when available
+    threads: int = 1  # torch CPU threads; at 1, runs side by side share the cores (docs/benchmarks/threads.md)
     compile: bool = False  # torch.compile the gradient step and the action sampler
     cudagraphs: bool = False  # CUDA only: record the whole gradient step as one CUDA graph and replay it each step
     bf16: bool = False  # run the gradient step's matmuls in bfloat16 (weights, losses and Adam stay float32)
@@ -261,6 +262,7 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None) -> TrainResult:
     networks, move V̄. `checkpoint` is the --resume checkpoint where the caller has read it already."""
     validate_args(args)
     device = resolve_device(args.device)
+    torch.set_num_threads(args.threads)
     env = make_env(args.env_id)
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -335,7 +337,7 @@ def main() -> None:
 CHECKPOINT_VERSION = 3  # 2: all a resume needs (RNG states, the episode in progress); 3: qf1, qf2 stacked as qf
 LOG_EVERY = 100  # env steps between training scalars: logging is a host sync, so not every step
 POSITIVE = ("total_timesteps", "batch_size", "gradient_steps", "min_pool", "buffer_size", "reward_scale", "policy_lr")
-POSITIVE += ("critic_lr", "eval_every", "eval_episodes")
+POSITIVE += ("critic_lr", "eval_every", "eval_episodes", "threads")
 # The paper's Table 1 and reward scales, with the random-action steps of its authors' code; evaluating every 10 000
 # steps is this project's protocol. PAPER_TASKS: each task's reward scale and min pool.
 PAPER = dict(total_timesteps=10**6, buffer_size=10**6, batch_size=256, hidden_sizes=(256, 256), tau=0.005)
@@ -345,7 +347,7 @@ PAPER_TASKS["Humanoid"] = (20.0, 10**3)
 
 
 class ConfigError(ValueError):
-    """Bad user input: reported as one sentence and a non-zero exit, never a traceback."""
+    """Bad input, or a folder that cannot be written: one sentence and a non-zero exit, never a traceback."""
 
 
 class DivergenceError(RuntimeError):
@@ -412,10 +414,20 @@ def validate_args(args: Args) -> None:
             '--capture-video needs pip install -e ".[video]"',
         ),
         (not args.cudagraphs or resolve_device(args.device).type == "cuda", "--cudagraphs needs a CUDA device"),
+        (
+            not args.bf16 or resolve_device(args.device).type == "cuda" or cpu_has_fast_bf16(),
+            "--bf16 needs a GPU or a CPU with AVX-512 or AMX: on this one bfloat16 matmuls run about 10x slower than"
+            " float32; drop --bf16",
+        ),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 matmuls at speed here (AVX-512 or AMX); with AVX2 alone they crawl."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -543,15 +555,20 @@ class Run:
                 if not torch.isfinite(param).all():
                     raise self.diverged(f"parameter {net_name}.{name} is not finite", step)
         save_buffer = self.args.save_buffer == "always" or (self.args.save_buffer == "auto" and self.rb.nbytes < 2**30)
-        if save_buffer:
-            self.rb.save(buffer_path(self.checkpoint))
         args = {**dataclasses.asdict(self.args), "resume": str(self.args.resume) if self.args.resume else None}
         last = self.evaluations[-1] if self.evaluations else Evaluation(-1, float("nan"), float("nan"), 0.0)
         contents = {name: module.state_dict() for name, module in {**self.networks, **self.optimizers}.items()}
         contents |= dict(global_step=step, args=args, wall_s=self.elapsed())
         contents |= dict(eval_return=last.mean, eval_step=last.step, evaluations=[tuple(e) for e in self.evaluations])
         contents |= dict(train_return=self.train_return, episode=self.episode, rng=rng_states(self.env.action_space))
-        save_checkpoint(self.checkpoint, **contents, buffer_added=self.rb.added if save_buffer else None)
+        try:
+            if save_buffer:
+                self.rb.save(buffer_path(self.checkpoint))
+            save_checkpoint(self.checkpoint, **contents, buffer_added=self.rb.added if save_buffer else None)
+        except OSError as e:
+            kept = f"the checkpoint of step {self.saved_step} is kept" if self.saved_step else "no checkpoint was saved"
+            where = f"the checkpoint of step {step} in {self.checkpoint.parent}"
+            raise ConfigError(f"cannot write {where}: {e.strerror or e}; {kept}") from None
         self.saved_step = step
 
     def stop(self, signum: int) -> None:

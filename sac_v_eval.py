@@ -33,7 +33,7 @@ class EvalArgs:
     capture_video: bool = False
     """record every episode to videos/<run>/ (needs the video extra)"""
     list: bool = False
-    """list the runs in the folder with their env, step and last eval return, and evaluate nothing"""
+    """list the runs in the folder with their env, step, and last evaluation's step and return; evaluate nothing"""
 
 
 def find_checkpoints(folder: Path) -> list[Path]:
@@ -47,8 +47,8 @@ def find_checkpoints(folder: Path) -> list[Path]:
 
 
 def list_runs(folder: Path) -> None:
-    """Print one line per checkpoint under folder: its run, env, step and last eval return."""
-    print(f"{'run':<60} {'env':<28} {'step':>9} {'eval return':>11}")
+    """Print one line per checkpoint under folder: its run, env and step, and its last evaluation's step and return."""
+    print(f"{'run':<60} {'env':<28} {'step':>9} {'eval at':>9} {'eval return':>11}")
     for path in [folder] if folder.is_file() else find_checkpoints(folder):
         try:
             checkpoint = load_checkpoint(path)
@@ -56,9 +56,11 @@ def list_runs(folder: Path) -> None:
             print(f"{path.parent!s:<60} {e}")
             continue
         eval_return = checkpoint.get("eval_return", float("nan"))
+        evaluations = checkpoint.get("evaluations") or [("?",)]  # the step of the last one; older formats lack it
+        eval_step = checkpoint.get("eval_step", evaluations[-1][0])
         print(
             f"{path.parent!s:<60} {checkpoint['args']['env_id']:<28} "
-            f"{checkpoint.get('global_step', '?'):>9} {eval_return:>11.1f}"
+            f"{checkpoint.get('global_step', '?'):>9} {eval_step:>9} {eval_return:>11.1f}"
         )
 
 

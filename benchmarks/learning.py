@@ -3,7 +3,7 @@
     python benchmarks/learning.py --env-id LunarLanderContinuous-v3 --seeds 10
     python benchmarks/learning.py --env-id Pendulum-v1 --total-timesteps 10000 --min-pool 1000 --reward-scale 5
 
-Runs `sac_v.train` once per seed in parallel worker processes (torch threads split among them) and writes, under
+Runs `sac_v.train` once per seed in parallel worker processes (--threads torch threads each) and writes, under
 docs/benchmarks/<env>/: runs.csv (every evaluation of every seed, appended as each seed finishes, so a crash never
 loses finished seeds), summary.md (steps to the threshold per seed, success count, median and IQR) and curves.png.
 Started again with the same settings, it skips the seeds already in runs.csv and continues each unfinished seed from
@@ -66,7 +66,7 @@ TARGETS = {
     },
 }
 CSV_FIELDS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]
-RUN_MANAGEMENT = ("resume", "save_buffer", "capture_video")  # how a run is saved or watched, not what it learns
+RUN_MANAGEMENT = ("resume", "save_buffer", "capture_video", "threads")  # how a run is kept or run, not what it learns
 
 
 @dataclasses.dataclass
@@ -79,8 +79,6 @@ class BenchArgs:
     """the first seed"""
     workers: int = 0
     """parallel worker processes (0: one per CPU core)"""
-    threads: int = 0
-    """torch threads per worker (0: CPU cores // workers; set it when other jobs share the cores)"""
     threshold: float | None = None
     """eval return that counts as solved (default: 200 for LunarLander, -200 for Pendulum)"""
     out_dir: Path | None = None
@@ -106,8 +104,7 @@ def resumable_checkpoint(args: Args, config: dict[str, Any]) -> Path | None:
     return best
 
 
-def run_seed(args: Args, threads: int) -> list[Evaluation]:
-    torch.set_num_threads(threads)
+def run_seed(args: Args) -> list[Evaluation]:
     os.environ["TQDM_DISABLE"] = "1"  # parallel progress bars would garble one terminal; eval lines remain
     result = train(args)
     if result.stopped_by is not None:  # Ctrl-C reaches the workers too: a stopped run is not a finished seed
@@ -288,14 +285,9 @@ def bench_workers(bench: BenchArgs) -> int:
     return bench.workers or os.cpu_count() or 1
 
 
-def worker_threads(threads: int, workers: int) -> int:
-    """The torch threads per worker: as asked, or (0) this machine's cores shared among the workers."""
-    return threads or max(1, (os.cpu_count() or 1) // workers)
-
-
-def check_counts(seeds: int, workers: int, threads: int) -> None:
-    if seeds < 1 or workers < 0 or threads < 0:
-        raise ConfigError("--seeds must be positive, --workers and --threads non-negative")
+def check_counts(seeds: int, workers: int) -> None:
+    if seeds < 1 or workers < 0:
+        raise ConfigError("--seeds must be positive, --workers non-negative")
 
 
 def main(bench: BenchArgs) -> None:
@@ -305,7 +297,7 @@ def main(bench: BenchArgs) -> None:
     if importlib.util.find_spec("matplotlib") is None:
         raise ConfigError('the learning benchmark plots with matplotlib: pip install -e ".[bench]"')
     validate_args(bench.train)
-    check_counts(bench.seeds, bench.workers, bench.threads)
+    check_counts(bench.seeds, bench.workers)
     if bench.train.resume is not None:
         raise ConfigError("--resume continues one run; the benchmark continues its unfinished seeds by itself")
     make_env(bench.train.env_id).close()
@@ -338,7 +330,7 @@ def main(bench: BenchArgs) -> None:
         return
 
     workers = min(bench_workers(bench), len(seeds))
-    threads = worker_threads(bench.threads, workers)
+    threads = bench.train.threads  # sac_v's --threads, per worker
     hardware = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
     hardware += f", torch {torch.__version__}"
     print(f"{len(seeds)} seeds on {bench.train.env_id}, {workers} workers × {threads} torch threads")
@@ -353,7 +345,7 @@ def main(bench: BenchArgs) -> None:
     failures = 0
     context = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(run_seed, args, threads): s for s, args in runs.items()}
+        futures = {pool.submit(run_seed, args): s for s, args in runs.items()}
         for future in cf.as_completed(futures):
             seed = futures[future]
             try:

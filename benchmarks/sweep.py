@@ -57,7 +57,6 @@ from learning import (
     plot_seeds,
     run_seed,
     steps_to_threshold,
-    worker_threads,
 )
 
 from sac_v import Args, ConfigError, Evaluation, make_env, validate_args
@@ -99,8 +98,6 @@ class SweepArgs:
     """local: a process pool on this machine; ray: Ray tasks on a local Ray instance or the cluster at --ray-address"""
     workers: int = 0
     """runs at a time on this machine, local backend or local Ray instance (0: one per CPU core)"""
-    threads: int = 0
-    """torch threads per run (0: CPU cores // workers on this machine, 1 on a Ray cluster)"""
     ray_address: str | None = None
     """address of a running Ray cluster (e.g. auto, or ray://head:10001); default: start a local Ray instance"""
     threshold: float | None = None
@@ -293,7 +290,7 @@ def plot(
 Outcome = list[Evaluation] | Exception
 
 
-def run_local(jobs: dict[Cell, Args], workers: int, threads: int) -> Iterator[tuple[Cell, Outcome]]:
+def run_local(jobs: dict[Cell, Args], workers: int) -> Iterator[tuple[Cell, Outcome]]:
     """Runs the jobs in a pool of worker processes and yields each outcome as it arrives."""
     waiting = iter(jobs.items())
     running: dict[cf.Future, Cell] = {}
@@ -306,7 +303,7 @@ def run_local(jobs: dict[Cell, Args], workers: int, threads: int) -> Iterator[tu
             """Submit one more job; one per free worker, as a job queued inside the pool could not be stopped."""
             for cell, args in itertools.islice(waiting, 1):
                 try:
-                    running[pool.submit(run_seed, args, threads)] = cell
+                    running[pool.submit(run_seed, args)] = cell
                 except cf.process.BrokenProcessPool as e:  # a worker was killed (out of memory?): no run can start
                     failed = cf.Future()
                     failed.set_exception(e)
@@ -346,7 +343,7 @@ def run_ray(jobs: dict[Cell, Args], address: str | None, workers: int, threads: 
             raise ConfigError(f"cannot connect to the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
     try:
         remote_run = ray.remote(num_cpus=threads)(run_seed)
-        refs = {remote_run.remote(args, threads): cell for cell, args in jobs.items()}
+        refs = {remote_run.remote(args): cell for cell, args in jobs.items()}
         pending = list(refs)
         while pending:
             [ref], pending = ray.wait(pending)
@@ -378,7 +375,7 @@ def main(sweep: SweepArgs, command: str = "") -> None:
         raise ConfigError("--resume continues one run; the sweep starts every run afresh")
     if sweep.ray_address is not None and sweep.backend != "ray":
         raise ConfigError("--ray-address needs --backend ray")
-    check_counts(sweep.seeds, sweep.workers, sweep.threads)
+    check_counts(sweep.seeds, sweep.workers)
     for setting in settings:  # a bad combination is refused before anything runs
         try:
             validate_args(dataclasses.replace(sweep.train, **setting))
@@ -427,9 +424,9 @@ def main(sweep: SweepArgs, command: str = "") -> None:
 
     cores = os.cpu_count() or 1
     workers = min(sweep.workers or cores, len(jobs))
-    threads = sweep.threads or (1 if sweep.ray_address else worker_threads(0, workers))
+    threads = sweep.train.threads  # sac_v's --threads, per run
     if sweep.backend == "local":
-        outcomes = run_local(jobs, workers, threads)
+        outcomes = run_local(jobs, workers)
         hardware = f"{cpu_name()}, {cores} CPU cores, {workers} worker processes × {threads} torch threads"
     else:
         outcomes = run_ray(jobs, sweep.ray_address, workers, threads)

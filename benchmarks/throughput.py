@@ -10,7 +10,8 @@ Measures, at 256×256/batch 256 (the paper's networks), 200×200/batch 200 (sac_
   (c) update steps/s of a plain reference update written the straightforward way below: sequential Q, V and policy
       steps, two separate critic modules, zero_grad/backward/step each, a per-parameter target update, default Adam;
   (d) full-training-loop steps/s on LunarLander: act, env step, store, sample, gradient step, as `sac_v.train` does
-      once learning has begun (evaluation, checkpoints and logging excluded).
+      once learning has begun (evaluation, checkpoints and logging excluded); at the first two sizes also
+      Stable-Baselines3's SAC in its own loop (`model.learn`), where it is installed (the `peers` extra).
 The variants run interleaved, `--repeats` times, and the table gives medians; (b)/(c) comes from the same process.
 """
 
@@ -18,6 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.metadata
+import importlib.util
+import math
 import os
 import platform
 import statistics
@@ -41,6 +45,8 @@ from buffer import ReplayBuffer
 ENV_ID = "LunarLanderContinuous-v3"
 CONFIGS = (((256, 256), 256), ((200, 200), 200), ((64, 64), 100))  # (hidden sizes, batch size)
 REDUCE_OVERHEAD = "compile(reduce-overhead)"  # CUDA: torch.compile's CUDA graphs instead of sac_v's CudaGraphed
+SB3 = "SB3 SAC"  # Stable-Baselines3's SAC, a (d) variant only: its loop, with sac_v's settings
+SB3_CONFIGS = CONFIGS[:2]  # the paper's sizes and sac_v's defaults
 
 
 @dataclasses.dataclass
@@ -215,6 +221,30 @@ class Loop:
             self.step(tuple(torch.as_tensor(x, device=self.device) for x in data))
 
 
+class SB3Loop:
+    """Stable-Baselines3's SAC in its own loop, model.learn, once learning has begun: per env step an action of the
+    policy, the env step (through SB3's VecEnv and Monitor), the store and one gradient step, as Loop times for sac_v.
+    Its settings are sac_v's (peers.py's sac-v-defaults: entropy coefficient fixed, no V network)."""
+
+    def __init__(self, args: sac_v.Args, device: torch.device, pool: int):
+        import peers  # needs stable-baselines3
+
+        pool = max(pool, args.batch_size)
+        settings = peers.sb3_settings("sac-v-defaults", dataclasses.replace(args, min_pool=pool, buffer_size=100_000))
+        self.model = peers.make_model({**settings, "device": device}, ENV_ID, seed=0)
+        self.model.learn(pool)  # random actions until learning_starts = pool: the pool, and no gradient step yet
+
+    def run(self, steps: int) -> None:
+        updates = self.model._n_updates
+        self.model.learn(steps, reset_num_timesteps=False)
+        if self.model._n_updates - updates != steps:
+            raise RuntimeError(f"SB3 took {self.model._n_updates - updates} gradient steps in {steps} env steps")
+
+
+def sb3_installed() -> bool:
+    return importlib.util.find_spec("stable_baselines3") is not None
+
+
 def env_steps_per_s(steps: int) -> float:
     env = sac_v.make_env(ENV_ID)
     env.action_space.seed(0)
@@ -259,19 +289,25 @@ def measure(bench: BenchArgs) -> str:
         batch = synthetic_batch(env, batch_size, device)
         setups, warmup_s, failed = {}, {}, {}
         names = variants(device, bench.compile, bench.reduce_overhead)
+        if (hidden_sizes, batch_size) in SB3_CONFIGS and sb3_installed():
+            names[SB3] = {}
         for name, flags in {"plain": {}, **names}.items():
             torch.manual_seed(0)
             args = sac_v.Args(hidden_sizes=hidden_sizes, batch_size=batch_size, device=bench.device, **flags)
             try:
                 if name == "plain":
                     step, sample_action = plain_update_step(env, args, device)
+                elif name == SB3:  # its loop only: no update of ours to time on the synthetic batch
+                    step, loop = None, SB3Loop(args, device, bench.pool)
                 else:
                     reduce_overhead = name == REDUCE_OVERHEAD
                     step, sample_action = project_update_step(env, args, device, reduce_overhead)
-                loop = Loop(step, sample_action, args, device, bench.pool)
+                if step is not None:
+                    loop = Loop(step, sample_action, args, device, bench.pool)
                 start = time.perf_counter()  # the first calls compile and record: timed apart, as a one-off cost
-                for _ in range(bench.warmup):
-                    step(batch)
+                if step is not None:
+                    for _ in range(bench.warmup):
+                        step(batch)
                 loop.run(bench.warmup)
                 sync(device)
             except Exception as e:
@@ -285,7 +321,9 @@ def measure(bench: BenchArgs) -> str:
         for _ in range(bench.repeats):  # interleaved, so that drifting load hits every variant alike
             for name, (step, loop) in list(setups.items()):
                 try:
-                    update_rate = updates_per_s(step, batch, bench.update_steps, device)
+                    update_rate = (
+                        updates_per_s(step, batch, bench.update_steps, device) if step is not None else math.nan
+                    )
                     start = time.perf_counter()
                     loop.run(bench.loop_steps)
                     sync(device)
@@ -301,6 +339,9 @@ def measure(bench: BenchArgs) -> str:
         for name in {"plain": {}, **names}:
             if name in failed:
                 rows.append(f"{size} {name} | failed: {failed[name]} | – | – | – |")
+            elif name == SB3:
+                loop_rate = statistics.median(loop_rates[name])
+                rows.append(f"{size} {name} | – | – | {loop_rate:,.0f} | {warmup_s[name]:.1f} |")
             else:
                 update_rate, loop_rate = statistics.median(update_rates[name]), statistics.median(loop_rates[name])
                 spread = f"{min(update_rates[name]):,.0f}–{max(update_rates[name]):,.0f}"
@@ -310,6 +351,10 @@ def measure(bench: BenchArgs) -> str:
                 )
             print(rows[-1], flush=True)
         notes += compile_break_even(hidden_sizes, batch_size, loop_rates, warmup_s)
+        notes += against_sb3(hidden_sizes, batch_size, loop_rates)
+    if not sb3_installed():
+        notes.append('- (d) SB3 SAC: not measured, stable-baselines3 is not installed (pip install -e ".[peers]").')
+        print(notes[-1], flush=True)
     header = [
         f"Hardware: {hardware(device)}.",
         f"Median of {bench.repeats} interleaved rounds; (b) {bench.update_steps} gradient steps per round on a fixed "
@@ -367,6 +412,20 @@ def compile_break_even(
         )
         lines.append(f"- {'×'.join(map(str, hidden_sizes))}, batch {batch_size}: {name} {verdict}.")
     return lines
+
+
+def against_sb3(hidden_sizes: tuple[int, ...], batch_size: int, loop_rates: dict[str, list[float]]) -> list[str]:
+    """(d) of each variant as a multiple of Stable-Baselines3's SAC loop, measured in the same rounds."""
+    if SB3 not in loop_rates or not loop_rates[SB3]:
+        return []
+    sb3 = statistics.median(loop_rates[SB3])
+    ours = {name: statistics.median(rates) for name, rates in loop_rates.items() if name != SB3}
+    ratios = ", ".join(f"{name} {rate / sb3:.2f}×" for name, rate in ours.items())
+    version = importlib.metadata.version("stable-baselines3")
+    return [
+        f"- {'×'.join(map(str, hidden_sizes))}, batch {batch_size}: (d) loop steps/s as a multiple of SB3 SAC's "
+        f"{sb3:,.0f} (stable-baselines3 {version}, sac_v's settings, ent_coef fixed): {ratios}."
+    ]
 
 
 def write_section(path: Path, device: str, table: str, command: str) -> None:

@@ -108,7 +108,7 @@ def runs(checkpoint, tmp_path) -> Path:
     newer.parent.mkdir()
     older.write_bytes(checkpoint.read_bytes())
     data = torch.load(checkpoint, weights_only=True)
-    torch.save(data | {"global_step": 7, "eval_return": -123.4}, newer)
+    torch.save(data | {"global_step": 7, "eval_step": 5, "eval_return": -123.4}, newer)
     os.utime(older, (1, 1))  # unmistakably older
     return tmp_path / "runs"
 
@@ -120,13 +120,13 @@ def test_folder_evaluates_its_newest_checkpoint(runs, capsys):
     assert "(step 7) on Pendulum-v1" in out
 
 
-def test_list_prints_each_run_with_env_step_and_last_eval_return(runs, checkpoint, capsys):
+def test_list_prints_each_run_with_env_step_and_the_step_and_return_of_its_last_evaluation(runs, checkpoint, capsys):
     list_runs(runs)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["run", "env", "step", "eval", "return"]
+    assert lines[0].split() == ["run", "env", "step", "eval", "at", "eval", "return"]
     expected_older = torch.load(checkpoint, weights_only=True)["eval_return"]
-    assert lines[1].split() == [str(runs / "older"), "Pendulum-v1", "300", f"{expected_older:.1f}"]
-    assert lines[2].split() == [str(runs / "newer"), "Pendulum-v1", "7", "-123.4"]
+    assert lines[1].split() == [str(runs / "older"), "Pendulum-v1", "300", "300", f"{expected_older:.1f}"]
+    assert lines[2].split() == [str(runs / "newer"), "Pendulum-v1", "7", "5", "-123.4"]
 
 
 def test_cli_list_defaults_to_runs_in_the_current_folder(runs):

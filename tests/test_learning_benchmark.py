@@ -44,7 +44,7 @@ def test_benchmark_writes_curves_summary_and_plot_then_skips_finished_seeds(in_t
     # with nothing to run, the summary and plot are written again from runs.csv, keeping the runs' hardware line
     (out / "summary.md").write_text("Hardware: the machine that ran them.\n")
     (out / "curves.png").unlink()
-    learning.main(dataclasses.replace(bench_args(out), workers=1, threads=1))
+    learning.main(dataclasses.replace(bench_args(out), workers=1))
     summary = (out / "summary.md").read_text()
     assert "**2 / 2**" in summary and "Hardware: the machine that ran them.\n" in summary
     assert (out / "curves.png").stat().st_size > 0
@@ -87,7 +87,7 @@ def test_benchmark_refuses_resume(in_tmp_dir):
 
 def test_benchmark_continues_an_unfinished_seed_from_its_checkpoint_in_its_run_folder(in_tmp_dir):
     pytest.importorskip("matplotlib", reason="the plot needs the bench extra")
-    bench = dataclasses.replace(bench_args(in_tmp_dir / "out"), seeds=1, workers=1, threads=1)
+    bench = dataclasses.replace(bench_args(in_tmp_dir / "out"), seeds=1, workers=1)
     # A run of the same settings elsewhere (another reward scale) must not be taken for this seed's.
     train(dataclasses.replace(bench.train, seed=1, exp_name="bench", total_timesteps=150, reward_scale=1.0))
     stopped = train(dataclasses.replace(bench.train, seed=1, exp_name="bench", total_timesteps=150))
@@ -106,18 +106,20 @@ def test_benchmark_takes_the_papers_settings_with_paper_and_lets_flags_win():
     assert (bench.train.reward_scale, bench.train.min_pool, bench.train.policy_lr, bench.seeds) == (5.0, 500, 3e-4, 3)
 
 
-def test_benchmark_records_the_torch_threads_per_worker_and_refuses_negative_ones(in_tmp_dir):
+def test_benchmark_records_the_torch_threads_per_worker_and_refuses_a_zero(in_tmp_dir):
     pytest.importorskip("matplotlib", reason="the plot needs the bench extra")
     out = in_tmp_dir / "out"
-    learning.main(dataclasses.replace(bench_args(out), seeds=1, workers=1, threads=1))
-    assert "1 worker processes × 1 torch threads" in (out / "summary.md").read_text()
-    with pytest.raises(learning.ConfigError, match="--threads non-negative"):
-        learning.main(dataclasses.replace(bench_args(out), threads=-1))
+    bench = dataclasses.replace(bench_args(out), seeds=1, workers=1)
+    learning.main(dataclasses.replace(bench, train=dataclasses.replace(bench.train, threads=2)))
+    assert "1 worker processes × 2 torch threads" in (out / "summary.md").read_text()
+    with pytest.raises(learning.ConfigError, match="--threads must be positive"):
+        learning.main(dataclasses.replace(bench, train=dataclasses.replace(bench.train, threads=0)))
 
 
-@pytest.mark.parametrize(
-    "config_json", sorted((ROOT / "docs").glob("**/config.json")), ids=lambda p: str(p.parent.relative_to(ROOT))
-)
+SAC_V_CONFIGS = [p for p in sorted((ROOT / "docs").glob("**/config.json")) if "peers" not in p.relative_to(ROOT).parts]
+
+
+@pytest.mark.parametrize("config_json", SAC_V_CONFIGS, ids=lambda p: str(p.parent.relative_to(ROOT)))  # peers/: SB3's
 def test_committed_results_record_every_sac_v_setting(config_json):
     """A sac_v flag added later must be written into the committed configs at the value those runs used, and one
     removed must leave them, or the documented commands would refuse their own results as made with other settings.

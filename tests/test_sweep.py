@@ -27,7 +27,7 @@ def tiny_train() -> Args:
 
 
 def sweep_args(out_dir: Path, *grid: str, **overrides) -> sweep.SweepArgs:
-    settings = dict(train=tiny_train(), grid=(grid,), seeds=2, workers=2, threads=1, out_dir=out_dir, threshold=-1e9)
+    settings = dict(train=tiny_train(), grid=(grid,), seeds=2, workers=2, out_dir=out_dir, threshold=-1e9)
     return sweep.SweepArgs(**{**settings, **overrides})
 
 

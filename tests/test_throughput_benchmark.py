@@ -1,6 +1,9 @@
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import throughput
 
@@ -55,3 +58,27 @@ def test_a_variant_that_cannot_run_here_is_reported_as_failed_and_the_others_mea
     table = throughput.measure(bench)
     assert "| 8×8 | 16 | bf16 | failed: RuntimeError: no bfloat16 matmuls here | – | – | – |" in table
     assert "| 8×8 | 16 | plain | " in table and "| 8×8 | 16 | eager | " in table
+
+
+def test_sb3_sacs_loop_is_measured_beside_ours_with_its_ratio(tmp_path, monkeypatch):
+    pytest.importorskip("stable_baselines3", reason="SB3 SAC is measured where the peers extra is installed")
+    monkeypatch.setattr(throughput, "CONFIGS", (((8, 8), 16),))
+    monkeypatch.setattr(throughput, "SB3_CONFIGS", (((8, 8), 16),))
+    table = throughput.measure(tiny_bench(tmp_path))
+    assert "| 8×8 | 16 | SB3 SAC | – | – | " in table and "(d) loop steps/s as a multiple of SB3 SAC's" in table
+
+
+def test_sb3_sacs_timed_loop_takes_one_gradient_step_per_env_step():
+    pytest.importorskip("stable_baselines3", reason="SB3 SAC is measured where the peers extra is installed")
+    loop = throughput.SB3Loop(throughput.sac_v.Args(hidden_sizes=(8, 8), batch_size=16), torch.device("cpu"), pool=20)
+    before = (loop.model.num_timesteps, loop.model._n_updates)
+    loop.run(5)
+    assert (loop.model.num_timesteps, loop.model._n_updates) == (before[0] + 5, before[1] + 5)
+
+
+def test_without_sb3_the_table_says_its_loop_was_not_measured(tmp_path, monkeypatch):
+    monkeypatch.setattr(throughput, "CONFIGS", (((8, 8), 16),))
+    monkeypatch.setattr(throughput, "SB3_CONFIGS", (((8, 8), 16),))
+    monkeypatch.setattr(throughput, "sb3_installed", lambda: False)
+    table = throughput.measure(tiny_bench(tmp_path))
+    assert "SB3 SAC |" not in table and "(d) SB3 SAC: not measured, stable-baselines3 is not installed" in table

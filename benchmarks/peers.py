@@ -1,0 +1,370 @@
+"""Stable-Baselines3's SAC under this project's learning-benchmark protocol, beside sac_v's own record.
+
+    python benchmarks/peers.py --setting zoo --env-id LunarLanderContinuous-v3 --seeds 5
+    python benchmarks/peers.py --setting sac-v-defaults --env-id Pendulum-v1 --total-timesteps 10000 \\
+        --eval-every 1000 --min-pool 1000 --reward-scale 40
+
+Two settings of SB3's SAC (twin Q critics with target copies, no V network):
+  zoo: rl-zoo3's tuned hyperparameters for the env (its hyperparams/sac.yml), for this benchmark's step budget;
+  sac-v-defaults: sac_v's settings, the flags of benchmarks/learning.py (networks, batch, buffer, gamma, tau, one
+      learning rate, learning_starts = --min-pool), with the entropy coefficient fixed at alpha / reward_scale: the
+      objective sac_v optimises with its reward scaled by reward_scale, without V.
+The protocol is sac_v's: Python, numpy and torch seeded with the seed; every --eval-every env steps (after that step's
+gradient step) and at the last step, --eval-episodes episodes of the deterministic policy on an env of their own,
+episode i reset with seed + 10 000 + i. (SB3 takes its first gradient step after env step learning_starts + 1, sac_v
+after min_pool: one gradient step fewer in a run.) Results go to docs/benchmarks/<env>/peers/sb3-<setting>/ in the
+layout of benchmarks/learning.py (runs.csv, summary.md, curves.png, config.json), written by its functions; the curves
+show sac_v's record beside where it ran the same protocol. Started again with the same settings, it skips the
+seeds already in runs.csv; a seed that did not finish is run again from its start (SB3 runs are not checkpointed
+here). Needs the `peers` extra.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import csv
+import dataclasses
+import importlib.util
+import inspect
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+if importlib.util.find_spec("stable_baselines3") is None and __name__ == "__main__":
+    sys.exit('error: benchmarks/peers.py runs Stable-Baselines3\'s SAC: pip install -e ".[peers]"')
+
+import gymnasium as gym
+import numpy as np
+import stable_baselines3
+import torch
+import tyro
+from stable_baselines3 import SAC
+from stable_baselines3.common.callbacks import BaseCallback
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import learning
+from learning import BenchArgs
+from throughput import cpu_name
+
+from sac_v import Args, ConfigError, Evaluation, make_env, validate_args
+
+Setting = Literal["zoo", "sac-v-defaults"]
+RL_ZOO3 = "2.9.2"  # the rl-zoo3 release whose rl_zoo3/hyperparams/sac.yml ZOO copies
+
+
+class ZooEntry(NamedTuple):
+    n_timesteps: int  # the zoo's run length; this benchmark runs --total-timesteps instead
+    hyperparameters: dict[str, Any]  # beside policy "MlpPolicy"; what it leaves out is SB3's default
+
+
+# lin_<x>: x times the share of the run still to go (the zoo's SimpleLinearSchedule), over this benchmark's run.
+ZOO = {
+    "LunarLanderContinuous-v3": ZooEntry(
+        500_000,
+        dict(
+            learning_rate="lin_7.3e-4",
+            buffer_size=1_000_000,
+            batch_size=256,
+            ent_coef="auto",
+            gamma=0.99,
+            tau=0.01,
+            train_freq=1,
+            gradient_steps=1,
+            learning_starts=10_000,
+            net_arch=[400, 300],
+        ),
+    ),
+    "Pendulum-v1": ZooEntry(20_000, dict(learning_rate=1e-3)),
+}
+SB3_HYPERPARAMETERS = ("learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma", "train_freq")
+SB3_HYPERPARAMETERS += ("gradient_steps", "ent_coef", "target_update_interval", "target_entropy")
+SB3_NET_ARCH = [256, 256]  # SB3's SAC default for the actor and each critic (stable_baselines3/sac/policies.py)
+PROTOCOL = ("env_id", "total_timesteps", "eval_every", "eval_episodes")  # what both settings take from sac_v's flags
+SAC_V_SETTINGS = ("reward_scale", "alpha", "min_pool", "buffer_size", "batch_size", "gradient_steps", "gamma", "tau")
+SAC_V_SETTINGS += ("policy_lr", "critic_lr", "hidden_sizes")  # what sac-v-defaults takes besides
+
+
+@dataclasses.dataclass
+class PeerArgs(BenchArgs):
+    """benchmarks/learning.py's flags, and which settings SB3's SAC learns with."""
+
+    out_dir: Path | None = None
+    """where results go (default docs/benchmarks/<env-id>/peers/sb3-<setting>)"""
+    setting: Setting = "zoo"
+    """zoo: rl-zoo3's hyperparameters for the env; sac-v-defaults: the sac_v settings given, entropy coefficient fixed
+    at alpha / reward_scale"""
+
+
+def sb3_settings(setting: Setting, train: Args) -> dict[str, Any]:
+    """Every hyperparameter given to SB3's SAC: SB3's defaults, overridden by the zoo's for the env or by sac_v's."""
+    defaults = {name: inspect.signature(SAC).parameters[name].default for name in SB3_HYPERPARAMETERS}
+    defaults |= {"net_arch": SB3_NET_ARCH, "device": train.device}
+    if setting == "zoo":
+        if train.env_id not in ZOO:
+            raise ConfigError(f"rl-zoo3 hyperparameters are copied here for {', '.join(ZOO)}, not {train.env_id}")
+        return defaults | ZOO[train.env_id].hyperparameters
+    return defaults | dict(
+        learning_rate=train.critic_lr,  # SB3 has one learning rate, for the actor, the critics and ent_coef
+        buffer_size=train.buffer_size,
+        learning_starts=train.min_pool,
+        batch_size=train.batch_size,
+        tau=train.tau,
+        gamma=train.gamma,
+        gradient_steps=train.gradient_steps,
+        ent_coef=train.alpha / train.reward_scale,  # the Q target of r * reward_scale with alpha, divided by the scale
+        net_arch=list(train.hidden_sizes),
+    )
+
+
+def learning_rate(value: float | str) -> float | Callable[[float], float]:
+    """A float, or the zoo's lin_<x>: x times SB3's progress_remaining (1 at the start of the run, 0 at its end)."""
+    if isinstance(value, str):
+        initial = float(value.removeprefix("lin_"))
+        return lambda progress_remaining: progress_remaining * initial
+    return value
+
+
+def make_model(settings: dict[str, Any], env_id: str, seed: int) -> SAC:
+    """SB3's SAC with these settings, learning on a new env; SB3 seeds Python, numpy, torch and the env with seed."""
+    kwargs = {k: v for k, v in settings.items() if k not in ("net_arch", "learning_rate")}
+    return SAC(
+        "MlpPolicy",
+        make_env(env_id),
+        learning_rate=learning_rate(settings["learning_rate"]),
+        policy_kwargs={"net_arch": list(settings["net_arch"])},
+        seed=seed,
+        **kwargs,
+    )
+
+
+def evaluate(model: SAC, env: gym.Env, episodes: int, seed: int) -> np.ndarray:
+    """sac_v.evaluate for an SB3 model: the returns of `episodes` episodes, seeded seed, seed + 1, ..., with the
+    deterministic action tanh(μ) that model.predict gives."""
+    returns = np.zeros(episodes)
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        terminated = truncated = False
+        while not (terminated or truncated):
+            action, _ = model.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            returns[episode] += float(reward)
+    return returns
+
+
+class ProtocolEvaluation(BaseCallback):
+    """sac_v's evaluations inside SB3's model.learn. SB3 calls _on_rollout_start before each env step, that is after
+    the previous step's gradient step, where sac_v evaluates; the last step's evaluation comes at the end."""
+
+    def __init__(self, train: Args, seed: int):
+        super().__init__()
+        self.train, self.seed = train, seed
+        self.evaluations: list[Evaluation] = []
+        self.start = 0.0  # when learning began
+
+    def _on_training_start(self) -> None:
+        self.start = time.time()
+
+    def _on_rollout_start(self) -> None:
+        if self.model.num_timesteps > 0 and self.model.num_timesteps % self.train.eval_every == 0:
+            self.record()
+
+    def _on_training_end(self) -> None:
+        if not self.evaluations or self.evaluations[-1].step != self.model.num_timesteps:
+            self.record()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def record(self) -> None:
+        step = self.model.num_timesteps
+        with contextlib.closing(make_env(self.train.env_id)) as env:
+            returns = evaluate(self.model, env, self.train.eval_episodes, seed=self.seed + 10_000)
+        self.evaluations.append(Evaluation(step, float(returns.mean()), float(returns.std()), time.time() - self.start))
+        print(f"seed {self.seed} step {step}: eval return {returns.mean():.1f} ± {returns.std():.1f}", flush=True)
+
+
+def train_seed(train: Args, settings: dict[str, Any], seed: int) -> tuple[SAC, list[Evaluation]]:
+    """One seed: SB3's SAC learning train.total_timesteps env steps, evaluated under sac_v's protocol."""
+    model = make_model(settings, train.env_id, seed)
+    callback = ProtocolEvaluation(train, seed)
+    model.learn(train.total_timesteps, callback=callback)
+    return model, callback.evaluations
+
+
+def run_seed(train: Args, settings: dict[str, Any], seed: int) -> list[Evaluation]:
+    torch.set_num_threads(train.threads)
+    return train_seed(train, settings, seed)[1]
+
+
+def check_flags(train: Args, setting: Setting) -> None:
+    """Refuse sac_v flags that SB3's SAC under this setting would not take (the seed is the benchmark's)."""
+    taken = {"seed", "device", "threads", *PROTOCOL, *(SAC_V_SETTINGS if setting == "sac-v-defaults" else ())}
+    for field in dataclasses.fields(Args):
+        if field.name not in taken and getattr(train, field.name) != getattr(Args(), field.name):
+            flag = "--" + field.name.replace("_", "-")
+            raise ConfigError(f"{flag} is a sac_v setting that SB3's SAC under --setting {setting} does not take")
+    if setting == "sac-v-defaults" and train.policy_lr != train.critic_lr:
+        print(f"note: SB3 has one learning rate; using --critic-lr {train.critic_lr:g}, not --policy-lr")
+
+
+def sac_v_record(env_id: str) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """The config and evaluations of sac_v's own record for the env, in docs/benchmarks/<env> (empty if none)."""
+    record = Path("docs/benchmarks") / env_id
+    config = json.loads((record / "config.json").read_text()) if (record / "config.json").exists() else {}
+    return config, learning.load_rows(record / "runs.csv") if config else []
+
+
+def differences(config: dict[str, Any], train: Args, names: tuple[str, ...]) -> list[str]:
+    """The flags among `names` whose value in train differs from the one in config, with both values."""
+    given = json.loads(json.dumps({k: getattr(train, k) for k in names}))  # tuples as lists, as config holds them
+    return [f"--{k.replace('_', '-')} {given[k]} (record {config.get(k)})" for k in names if config.get(k) != given[k]]
+
+
+def describe(setting: Setting, settings: dict[str, Any], train: Args) -> tuple[str, str]:
+    """The summary's title and its Settings line: SB3's hyperparameters as used, and where they came from."""
+    title = f"# Learning benchmark: Stable-Baselines3's SAC, setting {setting}, on {train.env_id}"
+    used = ", ".join(f"`{k}={v}`" for k, v in settings.items())
+    line = f'Settings: stable-baselines3 {stable_baselines3.__version__} `SAC("MlpPolicy")` with {used}'
+    if setting == "zoo":
+        line += (
+            f"; from rl-zoo3 {RL_ZOO3}'s hyperparams/sac.yml for {train.env_id} (the rest SB3's defaults), whose "
+            f"n_timesteps {ZOO[train.env_id].n_timesteps:,} this benchmark replaces by {train.total_timesteps:,}"
+        )
+        if isinstance(settings["learning_rate"], str):
+            line += f" (so {settings['learning_rate']} falls to 0 over {train.total_timesteps:,} steps)"
+    else:
+        line += (
+            f"; sac_v's settings: `learning_rate` its critic_lr (policy_lr {train.policy_lr:g}), `learning_starts` "
+            f"its min_pool, `ent_coef` fixed at alpha / reward_scale = {train.alpha:g} / {train.reward_scale:g}; "
+            "no V network, rewards unscaled"
+        )
+    return title, line + "."
+
+
+def write_results(
+    rows: list[dict[str, float]], peer: PeerArgs, settings: dict[str, Any], threshold: float, hardware: str, ran_at: str
+) -> None:
+    """learning.write_summary's summary, titled and set out for SB3; the curves beside sac_v's record."""
+    out_dir, train = out_dir_of(peer), peer.train
+    learning.write_summary(rows, peer, threshold, hardware, out_dir, ran_at)
+    title, settings_line = describe(peer.setting, settings, train)
+    lines = (out_dir / "summary.md").read_text().split("\n")
+    at = [i for i, line in enumerate(lines) if line.startswith("Settings: ")]
+    if not lines[0].startswith("# ") or len(at) != 1:
+        raise RuntimeError("learning.write_summary no longer writes a '# ' title and one 'Settings: ' line")
+    lines[0], lines[at[0]] = title, settings_line
+    (out_dir / "summary.md").write_text("\n".join(lines))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="tight")
+    ax.grid(alpha=0.3)
+    learning.plot_seeds(ax, learning.by_seed(rows), "tab:orange", f"SB3 SAC ({peer.setting}), mean")
+    record_config, record = sac_v_record(train.env_id)
+    if record and not differences(record_config, train, PROTOCOL):
+        learning.plot_seeds(ax, learning.by_seed(record), "tab:blue", "sac_v's record, mean")
+    ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    n = len(learning.by_seed(rows))
+    heading = f"SB3's SAC ({peer.setting}) on {train.env_id}: {n} seeds (thin), mean (thick)"
+    ax.set(xlabel="env steps", ylabel="deterministic eval return", title=heading)
+    ax.legend(loc="lower right")
+    fig.savefig(out_dir / "curves.png", dpi=120)
+    plt.close(fig)
+
+
+def out_dir_of(peer: PeerArgs) -> Path:
+    return peer.out_dir or Path("docs/benchmarks") / peer.train.env_id / "peers" / f"sb3-{peer.setting}"
+
+
+def finished_rows(runs_csv: Path, total_timesteps: int) -> list[dict[str, float]]:
+    """The rows of the seeds in runs.csv that reached total_timesteps; runs.csv rewritten to hold only those (through
+    a new file, so that a kill now cannot lose them)."""
+    rows = learning.load_rows(runs_csv)
+    done = {r["seed"] for r in rows if r["step"] == total_timesteps}
+    rows = [r for r in rows if r["seed"] in done]
+    tmp = runs_csv.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, learning.CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows({**r, "seed": int(r["seed"]), "step": int(r["step"])} for r in rows)
+    tmp.replace(runs_csv)
+    return rows
+
+
+def main(peer: PeerArgs) -> None:
+    train = peer.train
+    threshold = peer.threshold if peer.threshold is not None else learning.THRESHOLDS.get(train.env_id)
+    if threshold is None:
+        raise ConfigError(f"no default threshold for {train.env_id}: pass --threshold")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError('the peer benchmark plots with matplotlib: pip install -e ".[peers]"')
+    validate_args(train)
+    learning.check_counts(peer.seeds, peer.workers)
+    check_flags(train, peer.setting)
+    make_env(train.env_id).close()
+    settings = sb3_settings(peer.setting, train)
+    record_config, _ = sac_v_record(train.env_id)
+    names = (*PROTOCOL, *(SAC_V_SETTINGS if peer.setting == "sac-v-defaults" else ()))
+    if record_config and (differ := differences(record_config, train, names)):
+        print(f"note: not sac_v's record for {train.env_id} (docs/benchmarks/{train.env_id}): {', '.join(differ)}")
+    out_dir = out_dir_of(peer)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = {"setting": peer.setting, **{k: getattr(train, k) for k in PROTOCOL}, "sb3": settings}
+    config |= {
+        "stable_baselines3": stable_baselines3.__version__,
+        "rl_zoo3": RL_ZOO3 if peer.setting == "zoo" else None,
+    }
+    learning.check_earlier_results(out_dir, config, peer.overwrite)
+    rows = finished_rows(out_dir / "runs.csv", train.total_timesteps)
+    done = sorted({int(r["seed"]) for r in rows})
+    seeds = [s for s in range(peer.first_seed, peer.first_seed + peer.seeds) if s not in done]
+    if done:
+        print(f"skipping seeds already in {out_dir / 'runs.csv'}: {done}")
+    if not seeds:  # the summary and plot again, from the finished seeds, with the hardware and commit they ran at
+        earlier = learning.earlier_summary_line(out_dir), learning.earlier_summary_line(out_dir, "Commit")
+        write_results(rows, peer, settings, threshold, *earlier)
+        print(f"all {peer.seeds} seeds are done; summary and plot rewritten in {out_dir}")
+        return
+
+    workers = min(learning.bench_workers(peer), len(seeds))
+    threads = train.threads  # sac_v's --threads, per worker
+    hardware = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
+    hardware += f", torch {torch.__version__}, stable-baselines3 {stable_baselines3.__version__}"
+    print(f"{len(seeds)} seeds of SB3's SAC ({peer.setting}) on {train.env_id}, {workers} workers × {threads} threads")
+    start, failed = time.time(), []
+    with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(run_seed, train, settings, seed): seed for seed in seeds}
+        for future in cf.as_completed(futures):
+            seed = futures[future]
+            try:
+                evaluations = future.result()
+            except Exception as e:  # reported; the finished seeds are on disk already
+                failed.append(seed)
+                print(f"seed {seed} failed: {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+            new = [dict(seed=seed, step=e.step, eval_mean=e.mean, eval_std=e.std, wall_s=e.wall_s) for e in evaluations]
+            with (out_dir / "runs.csv").open("a", newline="") as f:
+                csv.DictWriter(f, learning.CSV_FIELDS).writerows(new)
+            rows += new
+            write_results(rows, peer, settings, threshold, hardware, learning.commit())
+            last = evaluations[-1]
+            print(f"seed {seed} done: final eval {last.mean:.1f} after {last.wall_s / 60:.1f} min")
+    print(f"{len(seeds) - len(failed)} seeds in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
+    if failed:
+        sys.exit(f"error: seeds {sorted(failed)} failed; the same command again runs them")
+
+
+if __name__ == "__main__":
+    try:
+        main(tyro.cli(PeerArgs))
+    except ConfigError as e:
+        sys.exit(f"error: {e}")

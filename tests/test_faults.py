@@ -1,0 +1,128 @@
+"""Nothing breaks a run: bad flags and faults get one sentence and a non-zero exit, nothing written is damaged, and two
+runs never share a folder."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import sac_v
+from buffer import ReplayBuffer
+from sac_v import ConfigError, train
+from tests.helpers import ROOT, run_cli, tiny_args
+
+BAD_FLAGS = [
+    (("--seed", "-1"), "--seed must be in"),
+    (("--seed", "99999999999999999999"), "--seed must be in"),
+    (("--exp-name", "a/b"), "--exp-name must be a plain name"),
+    (("--exp-name", ""), "--exp-name must be a plain name"),
+    (("--reward-scale", "inf"), "--reward-scale must be a finite number"),
+    (("--tau", "nan"), "--tau must be a finite number"),
+    (("--threads", "0"), "--threads must be positive"),
+]
+
+
+@pytest.mark.parametrize(("flags", "message"), BAD_FLAGS, ids=lambda x: " ".join(x) if isinstance(x, tuple) else "")
+def test_bad_flag_is_one_line_on_stderr_and_writes_nothing(in_tmp_dir, flags, message):
+    proc = run_cli("sac_v.py", *flags, cwd=in_tmp_dir)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
+    assert list(in_tmp_dir.iterdir()) == []
+
+
+def test_bf16_on_a_cpu_without_fast_bfloat16_is_refused_saying_why(in_tmp_dir, monkeypatch):
+    monkeypatch.setattr(sac_v, "cpu_has_fast_bf16", lambda: False)
+    with pytest.raises(ConfigError, match=r"--bf16 needs a GPU or a CPU with AVX-512 or AMX.*drop --bf16"):
+        train(tiny_args(bf16=True))
+    assert list(in_tmp_dir.iterdir()) == []
+
+
+@pytest.fixture
+def stopped_run(in_tmp_dir) -> Path:
+    """The checkpoint of a 200-step run, its buffer beside it."""
+    return train(tiny_args(total_timesteps=200, eval_every=100)).checkpoint
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_resume_with_a_damaged_buffer_is_refused_in_one_sentence_and_leaves_the_files(stopped_run, damage):
+    buffer = sac_v.buffer_path(stopped_run)
+    data = buffer.read_bytes()
+    buffer.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"not a zip file" * 100)
+    before = {p.name: p.read_bytes() for p in stopped_run.parent.iterdir()}
+    proc = run_cli("sac_v.py", "--resume", str(stopped_run.resolve()), "--total-timesteps", "300", cwd=Path.cwd())
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "is not a readable replay buffer" in proc.stderr and proc.stderr.strip().count("\n") == 0
+    assert {p.name: p.read_bytes() for p in stopped_run.parent.iterdir()} == before
+
+
+def test_unwritable_runs_folder_is_one_sentence(in_tmp_dir, monkeypatch):
+    """As root, chmod does not stop a write, so the refusal is mocked: mkdir raises as on a read-only folder."""
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(ConfigError, match=r"cannot create the run folder .*: Permission denied"):
+        train(tiny_args())
+
+
+def test_run_folder_that_becomes_unwritable_mid_run_stops_in_one_sentence_keeping_the_last_checkpoint(
+    in_tmp_dir, monkeypatch
+):
+    """Mocked as above: the buffer's second save (at step 200) raises as in a folder made read-only mid-run."""
+    saves = []
+    real_save = ReplayBuffer.save
+
+    def save_once(self, path):
+        saves.append(path)
+        if len(saves) > 1:
+            raise PermissionError(13, "Permission denied", str(path))
+        real_save(self, path)
+
+    monkeypatch.setattr(ReplayBuffer, "save", save_once)
+    with pytest.raises(
+        ConfigError,
+        match=r"cannot write the checkpoint of step 200.*: Permission denied; the checkpoint of step 100 is kept",
+    ):
+        train(tiny_args(total_timesteps=300, eval_every=100))
+    [checkpoint] = in_tmp_dir.glob("runs/*/sac_v.pt")
+    assert torch.load(checkpoint, weights_only=True)["global_step"] == 100
+
+
+TWIN = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+real_time, start = time.time, time.time()
+time.time = lambda: 1_800_000_000.0 + (real_time() - start) * 1e-6  # both runs start, and stay, in the same second
+import sac_v
+sys.argv = ["sac_v.py", *sys.argv[2:]]
+sac_v.main()
+"""
+
+
+def test_two_runs_started_in_the_same_second_get_two_folders_and_two_checkpoints(in_tmp_dir):
+    flags = ["--env-id", "Pendulum-v1", "--total-timesteps", "150", "--min-pool", "100", "--batch-size", "32"]
+    flags += ["--hidden-sizes", "16", "16", "--eval-every", "150", "--eval-episodes", "1", "--device", "cpu"]
+    command = [sys.executable, "-c", TWIN, str(ROOT), *flags]
+    procs = [subprocess.Popen(command, cwd=in_tmp_dir, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    assert [proc.wait(timeout=120) for proc in procs] == [0, 0], [proc.stderr.read() for proc in procs]
+    folders = sorted(p.name for p in (in_tmp_dir / "runs").iterdir())
+    assert folders == ["Pendulum-v1__sac_v__1__1800000000", "Pendulum-v1__sac_v__1__1800000000-2"]
+    for folder in folders:
+        checkpoint = torch.load(in_tmp_dir / "runs" / folder / "sac_v.pt", weights_only=True)
+        assert checkpoint["global_step"] == 150
+        assert len(list((in_tmp_dir / "runs" / folder).glob("events.out.tfevents.*"))) == 1
+
+
+def test_console_says_the_warm_up_takes_random_actions_and_evaluates_the_initial_policy(in_tmp_dir):
+    proc = run_cli(
+        *("sac_v.py", "--env-id", "Pendulum-v1", "--total-timesteps", "300", "--min-pool", "200"),
+        *("--batch-size", "32", "--hidden-sizes", "16", "16", "--eval-every", "100", "--eval-episodes", "1"),
+        cwd=in_tmp_dir,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("step ")]
+    assert [line.endswith("of the initial policy (no gradient step yet)") for line in lines] == [True, False, False]
+    assert lines[2].endswith("of the policy")

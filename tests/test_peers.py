@@ -1,0 +1,104 @@
+"""benchmarks/peers.py: Stable-Baselines3's SAC under sac_v's learning-benchmark protocol."""
+
+import csv
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("stable_baselines3", reason='the peer benchmark runs SB3\'s SAC: pip install -e ".[peers]"')
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import peers
+
+from sac_v import Args, ConfigError, make_env
+from tests.helpers import tiny_args
+
+STEPS = [150, 300, 320]  # every eval_every env steps, and the last step
+
+
+def peer_train_args(setting: peers.Setting) -> Args:
+    """320 Pendulum steps under each setting: the zoo's (SB3's defaults but the learning rate) or a tiny sac_v's."""
+    if setting == "zoo":
+        return Args(env_id="Pendulum-v1", total_timesteps=320, eval_every=150, eval_episodes=1, device="cpu")
+    return tiny_args(total_timesteps=320, eval_every=150, hidden_sizes=(16, 16), alpha=0.5, reward_scale=4.0)
+
+
+@pytest.fixture(scope="module", params=["zoo", "sac-v-defaults"])
+def trained(request):
+    """One seed of each setting, learned in this process: its sac_v args, the SB3 model and its evaluations."""
+    train = peer_train_args(request.param)
+    model, evaluations = peers.train_seed(train, peers.sb3_settings(request.param, train), seed=1)
+    return train, model, evaluations
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_evaluations_come_every_eval_every_env_steps_and_at_the_last_step(trained):
+    _, _, evaluations = trained
+    assert [e.step for e in evaluations] == STEPS
+
+
+def test_sb3_takes_one_gradient_step_per_env_step_after_learning_starts(trained):
+    _, model, _ = trained
+    assert model._n_updates == 320 - model.learning_starts > 0
+
+
+def test_the_last_evaluation_is_the_final_deterministic_policy_on_the_protocols_episode_seeds(trained):
+    train, model, evaluations = trained
+    again = [peers.evaluate(model, make_env(train.env_id), 1, seed=1 + 10_000)[0] for _ in range(2)]
+    assert again == [evaluations[-1].mean] * 2
+
+
+@pytest.mark.parametrize("trained", ["sac-v-defaults"], indirect=True)
+def test_sac_v_defaults_fixes_the_entropy_coefficient_at_alpha_over_reward_scale(trained):
+    _, model, _ = trained
+    assert (model.ent_coef_optimizer, model.ent_coef_tensor.item()) == (None, 0.5 / 4.0)
+
+
+def test_sac_v_defaults_takes_sac_v_networks_batch_pool_buffer_and_learning_rate():
+    train = peer_train_args("sac-v-defaults")
+    model = peers.make_model(peers.sb3_settings("sac-v-defaults", train), train.env_id, seed=1)
+    widths = [layer.out_features for layer in model.actor.latent_pi if isinstance(layer, nn.Linear)]
+    widths += [layer.out_features for layer in model.critic.q_networks[0] if isinstance(layer, nn.Linear)][:-1]
+    got = (widths, model.batch_size, model.learning_starts, model.buffer_size, model.tau, model.lr_schedule(1.0))
+    assert got == ([16, 16, 16, 16], 32, 100, 10_000, 0.005, train.critic_lr)
+
+
+def test_zoo_lunar_lander_takes_rl_zoo3s_tuned_hyperparameters_with_a_linear_learning_rate():
+    model = peers.make_model(peers.sb3_settings("zoo", Args()), "LunarLanderContinuous-v3", seed=1)
+    widths = [layer.out_features for layer in model.actor.latent_pi if isinstance(layer, nn.Linear)]
+    got = dict(widths=widths, batch=model.batch_size, starts=model.learning_starts, tau=model.tau)
+    got |= dict(buffer=model.buffer_size, lr_halfway=model.lr_schedule(0.5), ent_coef=model.ent_coef)
+    assert got == dict(widths=[400, 300], batch=256, starts=10_000, tau=0.01, buffer=10**6, lr_halfway=3.65e-4) | dict(
+        ent_coef="auto"
+    )
+
+
+def test_zoo_refuses_a_sac_v_hyperparameter_it_would_not_use():
+    with pytest.raises(ConfigError, match="--reward-scale is a sac_v setting"):
+        peers.check_flags(Args(env_id="Pendulum-v1", reward_scale=40.0), "zoo")
+
+
+@pytest.mark.parametrize("setting", ["zoo", "sac-v-defaults"])
+def test_runner_writes_learning_benchmark_results_for_sb3_then_skips_finished_seeds(in_tmp_dir, setting):
+    pytest.importorskip("matplotlib", reason="the plot needs the peers extra")
+    out = in_tmp_dir / "out"
+    bench = peers.PeerArgs(peer_train_args(setting), seeds=1, workers=1, out_dir=out, setting=setting)
+    peers.main(bench)
+    first = read_rows(out / "runs.csv")
+    assert [(r["seed"], int(r["step"])) for r in first] == [("1", step) for step in STEPS]
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith(f"# Learning benchmark: Stable-Baselines3's SAC, setting {setting}, on Pendulum-v1")
+    assert f"Settings: stable-baselines3 {peers.stable_baselines3.__version__}" in summary
+    assert (out / "curves.png").stat().st_size > 0
+
+    (out / "curves.png").unlink()
+    peers.main(dataclasses.replace(bench, workers=2))  # seed 1 is done: kept as it was, wall times too
+    assert read_rows(out / "runs.csv") == first
+    assert (out / "summary.md").read_text() == summary and (out / "curves.png").stat().st_size > 0
