@@ -75,10 +75,14 @@ def split_run(tmp_path_factory) -> SplitRun:
         first = train(tiny_args(**{**args, "total_timesteps": 60}, exp_name="split"))
         # the resumed env first replays the 10 steps of the episode in progress: its 180th step is global step 230
         mp.setattr(DoorbellPendulum, "ring_at", 180)
+        time.sleep(1.1)
         stopped = train(tiny_args(**args, resume=first.checkpoint))
         mp.setattr(DoorbellPendulum, "ring_at", None)
         stopped_checkpoint = load(stopped.checkpoint)
         stopped_buffer = ReplayBuffer.load(sac_v.buffer_path(stopped.checkpoint))
+        # TensorBoard reads a run's event files in name order, and a name is the second it was opened, then a counter
+        # of this process: a new second keeps the pieces in order, as separate processes at separate times are.
+        time.sleep(1.1)
         resumed = train(tiny_args(**args, resume=stopped.checkpoint))
         absolute = [
             run._replace(run_dir=run.run_dir.resolve(), checkpoint=run.checkpoint.resolve())
