@@ -45,7 +45,7 @@ class ReplayBuffer:
         for name, value, target in (
             ("obs", obs, self.obs),
             ("action", action, self.actions),
-            ("next_obs", next_obs, self.obs),
+            ("next_obs", next_obs, self.next_obs),
         ):
             if np.shape(value) != target.shape[1:]:
                 raise ValueError(f"{name} has shape {np.shape(value)}, the buffer expects {target.shape[1:]}")

@@ -330,3 +330,13 @@ def test_process_killed_while_saving_leaves_the_previous_files_intact(tmp_path, 
     assert sac_v.load_checkpoint(checkpoint)["global_step"] == 1
     rb = ReplayBuffer.load(buffer)
     assert rb.added == 1 and rb.rewards[0] == 1.0
+
+
+def test_cli_resume_reads_the_checkpoint_once(run_copy, monkeypatch):
+    """parse_args reads the checkpoint for its flags and hands it to train, which does not read it again."""
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda path, **kwargs: reads.append(path) or real_load(path, **kwargs))
+    monkeypatch.setattr(sys, "argv", ["sac_v.py", "--resume", str(run_copy), "--total-timesteps", "200"])
+    sac_v.main()
+    assert [Path(path) for path in reads].count(run_copy) == 1

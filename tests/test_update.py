@@ -168,3 +168,4 @@ def test_update_returns_statistics_cut_from_the_graph():
     stats = update(batch, **nets, optimizers=make_optimizers(nets), args=Args())
     assert stats.keys() >= {"qf1_loss", "qf2_loss", "v_loss", "actor_loss"}
     assert not any(value.requires_grad for value in stats.values())
+    assert all(value.dim() == 0 for value in stats.values()), "statistics are means: no (B,) tensor travels"
