@@ -65,6 +65,13 @@ TARGETS = {
         for env_id in ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")
     },
 }
+# Published SAC (v2) at 1 000 000 env steps, for the MuJoCo summaries: CleanRL (3 seeds, -v4 envs, training returns),
+# Stable-Baselines3's zoo (1 run, deterministic, -v3 envs), the SAC v2 paper's curves (arXiv 1812.05905, read off).
+PUBLISHED = {
+    "HalfCheetah-v5": "CleanRL 9 635 ± 1 424, SB3 zoo 9 535, SAC v2 paper about 11 250",
+    "Hopper-v5": "CleanRL 2 310 ± 343, SB3 zoo 2 326, SAC v2 paper about 3 250",
+    "Walker2d-v5": "CleanRL 3 591 ± 911, SB3 zoo 3 863, SAC v2 paper about 4 800",
+}
 CSV_FIELDS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]
 RUN_MANAGEMENT = ("resume", "save_buffer", "capture_video", "threads")  # how a run is kept or run, not what it learns
 
@@ -223,6 +230,11 @@ def write_summary(
         f"- median env steps to threshold: **{fmt(median)}** (IQR {fmt(q1)} – {fmt(q3)}; unreached seeds count as ∞)",
         f"- final eval mean over seeds: **{finals.mean():.1f}** ± {finals.std():.1f} (std across seeds)",
         *target_lines(bench.train.env_id, threshold, bench.train.total_timesteps, reach, finals),
+        *(
+            [f"- published SAC (v2) at 1 000 000 env steps: {PUBLISHED[bench.train.env_id]}"]
+            if bench.train.env_id in PUBLISHED
+            else []
+        ),
         "",
         "| seed | steps to threshold | final eval mean | best eval mean | wall time (min) | env steps/s |",
         "| ---: | ---: | ---: | ---: | ---: | ---: |",
