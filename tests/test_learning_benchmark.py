@@ -139,3 +139,11 @@ def test_summary_states_each_project_target_met_or_missed_and_by_how_much():
     met = learning.target_lines("Pendulum-v1", -200, 10_000, np.array([5_000, 6_000]), np.array([-130.0, -140.0]))
     assert met[-1] == "- ≥ -200 within 10,000 env steps in at least 2 of 2 seeds: 2 of 2, **met**"
     assert learning.target_lines("HalfCheetah-v5", 0, 10_000, reach, reach) == []
+
+
+def test_mujoco_summaries_hold_the_300k_target_and_only_for_300k_runs():
+    finals = np.array([2000.0, 2600.0, 2300.0])
+    lines = learning.target_lines("Hopper-v5", 2500, 300_000, np.array([np.inf, 250_000, np.inf]), finals)
+    assert lines[-1] == "- final eval mean ≥ 2500: 2300.0, **missed** by 200"
+    assert not any("within" in line for line in lines), "no share-of-seeds target for the MuJoCo tasks"
+    assert learning.target_lines("Hopper-v5", 2500, 1_000_000, np.array([np.inf]), np.array([3000.0])) == []
