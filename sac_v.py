@@ -496,6 +496,9 @@ class Run:
         self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table, self.step)
         self.console = tqdm(total=self.args.total_timesteps, initial=self.step, disable=None, dynamic_ncols=True)
         self.console.set_description(self.phase())
+        if self.args.paper:  # the effective settings, flags given beside --paper included
+            flags = {k: getattr(self.args, k) for k in ("reward_scale", "min_pool", *PAPER)}
+            self.console.write("--paper: " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in flags.items()))
         return self
 
     def __exit__(self, *exc: object) -> None:

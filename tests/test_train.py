@@ -208,7 +208,7 @@ def test_paper_on_a_task_the_paper_did_not_run_is_refused_in_one_line(in_tmp_dir
     assert "--paper knows the paper's MuJoCo tasks" in result.stderr
 
 
-def test_paper_run_on_a_mujoco_task_takes_gradient_steps(in_tmp_dir):
+def test_paper_run_on_a_mujoco_task_takes_gradient_steps_and_prints_its_settings(in_tmp_dir, capsys):
     pytest.importorskip("mujoco", reason="MuJoCo tasks need the mujoco extra")
     args, _ = parse_args(["--paper", "--env-id", "Hopper-v5", "--total-timesteps", "300", "--min-pool", "200"])
     small = dict(batch_size=32, buffer_size=1_000, hidden_sizes=(32, 32), eval_every=300, eval_episodes=1)
@@ -216,3 +216,4 @@ def test_paper_run_on_a_mujoco_task_takes_gradient_steps(in_tmp_dir):
     checkpoint = torch.load(result.checkpoint, weights_only=True)
     assert checkpoint["args"]["paper"] and checkpoint["args"]["reward_scale"] == 5.0
     assert checkpoint["actor_optimizer"]["state"][0]["step"] == 101  # one per env step from the one that fills the pool
+    assert "--paper: --reward-scale 5.0 --min-pool 200 --total-timesteps 300" in capsys.readouterr().out
