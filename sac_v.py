@@ -278,7 +278,7 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None) -> TrainResult:
     networks = {"actor": actor, "qf": qf, "vf": vf, "vf_target": vf_target}
     # A new run folder, or a resumed run as it stopped: weights, buffer, random streams, the episode in progress.
     run, obs = start_run(args, checkpoint, env, networks, optimizers, rb)
-    rb = run.rb
+    rb = run.rb  # a resumed run's buffer, saved with its checkpoint
     opts = tuple(optimizers.values())
     gradient_step = functools.partial(
         update, actor=actor, qf=qf, vf=vf, vf_target=vf_target, optimizers=opts, args=args
@@ -292,7 +292,7 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None) -> TrainResult:
             else:
                 with torch.no_grad():
                     obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device).unsqueeze(0)
-                    action = sample_action(obs_t)[0][0].cpu().numpy()
+                    action = sample_action(obs_t)[0][0].cpu().numpy()  # a ~ π(·|s), sampled: SAC explores with it
             next_obs, reward, terminated, truncated, _ = env.step(action)
             # Store the true final observation and `terminated` only: a time limit is not a terminal state.
             rb.add(obs, action, float(reward), next_obs, terminated)
@@ -305,7 +305,7 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None) -> TrainResult:
             if len(rb) >= args.min_pool:
                 for _ in range(args.gradient_steps):
                     batch = tuple(torch.as_tensor(x, device=device) for x in rb.sample(args.batch_size))
-                    stats = gradient_step(batch)  # the three losses, one step of each optimizer, V̄ moves
+                    stats = gradient_step(batch)  # update: Eqs. 5, 8, 12, a step of each Adam, then V̄ moves
                 if global_step % LOG_EVERY == 0:
                     run.log_training(global_step, stats, actor, batch[0])
 
