@@ -521,7 +521,7 @@ class Run:
         return self.env.reset()[0]
 
     def log_training(self, step: int, stats: dict[str, torch.Tensor], actor: Actor, obs: torch.Tensor) -> None:
-        """Losses, values, entropy and speed to TensorBoard. A loss is checked for NaN here only: .item() waits."""
+        """Losses, values and entropy to TensorBoard. A value is checked for NaN here only: .item() waits."""
         for name, value in stats.items():
             if not math.isfinite(value := value.item()):
                 raise self.diverged(f"{name} is {value}", step)
@@ -591,19 +591,27 @@ class Run:
         return DivergenceError(f"{what} at step {step}; {kept}; try {resume}")
 
 
-def start_run(args: Args, checkpoint: dict[str, Any] | None, env: gym.Env, *learner: Any) -> tuple[Run, np.ndarray]:
-    """A new run in a new folder, or (--resume) the checkpoint's run exactly where it stopped. `learner`: the
-    networks, the optimizers and the empty replay buffer. Returns the run and the env's observation."""
+def start_run(
+    args: Args,
+    checkpoint: dict[str, Any] | None,
+    env: gym.Env,
+    networks: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    rb: ReplayBuffer,
+) -> tuple[Run, np.ndarray]:
+    """A new run in a new folder, or (--resume) the checkpoint's run exactly where it stopped, from the new networks,
+    optimizers and empty replay buffer. Returns the run and the env's observation."""
     env.action_space.seed(args.seed)
     episode = {"seed": args.seed, "rng": env.np_random.bit_generator.state, "length": 0, "return": 0.0}
     obs, _ = env.reset(seed=args.seed)
     if args.resume is None:
         run_dir = new_run_dir(Path("runs") / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-        return Run(args, env, *learner, run_dir / "sac_v.pt", episode), obs
+        return Run(args, env, networks, optimizers, rb, run_dir / "sac_v.pt", episode), obs
     checkpoint = checkpoint or load_checkpoint(args.resume)
     check_resumable(checkpoint, args)
     check_spaces(checkpoint, env, args.env_id)
-    run = Run(args, env, *learner, args.resume, episode, checkpoint["global_step"], checkpoint["train_return"])
+    run = Run(args, env, networks, optimizers, rb, args.resume, episode, checkpoint["global_step"])
+    run.train_return = checkpoint["train_return"]
     for name, module in run.networks.items():
         module.load_state_dict(checkpoint[name])
     for name, optimizer in run.optimizers.items():  # the saved moments; this run's learning rates and flags
@@ -629,7 +637,7 @@ def new_run_dir(path: Path) -> Path:
         except FileExistsError:
             continue
         except OSError as e:
-            raise ConfigError(f"cannot create the run folder {path.with_name(path.name)}: {e.strerror}") from None
+            raise ConfigError(f"cannot create the run folder {run_dir}: {e.strerror}") from None
     raise AssertionError("unreachable")
 
 

@@ -126,6 +126,21 @@ def load_rows(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def finished_rows(runs_csv: Path, total_timesteps: int) -> list[dict[str, float]]:
+    """The rows of the seeds in runs.csv that reached total_timesteps, with runs.csv rewritten to hold only those
+    (partial leftovers dropped), through a new file so that a kill now cannot lose them; new seeds append to it."""
+    rows = load_rows(runs_csv)
+    done = {r["seed"] for r in rows if r["step"] == total_timesteps}
+    rows = [r for r in rows if r["seed"] in done]
+    kept = runs_csv.with_suffix(".csv.tmp")
+    with kept.open("w", newline="") as f:
+        writer = csv.DictWriter(f, CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows({k: (int(v) if k in ("seed", "step") else v) for k, v in r.items()} for r in rows)
+    kept.replace(runs_csv)
+    return rows
+
+
 def steps_to_threshold(rows: list[dict[str, float]], threshold: float) -> float:
     """First evaluation step with eval_mean >= threshold; inf if never."""
     hits = [row["step"] for row in rows if row["eval_mean"] >= threshold]
@@ -208,15 +223,23 @@ def commit() -> str:
 
 
 def write_summary(
-    rows: list[dict[str, float]], bench: BenchArgs, threshold: float, hardware: str, out_dir: Path, ran_at: str
+    rows: list[dict[str, float]],
+    bench: BenchArgs,
+    threshold: float,
+    hardware: str,
+    out_dir: Path,
+    ran_at: str,
+    title: str | None = None,
+    settings_line: str | None = None,
 ) -> None:
+    """summary.md; `title` and `settings_line` replace sac_v's (a peer's runs name their own settings)."""
     per_seed = by_seed(rows)
     seeds = list(per_seed)
     reach = np.array([steps_to_threshold(per_seed[s], threshold) for s in seeds])
     finals = np.array([per_seed[s][-1]["eval_mean"] for s in seeds])
     q1, median, q3 = np.percentile(reach, [25, 50, 75], method="inverted_cdf") if seeds else (np.inf,) * 3
     lines = [
-        f"# Learning benchmark: {bench.train.env_id}",
+        title or f"# Learning benchmark: {bench.train.env_id}",
         "",
         f"Threshold: deterministic {bench.train.eval_episodes}-episode eval mean ≥ {threshold:g}, "
         f"checked every {bench.train.eval_every:,} env steps, {bench.train.total_timesteps:,} env steps per seed.",
@@ -251,7 +274,7 @@ def write_summary(
     }
     lines += [
         "",
-        "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()),
+        settings_line or "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()),
         "",
         f"Hardware: {hardware}.",
         "",
@@ -318,20 +341,11 @@ def main(bench: BenchArgs) -> None:
     runs_csv = out_dir / "runs.csv"
     config = {k: v for k, v in dataclasses.asdict(bench.train).items() if k not in ("seed", *RUN_MANAGEMENT)}
     check_earlier_results(out_dir, config, bench.overwrite)
-    rows = load_rows(runs_csv)
-    done = {int(r["seed"]) for r in rows if r["step"] == bench.train.total_timesteps}
-    rows = [r for r in rows if int(r["seed"]) in done]  # drop partial leftovers
+    rows = finished_rows(runs_csv, bench.train.total_timesteps)
+    done = {int(r["seed"]) for r in rows}
     seeds = [s for s in range(bench.first_seed, bench.first_seed + bench.seeds) if s not in done]
     if done:
         print(f"skipping seeds already in {runs_csv}: {sorted(done)}")
-
-    # Rewrite the kept rows, then append as seeds finish; through a new file, so a kill now cannot lose them.
-    kept = runs_csv.with_suffix(".csv.tmp")
-    with kept.open("w", newline="") as f:
-        writer = csv.DictWriter(f, CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows({k: (int(v) if k in ("seed", "step") else v) for k, v in r.items()} for r in rows)
-    kept.replace(runs_csv)
     if not seeds:  # the summary and plot again, from the finished seeds in runs.csv
         write_summary(
             rows, bench, threshold, earlier_summary_line(out_dir), out_dir, earlier_summary_line(out_dir, "Commit")

@@ -252,14 +252,8 @@ def write_results(
 ) -> None:
     """learning.write_summary's summary, titled and set out for SB3; the curves beside sac_v's record."""
     out_dir, train = out_dir_of(peer), peer.train
-    learning.write_summary(rows, peer, threshold, hardware, out_dir, ran_at)
     title, settings_line = describe(peer.setting, settings, train)
-    lines = (out_dir / "summary.md").read_text().split("\n")
-    at = [i for i, line in enumerate(lines) if line.startswith("Settings: ")]
-    if not lines[0].startswith("# ") or len(at) != 1:
-        raise RuntimeError("learning.write_summary no longer writes a '# ' title and one 'Settings: ' line")
-    lines[0], lines[at[0]] = title, settings_line
-    (out_dir / "summary.md").write_text("\n".join(lines))
+    learning.write_summary(rows, peer, threshold, hardware, out_dir, ran_at, title, settings_line)
 
     import matplotlib
 
@@ -283,21 +277,6 @@ def write_results(
 
 def out_dir_of(peer: PeerArgs) -> Path:
     return peer.out_dir or Path("docs/benchmarks") / peer.train.env_id / "peers" / f"sb3-{peer.setting}"
-
-
-def finished_rows(runs_csv: Path, total_timesteps: int) -> list[dict[str, float]]:
-    """The rows of the seeds in runs.csv that reached total_timesteps; runs.csv rewritten to hold only those (through
-    a new file, so that a kill now cannot lose them)."""
-    rows = learning.load_rows(runs_csv)
-    done = {r["seed"] for r in rows if r["step"] == total_timesteps}
-    rows = [r for r in rows if r["seed"] in done]
-    tmp = runs_csv.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, learning.CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows({**r, "seed": int(r["seed"]), "step": int(r["step"])} for r in rows)
-    tmp.replace(runs_csv)
-    return rows
 
 
 def main(peer: PeerArgs) -> None:
@@ -324,7 +303,7 @@ def main(peer: PeerArgs) -> None:
         "rl_zoo3": RL_ZOO3 if peer.setting == "zoo" else None,
     }
     learning.check_earlier_results(out_dir, config, peer.overwrite)
-    rows = finished_rows(out_dir / "runs.csv", train.total_timesteps)
+    rows = learning.finished_rows(out_dir / "runs.csv", train.total_timesteps)
     done = sorted({int(r["seed"]) for r in rows})
     seeds = [s for s in range(peer.first_seed, peer.first_seed + peer.seeds) if s not in done]
     if done:
