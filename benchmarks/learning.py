@@ -22,6 +22,7 @@ import importlib.util
 import json
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 import time
@@ -207,6 +208,25 @@ def earlier_summary_line(out_dir: Path, field: str = "Hardware") -> str:
     return found[0] if found else "not recorded"
 
 
+def seed_values(line: str, seeds: set[int]) -> dict[int, str]:
+    """Each seed's value in a summary line (commit, hardware): one value for all, or as `seed_line` groups them."""
+    values = {}
+    for part in line.split("; "):
+        if found := re.fullmatch(r"(.*) \(seeds? ([\d, ]+)\)", part):
+            values |= {int(s): found[1] for s in found[2].split(", ")}
+    return {s: values.get(s, "not recorded") for s in seeds} if values else dict.fromkeys(seeds, line)
+
+
+def seed_line(values: dict[int, str]) -> str:
+    """One value where every seed ran with it; else each value with its seeds: `a (seeds 1, 2); b (seed 3)`."""
+    groups: dict[str, list[int]] = {}
+    for seed in sorted(values):
+        groups.setdefault(values[seed], []).append(seed)
+    if len(groups) == 1:
+        return next(iter(groups))
+    return "; ".join(f"{v} (seed{'s' * (len(s) > 1)} {', '.join(map(str, s))})" for v, s in groups.items())
+
+
 def commit() -> str:
     """The commit of this checkout, marked -dirty when tracked files differ from it."""
     try:
@@ -360,6 +380,8 @@ def main(bench: BenchArgs) -> None:
     hardware = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
     hardware += f", torch {torch.__version__}"
     print(f"{len(seeds)} seeds on {bench.train.env_id}, {workers} workers × {threads} torch threads")
+    # the seeds of earlier sessions keep the hardware and commit they ran at
+    hardwares, commits = (seed_values(earlier_summary_line(out_dir, f), done) for f in ("Hardware", "Commit"))
 
     runs = {s: dataclasses.replace(bench.train, seed=s, exp_name="bench") for s in seeds}
     for s, args in runs.items():
@@ -384,7 +406,8 @@ def main(bench: BenchArgs) -> None:
             with runs_csv.open("a", newline="") as f:
                 csv.DictWriter(f, CSV_FIELDS).writerows(new)
             rows += new
-            write_summary(rows, bench, threshold, hardware, out_dir, commit())
+            hardwares[seed], commits[seed] = hardware, commit()
+            write_summary(rows, bench, threshold, seed_line(hardwares), out_dir, seed_line(commits))
             plot(rows, bench.train.env_id, threshold, out_dir)
             final = evaluations[-1]
             print(f"seed {seed} done: final eval {final.mean:.1f}, {final.wall_s / 60:.1f} min")

@@ -319,6 +319,8 @@ def main(peer: PeerArgs) -> None:
     hardware = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
     hardware += f", torch {torch.__version__}, stable-baselines3 {stable_baselines3.__version__}"
     print(f"{len(seeds)} seeds of SB3's SAC ({peer.setting}) on {train.env_id}, {workers} workers × {threads} threads")
+    earlier = (learning.earlier_summary_line(out_dir, field) for field in ("Hardware", "Commit"))
+    hardwares, commits = (learning.seed_values(line, set(done)) for line in earlier)
     start, failed = time.time(), []
     with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run_seed, train, settings, seed): seed for seed in seeds}
@@ -334,7 +336,8 @@ def main(peer: PeerArgs) -> None:
             with (out_dir / "runs.csv").open("a", newline="") as f:
                 csv.DictWriter(f, learning.CSV_FIELDS).writerows(new)
             rows += new
-            write_results(rows, peer, settings, threshold, hardware, learning.commit())
+            hardwares[seed], commits[seed] = hardware, learning.commit()
+            write_results(rows, peer, settings, threshold, learning.seed_line(hardwares), learning.seed_line(commits))
             last = evaluations[-1]
             print(f"seed {seed} done: final eval {last.mean:.1f} after {last.wall_s / 60:.1f} min")
     print(f"{len(seeds) - len(failed)} seeds in {(time.time() - start) / 60:.1f} min; results in {out_dir}")

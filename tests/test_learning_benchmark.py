@@ -50,6 +50,30 @@ def test_benchmark_writes_curves_summary_and_plot_then_skips_finished_seeds(in_t
     assert (out / "curves.png").stat().st_size > 0
 
 
+def test_a_seed_run_later_keeps_the_earlier_seeds_commit_and_hardware(in_tmp_dir, monkeypatch):
+    pytest.importorskip("matplotlib", reason="the plot needs the bench extra")
+    out = in_tmp_dir / "out"
+    learning.main(dataclasses.replace(bench_args(out), seeds=1, workers=1))
+    summary = (out / "summary.md").read_text()
+    hardware = summary.split("Hardware: ")[1].split(".\n")[0]
+    (out / "summary.md").write_text(summary.replace(learning.commit(), "aaaa"))  # seed 1 ran at another commit
+    monkeypatch.setattr(learning, "commit", lambda: "bbbb")
+    learning.main(dataclasses.replace(bench_args(out), workers=1))  # runs seed 2 only
+    summary = (out / "summary.md").read_text()
+    assert "Commit: aaaa (seed 1); bbbb (seed 2).\n" in summary
+    assert f"Hardware: {hardware}.\n" in summary  # one machine: one line
+
+
+def test_seed_lines_read_back_what_they_wrote():
+    assert learning.seed_line({1: "a", 2: "a"}) == "a"
+    line = learning.seed_line({3: "b", 1: "a", 2: "a(R) x"})
+    assert line == "a (seed 1); a(R) x (seed 2); b (seed 3)"
+    assert learning.seed_values(line, {1, 2, 3}) == {1: "a", 2: "a(R) x", 3: "b"}
+    one = "Intel(R) Xeon(R), 2 cores"  # a line from before seeds were told apart: every seed's
+    assert learning.seed_values(one, {1, 2}) == {1: one, 2: one}
+    assert learning.seed_values("not recorded", set()) == {}
+
+
 def test_benchmark_refuses_to_mix_results_of_other_settings(in_tmp_dir):
     out = in_tmp_dir / "out"
     out.mkdir()
