@@ -68,9 +68,7 @@ class Args:
     capture_video: bool = False  # record each evaluation's first episode to videos/<run>/
     # Long runs and speed
     resume: Path | None = None  # continue this checkpoint's run in its folder; its flags are the defaults
-    save_buffer: Literal["auto", "always", "never"] = (
-        "auto"  # save the buffer with each checkpoint (exact resume); auto: under 1 GB
-    )
+    save_buffer: Literal["auto", "always", "never"] = "auto"  # with each checkpoint (exact resume); auto: under 1 GB
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where the networks live; auto picks CUDA when available
     threads: int = 1  # torch CPU threads; at 1, runs side by side share the cores (docs/benchmarks/threads.md)
     compile: bool = False  # torch.compile the gradient step and the action sampler
@@ -400,6 +398,9 @@ def validate_args(args: Args) -> None:
             raise ConfigError(f"{flag} must be a finite number, got {value}")
         if field.name in POSITIVE and value <= 0:
             raise ConfigError(f"{flag} must be positive, got {value}")
+    cuda = resolve_device(args.device).type == "cuda"
+    video = not args.capture_video or importlib.util.find_spec("moviepy")
+    slow_bf16 = "--bf16 needs a GPU or a CPU with AVX-512 or AMX (here bfloat16 runs about 10x slower); drop --bf16"
     checks = [
         (0 <= args.seed < 2**32, f"--seed must be in [0, 2**32), got {args.seed}"),
         (args.min_pool <= args.buffer_size, f"--min-pool ({args.min_pool}) cannot exceed --buffer-size"),
@@ -409,16 +410,9 @@ def validate_args(args: Args) -> None:
         (args.alpha >= 0, f"--alpha must be non-negative, got {args.alpha}"),
         (min(args.hidden_sizes, default=0) > 0, f"--hidden-sizes needs positive widths, got {args.hidden_sizes}"),
         (re.fullmatch(r"[\w.,=+-]+", args.exp_name, re.ASCII), f"--exp-name must be a plain name: {args.exp_name!r}"),
-        (
-            not args.capture_video or importlib.util.find_spec("moviepy"),
-            '--capture-video needs pip install -e ".[video]"',
-        ),
-        (not args.cudagraphs or resolve_device(args.device).type == "cuda", "--cudagraphs needs a CUDA device"),
-        (
-            not args.bf16 or resolve_device(args.device).type == "cuda" or cpu_has_fast_bf16(),
-            "--bf16 needs a GPU or a CPU with AVX-512 or AMX: on this one bfloat16 matmuls run about 10x slower than"
-            " float32; drop --bf16",
-        ),
+        (video, '--capture-video needs pip install -e ".[video]"'),
+        (not args.cudagraphs or cuda, "--cudagraphs needs a CUDA device"),
+        (not args.bf16 or cuda or cpu_has_fast_bf16(), slow_bf16),
     ]
     for ok, message in checks:
         if not ok:
@@ -441,16 +435,13 @@ def record_video(env: gym.Env, folder: Path, name_prefix: str, every: int = 1) -
     return gym.wrappers.RecordVideo(env, str(folder), lambda episode: episode % every == 0, name_prefix=name_prefix)
 
 
-@contextlib.contextmanager
-def evaluation_env(args: Args, run_dir: Path, step: int) -> Iterator[gym.Env]:
-    """A fresh env for one evaluation; with --capture-video it records the first episode."""
+def evaluation_env(args: Args, run_dir: Path, step: int) -> gym.Env:
+    """A fresh env for one evaluation (a context manager that closes it); with --capture-video it records the first
+    episode."""
     env = make_env(args.env_id, render_mode="rgb_array" if args.capture_video else None)
     if args.capture_video:
         env = record_video(env, Path("videos") / run_dir.name, f"eval-step-{step}", every=args.eval_episodes)
-    try:
-        yield env
-    finally:
-        env.close()
+    return env
 
 
 class StackedLinear(nn.Module):
@@ -507,10 +498,9 @@ class Run:
         self.env.close()
 
     def phase(self) -> str:
-        pool = self.args.min_pool
-        return f"{self.args.env_id}: " + (
-            f"collecting {pool} random transitions" if len(self.rb) < pool else "training"
-        )
+        if len(self.rb) < self.args.min_pool:
+            return f"{self.args.env_id}: collecting {self.args.min_pool} random transitions"
+        return f"{self.args.env_id}: training"
 
     def next_episode(self, step: int) -> np.ndarray:
         """Log the episode that ended, reset the env, and note how the next one begins (see replay_episode)."""
@@ -638,7 +628,6 @@ def new_run_dir(path: Path) -> Path:
             continue
         except OSError as e:
             raise ConfigError(f"cannot create the run folder {run_dir}: {e.strerror}") from None
-    raise AssertionError("unreachable")
 
 
 def save_checkpoint(path: Path, **contents: object) -> None:
