@@ -5,7 +5,8 @@
 
 Prints, per folder: the seeds, how many reached the threshold and the median env steps to it (unreached seeds count
 as ∞), the final evaluation's mean ± std across seeds, the mean ± std across seeds of each seed's last five
-evaluations (steadier than the final one alone), and the median wall time of a seed.
+evaluations (steadier than the final one alone), and the median wall time of a seed. Only the seeds every record has
+are compared (--all-seeds: each record's own), so that a 10-seed record stands beside a 5-seed one on the same seeds.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ class CompareArgs:
     """folders holding a runs.csv"""
     threshold: float
     """the eval return that counts as solved"""
+    all_seeds: bool = False
+    """each record's own seeds, not only those every record has"""
 
 
-def row(record: Path, threshold: float) -> str:
-    per_seed = by_seed(load_rows(record / "runs.csv"))
+def row(record: Path, threshold: float, seeds: set[int] | None = None) -> str:
+    per_seed = {s: rows for s, rows in by_seed(load_rows(record / "runs.csv")).items() if seeds is None or s in seeds}
     reach = np.array([steps_to_threshold(rows, threshold) for rows in per_seed.values()])
     finals = np.array([rows[-1]["eval_mean"] for rows in per_seed.values()])
     last_five = np.array([np.mean([r["eval_mean"] for r in rows[-5:]]) for rows in per_seed.values()])
@@ -47,8 +50,12 @@ def main(args: CompareArgs) -> None:
         f"| record | seeds | ≥ {args.threshold:g} | median steps to it | final eval | last five evals | min per seed |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    seeds = [set(by_seed(load_rows(record / "runs.csv"))) for record in args.records]
+    common = None if args.all_seeds else set.intersection(*seeds)
     for record in args.records:
-        print(row(record, args.threshold))
+        print(row(record, args.threshold, common))
+    if common is not None and any(own != common for own in seeds):
+        print(f"\nseeds every record has: {sorted(common)} (--all-seeds: each record's own)")
 
 
 if __name__ == "__main__":
