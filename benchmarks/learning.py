@@ -227,19 +227,21 @@ def seed_line(values: dict[int, str]) -> str:
     return "; ".join(f"{v} (seed{'s' * (len(s) > 1)} {', '.join(map(str, s))})" for v, s in groups.items())
 
 
-def commit() -> str:
-    """The commit of this checkout, marked -dirty when tracked files differ from it."""
+def commit(checkout: Path = Path(__file__).parent) -> str:
+    """The commit of this checkout, marked -dirty when tracked code differs from it (docs/, where the records are
+    written, does not count). Read when the runs start: the checkout may move on while they run."""
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True)
+
     try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
+        described = git("describe", "--always", "--abbrev=12")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)docs")
+    except OSError:
         return "not recorded"
-    return out.stdout.strip()
+    if described.returncode or changed.returncode:
+        return "not recorded"
+    return described.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
 
 
 def write_summary(
@@ -380,6 +382,7 @@ def main(bench: BenchArgs) -> None:
     hardware = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
     hardware += f", torch {torch.__version__}"
     print(f"{len(seeds)} seeds on {bench.train.env_id}, {workers} workers × {threads} torch threads")
+    ran_at = commit()
     # the seeds of earlier sessions keep the hardware and commit they ran at
     hardwares, commits = (seed_values(earlier_summary_line(out_dir, f), done) for f in ("Hardware", "Commit"))
 
@@ -406,7 +409,7 @@ def main(bench: BenchArgs) -> None:
             with runs_csv.open("a", newline="") as f:
                 csv.DictWriter(f, CSV_FIELDS).writerows(new)
             rows += new
-            hardwares[seed], commits[seed] = hardware, commit()
+            hardwares[seed], commits[seed] = hardware, ran_at
             write_summary(rows, bench, threshold, seed_line(hardwares), out_dir, seed_line(commits))
             plot(rows, bench.train.env_id, threshold, out_dir)
             final = evaluations[-1]

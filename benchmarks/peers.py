@@ -321,6 +321,7 @@ def main(peer: PeerArgs) -> None:
     print(f"{len(seeds)} seeds of SB3's SAC ({peer.setting}) on {train.env_id}, {workers} workers × {threads} threads")
     earlier = (learning.earlier_summary_line(out_dir, field) for field in ("Hardware", "Commit"))
     hardwares, commits = (learning.seed_values(line, set(done)) for line in earlier)
+    ran_at = learning.commit()
     start, failed = time.time(), []
     with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run_seed, train, settings, seed): seed for seed in seeds}
@@ -336,7 +337,7 @@ def main(peer: PeerArgs) -> None:
             with (out_dir / "runs.csv").open("a", newline="") as f:
                 csv.DictWriter(f, learning.CSV_FIELDS).writerows(new)
             rows += new
-            hardwares[seed], commits[seed] = hardware, learning.commit()
+            hardwares[seed], commits[seed] = hardware, ran_at
             write_results(rows, peer, settings, threshold, learning.seed_line(hardwares), learning.seed_line(commits))
             last = evaluations[-1]
             print(f"seed {seed} done: final eval {last.mean:.1f} after {last.wall_s / 60:.1f} min")

@@ -1,6 +1,7 @@
 import csv
 import dataclasses
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -62,6 +63,23 @@ def test_a_seed_run_later_keeps_the_earlier_seeds_commit_and_hardware(in_tmp_dir
     summary = (out / "summary.md").read_text()
     assert "Commit: aaaa (seed 1); bbbb (seed 2).\n" in summary
     assert f"Hardware: {hardware}.\n" in summary  # one machine: one line
+
+
+def test_the_commit_is_dirty_when_code_changed_not_when_a_record_was_written(tmp_path):
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "code.py").write_text("a = 1\n")
+    (tmp_path / "docs" / "runs.csv").write_text("seed\n")
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout[:12]
+    (tmp_path / "docs" / "runs.csv").write_text("seed\n1\n")  # a record being written as the runs go
+    (tmp_path / "notes.txt").write_text("untracked\n")
+    assert learning.commit(tmp_path / "docs") == head
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert learning.commit(tmp_path) == head + "-dirty"
+    assert learning.commit(tmp_path.parent) == "not recorded"  # not a checkout
 
 
 def test_seed_lines_read_back_what_they_wrote():
