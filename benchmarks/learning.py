@@ -217,6 +217,12 @@ def seed_values(line: str, seeds: set[int]) -> dict[int, str]:
     return {s: values.get(s, "not recorded") for s in seeds} if values else dict.fromkeys(seeds, line)
 
 
+def earlier_seed_lines(out_dir: Path, seeds: set[int]) -> tuple[dict[int, str], dict[int, str]]:
+    """The hardware and the commit each finished seed ran with, from the summary written when it ran."""
+    hardware, ran_at = (seed_values(earlier_summary_line(out_dir, field), seeds) for field in ("Hardware", "Commit"))
+    return hardware, ran_at
+
+
 def seed_line(values: dict[int, str]) -> str:
     """One value where every seed ran with it; else each value with its seeds: `a (seeds 1, 2); b (seed 3)`."""
     groups: dict[str, list[int]] = {}
@@ -383,8 +389,7 @@ def main(bench: BenchArgs) -> None:
     hardware += f", torch {torch.__version__}"
     print(f"{len(seeds)} seeds on {bench.train.env_id}, {workers} workers × {threads} torch threads")
     ran_at = commit()
-    # the seeds of earlier sessions keep the hardware and commit they ran at
-    hardwares, commits = (seed_values(earlier_summary_line(out_dir, f), done) for f in ("Hardware", "Commit"))
+    hardwares, commits = earlier_seed_lines(out_dir, done)  # the seeds of earlier sessions keep theirs
 
     runs = {s: dataclasses.replace(bench.train, seed=s, exp_name="bench") for s in seeds}
     for s, args in runs.items():

@@ -319,9 +319,8 @@ def main(peer: PeerArgs) -> None:
     hardware = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
     hardware += f", torch {torch.__version__}, stable-baselines3 {stable_baselines3.__version__}"
     print(f"{len(seeds)} seeds of SB3's SAC ({peer.setting}) on {train.env_id}, {workers} workers × {threads} threads")
-    earlier = (learning.earlier_summary_line(out_dir, field) for field in ("Hardware", "Commit"))
-    hardwares, commits = (learning.seed_values(line, set(done)) for line in earlier)
     ran_at = learning.commit()
+    hardwares, commits = learning.earlier_seed_lines(out_dir, set(done))  # the seeds of earlier sessions keep theirs
     start, failed = time.time(), []
     with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run_seed, train, settings, seed): seed for seed in seeds}
