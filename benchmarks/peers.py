@@ -1,6 +1,7 @@
 """Stable-Baselines3's SAC under this project's learning-benchmark protocol, beside sac_v's own record.
 
     python benchmarks/peers.py --setting zoo --env-id LunarLanderContinuous-v3 --seeds 5
+    python benchmarks/peers.py --setting zoo --env-id Hopper-v5 --total-timesteps 300000 --eval-every 10000 --seeds 1
     python benchmarks/peers.py --setting sac-v-defaults --env-id Pendulum-v1 --total-timesteps 10000 \\
         --eval-every 1000 --min-pool 1000 --reward-scale 40
 
@@ -61,6 +62,7 @@ RL_ZOO3 = "2.9.2"  # the rl-zoo3 release whose rl_zoo3/hyperparams/sac.yml ZOO c
 class ZooEntry(NamedTuple):
     n_timesteps: int  # the zoo's run length; this benchmark runs --total-timesteps instead
     hyperparameters: dict[str, Any]  # beside policy "MlpPolicy"; what it leaves out is SB3's default
+    listed_as: str | None = None  # the env's name in the zoo where it differs
 
 
 # lin_<x>: x times the share of the run still to go (the zoo's SimpleLinearSchedule), over this benchmark's run.
@@ -82,6 +84,9 @@ ZOO = {
     ),
     "Pendulum-v1": ZooEntry(20_000, dict(learning_rate=1e-3)),
 }
+# The zoo tunes MuJoCo's -v4 envs only, all alike (SB3's defaults, learning_starts 10 000); -v5 are the same tasks.
+for task in ("HalfCheetah", "Hopper", "Walker2d"):
+    ZOO[f"{task}-v5"] = ZooEntry(1_000_000, dict(learning_starts=10_000), listed_as=f"{task}-v4")
 SB3_HYPERPARAMETERS = ("learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma", "train_freq")
 SB3_HYPERPARAMETERS += ("gradient_steps", "ent_coef", "target_update_interval", "target_entropy")
 SB3_NET_ARCH = [256, 256]  # SB3's SAC default for the actor and each critic (stable_baselines3/sac/policies.py)
@@ -232,9 +237,10 @@ def describe(setting: Setting, settings: dict[str, Any], train: Args) -> tuple[s
     used = ", ".join(f"`{k}={v}`" for k, v in settings.items())
     line = f'Settings: stable-baselines3 {stable_baselines3.__version__} `SAC("MlpPolicy")` with {used}'
     if setting == "zoo":
+        entry = ZOO[train.env_id]
         line += (
-            f"; from rl-zoo3 {RL_ZOO3}'s hyperparams/sac.yml for {train.env_id} (the rest SB3's defaults), whose "
-            f"n_timesteps {ZOO[train.env_id].n_timesteps:,} this benchmark replaces by {train.total_timesteps:,}"
+            f"; from rl-zoo3 {RL_ZOO3}'s hyperparams/sac.yml for {entry.listed_as or train.env_id} (the rest SB3's "
+            f"defaults), whose n_timesteps {entry.n_timesteps:,} this benchmark replaces by {train.total_timesteps:,}"
         )
         if isinstance(settings["learning_rate"], str):
             line += f" (so {settings['learning_rate']} falls to 0 over {train.total_timesteps:,} steps)"

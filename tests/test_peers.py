@@ -80,6 +80,18 @@ def test_zoo_lunar_lander_takes_rl_zoo3s_tuned_hyperparameters_with_a_linear_lea
     )
 
 
+@pytest.mark.parametrize("env_id", ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"])
+def test_zoo_mujoco_takes_sb3s_defaults_with_ten_thousand_random_steps_from_the_zoos_v4_entry(env_id):
+    train = Args(env_id=env_id, total_timesteps=300_000)
+    settings = peers.sb3_settings("zoo", train)
+    got = {k: settings[k] for k in ("learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma")}
+    got |= {k: settings[k] for k in ("ent_coef", "net_arch", "gradient_steps")}
+    want = dict(learning_rate=3e-4, buffer_size=10**6, learning_starts=10_000, batch_size=256, tau=0.005, gamma=0.99)
+    assert got == want | dict(ent_coef="auto", net_arch=[256, 256], gradient_steps=1)
+    _, line = peers.describe("zoo", settings, train)
+    assert f"sac.yml for {env_id.replace('-v5', '-v4')}" in line and "replaces by 300,000" in line
+
+
 def test_zoo_refuses_a_sac_v_hyperparameter_it_would_not_use():
     with pytest.raises(ConfigError, match="--reward-scale is a sac_v setting"):
         peers.check_flags(Args(env_id="Pendulum-v1", reward_scale=40.0), "zoo")
