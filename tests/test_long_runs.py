@@ -222,7 +222,9 @@ def test_cli_stopped_by_signal_saves_prints_the_resume_command_and_exits_128_plu
     deadline = time.monotonic() + 300  # generous: on a loaded machine the imports alone can take a minute
     while not list(in_tmp_dir.glob("runs/*/sac_v.pt")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    assert proc.poll() is None and list(in_tmp_dir.glob("runs/*/sac_v.pt")), "no first checkpoint to stop after"
+    if proc.poll() is not None or not list(in_tmp_dir.glob("runs/*/sac_v.pt")):
+        proc.kill()  # never leave a million-step run behind a failed test
+        pytest.fail(f"no first checkpoint to stop after; stderr: {proc.communicate()[1][-2000:]}")
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == status, err
