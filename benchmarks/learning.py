@@ -16,16 +16,20 @@ differ, so a longer benchmark continues a shorter one's runs). Needs the `bench`
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import csv
 import dataclasses
 import importlib.util
+import itertools
 import json
 import multiprocessing
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -118,6 +122,63 @@ def run_seed(args: Args) -> list[Evaluation]:
     if result.stopped_by is not None:  # Ctrl-C reaches the workers too: a stopped run is not a finished seed
         raise RuntimeError(f"seed {args.seed} was stopped by signal {result.stopped_by} at its checkpoint")
     return result.evaluations
+
+
+class InterruptError(Exception):
+    """SIGINT or SIGTERM stopped the benchmark; the runs it had in flight saved their checkpoints."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def run_in_workers(fn: Callable[..., Any], jobs: dict[Hashable, tuple], workers: int) -> Iterator[tuple[Hashable, Any]]:
+    """Runs fn(*job) for each job in at most `workers` spawned processes; yields (key, result or exception) as each
+    ends. SIGINT or SIGTERM to this process forwards one SIGTERM to each worker (sac_v.train saves and stops; a second
+    signal stops it at once), starts no new job, waits for the workers and raises InterruptError. Each worker has a
+    process group of its own: a signal to the terminal's group reaches it once, through this process, and a SIGTERM to
+    this process alone does not leave a worker training with no one to record it."""
+    waiting = iter(jobs.items())
+    running: dict[cf.Future, Hashable] = {}
+    stopped: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        stopped.append(signum)
+        for child in multiprocessing.active_children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGTERM)
+
+    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        context = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(workers, context, initializer=os.setpgrp) as pool:
+
+            def start_next() -> None:
+                """One job per free worker: a job queued inside the pool would start after a stop."""
+                for key, job in itertools.islice(waiting, 1):
+                    try:
+                        running[pool.submit(fn, *job)] = key
+                    except cf.process.BrokenProcessPool as e:  # a worker was killed (out of memory?): none can start
+                        failed: cf.Future = cf.Future()
+                        failed.set_exception(e)
+                        running[failed] = key
+
+            for _ in range(workers):
+                start_next()
+            while running:
+                finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in finished:
+                    key, error = running.pop(future), future.exception()
+                    if stopped and error is not None:  # stopped at its checkpoint, or killed: not an outcome
+                        continue
+                    if not stopped:
+                        start_next()
+                    yield key, error or future.result()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if stopped:
+        raise InterruptError(stopped[0])
 
 
 def load_rows(path: Path) -> list[dict[str, float]]:
@@ -399,26 +460,19 @@ def main(bench: BenchArgs) -> None:
 
     start = time.time()
     failures = 0
-    context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(run_seed, args): s for s, args in runs.items()}
-        for future in cf.as_completed(futures):
-            seed = futures[future]
-            try:
-                evaluations = future.result()
-            except Exception as e:  # a crashed seed is reported; the finished ones are already on disk
-                failures += 1
-                print(f"seed {seed} failed: {type(e).__name__}: {e}", file=sys.stderr)
-                continue
-            new = [dict(seed=seed, step=e.step, eval_mean=e.mean, eval_std=e.std, wall_s=e.wall_s) for e in evaluations]
-            with runs_csv.open("a", newline="") as f:
-                csv.DictWriter(f, CSV_FIELDS).writerows(new)
-            rows += new
-            hardwares[seed], commits[seed] = hardware, ran_at
-            write_summary(rows, bench, threshold, seed_line(hardwares), out_dir, seed_line(commits))
-            plot(rows, bench.train.env_id, threshold, out_dir)
-            final = evaluations[-1]
-            print(f"seed {seed} done: final eval {final.mean:.1f}, {final.wall_s / 60:.1f} min")
+    for seed, outcome in run_in_workers(run_seed, {s: (args,) for s, args in runs.items()}, workers):
+        if isinstance(outcome, Exception):  # a crashed seed is reported; the finished ones are already on disk
+            failures += 1
+            print(f"seed {seed} failed: {type(outcome).__name__}: {outcome}", file=sys.stderr)
+            continue
+        new = [dict(seed=seed, step=e.step, eval_mean=e.mean, eval_std=e.std, wall_s=e.wall_s) for e in outcome]
+        with runs_csv.open("a", newline="") as f:
+            csv.DictWriter(f, CSV_FIELDS).writerows(new)
+        rows += new
+        hardwares[seed], commits[seed] = hardware, ran_at
+        write_summary(rows, bench, threshold, seed_line(hardwares), out_dir, seed_line(commits))
+        plot(rows, bench.train.env_id, threshold, out_dir)
+        print(f"seed {seed} done: final eval {outcome[-1].mean:.1f}, {outcome[-1].wall_s / 60:.1f} min")
     print(f"all done in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
     if failures:
         sys.exit(f"error: {failures} seed(s) failed; rerun the same command to retry them")
@@ -437,3 +491,6 @@ if __name__ == "__main__":
         main(parse_bench_args())
     except ConfigError as e:
         sys.exit(f"error: {e}")
+    except InterruptError as e:
+        print(f"{e}: the seeds in flight saved their checkpoints; the same command continues them", file=sys.stderr)
+        sys.exit(128 + e.signum)

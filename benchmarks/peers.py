@@ -22,14 +22,12 @@ here). Needs the `peers` extra.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import csv
 import dataclasses
 import importlib.util
 import inspect
 import json
-import multiprocessing
 import os
 import sys
 import time
@@ -328,24 +326,18 @@ def main(peer: PeerArgs) -> None:
     ran_at = learning.commit()
     hardwares, commits = learning.earlier_seed_lines(out_dir, set(done))  # the seeds of earlier sessions keep theirs
     start, failed = time.time(), []
-    with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(run_seed, train, settings, seed): seed for seed in seeds}
-        for future in cf.as_completed(futures):
-            seed = futures[future]
-            try:
-                evaluations = future.result()
-            except Exception as e:  # reported; the finished seeds are on disk already
-                failed.append(seed)
-                print(f"seed {seed} failed: {type(e).__name__}: {e}", file=sys.stderr)
-                continue
-            new = [dict(seed=seed, step=e.step, eval_mean=e.mean, eval_std=e.std, wall_s=e.wall_s) for e in evaluations]
-            with (out_dir / "runs.csv").open("a", newline="") as f:
-                csv.DictWriter(f, learning.CSV_FIELDS).writerows(new)
-            rows += new
-            hardwares[seed], commits[seed] = hardware, ran_at
-            write_results(rows, peer, settings, threshold, learning.seed_line(hardwares), learning.seed_line(commits))
-            last = evaluations[-1]
-            print(f"seed {seed} done: final eval {last.mean:.1f} after {last.wall_s / 60:.1f} min")
+    for seed, outcome in learning.run_in_workers(run_seed, {s: (train, settings, s) for s in seeds}, workers):
+        if isinstance(outcome, Exception):  # reported; the finished seeds are on disk already
+            failed.append(seed)
+            print(f"seed {seed} failed: {type(outcome).__name__}: {outcome}", file=sys.stderr)
+            continue
+        new = [dict(seed=seed, step=e.step, eval_mean=e.mean, eval_std=e.std, wall_s=e.wall_s) for e in outcome]
+        with (out_dir / "runs.csv").open("a", newline="") as f:
+            csv.DictWriter(f, learning.CSV_FIELDS).writerows(new)
+        rows += new
+        hardwares[seed], commits[seed] = hardware, ran_at
+        write_results(rows, peer, settings, threshold, learning.seed_line(hardwares), learning.seed_line(commits))
+        print(f"seed {seed} done: final eval {outcome[-1].mean:.1f} after {outcome[-1].wall_s / 60:.1f} min")
     print(f"{len(seeds) - len(failed)} seeds in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
     if failed:
         sys.exit(f"error: seeds {sorted(failed)} failed; the same command again runs them")
@@ -356,3 +348,6 @@ if __name__ == "__main__":
         main(tyro.cli(PeerArgs))
     except ConfigError as e:
         sys.exit(f"error: {e}")
+    except learning.InterruptError as e:  # SB3 keeps no checkpoint: the seeds in flight start again
+        print(f"{e}: the finished seeds are in runs.csv; the same command runs the others", file=sys.stderr)
+        sys.exit(128 + e.signum)

@@ -21,14 +21,12 @@ results come back to the driver, each run's TensorBoard folder stays on its node
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import csv
 import dataclasses
 import difflib
 import importlib.util
 import itertools
-import multiprocessing
 import os
 import shlex
 import signal
@@ -48,6 +46,7 @@ from learning import (
     RUN_MANAGEMENT,
     TARGETS,
     THRESHOLDS,
+    InterruptError,
     by_seed,
     check_counts,
     check_earlier_results,
@@ -55,6 +54,7 @@ from learning import (
     earlier_summary_line,
     fmt,
     plot_seeds,
+    run_in_workers,
     run_seed,
     steps_to_threshold,
 )
@@ -291,36 +291,9 @@ Outcome = list[Evaluation] | Exception
 
 
 def run_local(jobs: dict[Cell, Args], workers: int) -> Iterator[tuple[Cell, Outcome]]:
-    """Runs the jobs in a pool of worker processes and yields each outcome as it arrives."""
-    waiting = iter(jobs.items())
-    running: dict[cf.Future, Cell] = {}
-    # Workers ignore SIGINT outside a run: Ctrl-C stops the runs in flight (sac_v.train catches it), nothing else.
-    ignore_sigint = (signal.SIGINT, signal.SIG_IGN)
-    context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(workers, context, initializer=signal.signal, initargs=ignore_sigint) as pool:
-
-        def start_next() -> None:
-            """Submit one more job; one per free worker, as a job queued inside the pool could not be stopped."""
-            for cell, args in itertools.islice(waiting, 1):
-                try:
-                    running[pool.submit(run_seed, args)] = cell
-                except cf.process.BrokenProcessPool as e:  # a worker was killed (out of memory?): no run can start
-                    failed = cf.Future()
-                    failed.set_exception(e)
-                    running[failed] = cell
-
-        for _ in range(workers):
-            start_next()
-        try:
-            while running:
-                finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                for future in finished:
-                    start_next()
-                    yield running.pop(future), future.exception() or future.result()
-        except BaseException:  # Ctrl-C or a kill: stop the runs in flight at their next step
-            for process in multiprocessing.active_children():
-                process.terminate()
-            raise
+    """Runs the jobs in a pool of worker processes and yields each outcome as it arrives; a signal stops them (raising
+    learning.InterruptError once the runs in flight have saved)."""
+    return run_in_workers(run_seed, {cell: (args,) for cell, args in jobs.items()}, workers)
 
 
 def run_ray(jobs: dict[Cell, Args], address: str | None, workers: int, threads: int) -> Iterator[tuple[Cell, Outcome]]:
@@ -469,6 +442,6 @@ if __name__ == "__main__":
         main(tyro.cli(SweepArgs, default=SweepArgs(train=Args())), command=shlex.join(["python", *sys.argv]))
     except ConfigError as e:
         sys.exit(f"error: {e}")
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, InterruptError) as e:
         print("interrupted: the finished runs are in runs.csv; rerun the same command to run the rest", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(128 + e.signum if isinstance(e, InterruptError) else 130)

@@ -1,5 +1,6 @@
-"""Shared helpers of the tests: a tiny training configuration and a CLI runner."""
+"""Shared helpers of the tests: a tiny training configuration, its command-line flags and a CLI runner."""
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -30,3 +31,13 @@ def run_cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / argv[0]), *argv[1:]], cwd=cwd, capture_output=True, text=True, timeout=120
     )
+
+
+def flags(args: Args) -> list[str]:
+    """The command-line flags that give `args`: one per field that differs from the defaults (no bools)."""
+    defaults, out = Args(), []
+    for field in dataclasses.fields(Args):
+        value = getattr(args, field.name)
+        if value != getattr(defaults, field.name):
+            out += [f"--{field.name.replace('_', '-')}", *map(str, value if isinstance(value, tuple) else [value])]
+    return out

@@ -1,8 +1,12 @@
+import contextlib
 import csv
 import dataclasses
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import learning
 
 from sac_v import Args, train
-from tests.helpers import ROOT, tiny_args
+from tests.helpers import ROOT, flags, run_cli, tiny_args
 
 
 def bench_args(out_dir: Path, **overrides) -> learning.BenchArgs:
@@ -141,6 +145,52 @@ def test_benchmark_continues_an_unfinished_seed_from_its_checkpoint_in_its_run_f
     assert torch.load(stopped.checkpoint, weights_only=True)["global_step"] == 300
     learning.main(dataclasses.replace(bench, overwrite=True, train=dataclasses.replace(bench.train, reward_scale=2.0)))
     assert len(list((in_tmp_dir / "runs").iterdir())) == 3, "other settings start a fresh run"
+
+
+def processes_in(folder: Path) -> list[int]:
+    """The processes whose working directory is `folder` (Linux's /proc)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and (proc / "cwd").readlink() == folder:
+                pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="finds the workers through Linux's /proc")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_benchmark_alone_stops_its_worker_at_a_checkpoint_and_starts_no_other_seed(tmp_path, signum):
+    pytest.importorskip("matplotlib", reason="the plot needs the bench extra")
+    argv = [*flags(tiny_args(total_timesteps=1_000_000)), "--seeds", "2", "--workers", "1", "--threshold", "-1e9"]
+    command = [sys.executable, str(ROOT / "benchmarks" / "learning.py"), *argv]
+    with (tmp_path / "log").open("w") as log:  # a file, not a pipe: an orphaned worker would hold a pipe open
+        proc = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300  # generous: on a loaded machine the imports alone can take a minute
+        while not list(tmp_path.glob("runs/*/sac_v.pt")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None and list(tmp_path.glob("runs/*/sac_v.pt")), (tmp_path / "log").read_text()[-2000:]
+        os.kill(proc.pid, signum)  # to the benchmark's process only, as `kill` or a scheduler sends it
+        assert proc.wait(timeout=120) == 128 + signum
+        time.sleep(0.5)
+        assert processes_in(tmp_path) == [], "a worker went on training after the benchmark ended"
+    finally:
+        for pid in [proc.pid, *processes_in(tmp_path)]:  # never leave a million-step run behind a failed test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+    log = (tmp_path / "log").read_text()
+    assert "Traceback" not in log and "the same command continues them" in log
+    [checkpoint] = tmp_path.glob("runs/*/sac_v.pt")  # seed 2 never started
+    step = torch.load(checkpoint, weights_only=True)["global_step"]
+    assert "stopped by SIGTERM at step" in log and f"at step {step}:" in log  # the worker saved at the stop
+
+    # the stopped seed goes on from there, in its folder
+    more = [*argv, "--total-timesteps", str(step + 30), "--seeds", "1", "--out-dir", "more"]
+    result = run_cli("benchmarks/learning.py", *more, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"seed 1: continuing {checkpoint.relative_to(tmp_path)}" in result.stdout
+    assert torch.load(checkpoint, weights_only=True)["global_step"] == step + 30
 
 
 def test_benchmark_takes_the_papers_settings_with_paper_and_lets_flags_win():

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import sweep
 
 from sac_v import Args, ConfigError, train
-from tests.helpers import ROOT, run_cli, tiny_args
+from tests.helpers import ROOT, flags, run_cli, tiny_args
 
 TOTAL = 300  # env steps per run: 200 gradient steps after tiny_args' min pool of 100
 
@@ -29,16 +29,6 @@ def tiny_train() -> Args:
 def sweep_args(out_dir: Path, *grid: str, **overrides) -> sweep.SweepArgs:
     settings = dict(train=tiny_train(), grid=(grid,), seeds=2, workers=2, out_dir=out_dir, threshold=-1e9)
     return sweep.SweepArgs(**{**settings, **overrides})
-
-
-def flags(args: Args) -> list[str]:
-    """The command-line flags that give `args`: one per field that differs from the defaults (no bools)."""
-    defaults, out = Args(), []
-    for field in dataclasses.fields(Args):
-        value = getattr(args, field.name)
-        if value != getattr(defaults, field.name):
-            out += [f"--{field.name.replace('_', '-')}", *map(str, value if isinstance(value, tuple) else [value])]
-    return out
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
