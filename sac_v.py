@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import IO, Any, Literal, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -461,7 +461,7 @@ class StackedLinear(nn.Module):
 @dataclasses.dataclass
 class Run:
     """A training run beyond the math: its checkpoint (in the run folder), the episode in progress, the returns so
-    far, TensorBoard and the console. All but the last two, and the weights, are what a checkpoint holds."""
+    far, TensorBoard, the console and the lock on its folder. What a resume needs of it, save writes to the checkpoint."""
 
     args: Args
     env: gym.Env
@@ -479,6 +479,7 @@ class Run:
     last_log: tuple[int, float] = (0, 0.0)  # env step and time of the last training scalars
     writer: Any = None
     console: Any = None
+    lock: IO[str] | None = None  # held while this process trains the run (lock_run_dir)
 
     def __enter__(self) -> Run:
         # On resume, the same folder: scalars a crash logged after the checkpoint are hidden, new ones continue.
@@ -496,6 +497,8 @@ class Run:
         self.console.close()
         self.writer.close()
         self.env.close()
+        if self.lock:
+            self.lock.close()  # releases the run folder
 
     def phase(self) -> str:
         if len(self.rb) < self.args.min_pool:
@@ -596,11 +599,12 @@ def start_run(
     obs, _ = env.reset(seed=args.seed)
     if args.resume is None:
         run_dir = new_run_dir(Path("runs") / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-        return Run(args, env, networks, optimizers, rb, run_dir / "sac_v.pt", episode), obs
+        return Run(args, env, networks, optimizers, rb, run_dir / "sac_v.pt", episode, lock=lock_run_dir(run_dir)), obs
     checkpoint = checkpoint or load_checkpoint(args.resume)
     check_resumable(checkpoint, args)
     check_spaces(checkpoint, env, args.env_id)
     run = Run(args, env, networks, optimizers, rb, args.resume, episode, checkpoint["global_step"])
+    run.lock = lock_run_dir(args.resume.parent)  # before the buffer is read: a process still training rewrites it
     run.train_return = checkpoint["train_return"]
     for name, module in run.networks.items():
         module.load_state_dict(checkpoint[name])
@@ -628,6 +632,26 @@ def new_run_dir(path: Path) -> Path:
             continue
         except OSError as e:
             raise ConfigError(f"cannot create the run folder {run_dir}: {e.strerror}") from None
+
+
+def lock_run_dir(run_dir: Path) -> IO[str] | None:
+    """Hold the run folder for this process (an advisory lock on run_dir/.lock that ends with the file or the
+    process): a second process resuming the run while it trains is refused, instead of both writing its checkpoints.
+    POSIX only; where there is no fcntl (Windows) no lock is taken."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        lock = (run_dir / ".lock").open("a")
+    except OSError as e:
+        raise ConfigError(f"cannot write in the run folder {run_dir}: {e.strerror}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ConfigError(f"{run_dir} is in use: another process is training this run; stop it, then resume") from None
+    return lock
 
 
 def save_checkpoint(path: Path, **contents: object) -> None:

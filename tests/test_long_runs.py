@@ -215,16 +215,22 @@ TINY_FLAGS = [
 ]
 
 
+def start_cli_run(folder: Path) -> tuple[subprocess.Popen, Path]:
+    """A million-step CLI run in folder, once it has written its first checkpoint."""
+    command = [sys.executable, str(ROOT / "sac_v.py"), *TINY_FLAGS, "--total-timesteps", "1000000"]
+    proc = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300  # generous: on a loaded machine the imports alone can take a minute
+    while not list(folder.glob("runs/*/sac_v.pt")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    if proc.poll() is not None or not list(folder.glob("runs/*/sac_v.pt")):
+        proc.kill()  # never leave a million-step run behind a failed test
+        pytest.fail(f"no first checkpoint; stderr: {proc.communicate()[1][-2000:]}")
+    return proc, next(folder.glob("runs/*/sac_v.pt"))
+
+
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_cli_stopped_by_signal_saves_prints_the_resume_command_and_exits_128_plus_signal(in_tmp_dir, signum, status):
-    command = [sys.executable, str(ROOT / "sac_v.py"), *TINY_FLAGS, "--total-timesteps", "1000000"]
-    proc = subprocess.Popen(command, cwd=in_tmp_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300  # generous: on a loaded machine the imports alone can take a minute
-    while not list(in_tmp_dir.glob("runs/*/sac_v.pt")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    if proc.poll() is not None or not list(in_tmp_dir.glob("runs/*/sac_v.pt")):
-        proc.kill()  # never leave a million-step run behind a failed test
-        pytest.fail(f"no first checkpoint to stop after; stderr: {proc.communicate()[1][-2000:]}")
+    proc, _ = start_cli_run(in_tmp_dir)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == status, err
@@ -240,6 +246,37 @@ def test_cli_stopped_by_signal_saves_prints_the_resume_command_and_exits_128_plu
     proc = run_cli("sac_v.py", *resume, "--total-timesteps", str(step + 30), cwd=in_tmp_dir)
     assert proc.returncode == 0, proc.stderr
     assert load(checkpoint)["global_step"] == step + 30
+
+
+def test_resume_of_a_run_another_process_trains_is_refused_before_anything_is_written(in_tmp_dir):
+    proc, checkpoint = start_cli_run(in_tmp_dir)
+    try:
+        events = sorted(checkpoint.parent.glob("events.out.tfevents.*"))
+        second = run_cli("sac_v.py", "--resume", str(checkpoint), "--total-timesteps", "2000000", cwd=in_tmp_dir)
+        assert second.returncode == 1 and "Traceback" not in second.stderr
+        message = f"error: {checkpoint.parent} is in use: another process is training this run; stop it, then resume"
+        assert second.stderr.strip() == message
+        assert sorted(checkpoint.parent.glob("events.out.tfevents.*")) == events  # no second writer
+        assert proc.poll() is None  # the first run trains on
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    step = load(checkpoint)["global_step"]
+    # the process that held the run has ended, so the same command resumes it now
+    resumed = run_cli("sac_v.py", "--resume", str(checkpoint), "--total-timesteps", str(step + 30), cwd=in_tmp_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert load(checkpoint)["global_step"] == step + 30
+
+
+def test_train_holds_its_run_folder_until_it_returns(run_copy):
+    held = sac_v.lock_run_dir(run_copy.parent)  # as a process training this run would
+    before = {path.name: path.read_bytes() for path in run_copy.parent.iterdir()}
+    with pytest.raises(ConfigError, match="is in use: another process is training this run"):
+        train(tiny_args(total_timesteps=200, resume=run_copy))
+    assert {path.name: path.read_bytes() for path in run_copy.parent.iterdir()} == before
+    held.close()
+    train(tiny_args(total_timesteps=200, resume=run_copy))
+    sac_v.lock_run_dir(run_copy.parent).close()  # train released it: taking it again does not raise
 
 
 def test_cli_resume_with_another_env_is_refused_in_one_line(run_copy):
