@@ -461,7 +461,7 @@ class StackedLinear(nn.Module):
 @dataclasses.dataclass
 class Run:
     """A training run beyond the math: its checkpoint (in the run folder), the episode in progress, the returns so
-    far, TensorBoard, the console and the lock on its folder. What a resume needs of it, save writes to the checkpoint."""
+    far, TensorBoard, the console and the lock on its folder. `save` writes what a resume needs to the checkpoint."""
 
     args: Args
     env: gym.Env
