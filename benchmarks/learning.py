@@ -427,6 +427,13 @@ def main(bench: BenchArgs) -> None:
     make_env(bench.train.env_id).close()
     out_dir = bench.out_dir or Path("docs/benchmarks") / bench.train.env_id
     out_dir.mkdir(parents=True, exist_ok=True)
+    with holding(out_dir):
+        run_benchmark(bench, threshold, out_dir)
+
+
+def run_benchmark(bench: BenchArgs, threshold: float, out_dir: Path) -> None:
+    """The seeds not yet in out_dir/runs.csv, each continued from its checkpoint where it has one; then the summary
+    and plot."""
     runs_csv = out_dir / "runs.csv"
     config = {k: v for k, v in dataclasses.asdict(bench.train).items() if k not in ("seed", *RUN_MANAGEMENT)}
     check_earlier_results(out_dir, config, bench.overwrite)
@@ -476,6 +483,25 @@ def main(bench: BenchArgs) -> None:
     print(f"all done in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
     if failures:
         sys.exit(f"error: {failures} seed(s) failed; rerun the same command to retry them")
+
+
+@contextlib.contextmanager
+def holding(out_dir: Path) -> Iterator[None]:
+    """One benchmark at a time writes a results folder (an advisory lock on out_dir/.lock, released with the process):
+    a second one would run the seeds in flight again and append their rows twice. POSIX only, as in sac_v."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
+    with (out_dir / ".lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"{out_dir} is in use: another benchmark is writing it; wait, or pass another --out-dir"
+            ) from None
+        yield
 
 
 def parse_bench_args(argv: list[str] | None = None) -> BenchArgs:

@@ -301,6 +301,13 @@ def main(peer: PeerArgs) -> None:
         print(f"note: not sac_v's record for {train.env_id} (docs/benchmarks/{train.env_id}): {', '.join(differ)}")
     out_dir = out_dir_of(peer)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with learning.holding(out_dir):
+        run_peer(peer, settings, threshold, out_dir)
+
+
+def run_peer(peer: PeerArgs, settings: dict[str, Any], threshold: float, out_dir: Path) -> None:
+    """The seeds not yet in out_dir/runs.csv, from their start (SB3 keeps no checkpoint); then the summary and plot."""
+    train = peer.train
     config = {"setting": peer.setting, **{k: getattr(train, k) for k in PROTOCOL}, "sb3": settings}
     config |= {
         "stable_baselines3": stable_baselines3.__version__,

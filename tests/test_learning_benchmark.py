@@ -106,6 +106,17 @@ def test_benchmark_refuses_to_mix_results_of_other_settings(in_tmp_dir):
     assert "1,300,-100.0" in (out / "runs.csv").read_text()
 
 
+def test_a_second_benchmark_on_a_folder_in_use_is_refused_before_it_runs_a_seed(in_tmp_dir):
+    out = in_tmp_dir / "out"
+    out.mkdir()
+    with learning.holding(out):  # as a benchmark still running on out would
+        with pytest.raises(learning.ConfigError, match="is in use: another benchmark is writing it"):
+            learning.main(bench_args(out))
+        assert not (out / "runs.csv").exists() and not list(in_tmp_dir.glob("runs/*"))
+    learning.main(dataclasses.replace(bench_args(out), seeds=1, workers=1))  # released: the same command runs
+    assert {r["seed"] for r in learning.load_rows(out / "runs.csv")} == {1}
+
+
 def test_steps_to_threshold_is_the_first_evaluation_at_or_above_it():
     rows = [{"step": s, "eval_mean": m} for s, m in [(1, -5.0), (2, 3.0), (3, -1.0), (4, 9.0)]]
     assert learning.steps_to_threshold(rows, 3.0) == 2

@@ -114,3 +114,12 @@ def test_runner_writes_learning_benchmark_results_for_sb3_then_skips_finished_se
     peers.main(dataclasses.replace(bench, workers=2))  # seed 1 is done: kept as it was, wall times too
     assert read_rows(out / "runs.csv") == first
     assert (out / "summary.md").read_text() == summary and (out / "curves.png").stat().st_size > 0
+
+
+def test_a_second_peer_benchmark_on_a_folder_in_use_is_refused(in_tmp_dir):
+    out = in_tmp_dir / "out"
+    out.mkdir()
+    bench = peers.PeerArgs(peer_train_args("zoo"), seeds=1, workers=1, out_dir=out, setting="zoo")
+    with peers.learning.holding(out), pytest.raises(ConfigError, match="is in use: another benchmark is writing it"):
+        peers.main(bench)
+    assert not (out / "runs.csv").exists()
