@@ -334,6 +334,7 @@ def main() -> None:
 
 CHECKPOINT_VERSION = 3  # 2: all a resume needs (RNG states, the episode in progress); 3: qf1, qf2 stacked as qf
 LOG_EVERY = 100  # env steps between training scalars: logging is a host sync, so not every step
+RUN_IN_USE = "another process is training this run; stop it, then resume"
 POSITIVE = ("total_timesteps", "batch_size", "gradient_steps", "min_pool", "buffer_size", "reward_scale", "policy_lr")
 POSITIVE += ("critic_lr", "eval_every", "eval_episodes", "threads")
 # The paper's Table 1 and reward scales, with the random-action steps of its authors' code; evaluating every 10 000
@@ -479,7 +480,7 @@ class Run:
     last_log: tuple[int, float] = (0, 0.0)  # env step and time of the last training scalars
     writer: Any = None
     console: Any = None
-    lock: IO[str] | None = None  # held while this process trains the run (lock_run_dir)
+    lock: IO[str] | None = None  # held while this process trains the run (lock_folder)
 
     def __enter__(self) -> Run:
         # On resume, the same folder: scalars a crash logged after the checkpoint are hidden, new ones continue.
@@ -599,12 +600,13 @@ def start_run(
     obs, _ = env.reset(seed=args.seed)
     if args.resume is None:
         run_dir = new_run_dir(Path("runs") / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-        return Run(args, env, networks, optimizers, rb, run_dir / "sac_v.pt", episode, lock=lock_run_dir(run_dir)), obs
+        lock = lock_folder(run_dir, RUN_IN_USE)
+        return Run(args, env, networks, optimizers, rb, run_dir / "sac_v.pt", episode, lock=lock), obs
     checkpoint = checkpoint or load_checkpoint(args.resume)
     check_resumable(checkpoint, args)
     check_spaces(checkpoint, env, args.env_id)
-    run = Run(args, env, networks, optimizers, rb, args.resume, episode, checkpoint["global_step"])
-    run.lock = lock_run_dir(args.resume.parent)  # before the buffer is read: a process still training rewrites it
+    lock = lock_folder(args.resume.parent, RUN_IN_USE)  # before the buffer is read: a run still training rewrites it
+    run = Run(args, env, networks, optimizers, rb, args.resume, episode, checkpoint["global_step"], lock=lock)
     run.train_return = checkpoint["train_return"]
     for name, module in run.networks.items():
         module.load_state_dict(checkpoint[name])
@@ -634,23 +636,23 @@ def new_run_dir(path: Path) -> Path:
             raise ConfigError(f"cannot create the run folder {run_dir}: {e.strerror}") from None
 
 
-def lock_run_dir(run_dir: Path) -> IO[str] | None:
-    """Hold the run folder for this process (an advisory lock on run_dir/.lock that ends with the file or the
-    process): a second process resuming the run while it trains is refused, instead of both writing its checkpoints.
-    POSIX only; where there is no fcntl (Windows) no lock is taken."""
+def lock_folder(folder: Path, in_use: str) -> IO[str] | None:
+    """Hold a folder for this process (an advisory lock on folder/.lock that ends with the file or the process): a
+    second process that would write there is refused ("{folder} is in use: {in_use}"), so that a run resumed twice
+    does not write the same checkpoints. POSIX only; where there is no fcntl (Windows) no lock is taken."""
     try:
         import fcntl
     except ImportError:
         return None
     try:
-        lock = (run_dir / ".lock").open("a")
+        lock = (folder / ".lock").open("a")
     except OSError as e:
-        raise ConfigError(f"cannot write in the run folder {run_dir}: {e.strerror}") from None
+        raise ConfigError(f"cannot write in {folder}: {e.strerror}") from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
-        raise ConfigError(f"{run_dir} is in use: another process is training this run; stop it, then resume") from None
+        raise ConfigError(f"{folder} is in use: {in_use}") from None
     return lock
 
 

@@ -40,7 +40,17 @@ import tyro
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from throughput import cpu_name
 
-from sac_v import Args, ConfigError, Evaluation, load_checkpoint, make_env, paper_args, train, validate_args
+from sac_v import (
+    Args,
+    ConfigError,
+    Evaluation,
+    load_checkpoint,
+    lock_folder,
+    make_env,
+    paper_args,
+    train,
+    validate_args,
+)
 
 # "Solved" lines; for the MuJoCo tasks, where published SAC curves stand at 300 000 env steps.
 THRESHOLDS = {
@@ -485,23 +495,11 @@ def run_benchmark(bench: BenchArgs, threshold: float, out_dir: Path) -> None:
         sys.exit(f"error: {failures} seed(s) failed; rerun the same command to retry them")
 
 
-@contextlib.contextmanager
-def holding(out_dir: Path) -> Iterator[None]:
-    """One benchmark at a time writes a results folder (an advisory lock on out_dir/.lock, released with the process):
-    a second one would run the seeds in flight again and append their rows twice. POSIX only, as in sac_v."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock
-        yield
-        return
-    with (out_dir / ".lock").open("a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(
-                f"{out_dir} is in use: another benchmark is writing it; wait, or pass another --out-dir"
-            ) from None
-        yield
+def holding(out_dir: Path) -> contextlib.AbstractContextManager:
+    """One benchmark at a time writes a results folder (sac_v's folder lock): a second one would run the seeds in
+    flight again and append their rows twice."""
+    in_use = "another benchmark is writing it; wait, or pass another --out-dir"
+    return lock_folder(out_dir, in_use) or contextlib.nullcontext()
 
 
 def parse_bench_args(argv: list[str] | None = None) -> BenchArgs:

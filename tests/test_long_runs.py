@@ -269,14 +269,14 @@ def test_resume_of_a_run_another_process_trains_is_refused_before_anything_is_wr
 
 
 def test_train_holds_its_run_folder_until_it_returns(run_copy):
-    held = sac_v.lock_run_dir(run_copy.parent)  # as a process training this run would
+    held = sac_v.lock_folder(run_copy.parent, sac_v.RUN_IN_USE)  # as a process training this run would
     before = {path.name: path.read_bytes() for path in run_copy.parent.iterdir()}
     with pytest.raises(ConfigError, match="is in use: another process is training this run"):
         train(tiny_args(total_timesteps=200, resume=run_copy))
     assert {path.name: path.read_bytes() for path in run_copy.parent.iterdir()} == before
     held.close()
     train(tiny_args(total_timesteps=200, resume=run_copy))
-    sac_v.lock_run_dir(run_copy.parent).close()  # train released it: taking it again does not raise
+    sac_v.lock_folder(run_copy.parent, sac_v.RUN_IN_USE).close()  # train released it: taking it again does not raise
 
 
 def test_cli_resume_with_another_env_is_refused_in_one_line(run_copy):
