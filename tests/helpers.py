@@ -1,8 +1,10 @@
-"""Shared helpers of the tests: a tiny training configuration, its command-line flags and a CLI runner."""
+"""Shared helpers of the tests: a tiny training configuration, its command-line flags, a CLI runner, and a wait for
+the first checkpoint of a run started in the background."""
 
 import dataclasses
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sac_v import Args
@@ -41,3 +43,13 @@ def flags(args: Args) -> list[str]:
         if value != getattr(defaults, field.name):
             out += [f"--{field.name.replace('_', '-')}", *map(str, value if isinstance(value, tuple) else [value])]
     return out
+
+
+def first_checkpoint(proc: subprocess.Popen, folder: Path) -> Path | None:
+    """The first runs/*/sac_v.pt that `proc`, started in `folder`, writes; None if it ends first or within 300 s
+    writes none (generous: on a loaded machine the imports alone can take a minute)."""
+    deadline = time.monotonic() + 300
+    while not list(folder.glob("runs/*/sac_v.pt")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    found = sorted(folder.glob("runs/*/sac_v.pt"))
+    return found[0] if found and proc.poll() is None else None

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import learning
 
 from sac_v import Args, train
-from tests.helpers import ROOT, flags, run_cli, tiny_args
+from tests.helpers import ROOT, first_checkpoint, flags, run_cli, tiny_args
 
 
 def bench_args(out_dir: Path, **overrides) -> learning.BenchArgs:
@@ -177,10 +177,7 @@ def test_a_signal_to_the_benchmark_alone_stops_its_worker_at_a_checkpoint_and_st
     with (tmp_path / "log").open("w") as log:  # a file, not a pipe: an orphaned worker would hold a pipe open
         proc = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 300  # generous: on a loaded machine the imports alone can take a minute
-        while not list(tmp_path.glob("runs/*/sac_v.pt")) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert proc.poll() is None and list(tmp_path.glob("runs/*/sac_v.pt")), (tmp_path / "log").read_text()[-2000:]
+        assert first_checkpoint(proc, tmp_path), (tmp_path / "log").read_text()[-2000:]
         os.kill(proc.pid, signum)  # to the benchmark's process only, as `kill` or a scheduler sends it
         assert proc.wait(timeout=120) == 128 + signum
         time.sleep(0.5)

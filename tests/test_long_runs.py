@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import sac_v
 from buffer import ReplayBuffer
 from sac_v import CHECKPOINT_VERSION, ConfigError, DivergenceError, TrainResult, train
-from tests.helpers import ROOT, run_cli, tiny_args
+from tests.helpers import ROOT, first_checkpoint, run_cli, tiny_args
 
 NETWORKS = ("actor", "qf", "vf", "vf_target")
 OPTIMIZERS = ("actor_optimizer", "q_optimizer", "v_optimizer")
@@ -219,13 +219,10 @@ def start_cli_run(folder: Path) -> tuple[subprocess.Popen, Path]:
     """A million-step CLI run in folder, once it has written its first checkpoint."""
     command = [sys.executable, str(ROOT / "sac_v.py"), *TINY_FLAGS, "--total-timesteps", "1000000"]
     proc = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300  # generous: on a loaded machine the imports alone can take a minute
-    while not list(folder.glob("runs/*/sac_v.pt")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    if proc.poll() is not None or not list(folder.glob("runs/*/sac_v.pt")):
+    if (checkpoint := first_checkpoint(proc, folder)) is None:
         proc.kill()  # never leave a million-step run behind a failed test
         pytest.fail(f"no first checkpoint; stderr: {proc.communicate()[1][-2000:]}")
-    return proc, next(folder.glob("runs/*/sac_v.pt"))
+    return proc, checkpoint
 
 
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
