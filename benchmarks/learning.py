@@ -407,7 +407,8 @@ def plot(rows: list[dict[str, float]], env_id: str, threshold: float, out_dir: P
     ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     ax.set_xlabel("env steps")
     ax.set_ylabel("deterministic eval return")
-    ax.set_title(f"sac_v on {env_id}: {len(seeds)} seeds (thin) and their mean (thick)")
+    curves = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds (thin) and their mean (thick)"
+    ax.set_title(f"sac_v on {env_id}: {curves}")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -457,7 +458,7 @@ def run_benchmark(bench: BenchArgs, threshold: float, out_dir: Path) -> None:
             rows, bench, threshold, earlier_summary_line(out_dir), out_dir, earlier_summary_line(out_dir, "Commit")
         )
         plot(rows, bench.train.env_id, threshold, out_dir)
-        print(f"all {bench.seeds} seeds are done; summary and plot rewritten in {out_dir}")
+        print(f"all seeds are done; summary and plot rewritten in {out_dir}")
         print("to run them again, pass --out-dir with a new folder")
         return
 

@@ -271,8 +271,9 @@ def write_results(
     if record and not differences(record_config, train, PROTOCOL):
         learning.plot_seeds(ax, learning.by_seed(record), "tab:blue", "sac_v's record, mean")
     ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
-    n = len(learning.by_seed(rows))
-    heading = f"SB3's SAC ({peer.setting}) on {train.env_id}: {n} seeds (thin), mean (thick)"
+    seeds = list(learning.by_seed(rows))
+    curves = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds (thin), mean (thick)"
+    heading = f"SB3's SAC ({peer.setting}) on {train.env_id}: {curves}"
     ax.set(xlabel="env steps", ylabel="deterministic eval return", title=heading)
     ax.legend(loc="lower right")
     fig.savefig(out_dir / "curves.png", dpi=120)
@@ -322,7 +323,7 @@ def run_peer(peer: PeerArgs, settings: dict[str, Any], threshold: float, out_dir
     if not seeds:  # the summary and plot again, from the finished seeds, with the hardware and commit they ran at
         earlier = learning.earlier_summary_line(out_dir), learning.earlier_summary_line(out_dir, "Commit")
         write_results(rows, peer, settings, threshold, *earlier)
-        print(f"all {peer.seeds} seeds are done; summary and plot rewritten in {out_dir}")
+        print(f"all seeds are done; summary and plot rewritten in {out_dir}")
         return
 
     workers = min(learning.bench_workers(peer), len(seeds))
