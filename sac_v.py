@@ -67,7 +67,7 @@ class Args:
     exp_name: str = "sac_v"  # experiment name, part of the run folder runs/{env_id}__{exp_name}__{seed}__{time}
     capture_video: bool = False  # record each evaluation's first episode to videos/<run>/
     # Long runs and speed
-    resume: Path | None = None  # continue this checkpoint's run in its folder; its flags are the defaults
+    resume: Path | None = None  # continue a checkpoint's run (or a run folder's) in place; its flags are the defaults
     save_buffer: Literal["auto", "always", "never"] = "auto"  # with each checkpoint (exact resume); auto: under 1 GB
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where the networks live; auto picks CUDA when available
     threads: int = 1  # torch CPU threads; at 1, runs side by side share the cores (docs/benchmarks/threads.md)
@@ -373,13 +373,15 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Args, dict[str, Any] 
     the command line overrides; with --paper, the paper's settings for the task are (and `--help` shows them)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     first = tyro.cli(Args, args=[a for a in argv if a not in ("-h", "--help")])
+    if first.resume is not None and first.resume.is_dir():  # a run folder: its checkpoint
+        first.resume = first.resume / "sac_v.pt"
     checkpoint, defaults = load_checkpoint(first.resume) if first.resume else None, None
     if checkpoint:
         names = {field.name for field in dataclasses.fields(Args)} - {"resume"}
         defaults = Args(**{k: v for k, v in checkpoint["args"].items() if k in names}, resume=first.resume)
     elif first.paper:
         defaults = paper_args(first.env_id)
-    return tyro.cli(Args, args=argv, default=defaults), checkpoint
+    return dataclasses.replace(tyro.cli(Args, args=argv, default=defaults), resume=first.resume), checkpoint
 
 
 def paper_args(env_id: str) -> Args:

@@ -369,6 +369,13 @@ def test_process_killed_while_saving_leaves_the_previous_files_intact(tmp_path, 
     assert rb.added == 1 and rb.rewards[0] == 1.0
 
 
+def test_cli_resume_of_a_run_folder_continues_its_checkpoint(run_copy):
+    args, checkpoint = sac_v.parse_args(["--resume", str(run_copy.parent), "--total-timesteps", "200"])
+    assert args.resume == run_copy and checkpoint["global_step"] == 100
+    result = train(args, checkpoint)
+    assert result.checkpoint == run_copy and load(run_copy)["global_step"] == 200
+
+
 def test_cli_resume_reads_the_checkpoint_once(run_copy, monkeypatch):
     """parse_args reads the checkpoint for its flags and hands it to train, which does not read it again."""
     reads = []
