@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -16,6 +18,18 @@ class Batch(NamedTuple):
     rewards: np.ndarray  # (batch_size,)
     next_obs: np.ndarray  # (batch_size, obs_dim)
     terminated: np.ndarray  # (batch_size,), 1.0 where the episode truly ended (never for a time limit)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary name to write `path` under: it replaces `path` only when the block ends without an error, so that a
+    crash or a full disk mid-write leaves the previous file whole, and an error leaves no partial file behind."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class ReplayBuffer:
@@ -72,10 +86,8 @@ class ReplayBuffer:
         return sum(a.nbytes for a in (self.obs, self.actions, self.rewards, self.next_obs, self.terminated))
 
     def save(self, path: Path) -> None:
-        """Write the stored transitions and the sampler's state to a compressed .npz, atomically: a crash mid-write
-        leaves the previous file intact."""
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
+        """Write the stored transitions and the sampler's state to a compressed .npz, atomically (atomic_path)."""
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(
                 f,
                 obs=self.obs[: self.size],
@@ -87,7 +99,6 @@ class ReplayBuffer:
                 added=self.added,
                 rng=json.dumps(self.rng.bit_generator.state),  # PCG64's 128-bit integers survive JSON, not int64
             )
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: Path) -> ReplayBuffer:

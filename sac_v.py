@@ -19,7 +19,6 @@ import functools
 import importlib.util
 import itertools
 import math
-import os
 import random
 import re
 import signal
@@ -40,7 +39,7 @@ from torch.func import functional_call
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from buffer import ReplayBuffer
+from buffer import ReplayBuffer, atomic_path
 
 
 @dataclasses.dataclass
@@ -561,9 +560,7 @@ class Run:
         contents |= dict(eval_return=last.mean, eval_step=last.step, evaluations=[tuple(e) for e in self.evaluations])
         contents |= dict(train_return=self.train_return, episode=self.episode, rng=rng_states(self.env.action_space))
         try:
-            if save_buffer:
-                self.rb.save(buffer_path(self.checkpoint))
-            save_checkpoint(self.checkpoint, **contents, buffer_added=self.rb.added if save_buffer else None)
+            save_checkpoint(self.checkpoint, self.rb if save_buffer else None, **contents)
         except OSError as e:
             kept = f"the checkpoint of step {self.saved_step} is kept" if self.saved_step else "no checkpoint was saved"
             where = f"the checkpoint of step {step} in {self.checkpoint.parent}"
@@ -658,11 +655,14 @@ def lock_folder(folder: Path, in_use: str) -> IO[str] | None:
     return lock
 
 
-def save_checkpoint(path: Path, **contents: object) -> None:
-    """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format_version": CHECKPOINT_VERSION, **contents}, tmp)
-    os.replace(tmp, path)
+def save_checkpoint(path: Path, rb: ReplayBuffer | None = None, **contents: object) -> None:
+    """Write atomically, with the replay buffer beside it if one is given. The checkpoint goes in place last, so that a
+    crash or a full disk at any point leaves a checkpoint and a buffer that were saved together."""
+    buffer_added = rb.added if rb is not None else None  # pairs the checkpoint with its buffer (load_buffer)
+    with atomic_path(path) as tmp:
+        torch.save({"format_version": CHECKPOINT_VERSION, **contents, "buffer_added": buffer_added}, tmp)
+        if rb is not None:
+            rb.save(buffer_path(path))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

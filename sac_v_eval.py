@@ -68,6 +68,8 @@ def evaluate_checkpoint(args: EvalArgs) -> np.ndarray:
     """Run the checkpoint's policy for args.episodes episodes, print the returns, and return them."""
     if args.episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {args.episodes}")
+    if not 0 <= args.seed < 2**32:
+        raise ConfigError(f"--seed must be in [0, 2**32), got {args.seed}")
     path = args.checkpoint
     if path.is_dir():
         path = find_checkpoints(path)[-1]
@@ -101,6 +103,8 @@ def main() -> None:
         list_runs(args.checkpoint) if args.list else evaluate_checkpoint(args)
     except ConfigError as e:
         sys.exit(f"error: {e}")
+    except KeyboardInterrupt:  # Ctrl-C: stop quietly, as a shell reports it
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -119,3 +119,18 @@ def test_buffer_archive_holds_only_the_filled_part_and_no_pickles(tmp_path):
         assert data["obs"].shape == (5, 3)
         assert all(data[name].dtype != object for name in data.files)
         assert not (tmp_path / "rb.npz.tmp").exists()
+
+
+def test_save_that_fails_mid_write_keeps_the_previous_file_and_leaves_no_partial_one(tmp_path, monkeypatch):
+    filled(capacity=10, n=3).save(tmp_path / "rb.npz")
+
+    def disk_full(file, **arrays):
+        file.write(b"part of an archive")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        filled(capacity=10, n=7).save(tmp_path / "rb.npz")
+    assert [p.name for p in tmp_path.iterdir()] == ["rb.npz"]
+    monkeypatch.undo()
+    assert ReplayBuffer.load(tmp_path / "rb.npz").added == 3

@@ -1,4 +1,7 @@
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +10,7 @@ import torch
 
 from sac_v import ConfigError, train
 from sac_v_eval import EvalArgs, evaluate_checkpoint, list_runs
-from tests.helpers import run_cli, tiny_args
+from tests.helpers import ROOT, run_cli, tiny_args
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +80,23 @@ def test_cli_refuses_a_text_file_in_one_line(tmp_path):
     proc = run_cli("sac_v_eval.py", "notes.txt", cwd=tmp_path)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"), [(("--seed", "-1"), "--seed must be in"), (("--episodes", "0"), "--episodes")]
+)
+def test_cli_refuses_a_bad_seed_or_episode_count_in_one_line(checkpoint, tmp_path, flags, message):
+    proc = run_cli("sac_v_eval.py", str(checkpoint), *flags, cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.startswith(f"error: {message}") and proc.stderr.count("\n") == 1
+
+
+def test_cli_ctrl_c_stops_the_evaluation_quietly_with_status_130(checkpoint, tmp_path):
+    command = [sys.executable, "-u", str(ROOT / "sac_v_eval.py"), str(checkpoint.parent), "--episodes", "100000"]
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("newest checkpoint under"), proc.stderr.read()  # evaluating now
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and stderr == ""
 
 
 def test_checkpoint_whose_env_has_other_shapes_is_refused_naming_both_envs(checkpoint, tmp_path):

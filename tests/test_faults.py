@@ -91,6 +91,29 @@ def test_run_folder_that_becomes_unwritable_mid_run_stops_in_one_sentence_keepin
     assert torch.load(checkpoint, weights_only=True)["global_step"] == 100
 
 
+def test_disk_full_while_writing_the_checkpoint_keeps_a_resumable_checkpoint_and_buffer_pair(in_tmp_dir, monkeypatch):
+    """The checkpoint of step 200 hits a full disk after half a file: the pair of step 100 stays together (a buffer
+    of step 200 beside a checkpoint of step 100 would refuse the resume), and no partial file is left on the disk."""
+    real_save = torch.save
+
+    def full_at_step_200(obj, path):
+        if obj.get("global_step") == 200:
+            Path(path).write_bytes(b"half a checkpoint")
+            raise OSError(28, "No space left on device")
+        real_save(obj, path)
+
+    monkeypatch.setattr(torch, "save", full_at_step_200)
+    with pytest.raises(ConfigError, match=r"step 200 .*: No space left on device; the checkpoint of step 100 is kept"):
+        train(tiny_args(total_timesteps=300, eval_every=100))
+    monkeypatch.setattr(torch, "save", real_save)
+    [run_dir] = in_tmp_dir.glob("runs/*")
+    assert sorted(p.name for p in run_dir.glob("sac_v*")) == ["sac_v.buffer.npz", "sac_v.pt"]
+    checkpoint = sac_v.load_checkpoint(run_dir / "sac_v.pt")
+    assert ReplayBuffer.load(run_dir / "sac_v.buffer.npz").added == checkpoint["buffer_added"] == 100
+    result = train(*sac_v.parse_args(["--resume", str(run_dir), "--total-timesteps", "300"]))
+    assert [e.step for e in result.evaluations] == [100, 200, 300]
+
+
 TWIN = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
