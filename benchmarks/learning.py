@@ -28,6 +28,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
@@ -142,12 +143,42 @@ class InterruptError(Exception):
         self.signum = signum
 
 
+WORKER_BUSY = threading.Event()  # set while this worker process runs a job (start_worker)
+
+
+def run_job(fn: Callable[..., Any], *job: Any) -> Any:
+    WORKER_BUSY.set()
+    try:
+        return fn(*job)
+    finally:
+        WORKER_BUSY.clear()
+
+
+def start_worker(parent: int) -> None:
+    """A worker's initializer: a process group of its own (see run_in_workers), and a watch on its parent. Where the
+    parent dies without a word (SIGKILL, the out-of-memory killer), the worker's run saves and stops as on a SIGTERM,
+    and the worker exits, rather than train on with no one to record it and then wait for jobs forever."""
+    os.setpgrp()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        if WORKER_BUSY.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+            deadline = time.monotonic() + 600  # an evaluation, then a checkpoint with its buffer
+            while WORKER_BUSY.is_set() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def run_in_workers(fn: Callable[..., Any], jobs: dict[Hashable, tuple], workers: int) -> Iterator[tuple[Hashable, Any]]:
     """Runs fn(*job) for each job in at most `workers` spawned processes; yields (key, result or exception) as each
     ends. SIGINT or SIGTERM to this process forwards one SIGTERM to each worker (sac_v.train saves and stops; a second
     signal stops it at once), starts no new job, waits for the workers and raises InterruptError. Each worker has a
     process group of its own: a signal to the terminal's group reaches it once, through this process, and a SIGTERM to
-    this process alone does not leave a worker training with no one to record it."""
+    this process alone does not leave a worker training with no one to record it; nor does a SIGKILL (start_worker)."""
     waiting = iter(jobs.items())
     running: dict[cf.Future, Hashable] = {}
     stopped: list[int] = []
@@ -161,13 +192,13 @@ def run_in_workers(fn: Callable[..., Any], jobs: dict[Hashable, tuple], workers:
     previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         context = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(workers, context, initializer=os.setpgrp) as pool:
+        with cf.ProcessPoolExecutor(workers, context, initializer=start_worker, initargs=(os.getpid(),)) as pool:
 
             def start_next() -> None:
                 """One job per free worker: a job queued inside the pool would start after a stop."""
                 for key, job in itertools.islice(waiting, 1):
                     try:
-                        running[pool.submit(fn, *job)] = key
+                        running[pool.submit(run_job, fn, *job)] = key
                     except cf.process.BrokenProcessPool as e:  # a worker was killed (out of memory?): none can start
                         failed: cf.Future = cf.Future()
                         failed.set_exception(e)

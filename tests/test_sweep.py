@@ -127,6 +127,15 @@ def test_sweep_writes_every_run_a_summary_and_a_plot_then_skips_finished_runs(in
     assert (out / "curves.png").stat().st_size > 0
 
 
+def ended(pid: int) -> bool:
+    """Whether the process is gone or a zombie (which no parent may reap here)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the processes in /proc (Linux)")
 def test_interrupted_sweep_resumes_without_repeating_or_missing_runs(tmp_path):
     out = tmp_path / "out"
     argv = [*flags(tiny_train()), "--grid", "reward_scale=1,5", "--seeds", "2", "--workers", "1", "--threads", "1"]
@@ -140,10 +149,16 @@ def test_interrupted_sweep_resumes_without_repeating_or_missing_runs(tmp_path):
         while not (out / "runs.csv").exists() or not finished(read_rows(out / "runs.csv")):
             assert process.poll() is None and time.time() < deadline, "the sweep ended or stalled before a run finished"
             time.sleep(0.05)
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # the sweep and its workers die at once, as with a machine lost
+            os.killpg(process.pid, signal.SIGKILL)  # the sweep dies at once, as when the out-of-memory killer picks it
         process.wait()
+    assert children  # the worker, in a process group of its own, outlives the sweep only until it sees it gone
+    deadline = time.time() + 60
+    while alive := [pid for pid in children if not ended(int(pid))]:
+        assert time.time() < deadline, f"processes {alive} of the killed sweep are still running"
+        time.sleep(0.1)
     before = read_rows(out / "runs.csv")
     done_before = finished(before)
     assert 0 < len(done_before) < 4
