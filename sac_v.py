@@ -19,8 +19,10 @@ import functools
 import importlib.util
 import itertools
 import math
+import os
 import random
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -45,14 +47,14 @@ from buffer import ReplayBuffer, atomic_path
 @dataclasses.dataclass
 class Args:
     # SAC-V's hyperparameters
-    env_id: str = "LunarLanderContinuous-v3"  # a gymnasium env with a bounded Box action space
+    env_id: str = "LunarLanderContinuous-v3"  # a gymnasium env: flat Box observations, bounded Box actions
     paper: bool = False  # start from the paper's settings for this MuJoCo task; flags given beside it win
     total_timesteps: int = 100_000  # number of environment steps to train for
     reward_scale: float = 5.0  # c, the inverse temperature: multiplies the reward in the Q target
     min_pool: int = 20_000  # random-action transitions collected before the first gradient step
     buffer_size: int = 50_000  # replay buffer capacity
     batch_size: int = 200  # minibatch size of each gradient step
-    gradient_steps: int = 1  # gradient steps per environment step once the pool is full
+    gradient_steps: int = 1  # gradient steps per environment step, once the pool holds --min-pool transitions
     gamma: float = 0.99  # discount factor
     tau: float = 0.005  # V̄ <- tau * V + (1 - tau) * V̄ after every gradient step
     alpha: float = 1.0  # entropy temperature; keep it at 1 and tune --reward-scale instead (only their ratio matters)
@@ -79,7 +81,7 @@ def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
     """A gymnasium env with a flat Box observation and a bounded Box action space, or a ConfigError."""
     try:
         env = gym.make(env_id, **({"render_mode": render_mode} if render_mode else {}))  # not every env takes one
-    except gym.error.Error as e:
+    except (gym.error.Error, ImportError) as e:  # unknown id, or a module or dependency that is not installed
         raise ConfigError(f"cannot make environment {env_id!r}: {str(e).splitlines()[0]}") from None
     space = env.action_space
     if not isinstance(space, gym.spaces.Box) or not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
@@ -323,6 +325,8 @@ def main() -> None:
         result = train(*parse_args())
     except (ConfigError, DivergenceError) as e:
         sys.exit(f"error: {e}")
+    except MemoryError:
+        sys.exit("error: not enough memory for this --buffer-size (or these --hidden-sizes); nothing was trained")
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once; the last checkpoint is intact
         sys.exit(130)
     if result.stopped_by is not None:
@@ -375,6 +379,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Args, dict[str, Any] 
     if first.resume is not None and first.resume.is_dir():  # a run folder: its checkpoint
         first.resume = first.resume / "sac_v.pt"
     checkpoint, defaults = load_checkpoint(first.resume) if first.resume else None, None
+    if checkpoint and first.paper and not checkpoint["args"].get("paper"):
+        raise ConfigError("--paper sets the flags of a new run; a resumed run keeps its checkpoint's")
     if checkpoint:
         names = {field.name for field in dataclasses.fields(Args)} - {"resume"}
         defaults = Args(**{k: v for k, v in checkpoint["args"].items() if k in names}, resume=first.resume)
@@ -430,6 +436,19 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu or auto")
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+
+
+def flag_value(value: object) -> str:
+    """A flag's value as it is typed: (256, 256) as 256 256."""
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def resume_command(checkpoint: Path) -> str:
+    """The command that resumes a run, ready to paste here: this script's path from here, paths quoted."""
+    script = __file__
+    with contextlib.suppress(ValueError):  # on Windows, a script on another drive has no relative path
+        script = os.path.relpath(__file__)
+    return f"python {shlex.quote(script)} --resume {shlex.quote(str(checkpoint))}"
 
 
 def record_video(env: gym.Env, folder: Path, name_prefix: str, every: int = 1) -> gym.Env:
@@ -492,7 +511,9 @@ class Run:
         self.console.set_description(self.phase())
         if self.args.paper:  # the effective settings, flags given beside --paper included
             flags = {k: getattr(self.args, k) for k in ("reward_scale", "min_pool", *PAPER)}
-            self.console.write("--paper: " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in flags.items()))
+            self.console.write(
+                "--paper: " + " ".join(f"--{k.replace('_', '-')} {flag_value(v)}" for k, v in flags.items())
+            )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -529,7 +550,8 @@ class Run:
         self.evaluations.append(Evaluation(step, float(returns.mean()), float(returns.std()), self.elapsed()))
         self.writer.add_scalar("eval/episodic_return", returns.mean(), step)
         self.save(step)
-        policy = "the initial policy (no gradient step yet)" if len(self.rb) < self.args.min_pool else "the policy"
+        trained = self.optimizers["actor_optimizer"].state  # Adam's moments exist from the first gradient step on
+        policy = "the policy" if trained else "the initial policy (no gradient step yet)"
         self.console.write(f"step {step}: eval return {returns.mean():.1f} ± {returns.std():.1f} of {policy}")
 
     def advance(self, step: int) -> None:
@@ -574,12 +596,12 @@ class Run:
         self.console.close()  # before the message, so the bar is not drawn again after it
         buffer = " and its replay buffer" if buffer_path(self.checkpoint).exists() else ""
         print(f"stopped by {signal.Signals(signum).name} at step {self.step}: saved {self.checkpoint}{buffer}")
-        print(f"resume with: python sac_v.py --resume {self.checkpoint}")
+        print(f"resume with: {resume_command(self.checkpoint)}")
 
     def diverged(self, what: str, step: int) -> DivergenceError:
         if self.saved_step is None:
             return DivergenceError(f"{what} at step {step}, before any checkpoint; try a lower --reward-scale or lr")
-        resume = f"python sac_v.py --resume {self.checkpoint} --reward-scale <lower> (or --policy-lr, --critic-lr)"
+        resume = f"{resume_command(self.checkpoint)} --reward-scale <lower> (or --policy-lr, --critic-lr)"
         kept = f"the last good checkpoint (step {self.saved_step}) is kept"
         return DivergenceError(f"{what} at step {step}; {kept}; try {resume}")
 
@@ -616,6 +638,10 @@ def start_run(
     if checkpoint["episode"]["length"] <= len(run.rb):  # else a fresh episode: the replay needs all its actions
         run.episode = checkpoint["episode"]
         obs = replay_episode(env, run.rb, run.episode)
+    elif saved_rb is not None:
+        length = checkpoint["episode"]["length"]
+        print(f"note: the episode in progress ({length} steps) is longer than the buffer: the resumed run starts a")
+        print("new one, so it is not an exact continuation")
     set_rng_states(checkpoint["rng"], env.action_space)
     run.evaluations = [Evaluation(*e) for e in checkpoint["evaluations"]]
     run.wall_s, run.saved_step = checkpoint["wall_s"], run.step
@@ -625,14 +651,16 @@ def start_run(
 def new_run_dir(path: Path) -> Path:
     """Create `path`, or `path-2`, `path-3`, ... where a run started in the same second has it: mkdir is atomic, so
     two runs never share a folder."""
-    for i in itertools.count(1):
-        try:
-            (run_dir := path.with_name(path.name + (f"-{i}" if i > 1 else ""))).mkdir(parents=True)
-            return run_dir
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise ConfigError(f"cannot create the run folder {run_dir}: {e.strerror}") from None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for i in itertools.count(1):
+            with contextlib.suppress(FileExistsError):  # taken: try the next name
+                (run_dir := path.with_name(path.name + (f"-{i}" if i > 1 else ""))).mkdir()
+                return run_dir
+    except FileExistsError:  # of the parent: a file, or a link to a folder that is not there (an unmounted disk)
+        raise ConfigError(f"cannot create the run folder {path}: {path.parent} is not a folder") from None
+    except OSError as e:
+        raise ConfigError(f"cannot create the run folder {path}: {e.strerror}") from None
 
 
 def lock_folder(folder: Path, in_use: str) -> IO[str] | None:
@@ -663,6 +691,8 @@ def save_checkpoint(path: Path, rb: ReplayBuffer | None = None, **contents: obje
         torch.save({"format_version": CHECKPOINT_VERSION, **contents, "buffer_added": buffer_added}, tmp)
         if rb is not None:
             rb.save(buffer_path(path))
+    if rb is None:  # a buffer left from an earlier checkpoint no longer belongs to any
+        buffer_path(path).unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -681,13 +711,19 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def check_spaces(checkpoint: dict[str, Any], env: gym.Env, env_id: str) -> None:
-    """Refuse an env whose observation or action shape differs from those the checkpoint's policy was trained on."""
+    """Refuse an env whose observation or action shape, or action bounds, differ from those the checkpoint's policy
+    was trained on."""
     trained = (checkpoint["actor"]["trunk.0.weight"].shape[1], checkpoint["actor"]["mean.weight"].shape[0])
     here = (env.observation_space.shape[0], env.action_space.shape[0])
     if trained != here:
         trained_on = f"{checkpoint['args']['env_id']} (observation size {trained[0]}, action size {trained[1]})"
         here_on = f"{env_id} (observation size {here[0]}, action size {here[1]})"
         raise ConfigError(f"the checkpoint's policy, trained on {trained_on}, does not fit {here_on}")
+    scale, bias = checkpoint["actor"].get("action_scale"), checkpoint["actor"].get("action_bias")
+    low, high = env.action_space.low, env.action_space.high
+    if scale is not None and not (np.allclose(bias - scale, low) and np.allclose(bias + scale, high)):
+        trained = f"low {(bias - scale).tolist()}, high {(bias + scale).tolist()}"
+        raise ConfigError(f"the checkpoint's policy acts within {trained}; {env_id} within low {low}, high {high}")
 
 
 def check_resumable(checkpoint: dict[str, Any], args: Args) -> None:
@@ -701,6 +737,7 @@ def check_resumable(checkpoint: dict[str, Any], args: Args) -> None:
             f"was trained on {saved['env_id']}, not {args.env_id}; a resumed run keeps it",
         ),
         (tuple(saved["hidden_sizes"]) == args.hidden_sizes, f"has --hidden-sizes {sizes}; a resumed run keeps them"),
+        (saved["seed"] == args.seed, f"has --seed {saved['seed']}; a resumed run keeps it"),
         (step < args.total_timesteps, f"is already at step {step}; pass a --total-timesteps above it to go on"),
     ]
     for ok, message in checks:

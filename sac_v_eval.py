@@ -8,6 +8,7 @@ deterministic action tanh(μ) by default, and prints each episode's return and t
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -70,6 +71,8 @@ def evaluate_checkpoint(args: EvalArgs) -> np.ndarray:
         raise ConfigError(f"--episodes must be positive, got {args.episodes}")
     if not 0 <= args.seed < 2**32:
         raise ConfigError(f"--seed must be in [0, 2**32), got {args.seed}")
+    if args.capture_video and not importlib.util.find_spec("moviepy"):
+        raise ConfigError('--capture-video needs pip install -e ".[video]"')
     path = args.checkpoint
     if path.is_dir():
         path = find_checkpoints(path)[-1]
@@ -78,9 +81,11 @@ def evaluate_checkpoint(args: EvalArgs) -> np.ndarray:
     env_id = args.env_id or checkpoint["args"]["env_id"]
     env = make_env(env_id, render_mode="rgb_array" if args.capture_video else None)
     check_spaces(checkpoint, env, env_id)
-    if args.capture_video:
-        step = checkpoint.get("global_step", "?")
-        env = record_video(env, Path("videos") / path.parent.name, f"{path.stem}-step-{step}-seed-{args.seed}")
+    policy = "stochastic" if args.stochastic else "deterministic"
+    if args.capture_video:  # named for all that sets the episodes, so that another evaluation writes other files
+        step, env_name = checkpoint.get("global_step", "?"), env_id.replace("/", "-")
+        name = f"{path.stem}-step-{step}-{env_name}-{policy}-seed-{args.seed}"
+        env = record_video(env, Path("videos") / path.parent.name, name)
     actor = Actor(env.observation_space, env.action_space, checkpoint["args"]["hidden_sizes"])
     try:
         actor.load_state_dict(checkpoint["actor"])
@@ -89,7 +94,6 @@ def evaluate_checkpoint(args: EvalArgs) -> np.ndarray:
     torch.manual_seed(args.seed)
     returns = evaluate(actor, env, args.episodes, args.seed, deterministic=not args.stochastic)
     env.close()
-    policy = "stochastic" if args.stochastic else "deterministic"
     print(f"{path} (step {checkpoint.get('global_step', '?')}) on {env_id}, {policy} policy:")
     for episode, episode_return in enumerate(returns, start=1):
         print(f"  episode {episode}: return {episode_return:.1f}")

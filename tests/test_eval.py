@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import sac_v
 from sac_v import ConfigError, train
 from sac_v_eval import EvalArgs, evaluate_checkpoint, list_runs
 from tests.helpers import ROOT, run_cli, tiny_args
@@ -97,6 +98,21 @@ def test_cli_ctrl_c_stops_the_evaluation_quietly_with_status_130(checkpoint, tmp
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and stderr == ""
+
+
+def test_env_with_other_action_bounds_is_refused_naming_both(checkpoint):
+    data = torch.load(checkpoint, weights_only=True)
+    env = sac_v.make_env("Pendulum-v1")
+    sac_v.check_spaces(data, env, "Pendulum-v1")  # its own env fits
+    data["actor"]["action_bias"] = data["actor"]["action_bias"] + 2  # as if trained on actions in [0, 4]
+    with pytest.raises(ConfigError, match=r"acts within low \[0.0\], high \[4.0\]; Pendulum-v1 within low \[-2"):
+        sac_v.check_spaces(data, env, "Pendulum-v1")
+
+
+def test_capture_video_without_the_video_extra_is_refused(checkpoint, monkeypatch):
+    monkeypatch.setitem(sys.modules, "moviepy", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"--capture-video needs pip install"):
+        evaluate_checkpoint(EvalArgs(checkpoint, episodes=1, capture_video=True))
 
 
 def test_checkpoint_whose_env_has_other_shapes_is_refused_naming_both_envs(checkpoint, tmp_path):

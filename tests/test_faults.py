@@ -57,6 +57,25 @@ def test_resume_with_a_damaged_buffer_is_refused_in_one_sentence_and_leaves_the_
     assert {p.name: p.read_bytes() for p in stopped_run.parent.iterdir()} == before
 
 
+def test_runs_as_a_link_to_a_missing_disk_is_one_sentence(in_tmp_dir):
+    (in_tmp_dir / "runs").symlink_to(in_tmp_dir / "unmounted" / "runs")
+    with pytest.raises(ConfigError, match=r"cannot create the run folder .*: runs is not a folder"):
+        train(tiny_args())
+
+
+def test_env_whose_module_is_missing_is_one_sentence(in_tmp_dir):
+    result = run_cli("sac_v.py", "--env-id", "no_such_module:Env-v0", cwd=in_tmp_dir)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: cannot make environment 'no_such_module:Env-v0': No module named")
+
+
+def test_buffer_too_large_for_memory_is_one_sentence(in_tmp_dir):
+    result = run_cli("sac_v.py", "--buffer-size", str(10**13), "--device", "cpu", cwd=in_tmp_dir)
+    assert result.returncode == 1 and result.stderr == (
+        "error: not enough memory for this --buffer-size (or these --hidden-sizes); nothing was trained\n"
+    )
+
+
 def test_unwritable_runs_folder_is_one_sentence(in_tmp_dir, monkeypatch):
     """As root, chmod does not stop a write, so the refusal is mocked: mkdir raises as on a read-only folder."""
 

@@ -1,6 +1,7 @@
 """Long runs: resume, stopping on a signal, atomic saves, the divergence guard."""
 
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -146,9 +147,37 @@ def test_resume_may_change_learning_rates(in_tmp_dir):
 def test_resume_without_a_saved_buffer_refills_it_and_says_so(in_tmp_dir, capsys):
     first = train(tiny_args(total_timesteps=150, eval_every=150, save_buffer="never"))
     assert not sac_v.buffer_path(first.checkpoint).exists()
-    resumed = train(tiny_args(total_timesteps=200, resume=first.checkpoint))
-    assert "no replay buffer" in capsys.readouterr().out
+    capsys.readouterr()
+    resumed = train(tiny_args(total_timesteps=200, eval_every=50, resume=first.checkpoint))
+    out = capsys.readouterr().out
+    assert "no replay buffer" in out
     assert len(resumed.buffer) == 50 and load(resumed.checkpoint)["global_step"] == 200
+    # the buffer refills with random actions, but the policy evaluated has 50 gradient steps behind it
+    assert re.search(r"step 200: eval return .* of the policy$", out, re.MULTILINE), out
+
+
+def test_resume_that_stops_saving_the_buffer_removes_the_one_of_an_earlier_checkpoint(in_tmp_dir):
+    first = train(tiny_args(total_timesteps=150, eval_every=150))
+    assert sac_v.buffer_path(first.checkpoint).exists()
+    train(tiny_args(total_timesteps=200, resume=first.checkpoint, save_buffer="never"))
+    assert not sac_v.buffer_path(first.checkpoint).exists()  # it no longer belongs to the checkpoint
+
+
+def test_resume_mid_episode_longer_than_the_buffer_says_it_is_not_exact(in_tmp_dir, capsys):
+    first = train(tiny_args(total_timesteps=130, eval_every=130, min_pool=100, buffer_size=100))  # 200-step episodes
+    train(tiny_args(total_timesteps=140, min_pool=100, buffer_size=100, resume=first.checkpoint))
+    assert "the episode in progress (130 steps) is longer than the buffer" in capsys.readouterr().out
+
+
+def test_paper_beside_resume_of_a_run_without_it_is_refused(run_copy):
+    with pytest.raises(ConfigError, match="--paper sets the flags of a new run"):
+        sac_v.parse_args(["--resume", str(run_copy), "--paper"])
+
+
+def test_resume_command_quotes_paths_and_names_this_script_from_here(in_tmp_dir):
+    python, script, flag, checkpoint = shlex.split(sac_v.resume_command(Path("my runs/r/sac_v.pt")))
+    assert (python, flag, checkpoint) == ("python", "--resume", "my runs/r/sac_v.pt")
+    assert (in_tmp_dir / script).resolve() == ROOT / "sac_v.py"
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +202,7 @@ BAD_RESUMES = [
     (dict(hidden_sizes=(64, 64)), "has --hidden-sizes 32 32; a resumed run keeps them"),
     (dict(total_timesteps=100), "already at step 100"),
     (dict(buffer_size=5000), "resume with --buffer-size 10000"),
+    (dict(seed=7), "has --seed 1; a resumed run keeps it"),
 ]
 
 
@@ -236,12 +266,13 @@ def test_cli_stopped_by_signal_saves_prints_the_resume_command_and_exits_128_plu
     step = load(checkpoint)["global_step"]
     assert f"stopped by {signum.name} at step {step}" in out
     assert ReplayBuffer.load(sac_v.buffer_path(checkpoint)).added == step
-    resume = re.search(r"resume with: python sac_v.py (.*)", out).group(1).split()
-    assert resume == ["--resume", str(checkpoint.relative_to(in_tmp_dir))]
+    python, *resume = shlex.split(re.search(r"resume with: (.*)", out).group(1))
+    assert resume[1:] == ["--resume", str(checkpoint.relative_to(in_tmp_dir))]
 
-    # the printed command continues the run, with the stored flags (Pendulum, the tiny networks)
-    proc = run_cli("sac_v.py", *resume, "--total-timesteps", str(step + 30), cwd=in_tmp_dir)
-    assert proc.returncode == 0, proc.stderr
+    # the printed command, run where it was printed (not the repository), continues the run with its stored flags
+    command = [sys.executable, *resume, "--total-timesteps", str(step + 30)]
+    proc = subprocess.run(command, cwd=in_tmp_dir, capture_output=True, text=True, timeout=120)
+    assert python == "python" and proc.returncode == 0, proc.stderr
     assert load(checkpoint)["global_step"] == step + 30
 
 

@@ -216,4 +216,6 @@ def test_paper_run_on_a_mujoco_task_takes_gradient_steps_and_prints_its_settings
     checkpoint = torch.load(result.checkpoint, weights_only=True)
     assert checkpoint["args"]["paper"] and checkpoint["args"]["reward_scale"] == 5.0
     assert checkpoint["actor_optimizer"]["state"][0]["step"] == 101  # one per env step from the one that fills the pool
-    assert "--paper: --reward-scale 5.0 --min-pool 200 --total-timesteps 300" in capsys.readouterr().out
+    banner = capsys.readouterr().out
+    assert "--paper: --reward-scale 5.0 --min-pool 200 --total-timesteps 300" in banner
+    assert "--hidden-sizes 32 32 " in banner  # as typed, so the line can be pasted

@@ -22,6 +22,8 @@ def test_evaluator_records_every_episode_to_the_runs_video_folder(in_tmp_dir):
     evaluate_checkpoint(EvalArgs(checkpoint, episodes=2, seed=5, capture_video=True))
     videos = in_tmp_dir / "videos" / checkpoint.parent.name
     assert sorted(p.name for p in videos.iterdir()) == [
-        "sac_v-step-100-seed-5-episode-0.mp4",
-        "sac_v-step-100-seed-5-episode-1.mp4",
+        "sac_v-step-100-Pendulum-v1-deterministic-seed-5-episode-0.mp4",
+        "sac_v-step-100-Pendulum-v1-deterministic-seed-5-episode-1.mp4",
     ]
+    evaluate_checkpoint(EvalArgs(checkpoint, episodes=1, seed=5, capture_video=True, stochastic=True))
+    assert len(list(videos.iterdir())) == 3  # another evaluation of the same checkpoint writes a file of its own
