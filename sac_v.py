@@ -325,8 +325,8 @@ def main() -> None:
         result = train(*parse_args())
     except (ConfigError, DivergenceError) as e:
         sys.exit(f"error: {e}")
-    except MemoryError:
-        sys.exit("error: not enough memory for this --buffer-size (or these --hidden-sizes); nothing was trained")
+    except (MemoryError, torch.OutOfMemoryError):  # the replay buffer's arrays, or the GPU
+        sys.exit("error: not enough memory for this run; lower --buffer-size (or --hidden-sizes, --batch-size)")
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once; the last checkpoint is intact
         sys.exit(130)
     if result.stopped_by is not None:

@@ -54,15 +54,15 @@ def list_runs(folder: Path) -> None:
         try:
             checkpoint = load_checkpoint(path)
         except ConfigError as e:
+            if folder.is_file():  # the one asked for
+                raise
             print(f"{path.parent!s:<60} {e}")
             continue
         eval_return = checkpoint.get("eval_return", float("nan"))
         evaluations = checkpoint.get("evaluations") or [("?",)]  # the step of the last one; older formats lack it
         eval_step = checkpoint.get("eval_step", evaluations[-1][0])
-        print(
-            f"{path.parent!s:<60} {checkpoint['args']['env_id']:<28} "
-            f"{checkpoint.get('global_step', '?'):>9} {eval_step:>9} {eval_return:>11.1f}"
-        )
+        last = f"{eval_step:>9} {eval_return:>11.1f}" if eval_step != -1 else f"{'-':>9} {'-':>11}"  # none yet
+        print(f"{path.parent!s:<60} {checkpoint['args']['env_id']:<28} {checkpoint.get('global_step', '?'):>9} {last}")
 
 
 def evaluate_checkpoint(args: EvalArgs) -> np.ndarray:

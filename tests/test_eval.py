@@ -165,6 +165,19 @@ def test_list_prints_each_run_with_env_step_and_the_step_and_return_of_its_last_
     assert lines[2].split() == [str(runs / "newer"), "Pendulum-v1", "7", "5", "-123.4"]
 
 
+def test_list_of_a_run_stopped_before_its_first_evaluation_shows_none(checkpoint, tmp_path, capsys):
+    data = torch.load(checkpoint, weights_only=True)
+    torch.save(data | {"eval_step": -1, "eval_return": float("nan"), "evaluations": []}, tmp_path / "sac_v.pt")
+    list_runs(tmp_path)
+    assert capsys.readouterr().out.splitlines()[1].split()[-2:] == ["-", "-"]
+
+
+def test_cli_list_of_one_unreadable_file_fails_in_one_line(tmp_path):
+    (tmp_path / "sac_v.pt").write_text("not a checkpoint")
+    proc = run_cli("sac_v_eval.py", "sac_v.pt", "--list", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: sac_v.pt is not a readable")
+
+
 def test_cli_list_defaults_to_runs_in_the_current_folder(runs):
     proc = run_cli("sac_v_eval.py", "--list", cwd=runs.parent)
     assert proc.returncode == 0, proc.stderr

@@ -72,7 +72,7 @@ def test_env_whose_module_is_missing_is_one_sentence(in_tmp_dir):
 def test_buffer_too_large_for_memory_is_one_sentence(in_tmp_dir):
     result = run_cli("sac_v.py", "--buffer-size", str(10**13), "--device", "cpu", cwd=in_tmp_dir)
     assert result.returncode == 1 and result.stderr == (
-        "error: not enough memory for this --buffer-size (or these --hidden-sizes); nothing was trained\n"
+        "error: not enough memory for this run; lower --buffer-size (or --hidden-sizes, --batch-size)\n"
     )
 
 
