@@ -11,6 +11,7 @@ are compared (--all-seeds: each record's own), so that a 10-seed record stands b
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning import by_seed, fmt, load_rows, steps_to_threshold
+from learning import CSV_FIELDS, by_seed, fmt, load_rows, steps_to_threshold
 
 
 @dataclasses.dataclass
@@ -32,8 +33,32 @@ class CompareArgs:
     """each record's own seeds, not only those every record has"""
 
 
+def load_record(record: Path) -> dict[int, list[dict[str, float]]]:
+    """The evaluations of each seed in record/runs.csv; anything but a learning record ends the run in one sentence."""
+    runs_csv = record / "runs.csv"
+    if not runs_csv.is_file():
+        sys.exit(f"error: no runs.csv in {record}")
+    try:
+        with runs_csv.open(newline="") as f:
+            columns = next(csv.reader(f), [])
+        # benchmarks/sweep.py writes its grid fields before these columns, one curve per setting and seed: merged by
+        # seed, the settings would pass for one
+        if grid := [c for c in columns if c not in CSV_FIELDS]:
+            sys.exit(f"error: {runs_csv} is a sweep's output (grid: {', '.join(grid)}), not a learning record")
+        if missing := [c for c in CSV_FIELDS if c not in columns]:
+            sys.exit(f"error: {runs_csv} is not a learning record: it has no {', '.join(missing)} column")
+        per_seed = by_seed(load_rows(runs_csv))
+    except OSError as e:
+        sys.exit(f"error: cannot read {runs_csv}: {e.strerror or e}")
+    except (TypeError, ValueError):  # a value that is not a number, or a row cut short (float(None))
+        sys.exit(f"error: {runs_csv} has a row that is not all numbers")
+    if not per_seed:
+        sys.exit(f"error: {runs_csv} holds no evaluation")
+    return per_seed
+
+
 def row(record: Path, threshold: float, seeds: set[int] | None = None) -> str:
-    per_seed = {s: rows for s, rows in by_seed(load_rows(record / "runs.csv")).items() if seeds is None or s in seeds}
+    per_seed = {s: rows for s, rows in load_record(record).items() if seeds is None or s in seeds}
     reach = np.array([steps_to_threshold(rows, threshold) for rows in per_seed.values()])
     finals = np.array([rows[-1]["eval_mean"] for rows in per_seed.values()])
     last_five = np.array([np.mean([r["eval_mean"] for r in rows[-5:]]) for rows in per_seed.values()])
@@ -46,12 +71,17 @@ def row(record: Path, threshold: float, seeds: set[int] | None = None) -> str:
 
 
 def main(args: CompareArgs) -> None:
+    if not args.records:
+        sys.exit("error: no record folders given")
+    seeds = [set(load_record(record)) for record in args.records]  # every record checked before the table starts
+    common = None if args.all_seeds else set.intersection(*seeds)
+    if common is not None and not common:
+        sys.exit("error: the records share no seed (--all-seeds compares each record's own)")
     print(
-        f"| record | seeds | ≥ {args.threshold:g} | median steps to it | final eval | last five evals | min per seed |"
+        f"| record | seeds | ≥ {args.threshold:g} | median steps to it | final eval | last five evals "
+        "| minutes per seed |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    seeds = [set(by_seed(load_rows(record / "runs.csv"))) for record in args.records]
-    common = None if args.all_seeds else set.intersection(*seeds)
     for record in args.records:
         print(row(record, args.threshold, common))
     if common is not None and any(own != common for own in seeds):

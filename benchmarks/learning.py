@@ -1,7 +1,8 @@
 """Multi-seed learning benchmark: does sac_v learn, how fast, and how reliably?
 
     python benchmarks/learning.py --env-id LunarLanderContinuous-v3 --seeds 10
-    python benchmarks/learning.py --env-id Pendulum-v1 --total-timesteps 10000 --min-pool 1000 --reward-scale 5
+    python benchmarks/learning.py --env-id Pendulum-v1 --total-timesteps 10000 --min-pool 1000 --reward-scale 40 \
+        --eval-every 1000
 
 Runs `sac_v.train` once per seed in parallel worker processes (--threads torch threads each) and writes, under
 docs/benchmarks/<env>/: runs.csv (every evaluation of every seed, appended as each seed finishes, so a crash never
@@ -22,6 +23,7 @@ import dataclasses
 import importlib.util
 import itertools
 import json
+import math
 import multiprocessing
 import os
 import re
@@ -41,6 +43,8 @@ import tyro
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from throughput import cpu_name
 
+import sac_v
+from buffer import atomic_path
 from sac_v import (
     Args,
     ConfigError,
@@ -103,7 +107,8 @@ class BenchArgs:
     workers: int = 0
     """parallel worker processes (0: one per CPU core)"""
     threshold: float | None = None
-    """eval return that counts as solved (default: 200 for LunarLander, -200 for Pendulum)"""
+    """eval return that counts as solved (default: LunarLander 200, Pendulum -200, HalfCheetah 5000, Hopper 2500,
+    Walker2d 2000)"""
     out_dir: Path | None = None
     """where results go (default docs/benchmarks/<env-id>)"""
     overwrite: bool = False
@@ -159,6 +164,8 @@ def start_worker(parent: int) -> None:
     parent dies without a word (SIGKILL, the out-of-memory killer), the worker's run saves and stops as on a SIGTERM,
     and the worker exits, rather than train on with no one to record it and then wait for jobs forever."""
     os.setpgrp()
+    # A run stopped here is continued by the benchmark's own command, not by sac_v.py --resume.
+    sac_v.resume_command = lambda checkpoint: "rerun the benchmark's own command"
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -225,8 +232,12 @@ def run_in_workers(fn: Callable[..., Any], jobs: dict[Hashable, tuple], workers:
 def load_rows(path: Path) -> list[dict[str, float]]:
     if not path.exists():
         return []
-    with path.open() as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    with path.open(newline="") as f:
+        text = f.read()
+    if not text.endswith("\n"):  # a last row cut short by a kill or a full disk: that seed is run again
+        text = text[: text.rfind("\n") + 1]
+    rows = csv.DictReader(text.splitlines())
+    return [{k: float(v) for k, v in row.items()} for row in rows if None not in row.values() and None not in row]
 
 
 def finished_rows(runs_csv: Path, total_timesteps: int) -> list[dict[str, float]]:
@@ -261,11 +272,16 @@ def check_earlier_results(out_dir: Path, config: dict[str, Any], overwrite: bool
     them; then record the config."""
     runs_csv, config_json = out_dir / "runs.csv", out_dir / "config.json"
     config = json.loads(json.dumps(config))  # tuples become lists, as when read back
-    if runs_csv.exists() and json.loads(config_json.read_text() if config_json.exists() else "{}") != config:
+    try:
+        earlier = json.loads(config_json.read_text()) if config_json.exists() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        earlier = None  # damaged: its results cannot be told to match
+    if runs_csv.exists() and earlier != config:
         if not overwrite:
             raise ConfigError(f"{runs_csv} holds results made with other {what}: pass --overwrite or --out-dir")
         runs_csv.unlink()
-    config_json.write_text(json.dumps(config, indent=2) + "\n")
+    with atomic_path(config_json) as tmp:
+        tmp.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def fmt(steps: float) -> str:
@@ -451,9 +467,14 @@ def bench_workers(bench: BenchArgs) -> int:
     return bench.workers or os.cpu_count() or 1
 
 
-def check_counts(seeds: int, workers: int) -> None:
+def check_counts(seeds: int, workers: int, first_seed: int = 1, threshold: float = 0.0) -> None:
+    """Refuse counts, seeds and a threshold that no run could use, before anything is written."""
     if seeds < 1 or workers < 0:
         raise ConfigError("--seeds must be positive, --workers non-negative")
+    if not 0 <= first_seed <= 2**32 - seeds:
+        raise ConfigError(f"the seeds {first_seed} to {first_seed + seeds - 1} must be in [0, 2**32)")
+    if not math.isfinite(threshold):
+        raise ConfigError(f"--threshold must be a finite number, got {threshold}")
 
 
 def main(bench: BenchArgs) -> None:
@@ -463,12 +484,11 @@ def main(bench: BenchArgs) -> None:
     if importlib.util.find_spec("matplotlib") is None:
         raise ConfigError('the learning benchmark plots with matplotlib: pip install -e ".[bench]"')
     validate_args(bench.train)
-    check_counts(bench.seeds, bench.workers)
+    check_counts(bench.seeds, bench.workers, bench.first_seed, threshold)
     if bench.train.resume is not None:
         raise ConfigError("--resume continues one run; the benchmark continues its unfinished seeds by itself")
     make_env(bench.train.env_id).close()
     out_dir = bench.out_dir or Path("docs/benchmarks") / bench.train.env_id
-    out_dir.mkdir(parents=True, exist_ok=True)
     with holding(out_dir):
         run_benchmark(bench, threshold, out_dir)
 
@@ -528,8 +548,14 @@ def run_benchmark(bench: BenchArgs, threshold: float, out_dir: Path) -> None:
 
 
 def holding(out_dir: Path) -> contextlib.AbstractContextManager:
-    """One benchmark at a time writes a results folder (sac_v's folder lock): a second one would run the seeds in
-    flight again and append their rows twice."""
+    """Create the results folder; one benchmark at a time writes it (sac_v's folder lock): a second one would run the
+    seeds in flight again and append their rows twice."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"cannot create the results folder {out_dir}: a file has its name or its parent's") from None
+    except OSError as e:
+        raise ConfigError(f"cannot create the results folder {out_dir}: {e.strerror}") from None
     in_use = "another benchmark is writing it; wait, or pass another --out-dir"
     return lock_folder(out_dir, in_use) or contextlib.nullcontext()
 

@@ -292,7 +292,7 @@ def main(peer: PeerArgs) -> None:
     if importlib.util.find_spec("matplotlib") is None:
         raise ConfigError('the peer benchmark plots with matplotlib: pip install -e ".[peers]"')
     validate_args(train)
-    learning.check_counts(peer.seeds, peer.workers)
+    learning.check_counts(peer.seeds, peer.workers, peer.first_seed, threshold)
     check_flags(train, peer.setting)
     make_env(train.env_id).close()
     settings = sb3_settings(peer.setting, train)
@@ -301,7 +301,6 @@ def main(peer: PeerArgs) -> None:
     if record_config and (differ := differences(record_config, train, names)):
         print(f"note: not sac_v's record for {train.env_id} (docs/benchmarks/{train.env_id}): {', '.join(differ)}")
     out_dir = out_dir_of(peer)
-    out_dir.mkdir(parents=True, exist_ok=True)
     with learning.holding(out_dir):
         run_peer(peer, settings, threshold, out_dir)
 

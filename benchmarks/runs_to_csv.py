@@ -10,10 +10,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import sys
+import tempfile
 from pathlib import Path
 
 import tyro
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from buffer import atomic_path
 
 
 @dataclasses.dataclass
@@ -24,10 +28,28 @@ class CollectArgs:
     """the CSV to write"""
 
 
+def check_writable(out: Path) -> None:
+    """Refuse an --out that cannot be written before the logs are read, which takes a while for many runs."""
+    if out.is_dir():
+        sys.exit(f"error: --out {out} is a folder; give the CSV file to write")
+    if under_file := next((p for p in out.parents if p.exists() and not p.is_dir()), None):
+        sys.exit(f"error: --out {out} lies under {under_file}, which is a file, not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out.parent).close()
+    except OSError as e:
+        sys.exit(f"error: cannot write --out {out}: {e.strerror or e}")
+
+
 def main(args: CollectArgs) -> None:
+    if not args.runs.exists():
+        sys.exit(f"error: no folder {args.runs}")
+    if not args.runs.is_dir():
+        sys.exit(f"error: {args.runs} is a file; give the folder of run folders (runs/)")
     run_dirs = sorted(p for p in args.runs.iterdir() if p.is_dir() and p.name.count("__") == 3)
     if not run_dirs:
         sys.exit(f"error: no run folders (env__exp__seed__time) in {args.runs}")
+    check_writable(args.out)
     rows = []
     for run_dir in run_dirs:
         env_id, exp_name, seed, _ = run_dir.name.split("__")
@@ -36,11 +58,13 @@ def main(args: CollectArgs) -> None:
             continue
         for event in events.Scalars("eval/episodic_return"):
             rows.append([run_dir.name, env_id, exp_name, seed, event.step, round(event.value, 2)])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["run", "env_id", "exp_name", "seed", "step", "eval_mean"])
-        writer.writerows(rows)
+    try:
+        with atomic_path(args.out) as tmp, tmp.open("w", newline="") as f:  # an earlier CSV stays whole if this fails
+            writer = csv.writer(f)
+            writer.writerow(["run", "env_id", "exp_name", "seed", "step", "eval_mean"])
+            writer.writerows(rows)
+    except OSError as e:  # a full disk, say
+        sys.exit(f"error: cannot write --out {args.out}: {e.strerror or e}")
     print(f"{len(rows)} evaluations of {len({r[0] for r in rows})} runs written to {args.out}")
 
 

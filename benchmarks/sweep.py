@@ -53,13 +53,14 @@ from learning import (
     cpu_name,
     earlier_summary_line,
     fmt,
+    holding,
     plot_seeds,
     run_in_workers,
     run_seed,
     steps_to_threshold,
 )
 
-from sac_v import Args, ConfigError, Evaluation, make_env, validate_args
+from sac_v import Args, ConfigError, Evaluation, make_env, paper_args, validate_args
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]
@@ -67,6 +68,7 @@ METRICS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]
 FIXED_FIELDS = {
     **dict.fromkeys(RUN_MANAGEMENT, "it changes how a run is saved or watched, not what it learns; pass it as a flag"),
     "resume": "a sweep starts every run afresh",
+    "paper": "pass --paper beside --env-id (the paper's settings for the task), then vary its fields",
     "seed": "use --seeds and --first-seed",
     "exp_name": "the sweep names its runs after their setting",
     "env_id": "a sweep runs one env (its threshold and target are per env); pass --env-id",
@@ -329,6 +331,14 @@ def run_ray(jobs: dict[Cell, Args], address: str | None, workers: int, threads: 
         ray.shutdown()
 
 
+def parse_sweep_args(argv: list[str] | None = None) -> SweepArgs:
+    """The command line; with --paper, the paper's settings for the task are the defaults it overrides."""
+    argv = sys.argv[1:] if argv is None else argv
+    first = tyro.cli(SweepArgs, args=[a for a in argv if a not in ("-h", "--help")], default=SweepArgs(train=Args()))
+    train_defaults = paper_args(first.train.env_id) if first.train.paper else Args()
+    return tyro.cli(SweepArgs, args=argv, default=SweepArgs(train=train_defaults))
+
+
 def error_text(error: Exception) -> str:
     cause = getattr(error, "cause", None) or error  # Ray wraps a task's exception in a RayTaskError
     return " ".join(f"{type(cause).__name__}: {cause}".split())
@@ -348,7 +358,7 @@ def main(sweep: SweepArgs, command: str = "") -> None:
         raise ConfigError("--resume continues one run; the sweep starts every run afresh")
     if sweep.ray_address is not None and sweep.backend != "ray":
         raise ConfigError("--ray-address needs --backend ray")
-    check_counts(sweep.seeds, sweep.workers)
+    check_counts(sweep.seeds, sweep.workers, sweep.first_seed, threshold)
     for setting in settings:  # a bad combination is refused before anything runs
         try:
             validate_args(dataclasses.replace(sweep.train, **setting))
@@ -356,7 +366,20 @@ def main(sweep: SweepArgs, command: str = "") -> None:
             raise ConfigError(f"grid setting {label(setting)}: {e}") from None
     make_env(sweep.train.env_id).close()
     out_dir = sweep.out_dir or Path("docs/experiments") / "__".join([sweep.train.env_id, *fields])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with holding(out_dir):
+        run_sweep(sweep, grid, settings, threshold, out_dir, command)
+
+
+def run_sweep(
+    sweep: SweepArgs,
+    grid: dict[str, list[Any]],
+    settings: list[dict[str, Any]],
+    threshold: float,
+    out_dir: Path,
+    command: str,
+) -> None:
+    """The grid's runs not yet finished in out_dir/runs.csv, each from its start; then the summary and plot."""
+    fields = list(grid)
     runs_csv, failures_csv = out_dir / "runs.csv", out_dir / "failures.csv"
     # The grid in another order is the same set of runs.
     same_runs = {field: sorted(grid[field]) for field in sorted(grid)}
@@ -439,7 +462,7 @@ def main(sweep: SweepArgs, command: str = "") -> None:
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill stops the sweep as Ctrl-C does
     try:
-        main(tyro.cli(SweepArgs, default=SweepArgs(train=Args())), command=shlex.join(["python", *sys.argv]))
+        main(parse_sweep_args(), command=shlex.join(["python", *sys.argv]))
     except ConfigError as e:
         sys.exit(f"error: {e}")
     except (KeyboardInterrupt, InterruptError) as e:

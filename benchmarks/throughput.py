@@ -40,7 +40,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sac_v
-from buffer import ReplayBuffer
+from buffer import ReplayBuffer, atomic_path
 
 ENV_ID = "LunarLanderContinuous-v3"
 CONFIGS = (((256, 256), 256), ((200, 200), 200), ((64, 64), 100))  # (hidden sizes, batch size)
@@ -438,18 +438,48 @@ def write_section(path: Path, device: str, table: str, command: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text if text.endswith("\n") else text + "\n")
+    with atomic_path(path) as tmp:  # the other device's section stays whole if this write fails
+        tmp.write_text(text if text.endswith("\n") else text + "\n")
+
+
+def check_args(bench: BenchArgs) -> None:
+    """Refuse, before minutes of measuring, counts that leave nothing to time and an --output that cannot be
+    written."""
+    for flag in ("repeats", "update_steps", "loop_steps", "env_steps"):  # each rate divides by one, or is a median
+        if getattr(bench, flag) < 1:
+            sys.exit(f"error: --{flag.replace('_', '-')} must be at least 1, got {getattr(bench, flag)}")
+    for flag in ("warmup", "pool"):
+        if getattr(bench, flag) < 0:
+            sys.exit(f"error: --{flag} must be 0 or more, got {getattr(bench, flag)}")
+    if bench.threads is not None and bench.threads < 1:
+        sys.exit(f"error: --threads must be at least 1, got {bench.threads}")
+    out = bench.output
+    if out.is_dir():
+        sys.exit(f"error: --output {out} is a folder; give the markdown file to write")
+    if under_file := next((p for p in out.parents if p.exists() and not p.is_dir()), None):
+        sys.exit(f"error: --output {out} lies under {under_file}, which is a file, not a folder")
+    try:
+        if out.exists():  # its other device's section is kept, so it must read back
+            out.read_text()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out.parent).close()
+    except (OSError, UnicodeDecodeError) as e:
+        sys.exit(f"error: cannot write --output {out}: {getattr(e, 'strerror', None) or e}")
 
 
 def main() -> None:
     bench = tyro.cli(BenchArgs)
+    check_args(bench)
     if bench.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda was asked for, but torch sees no CUDA GPU")
     if bench.cold_compile:  # read by inductor at each compile
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="throughput-inductor-")
     table = measure(bench)
     print(table)
-    write_section(bench.output, bench.device, table, "python " + " ".join(sys.argv))
+    try:
+        write_section(bench.output, bench.device, table, "python " + " ".join(sys.argv))
+    except OSError as e:  # a full disk, say: the table above is the measurement
+        sys.exit(f"error: cannot write --output {bench.output}: {e.strerror or e}; the table is printed above")
     print(f"wrote {bench.output}")
 
 

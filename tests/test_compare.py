@@ -1,5 +1,8 @@
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import compare
@@ -29,3 +32,45 @@ def test_compare_takes_the_seeds_every_record_has(tmp_path, capsys):
     )
     compare.main(compare.CompareArgs([tmp_path / "ten", tmp_path / "five"], threshold=0.0, all_seeds=True))
     assert f"| {tmp_path / 'ten'} | 10 | 10 / 10 | 1 | 11.0 ± 5.7 |" in capsys.readouterr().out
+
+
+def write_record(folder: Path, seeds, header: str = "seed,step,eval_mean,eval_std,wall_s", prefix: str = "") -> Path:
+    folder.mkdir()
+    rows = [f"{prefix}{seed},{step},{seed * step},0.0,60.0" for seed in seeds for step in (1, 2)]
+    (folder / "runs.csv").write_text("\n".join([header, *rows]) + "\n")
+    return folder
+
+
+def test_the_table_heads_the_wall_time_column_minutes_per_seed(tmp_path, capsys):
+    compare.main(compare.CompareArgs([write_record(tmp_path / "a", [1])], threshold=0.0))
+    assert capsys.readouterr().out.splitlines()[0].endswith("| last five evals | minutes per seed |")
+
+
+def test_no_folder_given_is_one_line_on_stderr(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compare.py"
+    cmd = [sys.executable, str(script), "--threshold", "0"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", "error: no record folders given\n")
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda tmp: [write_record(tmp / "a", [1]), tmp / "missing"], "error: no runs.csv in {tmp}/missing"),
+        (
+            lambda tmp: [write_record(tmp / "a", [1, 2]), write_record(tmp / "b", [3])],
+            "error: the records share no seed",
+        ),
+        (
+            # a sweep's runs.csv: the same seed once per grid setting, which must not be merged into one curve
+            lambda tmp: [write_record(tmp / "sweep", [1], "reward_scale,seed,step,eval_mean,eval_std,wall_s", "5.0,")],
+            "error: {tmp}/sweep/runs.csv is a sweep's output (grid: reward_scale), not a learning record",
+        ),
+        (lambda tmp: [write_record(tmp / "a", [])], "error: {tmp}/a/runs.csv holds no evaluation"),
+    ],
+    ids=["missing folder", "no common seed", "sweep output", "no evaluation"],
+)
+def test_bad_records_are_refused_in_one_sentence_before_the_table(tmp_path, capsys, make, message):
+    with pytest.raises(SystemExit) as exit_:
+        compare.main(compare.CompareArgs(make(tmp_path), threshold=0.0))
+    assert str(exit_.value.code).startswith(message.format(tmp=tmp_path)) and capsys.readouterr().out == ""

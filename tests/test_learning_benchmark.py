@@ -117,6 +117,49 @@ def test_a_second_benchmark_on_a_folder_in_use_is_refused_before_it_runs_a_seed(
     assert {r["seed"] for r in learning.load_rows(out / "runs.csv")} == {1}
 
 
+def test_a_row_cut_short_by_a_kill_is_dropped_and_its_seed_run_again(tmp_path):
+    runs_csv = tmp_path / "runs.csv"
+    runs_csv.write_text("seed,step,eval_mean,eval_std,wall_s\n1,300,-100.0,1.0,2.0\n2,300,-9")  # seed 2 cut short
+    assert learning.load_rows(runs_csv) == [dict(seed=1, step=300, eval_mean=-100.0, eval_std=1.0, wall_s=2.0)]
+    runs_csv.write_text("seed,step,eval_mean,eval_std,wall_s\n1,300,-100.0,1.0,2.0\n2,300\n")  # fields missing
+    assert [r["seed"] for r in learning.load_rows(runs_csv)] == [1]
+
+
+def test_a_damaged_config_counts_as_other_settings_and_is_rewritten_whole(in_tmp_dir):
+    out = in_tmp_dir / "out"
+    out.mkdir()
+    (out / "runs.csv").write_text("seed,step,eval_mean,eval_std,wall_s\n1,300,-100.0,1.0,2.0\n")
+    (out / "config.json").write_text('{"reward_sc')  # a write cut short
+    with pytest.raises(learning.ConfigError, match="other settings: pass --overwrite"):
+        learning.check_earlier_results(out, {"reward_scale": 5.0}, overwrite=False)
+    learning.check_earlier_results(out, {"reward_scale": 5.0}, overwrite=True)
+    assert json.loads((out / "config.json").read_text()) == {"reward_scale": 5.0}
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]  # no .tmp left
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(first_seed=-1), r"the seeds -1 to 0 must be in \[0, 2\*\*32\)"),
+        (dict(first_seed=2**32 - 1), r"the seeds 4294967295 to 4294967296"),
+        (dict(threshold=float("nan")), "--threshold must be a finite number"),
+    ],
+)
+def test_seeds_and_threshold_no_run_could_use_are_refused_before_anything_is_written(in_tmp_dir, overrides, message):
+    with pytest.raises(learning.ConfigError, match=message):
+        learning.main(dataclasses.replace(bench_args(in_tmp_dir / "out"), **overrides))
+    assert not (in_tmp_dir / "out").exists()
+
+
+@pytest.mark.parametrize("out_dir", ["afile", "afile/sub"])
+def test_an_out_dir_that_cannot_be_a_folder_is_one_sentence(in_tmp_dir, out_dir):
+    (in_tmp_dir / "afile").write_text("")
+    argv = [*flags(tiny_args(total_timesteps=300)), "--seeds", "1", "--workers", "1", "--out-dir", out_dir]
+    result = run_cli("benchmarks/learning.py", *argv, cwd=in_tmp_dir)
+    assert result.returncode == 1 and result.stderr.startswith("error: cannot create the results folder")
+    assert result.stderr.count("\n") == 1
+
+
 def test_steps_to_threshold_is_the_first_evaluation_at_or_above_it():
     rows = [{"step": s, "eval_mean": m} for s, m in [(1, -5.0), (2, 3.0), (3, -1.0), (4, 9.0)]]
     assert learning.steps_to_threshold(rows, 3.0) == 2
@@ -192,6 +235,7 @@ def test_a_signal_to_the_benchmark_alone_stops_its_worker_at_a_checkpoint_and_st
     [checkpoint] = tmp_path.glob("runs/*/sac_v.pt")  # seed 2 never started
     step = torch.load(checkpoint, weights_only=True)["global_step"]
     assert "stopped by SIGTERM at step" in log and f"at step {step}:" in log  # the worker saved at the stop
+    assert "resume with: rerun the benchmark's own command" in log and "sac_v.py --resume" not in log
 
     # the stopped seed goes on from there, in its folder
     more = [*argv, "--total-timesteps", str(step + 30), "--seeds", "1", "--out-dir", "more"]

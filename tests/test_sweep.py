@@ -175,6 +175,26 @@ def test_interrupted_sweep_resumes_without_repeating_or_missing_runs(tmp_path):
         assert len(run_folders(tmp_path / "runs", reward_scale, seed)) == 1
 
 
+def test_paper_gives_the_sweeps_runs_the_papers_settings_and_flags_beside_it_win():
+    sweep_args = sweep.parse_sweep_args(["--paper", "--env-id", "Hopper-v5", "--min-pool", "500", "--grid", "tau=0.01"])
+    assert (sweep_args.train.batch_size, sweep_args.train.policy_lr, sweep_args.train.min_pool) == (256, 3e-4, 500)
+    with pytest.raises(ConfigError, match="--paper knows the paper's MuJoCo tasks"):
+        sweep.parse_sweep_args(["--paper", "--env-id", "Pendulum-v1", "--grid", "tau=0.01"])
+
+
+def test_a_grid_cannot_vary_paper(in_tmp_dir):
+    with pytest.raises(ConfigError, match="--grid cannot vary paper"):
+        sweep.main(sweep_args(in_tmp_dir / "out", "paper=true,false"))
+
+
+def test_a_second_sweep_on_a_folder_in_use_is_refused_before_it_runs(in_tmp_dir):
+    out = in_tmp_dir / "out"
+    out.mkdir()
+    with sweep.holding(out), pytest.raises(ConfigError, match="is in use"):  # as a sweep still running on out would
+        sweep.main(sweep_args(out, "tau=0.01"))
+    assert not (out / "runs.csv").exists() and not list(in_tmp_dir.glob("runs/*"))
+
+
 def test_failing_run_is_recorded_and_the_others_finish(in_tmp_dir):
     out = in_tmp_dir / "out"
     with pytest.raises(SystemExit, match=r"1 run\(s\) failed .* rerun the same command to retry them"):

@@ -82,3 +82,59 @@ def test_without_sb3_the_table_says_its_loop_was_not_measured(tmp_path, monkeypa
     monkeypatch.setattr(throughput, "sb3_installed", lambda: False)
     table = throughput.measure(tiny_bench(tmp_path))
     assert "SB3 SAC |" not in table and "(d) SB3 SAC: not measured, stable-baselines3 is not installed" in table
+
+
+def measuring_must_not_start(bench):
+    raise AssertionError("measuring began before the arguments were checked")
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--output", "{tmp}/outdir"], "error: --output {tmp}/outdir is a folder; give the markdown file to write"),
+        (
+            ["--output", "{tmp}/afile/t.md"],
+            "error: --output {tmp}/afile/t.md lies under {tmp}/afile, which is a file, not a folder",
+        ),
+        (["--repeats", "0"], "error: --repeats must be at least 1, got 0"),
+        (["--update-steps", "0"], "error: --update-steps must be at least 1, got 0"),
+        (["--loop-steps", "-3"], "error: --loop-steps must be at least 1, got -3"),
+    ],
+    ids=["output is a folder", "output under a file", "no repeats", "no update steps", "negative loop steps"],
+)
+def test_bad_arguments_are_refused_in_one_sentence_before_measuring(tmp_path, monkeypatch, flags, message):
+    (tmp_path / "afile").write_text("kept\n")
+    (tmp_path / "outdir").mkdir()
+    argv = ["--no-cold-compile", "--output", str(tmp_path / "t.md"), *(f.format(tmp=tmp_path) for f in flags)]
+    monkeypatch.setattr(sys, "argv", ["throughput.py", *argv])
+    monkeypatch.setattr(throughput, "measure", measuring_must_not_start)
+    with pytest.raises(SystemExit) as exit_:
+        throughput.main()
+    assert exit_.value.code == message.format(tmp=tmp_path)
+    assert (tmp_path / "afile").read_text() == "kept\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "afile",
+        "outdir",
+    ]
+
+
+def test_a_write_that_fails_keeps_the_measured_table_and_the_other_devices_section(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "throughput.md"
+    throughput.write_section(path, "cuda", "cuda table", "cmd")
+    before = path.read_text()
+    write_text = Path.write_text
+
+    def disk_full_halfway(self, data, *args, **kwargs):
+        write_text(self, data[: len(data) // 2], *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full_halfway)
+    monkeypatch.setattr(sys, "argv", ["throughput.py", "--no-cold-compile", "--output", str(path)])
+    monkeypatch.setattr(throughput, "measure", lambda bench: "the measured table")
+    with pytest.raises(SystemExit) as exit_:
+        throughput.main()
+    monkeypatch.undo()
+    assert (
+        exit_.value.code == f"error: cannot write --output {path}: No space left on device; the table is printed above"
+    )
+    assert "the measured table" in capsys.readouterr().out
+    assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["throughput.md"]

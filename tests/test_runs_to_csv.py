@@ -1,0 +1,73 @@
+import csv
+import errno
+import sys
+from pathlib import Path
+
+import pytest
+from torch.utils.tensorboard import SummaryWriter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import runs_to_csv
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    """A runs/ folder with one run that logged two evaluations, as sac_v.py names and writes it."""
+    writer = SummaryWriter(str(tmp_path / "runs" / "Pendulum-v1__probe__1__1700000000"))
+    for step in (100, 200):
+        writer.add_scalar("eval/episodic_return", -step, step)
+    writer.close()
+    return tmp_path / "runs"
+
+
+def logs_must_not_be_read(*args, **kwargs):
+    raise AssertionError("the TensorBoard logs were read before the arguments were checked")
+
+
+@pytest.mark.parametrize(
+    "folder, out, message",
+    [
+        ("missing", "evals.csv", "error: no folder {tmp}/missing"),
+        ("afile", "evals.csv", "error: {tmp}/afile is a file; give the folder of run folders (runs/)"),
+        ("runs", "outdir", "error: --out {tmp}/outdir is a folder; give the CSV file to write"),
+        ("runs", "afile/x.csv", "error: --out {tmp}/afile/x.csv lies under {tmp}/afile, which is a file, not a folder"),
+    ],
+    ids=["missing folder", "file as folder", "out is a folder", "out under a file"],
+)
+def test_bad_paths_are_refused_in_one_sentence_before_the_logs_are_read(
+    tmp_path, runs, monkeypatch, folder, out, message
+):
+    (tmp_path / "afile").write_text("kept\n")
+    (tmp_path / "outdir").mkdir()
+    monkeypatch.setattr(runs_to_csv, "EventAccumulator", logs_must_not_be_read)
+    with pytest.raises(SystemExit) as exit_:
+        runs_to_csv.main(runs_to_csv.CollectArgs(tmp_path / folder, out=tmp_path / out))
+    assert exit_.value.code == message.format(tmp=tmp_path)
+    assert (tmp_path / "afile").read_text() == "kept\n" and list((tmp_path / "outdir").iterdir()) == []
+
+
+def test_a_write_that_fails_leaves_the_earlier_csv_whole(tmp_path, runs, monkeypatch):
+    out = tmp_path / "evals.csv"
+    runs_to_csv.main(runs_to_csv.CollectArgs(runs, out=out))
+    before = out.read_text()
+    assert before.splitlines()[1:] == [
+        "Pendulum-v1__probe__1__1700000000,Pendulum-v1,probe,1,100,-100.0",
+        "Pendulum-v1__probe__1__1700000000,Pendulum-v1,probe,1,200,-200.0",
+    ]
+    real_writer = csv.writer
+
+    class FullDisk:
+        """The header gets written, then the disk is full."""
+
+        def __init__(self, f):
+            self.writer = real_writer(f)
+            self.writerow = self.writer.writerow
+
+        def writerows(self, rows):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runs_to_csv.csv, "writer", FullDisk)
+    with pytest.raises(SystemExit) as exit_:
+        runs_to_csv.main(runs_to_csv.CollectArgs(runs, out=out))
+    assert exit_.value.code == f"error: cannot write --out {out}: No space left on device"
+    assert out.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["evals.csv", "runs"]
