@@ -30,6 +30,7 @@ import itertools
 import os
 import shlex
 import signal
+import socket
 import sys
 import time
 import typing
@@ -298,6 +299,17 @@ def run_local(jobs: dict[Cell, Args], workers: int) -> Iterator[tuple[Cell, Outc
     return run_in_workers(run_seed, {cell: (args,) for cell, args in jobs.items()}, workers)
 
 
+def check_ray_address(address: str) -> None:
+    """Refuse at once a Ray cluster address that nothing answers at: ray.init would wait minutes, silent, first."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():  # "auto", or a form Ray resolves itself
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=10).close()
+    except OSError as e:
+        raise ConfigError(f"cannot connect to the Ray cluster at {address}: {e.strerror or e}") from None
+
+
 def run_ray(jobs: dict[Cell, Args], address: str | None, workers: int, threads: int) -> Iterator[tuple[Cell, Outcome]]:
     """Runs each job as a Ray task and yields each outcome as it arrives."""
     import ray
@@ -352,12 +364,14 @@ def main(sweep: SweepArgs, command: str = "") -> None:
         raise ConfigError(f"no default threshold for {sweep.train.env_id}: pass --threshold")
     if importlib.util.find_spec("matplotlib") is None:
         raise ConfigError('the sweep plots with matplotlib: pip install -e ".[bench]"')
-    if sweep.backend == "ray" and importlib.util.find_spec("ray") is None:
-        raise ConfigError('--backend ray needs Ray: pip install -e ".[ray]"')
     if sweep.train.resume is not None:
         raise ConfigError("--resume continues one run; the sweep starts every run afresh")
     if sweep.ray_address is not None and sweep.backend != "ray":
         raise ConfigError("--ray-address needs --backend ray")
+    if sweep.ray_address is not None:
+        check_ray_address(sweep.ray_address)
+    if sweep.backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError('--backend ray needs Ray: pip install -e ".[ray]"')
     check_counts(sweep.seeds, sweep.workers, sweep.first_seed, threshold)
     for setting in settings:  # a bad combination is refused before anything runs
         try:

@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -228,6 +229,16 @@ def test_ray_backend_without_ray_installed_says_how_to_install_it(in_tmp_dir, mo
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "ray" else find_spec(name))
     with pytest.raises(ConfigError, match=r'--backend ray needs Ray: pip install -e "\.\[ray\]"'):
         sweep.main(sweep_args(in_tmp_dir / "out", "reward_scale=1,5", backend="ray"))
+
+
+def test_ray_address_that_nothing_answers_at_is_refused_at_once_before_anything_is_written(in_tmp_dir):
+    with socket.socket() as closed:  # a port of this machine that no one listens on
+        closed.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{closed.getsockname()[1]}"
+    start = time.time()
+    with pytest.raises(ConfigError, match=f"cannot connect to the Ray cluster at {address}: Connection refused"):
+        sweep.main(sweep_args(in_tmp_dir / "out", "tau=0.01", backend="ray", ray_address=address))
+    assert time.time() - start < 10 and not (in_tmp_dir / "out").exists()
 
 
 def test_ray_backend_finishes_every_run_on_a_local_ray_instance(in_tmp_dir):
