@@ -640,8 +640,8 @@ def start_run(
         obs = replay_episode(env, run.rb, run.episode)
     elif saved_rb is not None:
         length = checkpoint["episode"]["length"]
-        print(f"note: the episode in progress ({length} steps) is longer than the buffer: the resumed run starts a")
-        print("new one, so it is not an exact continuation")
+        note = f"the episode in progress ({length} steps) is longer than the buffer: the resumed run starts a new one"
+        print(f"note: {note}, so it is not an exact continuation")
     set_rng_states(checkpoint["rng"], env.action_space)
     run.evaluations = [Evaluation(*e) for e in checkpoint["evaluations"]]
     run.wall_s, run.saved_step = checkpoint["wall_s"], run.step
