@@ -440,7 +440,7 @@ def resolve_device(name: str) -> torch.device:
 
 def flag_value(value: object) -> str:
     """A flag's value as it is typed: (256, 256) as 256 256."""
-    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    return " ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def resume_command(checkpoint: Path) -> str:
@@ -729,7 +729,7 @@ def check_spaces(checkpoint: dict[str, Any], env: gym.Env, env_id: str) -> None:
 def check_resumable(checkpoint: dict[str, Any], args: Args) -> None:
     """A resumed run continues the same experiment: same env, same networks, more steps."""
     saved, step, version = checkpoint["args"], checkpoint["global_step"], checkpoint["format_version"]
-    sizes = " ".join(map(str, saved["hidden_sizes"]))
+    sizes = flag_value(saved["hidden_sizes"])
     checks = [
         (version == CHECKPOINT_VERSION, f"has checkpoint format {version}, older than a resume needs; evaluate it"),
         (

@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -92,6 +92,7 @@ PUBLISHED = {
     "Hopper-v5": "CleanRL 2 310 ± 343, SB3 zoo 2 326, SAC v2 paper about 3 250",
     "Walker2d-v5": "CleanRL 3 591 ± 911, SB3 zoo 3 863, SAC v2 paper about 4 800",
 }
+T = TypeVar("T")
 CSV_FIELDS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]
 RUN_MANAGEMENT = ("resume", "save_buffer", "capture_video", "threads")  # how a run is kept or run, not what it learns
 
@@ -560,12 +561,17 @@ def holding(out_dir: Path) -> contextlib.AbstractContextManager:
     return lock_folder(out_dir, in_use) or contextlib.nullcontext()
 
 
-def parse_bench_args(argv: list[str] | None = None) -> BenchArgs:
-    """The command line; with --paper, the paper's settings for the task are the defaults it overrides."""
+def parse_with_paper(cls: type[T], argv: list[str] | None = None) -> T:
+    """The command line of a tool whose `train` field holds sac_v's flags; with --paper, the paper's settings for the
+    task are the defaults it overrides."""
     argv = sys.argv[1:] if argv is None else argv
-    first = tyro.cli(BenchArgs, args=[a for a in argv if a not in ("-h", "--help")], default=BenchArgs(train=Args()))
+    first = tyro.cli(cls, args=[a for a in argv if a not in ("-h", "--help")], default=cls(train=Args()))
     train_defaults = paper_args(first.train.env_id) if first.train.paper else Args()
-    return tyro.cli(BenchArgs, args=argv, default=BenchArgs(train=train_defaults))
+    return tyro.cli(cls, args=argv, default=cls(train=train_defaults))
+
+
+def parse_bench_args(argv: list[str] | None = None) -> BenchArgs:
+    return parse_with_paper(BenchArgs, argv)
 
 
 if __name__ == "__main__":

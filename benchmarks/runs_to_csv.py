@@ -28,17 +28,17 @@ class CollectArgs:
     """the CSV to write"""
 
 
-def check_writable(out: Path) -> None:
-    """Refuse an --out that cannot be written before the logs are read, which takes a while for many runs."""
+def check_writable(out: Path, flag: str = "--out", kind: str = "CSV file") -> None:
+    """Refuse an output file that cannot be written before the slow part (reading the logs, measuring) starts."""
     if out.is_dir():
-        sys.exit(f"error: --out {out} is a folder; give the CSV file to write")
+        sys.exit(f"error: {flag} {out} is a folder; give the {kind} to write")
     if under_file := next((p for p in out.parents if p.exists() and not p.is_dir()), None):
-        sys.exit(f"error: --out {out} lies under {under_file}, which is a file, not a folder")
+        sys.exit(f"error: {flag} {out} lies under {under_file}, which is a file, not a folder")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out.parent).close()
     except OSError as e:
-        sys.exit(f"error: cannot write --out {out}: {e.strerror or e}")
+        sys.exit(f"error: cannot write {flag} {out}: {e.strerror or e}")
 
 
 def main(args: CollectArgs) -> None:

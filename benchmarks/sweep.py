@@ -55,13 +55,14 @@ from learning import (
     earlier_summary_line,
     fmt,
     holding,
+    parse_with_paper,
     plot_seeds,
     run_in_workers,
     run_seed,
     steps_to_threshold,
 )
 
-from sac_v import Args, ConfigError, Evaluation, make_env, paper_args, validate_args
+from sac_v import Args, ConfigError, Evaluation, make_env, validate_args
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]
@@ -344,11 +345,7 @@ def run_ray(jobs: dict[Cell, Args], address: str | None, workers: int, threads: 
 
 
 def parse_sweep_args(argv: list[str] | None = None) -> SweepArgs:
-    """The command line; with --paper, the paper's settings for the task are the defaults it overrides."""
-    argv = sys.argv[1:] if argv is None else argv
-    first = tyro.cli(SweepArgs, args=[a for a in argv if a not in ("-h", "--help")], default=SweepArgs(train=Args()))
-    train_defaults = paper_args(first.train.env_id) if first.train.paper else Args()
-    return tyro.cli(SweepArgs, args=argv, default=SweepArgs(train=train_defaults))
+    return parse_with_paper(SweepArgs, argv)
 
 
 def error_text(error: Exception) -> str:

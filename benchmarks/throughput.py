@@ -39,6 +39,8 @@ import tyro
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from runs_to_csv import check_writable
+
 import sac_v
 from buffer import ReplayBuffer, atomic_path
 
@@ -453,18 +455,12 @@ def check_args(bench: BenchArgs) -> None:
             sys.exit(f"error: --{flag} must be 0 or more, got {getattr(bench, flag)}")
     if bench.threads is not None and bench.threads < 1:
         sys.exit(f"error: --threads must be at least 1, got {bench.threads}")
-    out = bench.output
-    if out.is_dir():
-        sys.exit(f"error: --output {out} is a folder; give the markdown file to write")
-    if under_file := next((p for p in out.parents if p.exists() and not p.is_dir()), None):
-        sys.exit(f"error: --output {out} lies under {under_file}, which is a file, not a folder")
+    check_writable(bench.output, "--output", "markdown file")
     try:
-        if out.exists():  # its other device's section is kept, so it must read back
-            out.read_text()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out.parent).close()
+        if bench.output.exists():  # its other device's section is kept, so it must read back
+            bench.output.read_text()
     except (OSError, UnicodeDecodeError) as e:
-        sys.exit(f"error: cannot write --output {out}: {getattr(e, 'strerror', None) or e}")
+        sys.exit(f"error: cannot write --output {bench.output}: {getattr(e, 'strerror', None) or e}")
 
 
 def main() -> None:
