@@ -325,7 +325,9 @@ def main() -> None:
         result = train(*parse_args())
     except (ConfigError, DivergenceError) as e:
         sys.exit(f"error: {e}")
-    except (MemoryError, torch.OutOfMemoryError):  # the replay buffer's arrays, or the GPU
+    except (MemoryError, RuntimeError) as e:  # the replay buffer's arrays, torch's CPU allocator, or the GPU
+        if not isinstance(e, (MemoryError, torch.OutOfMemoryError)) and "can't allocate memory" not in str(e):
+            raise
         sys.exit("error: not enough memory for this run; lower --buffer-size (or --hidden-sizes, --batch-size)")
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once; the last checkpoint is intact
         sys.exit(130)
@@ -620,7 +622,8 @@ def start_run(
     episode = {"seed": args.seed, "rng": env.np_random.bit_generator.state, "length": 0, "return": 0.0}
     obs, _ = env.reset(seed=args.seed)
     if args.resume is None:
-        run_dir = new_run_dir(Path("runs") / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
+        env_name = args.env_id.replace("/", "-")  # a namespaced id (ns/Env-v0) names one folder, not two
+        run_dir = new_run_dir(Path("runs") / f"{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}")
         lock = lock_folder(run_dir, RUN_IN_USE)
         return Run(args, env, networks, optimizers, rb, run_dir / "sac_v.pt", episode, lock=lock), obs
     checkpoint = checkpoint or load_checkpoint(args.resume)

@@ -76,6 +76,14 @@ def test_buffer_too_large_for_memory_is_one_sentence(in_tmp_dir):
     )
 
 
+def test_networks_too_large_for_memory_are_one_sentence(in_tmp_dir):
+    """torch's CPU allocator raises a RuntimeError, not a MemoryError, for a layer of 4e14 bytes."""
+    result = run_cli("sac_v.py", "--env-id", "Pendulum-v1", "--hidden-sizes", "10000000", "10000000", cwd=in_tmp_dir)
+    assert result.returncode == 1 and result.stderr == (
+        "error: not enough memory for this run; lower --buffer-size (or --hidden-sizes, --batch-size)\n"
+    )
+
+
 def test_unwritable_runs_folder_is_one_sentence(in_tmp_dir, monkeypatch):
     """As root, chmod does not stop a write, so the refusal is mocked: mkdir raises as on a read-only folder."""
 

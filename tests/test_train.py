@@ -12,6 +12,17 @@ from sac_v import Args, ConfigError, parse_args, train
 from tests.helpers import run_cli, tiny_args
 
 
+def test_namespaced_env_id_names_one_run_folder(in_tmp_dir):
+    gym.register(
+        "sacvtest/Pendulum-v1", entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv", max_episode_steps=50
+    )
+    try:
+        result = train(tiny_args(env_id="sacvtest/Pendulum-v1", total_timesteps=200, eval_every=200))
+    finally:
+        del gym.registry["sacvtest/Pendulum-v1"]
+    assert result.run_dir.parent == Path("runs") and result.run_dir.name.startswith("sacvtest-Pendulum-v1__sac_v__1__")
+
+
 def test_short_run_takes_gradient_steps_logs_and_checkpoints(in_tmp_dir):
     result = train(tiny_args())
     assert result.run_dir.parent == Path("runs")
