@@ -69,7 +69,7 @@ class Args:
     capture_video: bool = False  # record each evaluation's first episode to videos/<run>/
     # Long runs and speed
     resume: Path | None = None  # continue a checkpoint's run (or a run folder's) in place; its flags are the defaults
-    save_buffer: Literal["auto", "always", "never"] = "auto"  # with each checkpoint (exact resume); auto: under 1 GB
+    save_buffer: Literal["auto", "always", "never"] = "auto"  # save the buffer with each checkpoint; auto: under 1 GB
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where the networks live; auto picks CUDA when available
     threads: int = 1  # torch CPU threads; at 1, runs side by side share the cores (docs/benchmarks/threads.md)
     compile: bool = False  # torch.compile the gradient step and the action sampler
