@@ -278,10 +278,7 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None) -> TrainResult:
     # A new run folder, or a resumed run as it stopped: weights, buffer, random streams, the episode in progress.
     run, obs = start_run(args, checkpoint, env, networks, optimizers, rb)
     rb = run.rb  # a resumed run's buffer, saved with its checkpoint
-    opts = tuple(optimizers.values())
-    gradient_step = functools.partial(
-        update, actor=actor, qf=qf, vf=vf, vf_target=vf_target, optimizers=opts, args=args
-    )
+    gradient_step = functools.partial(update, **networks, optimizers=tuple(optimizers.values()), args=args)
     gradient_step, sample_action = fast_paths(gradient_step, actor.get_action, args)  # --compile, --cudagraphs
     with stop_signals() as stop_requests, run:
         for global_step in range(run.step + 1, args.total_timesteps + 1):
