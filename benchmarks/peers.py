@@ -45,6 +45,7 @@ import torch
 import tyro
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import learning
@@ -196,6 +197,7 @@ def train_seed(train: Args, settings: dict[str, Any], seed: int) -> tuple[SAC, l
     """One seed: SB3's SAC learning train.total_timesteps env steps, evaluated under sac_v's protocol."""
     model = make_model(settings, train.env_id, seed)
     callback = ProtocolEvaluation(train, seed)
+    model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's own makes an empty tempdir/SB3-<time> per seed
     model.learn(train.total_timesteps, callback=callback)
     return model, callback.evaluations
 

@@ -3,6 +3,7 @@
 import csv
 import dataclasses
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,14 @@ def test_the_last_evaluation_is_the_final_deterministic_policy_on_the_protocols_
 def test_sac_v_defaults_fixes_the_entropy_coefficient_at_alpha_over_reward_scale(trained):
     _, model, _ = trained
     assert (model.ent_coef_optimizer, model.ent_coef_tensor.item()) == (None, 0.5 / 4.0)
+
+
+def test_a_seed_leaves_nothing_in_the_temp_folder(tmp_path, monkeypatch):
+    """SB3 makes an empty tempdir/SB3-<time> folder at each learn() that is not given a logger."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    train = dataclasses.replace(peer_train_args("sac-v-defaults"), total_timesteps=150)
+    peers.train_seed(train, peers.sb3_settings("sac-v-defaults", train), seed=1)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_sac_v_defaults_takes_sac_v_networks_batch_pool_buffer_and_learning_rate():
