@@ -1,3 +1,5 @@
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -55,7 +57,8 @@ def test_actions_lie_within_bounds():
     assert (deterministic >= 0).all() and (deterministic <= 3).all()
 
 
-def test_log_std_is_clamped():
+def test_log_std_is_clamped_to_the_specs_bounds_and_untouched_within_them():
+    assert (Actor.LOG_STD_MIN, Actor.LOG_STD_MAX) == (-20.0, 2.0)
     actor = make_actor(-1.0, 1.0)
     with torch.no_grad():
         actor.log_std.bias.fill_(50.0)
@@ -63,6 +66,24 @@ def test_log_std_is_clamped():
     with torch.no_grad():
         actor.log_std.bias.fill_(-50.0)
     assert actor(torch.randn(4, 4))[1].min().item() == Actor.LOG_STD_MIN
+    with torch.no_grad():
+        actor.log_std.weight.zero_()
+        actor.log_std.bias.fill_(-10.0)
+    assert (actor(torch.randn(4, 4))[1] == -10.0).all()
+
+
+def test_sampled_actions_are_a_squashed_gaussian_of_the_heads_mean_and_std():
+    """u = μ + σε with ε ~ N(0, I): the log-density test alone would pass for any noise, as it is exact for any u."""
+    actor = make_actor(-2.0, 2.0, act_dim=1)
+    with torch.no_grad():
+        for head, value in ((actor.mean, 0.3), (actor.log_std, math.log(0.5))):
+            head.weight.zero_()
+            head.bias.fill_(value)
+        action, _, _ = actor.get_action(torch.zeros(20_000, 4))
+    u = torch.atanh((action / 2).clamp(-1 + 1e-6, 1 - 1e-6))
+    assert u.mean().item() == pytest.approx(0.3, abs=0.02)
+    assert u.std().item() == pytest.approx(0.5, rel=0.03)
+    assert abs(((u - 0.3) / 0.5).pow(3).mean().item()) < 0.1, "symmetric, as a Gaussian is"
 
 
 def test_gradients_reach_mean_and_log_std_heads():

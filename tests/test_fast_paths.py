@@ -20,9 +20,12 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 
 
 def take_steps(step, batch: tuple, seed: int = 7) -> list[dict[str, torch.Tensor]]:
-    """STEPS gradient steps on the same batch; the losses of each, copied out of whatever tensors hold them."""
+    """STEPS gradient steps, each on a batch of its own (a CUDA graph must read each call's inputs); the losses of
+    each, copied out of whatever tensors hold them."""
     torch.manual_seed(seed)
-    return [{name: value.clone() for name, value in step(batch).items()} for _ in range(STEPS)]
+    obs, actions, rewards, next_obs, terminated = batch
+    batches = [(obs * (1 + 0.1 * i), actions, rewards + i, next_obs, terminated) for i in range(STEPS)]
+    return [{name: value.clone() for name, value in step(b).items()} for b in batches]
 
 
 def assert_same_steps(nets: dict, other: dict, stats: list, other_stats: list) -> None:
@@ -89,6 +92,15 @@ def test_cuda_graphed_update_gives_the_losses_and_parameters_of_eager(flags):
         graphed_stats = take_steps(stepper(graphed_nets, args), batch)
     plain_stats = take_steps(stepper(nets, Args(reward_scale=2.0, device="cuda", bf16=flags.get("bf16", False))), batch)
     assert_same_steps(nets, graphed_nets, plain_stats, graphed_stats)
+
+
+@CUDA
+def test_cuda_graphed_function_computes_on_each_calls_inputs():
+    """After recording, each replay first copies the call's inputs, tensors and tuples of them, into the graph's."""
+    graphed = CudaGraphed(lambda x, pair: x * 2 + pair[0] - pair[1], warmup=1)
+    for value in (1.0, 2.0, 3.0, 4.0):  # a warm-up call, the recording, then replays
+        x = torch.full((3,), value, device="cuda")
+        assert graphed(x, (x + 1, x - 1))[0].item() == 2 * value + 2
 
 
 def test_cudagraphs_on_cpu_is_refused_in_one_line():

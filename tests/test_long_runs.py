@@ -1,5 +1,7 @@
 """Long runs: resume, stopping on a signal, atomic saves, the divergence guard."""
 
+import io
+import random
 import re
 import shlex
 import signal
@@ -90,6 +92,19 @@ def split_run(tmp_path_factory) -> SplitRun:
             for run in (full, stopped, resumed)
         ]
     return SplitRun(absolute[0], absolute[1], stopped_checkpoint, stopped_buffer, absolute[2])
+
+
+def test_rng_snapshot_in_a_checkpoint_restores_every_random_stream():
+    """Python's, numpy's and torch's global streams (an env or wrapper may draw from them) and the action space's,
+    through torch.save and a weights_only load, as a checkpoint stores them."""
+    space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    space.seed(0)
+    saved = io.BytesIO()
+    torch.save(sac_v.rng_states(space), saved)
+    draws = (random.random(), np.random.rand(), torch.rand(1).item(), space.sample().tolist())
+    saved.seek(0)
+    sac_v.set_rng_states(torch.load(saved, weights_only=True), space)
+    assert (random.random(), np.random.rand(), torch.rand(1).item(), space.sample().tolist()) == draws
 
 
 def test_run_stopped_and_resumed_twice_ends_bit_identical_to_an_uninterrupted_one(split_run):

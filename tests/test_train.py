@@ -8,7 +8,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import sac_v
-from sac_v import Args, ConfigError, parse_args, train
+from sac_v import Actor, Args, ConfigError, evaluate, make_env, parse_args, train
 from tests.helpers import run_cli, tiny_args
 
 
@@ -21,6 +21,43 @@ def test_namespaced_env_id_names_one_run_folder(in_tmp_dir):
     finally:
         del gym.registry["sacvtest/Pendulum-v1"]
     assert result.run_dir.parent == Path("runs") and result.run_dir.name.startswith("sacvtest-Pendulum-v1__sac_v__1__")
+
+
+def test_evaluation_episode_i_is_seeded_seed_plus_i_and_acts_with_tanh_of_the_mean():
+    env = make_env("Pendulum-v1")
+    torch.manual_seed(0)
+    actor = Actor(env.observation_space, env.action_space, (8,))
+    both = evaluate(actor, env, 2, seed=3)
+    assert both[1] == evaluate(actor, env, 1, seed=4)[0] and both[0] != both[1]
+    # deterministic: the same return whatever torch's random state, which a sampled action would draw from
+    torch.manual_seed(1)
+    assert evaluate(actor, env, 1, seed=3)[0] == both[0] != evaluate(actor, env, 1, seed=3, deterministic=False)[0]
+
+
+def test_training_evaluates_on_episode_seeds_apart_from_the_training_seed(in_tmp_dir, monkeypatch):
+    """seed + 10 000, as peers.py evaluates SB3: both envs never replay an episode the run trained on."""
+    seeds, real_evaluate = [], sac_v.evaluate
+    monkeypatch.setattr(
+        sac_v, "evaluate", lambda *a, seed, **k: seeds.append(seed) or real_evaluate(*a, seed=seed, **k)
+    )
+    train(tiny_args(seed=3, total_timesteps=200, eval_every=100))
+    assert seeds == [10_003, 10_003]
+
+
+def test_the_first_min_pool_actions_are_random_then_each_action_is_sampled_from_the_policy(in_tmp_dir, monkeypatch):
+    """Steps 1 to min_pool act uniformly at random; from then on a ~ π(·|s), sampled (SAC explores so), not tanh(μ)."""
+    drawn, real_fast_paths = [], sac_v.fast_paths
+
+    def recording_fast_paths(step, sample_action, args):
+        step, sample_action = real_fast_paths(step, sample_action, args)
+        return step, lambda obs: drawn.append(sample_action(obs)) or drawn[-1]
+
+    monkeypatch.setattr(sac_v, "fast_paths", recording_fast_paths)
+    rb = train(tiny_args(total_timesteps=110, min_pool=100, eval_every=110)).buffer
+    assert len(drawn) == 10
+    for i, (sampled, _, deterministic) in enumerate(drawn):
+        np.testing.assert_array_equal(rb.actions[100 + i], sampled[0].numpy())
+        assert not np.array_equal(rb.actions[100 + i], deterministic[0].numpy())
 
 
 def test_short_run_takes_gradient_steps_logs_and_checkpoints(in_tmp_dir):

@@ -1,11 +1,13 @@
 import copy
+import math
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from sac_v import Actor, Args, SoftQNetwork, SoftVNetwork, sac_v_losses, update
+import sac_v
+from sac_v import Actor, Args, SoftQNetwork, SoftVNetwork, StackedLinear, sac_v_losses, update
 
 OBS_SPACE = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 ACT_SPACE = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)
@@ -141,16 +143,55 @@ def test_policy_loss_leaves_critic_parameters_untouched():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in nets["actor"].parameters())
 
 
-def test_policy_loss_uses_the_minimum_of_both_critics():
+@pytest.mark.parametrize("higher", [0, 1])
+def test_policy_loss_is_alpha_log_pi_minus_the_minimum_of_both_critics(higher):
+    """Eq. 12 with the twin minimum, whichever critic is the lower one, and the entropy term at α ≠ 0."""
     nets, batch = make_nets(), make_batch()
     with torch.no_grad():
-        nets["qf"].net[-1].bias[1].add_(100.0)  # Q2 is now far above Q1: the minimum is Q1
-    result = losses(nets, batch, alpha=0.0, seed=5)
+        nets["qf"].net[-1].bias[higher].add_(100.0)  # one critic far above the other: the minimum is the other
+    result = losses(nets, batch, alpha=0.5, seed=5)
     torch.manual_seed(5)
-    pi_actions, _, _ = nets["actor"].get_action(batch[0])
+    pi_actions, log_pi, _ = nets["actor"].get_action(batch[0])
     with torch.no_grad():
-        expected = -critics(nets)[0](batch[0], pi_actions).mean()
+        expected = (0.5 * log_pi - critics(nets)[1 - higher](batch[0], pi_actions)).mean()
     assert result["actor_loss"].item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+def test_each_critic_and_v_regress_on_their_targets_with_half_the_squared_error():
+    """Eq. 8 for Q1 and for Q2, each on its own output at the buffer's (s, a); Eq. 5 for V on a fresh action."""
+    nets, batch = make_nets(), make_batch()
+    obs, actions, rewards, next_obs, terminated = batch
+    result = losses(nets, batch, reward_scale=2.0, alpha=0.5, seed=5)
+    qf1, qf2 = critics(nets)
+    with torch.no_grad():
+        q_target = 2.0 * rewards + 0.99 * (1 - terminated) * nets["vf_target"](next_obs)
+        torch.manual_seed(5)  # the same noise the losses drew
+        pi_actions, log_pi, _ = nets["actor"].get_action(obs)
+        v_target = torch.min(qf1(obs, pi_actions), qf2(obs, pi_actions)) - 0.5 * log_pi
+        assert not torch.allclose(qf1(obs, actions), qf2(obs, actions)), "two independent critics"
+        for name, critic in (("qf1_loss", qf1), ("qf2_loss", qf2)):
+            torch.testing.assert_close(result[name], 0.5 * ((critic(obs, actions) - q_target) ** 2).mean())
+        torch.testing.assert_close(result["v_loss"], 0.5 * ((nets["vf"](obs) - v_target) ** 2).mean())
+
+
+def test_the_actor_adam_takes_policy_lr_and_the_critics_and_v_adams_critic_lr():
+    nets = make_nets()
+    optimizers = sac_v.make_optimizers(nets["actor"], nets["qf"], nets["vf"], Args(policy_lr=1e-4, critic_lr=2e-4))
+    owners = {"actor_optimizer": ("actor", 1e-4), "q_optimizer": ("qf", 2e-4), "v_optimizer": ("vf", 2e-4)}
+    for name, (net, lr) in owners.items():
+        (group,) = optimizers[name].param_groups
+        assert group["lr"] == lr and [id(p) for p in group["params"]] == [id(p) for p in nets[net].parameters()]
+
+
+def test_each_stacked_critic_layer_starts_as_an_independent_nn_linear():
+    """nn.Linear's init, U(-1/sqrt(in), 1/sqrt(in)), for the weights and biases of each of the two critics."""
+    torch.manual_seed(0)
+    layer = StackedLinear(2, 400, 300)
+    bound = 1 / math.sqrt(400)
+    for tensor in (layer.weight, layer.bias):
+        assert tensor.abs().max().item() <= bound
+        assert tensor.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)  # the std of U(-b, b)
+    assert not torch.equal(layer.weight[0], layer.weight[1])
 
 
 def test_v_target_network_moves_exactly_tau_toward_v():
