@@ -729,13 +729,10 @@ def check_spaces(checkpoint: dict[str, Any], env: gym.Env, env_id: str) -> None:
 def check_resumable(checkpoint: dict[str, Any], args: Args) -> None:
     """A resumed run continues the same experiment: same env, same networks, more steps."""
     saved, step, version = checkpoint["args"], checkpoint["global_step"], checkpoint["format_version"]
-    sizes = flag_value(saved["hidden_sizes"])
+    sizes, env_id = flag_value(saved["hidden_sizes"]), saved["env_id"]
     checks = [
         (version == CHECKPOINT_VERSION, f"has checkpoint format {version}, older than a resume needs; evaluate it"),
-        (
-            saved["env_id"] == args.env_id,
-            f"was trained on {saved['env_id']}, not {args.env_id}; a resumed run keeps it",
-        ),
+        (env_id == args.env_id, f"was trained on {env_id}, not {args.env_id}; a resumed run keeps it"),
         (tuple(saved["hidden_sizes"]) == args.hidden_sizes, f"has --hidden-sizes {sizes}; a resumed run keeps them"),
         (saved["seed"] == args.seed, f"has --seed {saved['seed']}; a resumed run keeps it"),
         (step < args.total_timesteps, f"is already at step {step}; pass a --total-timesteps above it to go on"),
