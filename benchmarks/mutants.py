@@ -1,0 +1,320 @@
+"""Mutation check of the test suite: does a test fail when a piece of the algorithm is broken?
+
+    python benchmarks/mutants.py                  # every mutant: about 5 minutes on a 2-core CPU
+    python benchmarks/mutants.py --only M19 M20   # some of them
+
+Each mutant is one small change to sac_v.py or buffer.py that breaks what the spec asks for: the twin minimum turned
+into a maximum, Q2 trained on Q1's output, V̄ left in place, exploration with tanh(μ), a random stream not restored on
+resume, and so on. In a copy of the repository, each mutant in turn is applied and the tests that should catch it run
+(then, if they all pass, the whole set of files below); a mutant that every test passes is a gap in the suite. First
+the unmutated copy must pass them all. Prints a table; exits 1 if a mutant survives or no longer applies (the code it
+changes has changed: update its strings here). tests/test_mutants.py checks that every mutant still applies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import tyro
+
+ROOT = Path(__file__).resolve().parents[1]
+UPDATE, ACTOR, BUFFER, TRAIN = (
+    "tests/test_update.py",
+    "tests/test_actor.py",
+    "tests/test_buffer.py",
+    "tests/test_train.py",
+)
+LONG_RUNS, FAST_PATHS = "tests/test_long_runs.py", "tests/test_fast_paths.py"
+EVERY_FILE = (UPDATE, ACTOR, BUFFER, TRAIN, LONG_RUNS, FAST_PATHS, "tests/test_faults.py", "tests/test_eval.py")
+
+
+class Mutant(NamedTuple):
+    name: str
+    what: str  # what the change breaks
+    old: str  # replaced once: it must occur exactly once in the file
+    new: str
+    test_file: str  # where the test that should catch it is
+    path: str = "sac_v.py"  # the file it changes
+    cuda: bool = False  # only a CUDA test can catch it
+
+
+MUTANTS = [
+    # The actor: Appendix C, Eq. 21, and the spec's bounds of log σ.
+    Mutant(
+        "M01",
+        "log π without tanh's log-Jacobian",
+        "log_prob - (2 * (math.log(2)",
+        "log_prob - 0 * (2 * (math.log(2)",
+        ACTOR,
+    ),
+    Mutant(
+        "M02", "log π without the rescale's log-Jacobian", "log_prob - self.action_scale.log().sum()", "log_prob", ACTOR
+    ),
+    Mutant(
+        "M03", "log π without the Gaussian's constant", "- log_std - 0.5 * math.log(2 * math.pi)", "- log_std", ACTOR
+    ),
+    Mutant(
+        "M04",
+        "log π averaged over action dimensions",
+        "math.log(2 * math.pi)).sum(-1)",
+        "math.log(2 * math.pi)).mean(-1)",
+        ACTOR,
+    ),
+    Mutant(
+        "M05",
+        "log σ clamped at -5, not -20",
+        "LOG_STD_MIN, LOG_STD_MAX = -20.0,",
+        "LOG_STD_MIN, LOG_STD_MAX = -5.0,",
+        ACTOR,
+    ),
+    Mutant(
+        "M06",
+        "actions not shifted into the env's bounds",
+        "self.action_scale + self.action_bias",
+        "self.action_scale",
+        ACTOR,
+    ),
+    Mutant("M07", "uniform noise, not Gaussian", "torch.randn_like(mean)", "torch.rand_like(mean)", ACTOR),
+    Mutant("M08", "log σ taken for σ", "mean + log_std.exp() * eps", "mean + log_std * eps", ACTOR),
+    Mutant(
+        "M40",
+        "critics initialised U(-1/in, 1/in)",
+        "bound = 1 / math.sqrt(in_features)",
+        "bound = 1 / in_features",
+        UPDATE,
+    ),
+    # The losses: Eqs. 5, 8 and 12.
+    Mutant("M09", "the twin maximum, not minimum", "torch.min(qf1_pi, qf2_pi)", "torch.max(qf1_pi, qf2_pi)", UPDATE),
+    Mutant(
+        "M10",
+        "V's target from Q1 alone",
+        "(min_q_pi - alpha * log_pi).detach()",
+        "(qf1_pi - alpha * log_pi).detach()",
+        UPDATE,
+    ),
+    Mutant(
+        "M11",
+        "the policy loss on Q1 alone",
+        "(alpha * log_pi - min_q_pi).mean()",
+        "(alpha * log_pi - qf1_pi).mean()",
+        UPDATE,
+    ),
+    Mutant(
+        "M12",
+        "V's target not cut from autograd",
+        "(min_q_pi - alpha * log_pi).detach()",
+        "(min_q_pi - alpha * log_pi)",
+        UPDATE,
+    ),
+    Mutant(
+        "M13",
+        "the policy's gradient reaching θ1, θ2",
+        "{name: p.detach() for name, p in qf.named_parameters()}",
+        "dict(qf.named_parameters())",
+        UPDATE,
+    ),
+    Mutant("M14", "the Q target without the reward scale", "reward_scale * rewards + gamma", "rewards + gamma", UPDATE),
+    Mutant("M15", "the Q target without γ", "rewards + gamma * (1 - terminated)", "rewards + (1 - terminated)", UPDATE),
+    Mutant(
+        "M16",
+        "bootstrapping past a terminal state",
+        "gamma * (1 - terminated) * vf_target",
+        "gamma * vf_target",
+        UPDATE,
+    ),
+    Mutant(
+        "M17",
+        "the Q target from V, not V̄",
+        "(1 - terminated) * vf_target(next_obs)",
+        "(1 - terminated) * vf(next_obs)",
+        UPDATE,
+    ),
+    Mutant("M18", "V's loss without ½", "v_loss = 0.5 * F.mse_loss", "v_loss = F.mse_loss", UPDATE),
+    Mutant(
+        "M19",
+        "Q2 trained on Q1's output",
+        "F.mse_loss(qf2_values, q_target)",
+        "F.mse_loss(qf1_values, q_target)",
+        UPDATE,
+    ),
+    Mutant(
+        "M20", "the policy loss without entropy", "(alpha * log_pi - min_q_pi).mean()", "(-min_q_pi).mean()", UPDATE
+    ),
+    # The update and the optimizers.
+    Mutant(
+        "M21", "V̄ moved by 1 - τ", "list(vf.parameters()), args.tau)", "list(vf.parameters()), 1 - args.tau)", UPDATE
+    ),
+    Mutant("M22", "V̄ never moved", "list(vf.parameters()), args.tau)", "list(vf.parameters()), 0.0)", UPDATE),
+    Mutant("M23", "the actor's gradient dropped", "total.backward()", "total.backward(); actor.zero_grad()", UPDATE),
+    Mutant(
+        "M24", "V's Adam never stepping", "optimizer.step()", "optimizer is optimizers[-1] or optimizer.step()", UPDATE
+    ),
+    Mutant("M25", "the actor at the critics' learning rate", "lr=args.policy_lr", "lr=args.critic_lr", UPDATE),
+    Mutant("M26", "V's Adam given the critics' parameters", "Adam(vf.parameters()", "Adam(qf.parameters()", UPDATE),
+    # Evaluation and the training loop (Algorithm 1).
+    Mutant(
+        "M27",
+        "evaluation sampling, not tanh(μ)",
+        "action = actor.squash(actor(obs_t)[0]) if",
+        "action = actor.get_action(obs_t)[0] if",
+        TRAIN,
+    ),
+    Mutant(
+        "M28", "every evaluation episode on one seed", "env.reset(seed=seed + episode)", "env.reset(seed=seed)", TRAIN
+    ),
+    Mutant("M49", "evaluation on the training seed", "seed=args.seed + 10_000)", "seed=args.seed)", TRAIN),
+    Mutant(
+        "M29",
+        "one random step more than --min-pool",
+        "if len(rb) < args.min_pool:",
+        "if len(rb) <= args.min_pool:",
+        TRAIN,
+    ),
+    Mutant(
+        "M30",
+        "the first gradient step a step late",
+        "if len(rb) >= args.min_pool:",
+        "if len(rb) > args.min_pool:",
+        TRAIN,
+    ),
+    Mutant("M31", "--gradient-steps ignored", "range(args.gradient_steps)", "range(1)", TRAIN),
+    Mutant(
+        "M32", "a time limit stored as terminal", "next_obs, terminated)", "next_obs, terminated or truncated)", TRAIN
+    ),
+    Mutant("M33", "s stored for s'", "float(reward), next_obs,", "float(reward), obs,", TRAIN),
+    Mutant(
+        "M34",
+        "exploration with tanh(μ), not a sample",
+        "sample_action(obs_t)[0][0]",
+        "sample_action(obs_t)[2][0]",
+        TRAIN,
+    ),
+    Mutant("M47", "V̄ not starting as a copy of V", "vf_target.load_state_dict(vf.state_dict())", "None", TRAIN),
+    # The replay buffer.
+    Mutant(
+        "M35",
+        "the newest slot never sampled",
+        "integers(0, self.size,",
+        "integers(0, self.size - 1,",
+        BUFFER,
+        "buffer.py",
+    ),
+    Mutant("M36", "the ring one slot short", "% self.capacity", "% max(self.capacity - 1, 1)", BUFFER, "buffer.py"),
+    Mutant("M37", "additions miscounted", "self.added += 1", "self.added = self.size", BUFFER, "buffer.py"),
+    Mutant("M38", "a loaded buffer's sampler not restored", "rb.rng.bit_generator.state =", "_ =", BUFFER, "buffer.py"),
+    Mutant(
+        "M39",
+        "a loaded full ring's write position wrong",
+        "rb.pos = rb.added % rb.capacity",
+        "rb.pos = rb.size % rb.capacity",
+        BUFFER,
+        "buffer.py",
+    ),
+    # Exact resume.
+    Mutant("M41", "numpy's global stream not restored", 'np.random.set_state(states["numpy"])', "None", LONG_RUNS),
+    Mutant("M42", "torch's stream not restored", 'torch.set_rng_state(states["torch"])', "None", LONG_RUNS),
+    Mutant("M43", "the action space's stream not restored", '.state = states["action_space"]', "_ = None", LONG_RUNS),
+    Mutant(
+        "M44",
+        "the episode in progress not replayed",
+        "obs = replay_episode(env, run.rb, run.episode)",
+        "obs = env.reset()[0]",
+        LONG_RUNS,
+    ),
+    Mutant("M45", "Adam's moments not restored", '"state": checkpoint[name]["state"]', '"state": {}', LONG_RUNS),
+    Mutant(
+        "M46",
+        "the episode's env stream not restored",
+        'env.np_random.bit_generator.state = episode["rng"]',
+        "None",
+        LONG_RUNS,
+    ),
+    Mutant("M50", "Python's stream not restored", 'random.setstate(states["python"])', "None", LONG_RUNS),
+    # Speed paths.
+    Mutant(
+        "M48",
+        "a CUDA graph replaying its first inputs",
+        "static_input.copy_(x, non_blocking=True)",
+        "None",
+        FAST_PATHS,
+        cuda=True,
+    ),
+]
+
+
+@dataclasses.dataclass
+class MutantArgs:
+    only: tuple[str, ...] = ()
+    """the names of the mutants to run (default: all)"""
+
+
+def check_applies(mutant: Mutant, root: Path = ROOT) -> str | None:
+    """None, or why the mutant no longer applies to the file under root."""
+    count = (root / mutant.path).read_text().count(mutant.old)
+    return None if count == 1 else f"its code occurs {count} times in {mutant.path}, not once"
+
+
+def copy_repository(to: Path) -> Path:
+    """The code and tests, without runs, videos, docs or git history."""
+    for name in ("sac_v.py", "buffer.py", "sac_v_eval.py", "pyproject.toml"):
+        shutil.copy2(ROOT / name, to / name)
+    for folder in ("tests", "benchmarks"):
+        shutil.copytree(ROOT / folder, to / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return to
+
+
+def passes(root: Path, test_files: tuple[str, ...]) -> bool:
+    """Whether pytest passes these test files in root (one torch thread, stopping at the first failure)."""
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *test_files]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(command, cwd=root, env=env, capture_output=True).returncode == 0
+
+
+def run_mutant(mutant: Mutant, root: Path, every_file: tuple[str, ...] = EVERY_FILE) -> str:
+    """'killed', 'survived', 'no longer applies: ...' or 'skipped (needs CUDA)', restoring the file afterwards."""
+    if (why := check_applies(mutant, root)) is not None:
+        return f"no longer applies: {why}"
+    if mutant.cuda and not torch.cuda.is_available():
+        return "skipped (needs CUDA)"
+    path = root / mutant.path
+    original = path.read_text()
+    path.write_text(original.replace(mutant.old, mutant.new))
+    try:
+        survived = passes(root, (mutant.test_file,)) and passes(root, every_file)
+    finally:
+        path.write_text(original)
+    return "survived" if survived else "killed"
+
+
+def main(args: MutantArgs) -> int:
+    unknown = set(args.only) - {m.name for m in MUTANTS}
+    if unknown:
+        sys.exit(f"error: no mutant named {', '.join(sorted(unknown))}; they are M01 to M50")
+    mutants = [m for m in MUTANTS if not args.only or m.name in args.only]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = copy_repository(Path(tmp))
+        print(f"the unmutated code against {len(EVERY_FILE)} test files ...", flush=True)
+        if not passes(root, EVERY_FILE):
+            sys.exit("error: the tests fail without any mutant; fix them first (pytest " + " ".join(EVERY_FILE) + ")")
+        print("| mutant | what it breaks | result | seconds |\n| --- | --- | --- | ---: |", flush=True)
+        results = []
+        for mutant in mutants:
+            start = time.time()
+            results.append(run_mutant(mutant, root))
+            print(f"| {mutant.name} | {mutant.what} | {results[-1]} | {time.time() - start:.0f} |", flush=True)
+    counts = {r: results.count(r) for r in dict.fromkeys(results)}
+    print(f"{len(results)} mutants: " + ", ".join(f"{n} {r}" for r, n in counts.items()))
+    return 0 if all(r == "killed" or r.startswith("skipped") for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(tyro.cli(MutantArgs)))
