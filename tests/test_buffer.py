@@ -134,3 +134,15 @@ def test_save_that_fails_mid_write_keeps_the_previous_file_and_leaves_no_partial
     assert [p.name for p in tmp_path.iterdir()] == ["rb.npz"]
     monkeypatch.undo()
     assert ReplayBuffer.load(tmp_path / "rb.npz").added == 3
+
+
+def test_a_buffer_whose_counters_disagree_with_its_transitions_is_refused(tmp_path):
+    rb = ReplayBuffer(3, 2, 10, seed=0)
+    for i in range(3):
+        rb.add(np.full(3, i), np.zeros(2), 0.0, np.zeros(3), False)
+    rb.save(tmp_path / "rb.npz")
+    with np.load(tmp_path / "rb.npz") as data:
+        arrays = dict(data)
+    np.savez_compressed(tmp_path / "rb.npz", **(arrays | {"added": np.array(5)}))  # 3 transitions, counted 5
+    with pytest.raises(ValueError, match="holds 3 transitions, but its counters say 5"):
+        ReplayBuffer.load(tmp_path / "rb.npz")

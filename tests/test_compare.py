@@ -74,3 +74,12 @@ def test_bad_records_are_refused_in_one_sentence_before_the_table(tmp_path, caps
     with pytest.raises(SystemExit) as exit_:
         compare.main(compare.CompareArgs(make(tmp_path), threshold=0.0))
     assert str(exit_.value.code).startswith(message.format(tmp=tmp_path)) and capsys.readouterr().out == ""
+
+
+def test_compare_reports_the_median_over_seeds_of_each_seeds_final_wall_time(tmp_path):
+    # final wall times 10, 20 and 60 minutes: the median is 20 (the mean would be 30, the first rows' 1)
+    lines = ["seed,step,eval_mean,eval_std,wall_s"]
+    for seed, last in ((1, 600), (2, 1200), (3, 3600)):
+        lines += [f"{seed},1,0.0,0.0,60.0", f"{seed},2,0.0,0.0,{last}.0"]
+    (tmp_path / "runs.csv").write_text("\n".join(lines) + "\n")
+    assert compare.row(tmp_path, 1.0).endswith("| 20.0 |")

@@ -187,3 +187,11 @@ def test_cli_list_defaults_to_runs_in_the_current_folder(runs):
 def test_folder_without_checkpoints_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"no sac_v\.pt checkpoint under"):
         evaluate_checkpoint(EvalArgs(tmp_path))
+
+
+def test_env_whose_upper_action_bound_alone_differs_is_refused(checkpoint):
+    data = torch.load(checkpoint, weights_only=True)
+    data["actor"]["action_bias"] = data["actor"]["action_bias"] + 1  # as if trained on actions in [-2, 4]
+    data["actor"]["action_scale"] = data["actor"]["action_scale"] + 1
+    with pytest.raises(ConfigError, match=r"acts within low \[-2.0\], high \[4.0\]"):
+        sac_v.check_spaces(data, sac_v.make_env("Pendulum-v1"), "Pendulum-v1")

@@ -291,3 +291,84 @@ def test_mujoco_summaries_hold_the_300k_target_and_only_for_300k_runs():
     assert lines[-1] == "- final eval mean ≥ 2500: 2300.0, **missed** by 200"
     assert not any("within" in line for line in lines), "no share-of-seeds target for the MuJoCo tasks"
     assert learning.target_lines("Hopper-v5", 2500, 1_000_000, np.array([np.inf]), np.array([3000.0])) == []
+
+
+SUMMARY_ROWS = [  # eval_mean per seed at steps 5 000, 10 000, 15 000 and 20 000; the threshold is -200
+    *[(1, s, m) for s, m in zip((5000, 10000, 15000, 20000), (-300.0, -150.0, -100.0, -90.0), strict=True)],
+    *[(2, s, m) for s, m in zip((5000, 10000, 15000, 20000), (-300.0, -300.0, -190.0, -180.0), strict=True)],
+    *[(3, s, m) for s, m in zip((5000, 10000, 15000, 20000), (-100.0, -300.0, -300.0, -300.0), strict=True)],
+    *[(4, s, m) for s, m in zip((5000, 10000, 15000, 20000), (-400.0, -350.0, -300.0, -250.0), strict=True)],
+]
+
+
+def test_summary_counts_solved_seeds_and_takes_median_iqr_finals_and_bests_of_the_right_values(tmp_path):
+    rows = [dict(seed=seed, step=step, eval_mean=m, eval_std=0.0, wall_s=step / 100) for seed, step, m in SUMMARY_ROWS]
+    bench = learning.BenchArgs(train=tiny_args(total_timesteps=20_000, eval_every=5000), threshold=-200.0)
+    learning.write_summary(rows, bench, -200.0, "hw", tmp_path, "abc")
+    lines = (tmp_path / "summary.md").read_text().splitlines()
+    # steps to -200: seed 1 10 000, seed 2 15 000, seed 3 5 000 (then it falls back), seed 4 never
+    assert "- seeds that reached the threshold: **3 / 4**" in lines
+    assert "- seeds that reached it within 10,000 env steps: **2 / 4**" in lines  # Pendulum's target: 10 000
+    # {5 000, 10 000, 15 000, ∞}: quartiles taken from the values themselves, not interpolated
+    assert "- median env steps to threshold: **10,000** (IQR 5,000 – 15,000; unreached seeds count as ∞)" in lines
+    finals = np.array([-90.0, -180.0, -300.0, -250.0])
+    assert f"- final eval mean over seeds: **{finals.mean():.1f}** ± {finals.std():.1f} (std across seeds)" in lines
+    assert "| 3 | 5,000 | -300.0 | -100.0 | 3.3 | 100 |" in lines  # final -300, best -100
+    assert "| 4 | not reached | -250.0 | -250.0 | 3.3 | 100 |" in lines
+
+
+def write_runs_csv(path: Path, rows) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(learning.CSV_FIELDS)
+        writer.writerows(rows)
+
+
+def test_finished_rows_keeps_only_the_seeds_that_reached_the_last_step(tmp_path):
+    runs_csv = tmp_path / "runs.csv"
+    # seed 2's rows stop at step 150: its second row never got written (a kill between two rows)
+    write_runs_csv(runs_csv, [(1, 150, -1.0, 0.0, 1.0), (1, 300, -2.0, 0.0, 2.0), (2, 150, -3.0, 0.0, 1.0)])
+    assert [(r["seed"], r["step"]) for r in learning.finished_rows(runs_csv, 300)] == [(1, 150), (1, 300)]
+
+
+@pytest.mark.parametrize(
+    "last_line",
+    ["2,300,-90.0,1.0,2", "2,300,-9,1.0,2.0,7\n"],
+    ids=["cut within its last field, so no newline", "more fields than the header"],
+)
+def test_a_damaged_row_is_dropped(tmp_path, last_line):
+    runs_csv = tmp_path / "runs.csv"
+    runs_csv.write_text("seed,step,eval_mean,eval_std,wall_s\n1,300,-100.0,1.0,2.0\n" + last_line)
+    assert [r["seed"] for r in learning.load_rows(runs_csv)] == [1]
+
+
+def test_results_without_their_config_count_as_other_settings(tmp_path):
+    write_runs_csv(tmp_path / "runs.csv", [(1, 300, -100.0, 1.0, 2.0)])
+    with pytest.raises(learning.ConfigError, match="other settings"):
+        learning.check_earlier_results(tmp_path, {"reward_scale": 5.0}, overwrite=False)
+
+
+def bench_config(args: Args) -> dict:
+    return {k: v for k, v in dataclasses.asdict(args).items() if k not in ("seed", *learning.RUN_MANAGEMENT)}
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["found in name order", "found in reverse order"])
+def test_the_resumed_checkpoint_is_the_most_advanced_in_whatever_order_they_are_found(in_tmp_dir, monkeypatch, reverse):
+    args = tiny_args(total_timesteps=300, eval_every=50, exp_name="bench")
+    for steps in (50, 150, 100):
+        train(dataclasses.replace(args, total_timesteps=steps))
+    real_glob = Path.glob
+    monkeypatch.setattr(Path, "glob", lambda self, pattern: iter(sorted(real_glob(self, pattern), reverse=reverse)))
+    found = learning.resumable_checkpoint(args, bench_config(args))
+    assert found is not None and torch.load(found, weights_only=True)["global_step"] == 150
+
+
+def test_a_finished_run_is_not_resumed_for_an_unfinished_seed(in_tmp_dir):
+    """A seed whose run ended but whose rows were lost (a kill mid-append) runs again: --resume would refuse it."""
+    args = tiny_args(total_timesteps=100, eval_every=100, exp_name="bench")
+    train(args)
+    assert learning.resumable_checkpoint(args, bench_config(args)) is None
+
+
+def test_the_last_seeds_below_two_to_the_32_are_accepted():
+    learning.check_counts(2, 1, 2**32 - 2)  # seeds 4294967294 and 4294967295

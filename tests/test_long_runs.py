@@ -430,3 +430,80 @@ def test_cli_resume_reads_the_checkpoint_once(run_copy, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["sac_v.py", "--resume", str(run_copy), "--total-timesteps", "200"])
     sac_v.main()
     assert [Path(path) for path in reads].count(run_copy) == 1
+
+
+def test_divergence_before_any_checkpoint_says_so(in_tmp_dir):
+    with pytest.raises(DivergenceError, match=r"qf1_loss is nan at step 200, before any checkpoint; try a lower"):
+        train(tiny_args(env_id="NanReward-v0", eval_every=400))  # the first checkpoint would be at step 400
+
+
+def test_a_run_that_diverged_releases_its_folder_even_while_its_error_is_held(in_tmp_dir):
+    """The error's traceback keeps train's frame, and its Run, alive: the folder must be released when the run ends,
+    not when the garbage is collected, or a notebook or worker that holds the error cannot resume the run."""
+    with pytest.raises(DivergenceError) as error:
+        train(tiny_args(env_id="NanReward-v0", eval_every=100))
+    [run_dir] = in_tmp_dir.glob("runs/*")
+    assert error.value.__traceback__ is not None  # still held here
+    sac_v.lock_folder(run_dir, sac_v.RUN_IN_USE).close()
+
+
+def test_resume_restores_the_last_training_return_and_the_training_time(in_tmp_dir):
+    first = train(tiny_args(total_timesteps=250, eval_every=250))  # one 200-step episode finished
+    before = torch.load(first.checkpoint, weights_only=True)
+    assert np.isfinite(before["train_return"])
+    resumed = train(tiny_args(total_timesteps=260, resume=first.checkpoint))  # no episode ends in steps 251-260
+    after = torch.load(resumed.checkpoint, weights_only=True)
+    assert after["train_return"] == before["train_return"]
+    assert after["wall_s"] > before["wall_s"]  # the clock goes on from the earlier processes' time
+    assert [e.step for e in resumed.evaluations] == [250, 260]
+    assert resumed.evaluations[1].wall_s > resumed.evaluations[0].wall_s
+
+
+def test_resume_continues_an_episode_as_long_as_the_buffer_holds_exactly(in_tmp_dir, capsys):
+    first = train(tiny_args(total_timesteps=30, eval_every=30))  # 30 steps into the first episode, all in the buffer
+    assert torch.load(first.checkpoint, weights_only=True)["episode"]["length"] == len(first.buffer) == 30
+    capsys.readouterr()
+    resumed = train(tiny_args(total_timesteps=40, resume=first.checkpoint))
+    assert "not an exact continuation" not in capsys.readouterr().out
+    assert torch.load(resumed.checkpoint, weights_only=True)["episode"]["length"] == 40
+
+
+def test_a_buffer_left_beside_a_checkpoint_saved_without_one_is_not_read(in_tmp_dir, capsys):
+    """A crash between the checkpoint's replace and the stale buffer's unlink (save_checkpoint) leaves this pair."""
+    first = train(tiny_args(total_timesteps=150, eval_every=150, save_buffer="never"))
+    stale = ReplayBuffer(3, 1, 10_000)
+    stale.add(np.zeros(3), np.zeros(1), 0.0, np.zeros(3), False)
+    stale.save(sac_v.buffer_path(first.checkpoint))
+    capsys.readouterr()
+    resumed = train(tiny_args(total_timesteps=200, eval_every=50, resume=first.checkpoint))
+    assert "no replay buffer" in capsys.readouterr().out
+    assert len(resumed.buffer) == 50
+
+
+def test_resume_warns_when_the_env_does_not_replay_its_episode_exactly(in_tmp_dir, capsys):
+    first = train(tiny_args(total_timesteps=30, eval_every=30))
+    path = sac_v.buffer_path(first.checkpoint)
+    rb = ReplayBuffer.load(path)
+    rb.next_obs[29] += 1.0  # as if the env had reached another state: a non-deterministic env
+    rb.save(path)
+    capsys.readouterr()
+    train(tiny_args(total_timesteps=40, resume=first.checkpoint))
+    assert "did not replay its episode exactly" in capsys.readouterr().out
+
+
+def test_a_second_signal_goes_to_the_previous_handler_and_the_handlers_are_restored():
+    calls = []
+
+    def previous_handler(signum, frame):
+        calls.append(signum)
+
+    before = signal.signal(signal.SIGTERM, previous_handler)
+    try:
+        with sac_v.stop_signals() as received:
+            signal.raise_signal(signal.SIGTERM)
+            assert (received, calls) == ([signal.SIGTERM], [])
+            signal.raise_signal(signal.SIGTERM)  # a second one stops at once (Ctrl-C twice)
+            assert (received, calls) == ([signal.SIGTERM], [signal.SIGTERM])
+        assert signal.getsignal(signal.SIGTERM) is previous_handler
+    finally:
+        signal.signal(signal.SIGTERM, before)

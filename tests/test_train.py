@@ -1,4 +1,5 @@
 import dataclasses
+import threading
 from pathlib import Path
 
 import gymnasium as gym
@@ -8,7 +9,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import sac_v
-from sac_v import Actor, Args, ConfigError, evaluate, make_env, parse_args, train
+from sac_v import Actor, Args, ConfigError, evaluate, make_env, parse_args, train, validate_args
 from tests.helpers import run_cli, tiny_args
 
 
@@ -170,7 +171,27 @@ BAD_ARGS = [
     (dict(tau=1.5), "--tau"),
     (dict(gamma=-0.1), "--gamma"),
     (dict(gamma=1.01), "--gamma"),
+    (dict(seed=2**32), r"--seed must be in \[0, 2\*\*32\)"),  # numpy's seed would raise a traceback on it
+    (dict(seed=-1), r"--seed must be in \[0, 2\*\*32\)"),
+    (dict(hidden_sizes=()), "--hidden-sizes needs positive widths"),
 ]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(seed=0),
+        dict(seed=2**32 - 1),
+        dict(tau=1.0),  # V̄ copied from V at each step
+        dict(gamma=1.0),
+        dict(alpha=0.0),  # no entropy term
+        dict(min_pool=32, batch_size=32),  # learning starts as soon as one batch fits
+        dict(min_pool=10_000, buffer_size=10_000),
+    ],
+    ids=lambda overrides: ", ".join(f"{k}={v}" for k, v in overrides.items()),
+)
+def test_flags_at_the_edge_of_their_range_are_accepted(overrides):
+    validate_args(tiny_args(**overrides))
 
 
 @pytest.mark.parametrize(("overrides", "message"), BAD_ARGS)
@@ -267,3 +288,20 @@ def test_paper_run_on_a_mujoco_task_takes_gradient_steps_and_prints_its_settings
     banner = capsys.readouterr().out
     assert "--paper: --reward-scale 5.0 --min-pool 200 --total-timesteps 300" in banner
     assert "--hidden-sizes 32 32 " in banner  # as typed, so the line can be pasted
+
+
+def test_train_runs_in_a_thread_other_than_the_main_one(in_tmp_dir):
+    """Only the main thread can take signals: elsewhere (a notebook's or a server's worker thread) train runs without
+    them."""
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(train(tiny_args(total_timesteps=200, eval_every=200)))
+        except Exception as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert errors == [] and [e.step for e in results[0].evaluations] == [200]
