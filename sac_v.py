@@ -442,6 +442,11 @@ def flag_value(value: object) -> str:
     return " ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
+def path_name(env_id: str) -> str:
+    """An env id as one file or folder name: a namespaced id, ns/Env-v0, as ns-Env-v0."""
+    return env_id.replace("/", "-")
+
+
 def resume_command(checkpoint: Path) -> str:
     """The command that resumes a run, ready to paste here: this script's path from here, paths quoted."""
     script = __file__
@@ -619,8 +624,8 @@ def start_run(
     episode = {"seed": args.seed, "rng": env.np_random.bit_generator.state, "length": 0, "return": 0.0}
     obs, _ = env.reset(seed=args.seed)
     if args.resume is None:
-        env_name = args.env_id.replace("/", "-")  # a namespaced id (ns/Env-v0) names one folder, not two
-        run_dir = new_run_dir(Path("runs") / f"{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}")
+        name = f"{path_name(args.env_id)}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        run_dir = new_run_dir(Path("runs") / name)
         lock = lock_folder(run_dir, RUN_IN_USE)
         return Run(args, env, networks, optimizers, rb, run_dir / "sac_v.pt", episode, lock=lock), obs
     checkpoint = checkpoint or load_checkpoint(args.resume)

@@ -8,7 +8,6 @@ deterministic action tanh(μ) by default, and prints each episode's return and t
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -16,7 +15,18 @@ import numpy as np
 import torch
 import tyro
 
-from sac_v import Actor, ConfigError, check_spaces, evaluate, load_checkpoint, make_env, record_video
+from sac_v import (
+    Actor,
+    Args,
+    ConfigError,
+    check_spaces,
+    evaluate,
+    load_checkpoint,
+    make_env,
+    path_name,
+    record_video,
+    validate_args,
+)
 
 
 @dataclasses.dataclass
@@ -69,10 +79,7 @@ def evaluate_checkpoint(args: EvalArgs) -> np.ndarray:
     """Run the checkpoint's policy for args.episodes episodes, print the returns, and return them."""
     if args.episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {args.episodes}")
-    if not 0 <= args.seed < 2**32:
-        raise ConfigError(f"--seed must be in [0, 2**32), got {args.seed}")
-    if args.capture_video and not importlib.util.find_spec("moviepy"):
-        raise ConfigError('--capture-video needs pip install -e ".[video]"')
+    validate_args(Args(seed=args.seed, capture_video=args.capture_video))  # training's checks of the two flags
     path = args.checkpoint
     if path.is_dir():
         path = find_checkpoints(path)[-1]
@@ -83,8 +90,7 @@ def evaluate_checkpoint(args: EvalArgs) -> np.ndarray:
     check_spaces(checkpoint, env, env_id)
     policy = "stochastic" if args.stochastic else "deterministic"
     if args.capture_video:  # named for all that sets the episodes, so that another evaluation writes other files
-        step, env_name = checkpoint.get("global_step", "?"), env_id.replace("/", "-")
-        name = f"{path.stem}-step-{step}-{env_name}-{policy}-seed-{args.seed}"
+        name = f"{path.stem}-step-{checkpoint.get('global_step', '?')}-{path_name(env_id)}-{policy}-seed-{args.seed}"
         env = record_video(env, Path("videos") / path.parent.name, name)
     actor = Actor(env.observation_space, env.action_space, checkpoint["args"]["hidden_sizes"])
     try:

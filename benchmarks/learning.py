@@ -53,6 +53,7 @@ from sac_v import (
     lock_folder,
     make_env,
     paper_args,
+    path_name,
     train,
     validate_args,
 )
@@ -121,7 +122,7 @@ def resumable_checkpoint(args: Args, config: dict[str, Any]) -> Path | None:
     length), or None."""
     wanted = json.loads(json.dumps({k: v for k, v in config.items() if k not in ("total_timesteps", "exp_name")}))
     best, best_step = None, 0
-    for path in Path("runs").glob(f"{args.env_id.replace('/', '-')}__bench__{args.seed}__*/sac_v.pt"):
+    for path in Path("runs").glob(f"{path_name(args.env_id)}__bench__{args.seed}__*/sac_v.pt"):
         try:
             saved = load_checkpoint(path)
         except ConfigError as e:

@@ -13,6 +13,7 @@ changes has changed: update its strings here). tests/test_mutants.py checks that
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import shutil
@@ -311,8 +312,7 @@ def main(args: MutantArgs) -> int:
             start = time.time()
             results.append(run_mutant(mutant, root))
             print(f"| {mutant.name} | {mutant.what} | {results[-1]} | {time.time() - start:.0f} |", flush=True)
-    counts = {r: results.count(r) for r in dict.fromkeys(results)}
-    print(f"{len(results)} mutants: " + ", ".join(f"{n} {r}" for r, n in counts.items()))
+    print(f"{len(results)} mutants: " + ", ".join(f"{n} {r}" for r, n in collections.Counter(results).items()))
     return 0 if all(r == "killed" or r.startswith("skipped") for r in results) else 1
 
 
