@@ -101,7 +101,7 @@ RUN_MANAGEMENT = ("resume", "save_buffer", "capture_video", "threads")  # how a 
 @dataclasses.dataclass
 class BenchArgs:
     train: tyro.conf.OmitArgPrefixes[Args]
-    """the sac_v settings shared by every seed (its --seed is replaced by the benchmark's seeds)"""
+    """the sac_v settings shared by every seed (each run's --seed and --exp-name are the benchmark's)"""
     seeds: int = 10
     """number of seeds: first-seed, first-seed + 1, ..."""
     first_seed: int = 1
@@ -479,6 +479,14 @@ def check_counts(seeds: int, workers: int, first_seed: int = 1, threshold: float
         raise ConfigError(f"--threshold must be a finite number, got {threshold}")
 
 
+def check_run_flags(train: Args, names_runs: str) -> None:
+    """Refuse --seed and --exp-name, which a benchmark sets for each of its runs, rather than ignore them."""
+    if train.seed != Args.seed:
+        raise ConfigError(f"--seed is set for each run from --first-seed and --seeds; pass --first-seed {train.seed}")
+    if train.exp_name != Args.exp_name:
+        raise ConfigError(f"--exp-name is set for each run: {names_runs}")
+
+
 def main(bench: BenchArgs) -> None:
     threshold = bench.threshold if bench.threshold is not None else THRESHOLDS.get(bench.train.env_id)
     if threshold is None:
@@ -487,6 +495,7 @@ def main(bench: BenchArgs) -> None:
         raise ConfigError('the learning benchmark plots with matplotlib: pip install -e ".[bench]"')
     validate_args(bench.train)
     check_counts(bench.seeds, bench.workers, bench.first_seed, threshold)
+    check_run_flags(bench.train, "the benchmark's runs are runs/<env>__bench__<seed>__<time>")
     if bench.train.resume is not None:
         raise ConfigError("--resume continues one run; the benchmark continues its unfinished seeds by itself")
     make_env(bench.train.env_id).close()

@@ -5,10 +5,11 @@
 
 Each mutant is one small change to sac_v.py or buffer.py that breaks what the spec asks for: the twin minimum turned
 into a maximum, Q2 trained on Q1's output, V̄ left in place, exploration with tanh(μ), a random stream not restored on
-resume, and so on. In a copy of the repository, each mutant in turn is applied and the tests that should catch it run
-(then, if they all pass, the whole set of files below); a mutant that every test passes is a gap in the suite. First
-the unmutated copy must pass them all. Prints a table; exits 1 if a mutant survives or no longer applies (the code it
-changes has changed: update its strings here). tests/test_mutants.py checks that every mutant still applies.
+resume, a flag at the edge of its range refused, a signal handler not restored, and so on. In a copy of the repository,
+each mutant in turn is applied and the tests that should catch it run (then, if they all pass, the whole set of files
+below); a mutant that every test passes is a gap in the suite. First the unmutated copy must pass them all. Prints a
+table; exits 1 if a mutant survives or no longer applies (the code it changes has changed: update its strings here).
+tests/test_mutants.py checks that every mutant still applies.
 """
 
 from __future__ import annotations
@@ -240,6 +241,78 @@ MUTANTS = [
         LONG_RUNS,
     ),
     Mutant("M50", "Python's stream not restored", 'random.setstate(states["python"])', "None", LONG_RUNS),
+    # The long-run machinery (the second audit's): flags at the edges of their ranges, what a resume restores, the
+    # run folder, signals, a saved buffer's counters.
+    Mutant("M51", "seed 0 refused", "0 <= args.seed < 2**32", "0 < args.seed < 2**32", TRAIN),
+    Mutant("M52", "seed 2³² − 1 refused", "0 <= args.seed < 2**32", "0 <= args.seed < 2**32 - 1", TRAIN),
+    Mutant("M53", "τ = 1 refused", "0 < args.tau <= 1", "0 < args.tau < 1", TRAIN),
+    Mutant("M54", "γ = 1 refused", "0 <= args.gamma <= 1", "0 <= args.gamma < 1", TRAIN),
+    Mutant("M55", "α = 0 refused", "args.alpha >= 0", "args.alpha > 0", TRAIN),
+    Mutant(
+        "M56",
+        "a min pool of one batch refused",
+        "args.min_pool >= args.batch_size",
+        "args.min_pool > args.batch_size",
+        TRAIN,
+    ),
+    Mutant(
+        "M57",
+        "a min pool filling the buffer refused",
+        "args.min_pool <= args.buffer_size",
+        "args.min_pool < args.buffer_size",
+        TRAIN,
+    ),
+    Mutant("M58", "train refused off the main thread", " if main_thread else {}", "", TRAIN),
+    Mutant(
+        "M59",
+        "a policy for other upper action bounds accepted",
+        "np.allclose(bias + scale, high)",
+        "True",
+        "tests/test_eval.py",
+    ),
+    Mutant(
+        "M60", "divergence before any checkpoint sent to one", "if self.saved_step is None:", "if False:", LONG_RUNS
+    ),
+    Mutant("M61", "the run folder kept locked after the run", "self.lock.close()  # releases", "None  #", LONG_RUNS),
+    Mutant(
+        "M62",
+        "the last training return not restored",
+        'run.train_return = checkpoint["train_return"]',
+        'run.train_return = float("nan")',
+        LONG_RUNS,
+    ),
+    Mutant("M63", "the training time not restored", 'checkpoint["wall_s"], run.step', "0.0, run.step", LONG_RUNS),
+    Mutant(
+        "M64",
+        "an episode as long as the buffer not replayed",
+        'if checkpoint["episode"]["length"] <= len(run.rb):',
+        'if checkpoint["episode"]["length"] < len(run.rb):',
+        LONG_RUNS,
+    ),
+    Mutant(
+        "M65",
+        "a stale buffer read beside a checkpoint saved without one",
+        'if checkpoint["buffer_added"] is None or not path.is_file():',
+        "if not path.is_file():",
+        LONG_RUNS,
+    ),
+    Mutant(
+        "M66",
+        "a replay that differs not reported",
+        "if not np.array_equal(np.asarray(obs, np.float32), rb.next_obs[i]):",
+        "if False:",
+        LONG_RUNS,
+    ),
+    Mutant("M67", "a second signal not passed on", "signal.signal(signum, previous[signum])", "None", LONG_RUNS),
+    Mutant("M68", "the signal handlers not restored", "signal.signal(signum, handler)", "None", LONG_RUNS),
+    Mutant(
+        "M69",
+        "a buffer whose counters disagree accepted",
+        "if rb.size != min(rb.added, rb.capacity):",
+        "if False:",
+        BUFFER,
+        path="buffer.py",
+    ),
     # Speed paths.
     Mutant(
         "M48",
@@ -299,7 +372,7 @@ def run_mutant(mutant: Mutant, root: Path, every_file: tuple[str, ...] = EVERY_F
 def main(args: MutantArgs) -> int:
     unknown = set(args.only) - {m.name for m in MUTANTS}
     if unknown:
-        sys.exit(f"error: no mutant named {', '.join(sorted(unknown))}; they are M01 to M50")
+        sys.exit(f"error: no mutant named {', '.join(sorted(unknown))}; they are M01 to {max(m.name for m in MUTANTS)}")
     mutants = [m for m in MUTANTS if not args.only or m.name in args.only]
     with tempfile.TemporaryDirectory() as tmp:
         root = copy_repository(Path(tmp))

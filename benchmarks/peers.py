@@ -295,6 +295,7 @@ def main(peer: PeerArgs) -> None:
         raise ConfigError('the peer benchmark plots with matplotlib: pip install -e ".[peers]"')
     validate_args(train)
     learning.check_counts(peer.seeds, peer.workers, peer.first_seed, threshold)
+    learning.check_run_flags(train, "SB3's runs keep no run folder")
     check_flags(train, peer.setting)
     make_env(train.env_id).close()
     settings = sb3_settings(peer.setting, train)

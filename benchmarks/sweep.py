@@ -51,6 +51,7 @@ from learning import (
     by_seed,
     check_counts,
     check_earlier_results,
+    check_run_flags,
     cpu_name,
     earlier_summary_line,
     fmt,
@@ -90,7 +91,8 @@ Cell = tuple[tuple[Any, ...], int]  # (the setting's grid values, seed): one run
 @dataclasses.dataclass
 class SweepArgs:
     train: tyro.conf.OmitArgPrefixes[Args]
-    """the sac_v settings shared by every run (the grid overrides its fields; --seed is replaced by the seeds)"""
+    """the sac_v settings shared by every run (the grid overrides its fields; each run's --seed and --exp-name are
+    the sweep's)"""
     grid: tyro.conf.UseAppendAction[tuple[tuple[str, ...], ...]] = ()
     """field=value1,value2,... (e.g. reward_scale=1,5,20,40 or hidden_sizes=64x64,256x256); several give a cross
     product"""
@@ -370,6 +372,7 @@ def main(sweep: SweepArgs, command: str = "") -> None:
     if sweep.backend == "ray" and importlib.util.find_spec("ray") is None:
         raise ConfigError('--backend ray needs Ray: pip install -e ".[ray]"')
     check_counts(sweep.seeds, sweep.workers, sweep.first_seed, threshold)
+    check_run_flags(sweep.train, FIXED_FIELDS["exp_name"])
     for setting in settings:  # a bad combination is refused before anything runs
         try:
             validate_args(dataclasses.replace(sweep.train, **setting))

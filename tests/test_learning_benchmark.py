@@ -180,6 +180,19 @@ def test_benchmark_keeps_results_whose_config_predates_the_run_management_flags(
     assert (out / "runs.csv").read_text() == rows
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(seed=3), "--seed is set for each run .*; pass --first-seed 3"),
+        (dict(exp_name="mine"), "--exp-name is set"),
+    ],
+)
+def test_benchmark_refuses_the_flags_it_sets_for_each_run_rather_than_ignore_them(in_tmp_dir, overrides, message):
+    with pytest.raises(learning.ConfigError, match=message):
+        learning.main(bench_args(in_tmp_dir / "out", **overrides))
+    assert not (in_tmp_dir / "out").exists()
+
+
 def test_benchmark_refuses_resume(in_tmp_dir):
     with pytest.raises(learning.ConfigError, match="continues its unfinished seeds by itself"):
         learning.main(bench_args(in_tmp_dir / "out", resume=in_tmp_dir / "sac_v.pt"))

@@ -125,6 +125,13 @@ def test_runner_writes_learning_benchmark_results_for_sb3_then_skips_finished_se
     assert (out / "summary.md").read_text() == summary and (out / "curves.png").stat().st_size > 0
 
 
+def test_peer_benchmark_refuses_a_seed_rather_than_ignore_it(in_tmp_dir):
+    train = dataclasses.replace(peer_train_args("zoo"), seed=3)
+    with pytest.raises(ConfigError, match=r"--seed is set for each run .*; pass --first-seed 3"):
+        peers.main(peers.PeerArgs(train, seeds=1, workers=1, out_dir=in_tmp_dir / "out", setting="zoo"))
+    assert not (in_tmp_dir / "out").exists()
+
+
 def test_a_second_peer_benchmark_on_a_folder_in_use_is_refused(in_tmp_dir):
     out = in_tmp_dir / "out"
     out.mkdir()

@@ -188,6 +188,14 @@ def test_a_grid_cannot_vary_paper(in_tmp_dir):
         sweep.main(sweep_args(in_tmp_dir / "out", "paper=true,false"))
 
 
+@pytest.mark.parametrize(("field", "value"), [("seed", 3), ("exp_name", "mine")])
+def test_sweep_refuses_the_flags_it_sets_for_each_run_rather_than_ignore_them(in_tmp_dir, field, value):
+    train = dataclasses.replace(tiny_train(), **{field: value})
+    with pytest.raises(ConfigError, match=f"--{field.replace('_', '-')} is set for each run"):
+        sweep.main(sweep_args(in_tmp_dir / "out", "reward_scale=1,5", train=train))
+    assert not (in_tmp_dir / "out").exists()
+
+
 def test_a_second_sweep_on_a_folder_in_use_is_refused_before_it_runs(in_tmp_dir):
     out = in_tmp_dir / "out"
     out.mkdir()
