@@ -50,7 +50,8 @@ class EvalArgs:
 def find_checkpoints(folder: Path) -> list[Path]:
     """The sac_v.pt checkpoints under folder, oldest first."""
     if not folder.is_dir():
-        raise ConfigError(f"no checkpoint file or folder at {folder}")
+        first_run = "; train one first with python sac_v.py" if folder == EvalArgs.checkpoint else ""
+        raise ConfigError(f"no checkpoint file or folder at {folder}{first_run}")
     checkpoints = sorted(folder.rglob("sac_v.pt"), key=lambda path: path.stat().st_mtime)
     if not checkpoints:
         raise ConfigError(f"no sac_v.pt checkpoint under {folder}")
@@ -59,8 +60,9 @@ def find_checkpoints(folder: Path) -> list[Path]:
 
 def list_runs(folder: Path) -> None:
     """Print one line per checkpoint under folder: its run, env and step, and its last evaluation's step and return."""
+    paths = [folder] if folder.is_file() else find_checkpoints(folder)
     print(f"{'run':<60} {'env':<28} {'step':>9} {'eval at':>9} {'eval return':>11}")
-    for path in [folder] if folder.is_file() else find_checkpoints(folder):
+    for path in paths:
         try:
             checkpoint = load_checkpoint(path)
         except ConfigError as e:
@@ -81,7 +83,7 @@ def evaluate_checkpoint(args: EvalArgs) -> np.ndarray:
         raise ConfigError(f"--episodes must be positive, got {args.episodes}")
     validate_args(Args(seed=args.seed, capture_video=args.capture_video))  # training's checks of the two flags
     path = args.checkpoint
-    if path.is_dir():
+    if not path.is_file():
         path = find_checkpoints(path)[-1]
         print(f"newest checkpoint under {args.checkpoint}: {path}")
     checkpoint = load_checkpoint(path)

@@ -47,6 +47,13 @@ def test_missing_file_is_refused(tmp_path):
         evaluate_checkpoint(EvalArgs(tmp_path / "absent.pt"))
 
 
+@pytest.mark.parametrize("argv", [[], ["--list"]])
+def test_no_runs_folder_yet_says_to_train_one_first_and_prints_nothing_else(in_tmp_dir, argv):
+    result = run_cli("sac_v_eval.py", *argv, cwd=in_tmp_dir)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == "error: no checkpoint file or folder at runs; train one first with python sac_v.py\n"
+
+
 def test_truncated_file_is_refused(checkpoint, tmp_path):
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(checkpoint.read_bytes()[:2000])
