@@ -1,14 +1,15 @@
 """Mutation check of the test suite: does a test fail when a piece of the algorithm is broken?
 
-    python benchmarks/mutants.py                  # every mutant: about 5 minutes on a 2-core CPU
+    python benchmarks/mutants.py                  # every mutant: about 25 minutes on a 2-core CPU
     python benchmarks/mutants.py --only M19 M20   # some of them
 
 Each mutant is one small change to sac_v.py or buffer.py that breaks what the spec asks for: the twin minimum turned
 into a maximum, Q2 trained on Q1's output, V̄ left in place, exploration with tanh(μ), a random stream not restored on
-resume, a flag at the edge of its range refused, a signal handler not restored, and so on. In a copy of the repository,
-each mutant in turn is applied and the tests that should catch it run (then, if they all pass, the whole set of files
-below); a mutant that every test passes is a gap in the suite. First the unmutated copy must pass them all. Prints a
-table; exits 1 if a mutant survives or no longer applies (the code it changes has changed: update its strings here).
+resume, a flag at the edge of its range refused, a signal handler not restored, and so on; the last ones change the
+numbers that benchmarks/learning.py and compare.py publish. In a copy of the repository, each mutant in turn is
+applied and the test file that should catch it runs (then, if it passes, the whole set of files below); a mutant that
+every test passes is a gap in the suite. First the unmutated copy must pass them all. Prints a table; exits 1 if a
+mutant survives or no longer applies (the code it changes has changed: update its strings here).
 tests/test_mutants.py checks that every mutant still applies.
 """
 
@@ -37,6 +38,7 @@ UPDATE, ACTOR, BUFFER, TRAIN = (
 )
 LONG_RUNS, FAST_PATHS = "tests/test_long_runs.py", "tests/test_fast_paths.py"
 EVERY_FILE = (UPDATE, ACTOR, BUFFER, TRAIN, LONG_RUNS, FAST_PATHS, "tests/test_faults.py", "tests/test_eval.py")
+BENCHMARK, LEARNING = "tests/test_learning_benchmark.py", "benchmarks/learning.py"
 
 
 class Mutant(NamedTuple):
@@ -313,6 +315,105 @@ MUTANTS = [
         BUFFER,
         path="buffer.py",
     ),
+    # The numbers the benchmarks publish (the second audit's): benchmarks/learning.py's summary, its runs.csv and the
+    # checkpoint it resumes, compare.py's table.
+    Mutant(
+        "M70",
+        "every seed counted as solved",
+        "np.isfinite(reach).sum()} / {len(seeds)}**",
+        "len(seeds)} / {len(seeds)}**",
+        BENCHMARK,
+        path=LEARNING,
+    ),
+    Mutant(
+        "M71",
+        "a seed solved at the target step not counted within it",
+        "within = (reach <= target.steps).sum()",
+        "within = (reach < target.steps).sum()",
+        BENCHMARK,
+        path=LEARNING,
+    ),
+    Mutant(
+        "M72",
+        "the median and IQR interpolated between seeds",
+        'method="inverted_cdf") if seeds',
+        'method="linear") if seeds',
+        BENCHMARK,
+        path=LEARNING,
+    ),
+    Mutant(
+        "M73",
+        "the final evaluation taken from the first row",
+        'finals = np.array([per_seed[s][-1]["eval_mean"]',
+        'finals = np.array([per_seed[s][0]["eval_mean"]',
+        BENCHMARK,
+        path=LEARNING,
+    ),
+    Mutant(
+        "M74",
+        "a seed's best evaluation as its worst",
+        'best = max(r["eval_mean"]',
+        'best = min(r["eval_mean"]',
+        BENCHMARK,
+        path=LEARNING,
+    ),
+    Mutant(
+        "M75",
+        "an unfinished seed's rows counted as finished",
+        'rows = [r for r in rows if r["seed"] in done]',
+        "rows = list(rows)",
+        BENCHMARK,
+        path=LEARNING,
+    ),
+    Mutant(
+        "M76",
+        "a row cut within its last field kept",
+        'if not text.endswith("\\n"):',
+        "if False:",
+        BENCHMARK,
+        path=LEARNING,
+    ),
+    Mutant("M77", "a row with more fields than the header kept", "and None not in row]", "]", BENCHMARK, path=LEARNING),
+    Mutant(
+        "M78",
+        "results without their config taken for this config's",
+        "if config_json.exists() else {}",
+        "if config_json.exists() else config",
+        BENCHMARK,
+        path=LEARNING,
+    ),
+    Mutant(
+        "M79",
+        "the last checkpoint found resumed, not the most advanced",
+        'best, best_step = path, saved["global_step"]',
+        "best, best_step = path, 0",
+        BENCHMARK,
+        path=LEARNING,
+    ),
+    Mutant(
+        "M80",
+        "a finished run resumed for an unfinished seed",
+        'best_step < saved["global_step"] < args.total_timesteps',
+        'best_step < saved["global_step"] <= args.total_timesteps',
+        BENCHMARK,
+        path=LEARNING,
+    ),
+    Mutant(
+        "M81",
+        "the last seeds below 2³² refused",
+        "if not 0 <= first_seed <= 2**32 - seeds:",
+        "if not 0 <= first_seed < 2**32 - seeds:",
+        BENCHMARK,
+        path=LEARNING,
+    ),
+    Mutant(
+        "M82",
+        "compare.py's minutes per seed a mean, not a median",
+        "wall = np.median(",
+        "wall = np.mean(",
+        "tests/test_compare.py",
+        path="benchmarks/compare.py",
+    ),
     # Speed paths.
     Mutant(
         "M48",
@@ -376,9 +477,10 @@ def main(args: MutantArgs) -> int:
     mutants = [m for m in MUTANTS if not args.only or m.name in args.only]
     with tempfile.TemporaryDirectory() as tmp:
         root = copy_repository(Path(tmp))
-        print(f"the unmutated code against {len(EVERY_FILE)} test files ...", flush=True)
-        if not passes(root, EVERY_FILE):
-            sys.exit("error: the tests fail without any mutant; fix them first (pytest " + " ".join(EVERY_FILE) + ")")
+        files = tuple(dict.fromkeys([*EVERY_FILE, *(m.test_file for m in mutants)]))  # the mutants' own files too
+        print(f"the unmutated code against {len(files)} test files ...", flush=True)
+        if not passes(root, files):
+            sys.exit("error: the tests fail without any mutant; fix them first (pytest " + " ".join(files) + ")")
         print("| mutant | what it breaks | result | seconds |\n| --- | --- | --- | ---: |", flush=True)
         results = []
         for mutant in mutants:

@@ -33,4 +33,4 @@ def test_a_mutant_the_tests_catch_is_killed_one_they_cannot_see_survives_and_the
 
 def test_cli_refuses_an_unknown_mutant_in_one_line(tmp_path):
     result = run_cli("benchmarks/mutants.py", "--only", "M01", "M99", cwd=tmp_path)
-    assert result.returncode == 1 and result.stderr == "error: no mutant named M99; they are M01 to M69\n"
+    assert result.returncode == 1 and result.stderr == "error: no mutant named M99; they are M01 to M82\n"
