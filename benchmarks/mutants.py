@@ -39,6 +39,12 @@ UPDATE, ACTOR, BUFFER, TRAIN = (
 LONG_RUNS, FAST_PATHS = "tests/test_long_runs.py", "tests/test_fast_paths.py"
 EVERY_FILE = (UPDATE, ACTOR, BUFFER, TRAIN, LONG_RUNS, FAST_PATHS, "tests/test_faults.py", "tests/test_eval.py")
 BENCHMARK, LEARNING = "tests/test_learning_benchmark.py", "benchmarks/learning.py"
+PEERS, SWEEP, RUNS_TO_CSV, EVAL = (
+    "tests/test_peers.py",
+    "tests/test_sweep.py",
+    "tests/test_runs_to_csv.py",
+    "tests/test_eval.py",
+)
 
 
 class Mutant(NamedTuple):
@@ -414,6 +420,160 @@ MUTANTS = [
         "tests/test_compare.py",
         path="benchmarks/compare.py",
     ),
+    # The other tools' results (a third audit): peers.py's SB3 settings and records, sweep.py's summary, runs_to_csv.py,
+    # sac_v_eval.py's seeds and printout.
+    Mutant(
+        "M83",
+        "SB3 given the actor's learning rate, not the critics'",
+        "learning_rate=train.critic_lr,",
+        "learning_rate=train.policy_lr,",
+        PEERS,
+        path="benchmarks/peers.py",
+    ),
+    Mutant(
+        "M84",
+        "--gamma refused under sac-v-defaults",
+        '"batch_size", "gradient_steps", "gamma", "tau")',
+        '"batch_size", "gradient_steps", "tau")',
+        PEERS,
+        path="benchmarks/peers.py",
+    ),
+    Mutant(
+        "M85",
+        "the zoo's Pendulum learning rate wrong",
+        "ZooEntry(20_000, dict(learning_rate=1e-3))",
+        "ZooEntry(20_000, dict(learning_rate=1e-4))",
+        PEERS,
+        path="benchmarks/peers.py",
+    ),
+    Mutant(
+        "M86",
+        "a peer evaluation's std recorded as its mean",
+        "float(returns.mean()), float(returns.std())",
+        "float(returns.mean()), float(returns.mean())",
+        PEERS,
+        path="benchmarks/peers.py",
+    ),
+    Mutant(
+        "M87",
+        "a sweep label not written as the grid reads it",
+        'f"{field}={format_value(value)}"',
+        'f"{field}={value}"',
+        SWEEP,
+        path="benchmarks/sweep.py",
+    ),
+    Mutant(
+        "M88",
+        "a sweep's median steps a mean",
+        'fmt(np.percentile(reach, 50, method="inverted_cdf"))',
+        "fmt(np.mean(reach))",
+        SWEEP,
+        path="benchmarks/sweep.py",
+    ),
+    Mutant(
+        "M89",
+        "a sweep's final evaluation from the first row",
+        'finals = np.array([r[-1]["eval_mean"] for r in per_seed.values()])',
+        'finals = np.array([r[0]["eval_mean"] for r in per_seed.values()])',
+        SWEEP,
+        path="benchmarks/sweep.py",
+    ),
+    Mutant(
+        "M90",
+        "a sweep's seed solved at the target step not counted within it",
+        "(reach <= target).sum()",
+        "(reach < target).sum()",
+        SWEEP,
+        path="benchmarks/sweep.py",
+    ),
+    Mutant(
+        "M91",
+        "a sweep over total_timesteps judging runs finished by one length",
+        'if r["step"] == total_timesteps(cell_of(r)[0])}',
+        'if r["step"] == sweep.train.total_timesteps}',
+        SWEEP,
+        path="benchmarks/sweep.py",
+    ),
+    Mutant(
+        "M92",
+        "a sweep setting's row mixing in runs that share one value",
+        "all(r[k] == v for k, v in setting.items())",
+        "any(r[k] == v for k, v in setting.items())",
+        SWEEP,
+        path="benchmarks/sweep.py",
+    ),
+    Mutant(
+        "M93",
+        "runs_to_csv rounding to one decimal",
+        "round(event.value, 2)",
+        "round(event.value, 1)",
+        RUNS_TO_CSV,
+        path="benchmarks/runs_to_csv.py",
+    ),
+    Mutant(
+        "M94",
+        "runs_to_csv writing an empty CSV for a folder of no runs",
+        "if not run_dirs:",
+        "if run_dirs is None:",
+        RUNS_TO_CSV,
+        path="benchmarks/runs_to_csv.py",
+    ),
+    Mutant(
+        "M95",
+        "runs_to_csv's header in the wrong order",
+        '"seed", "step", "eval_mean"])',
+        '"seed", "eval_mean", "step"])',
+        RUNS_TO_CSV,
+        path="benchmarks/runs_to_csv.py",
+    ),
+    Mutant(
+        "M96",
+        "runs_to_csv failing on a run without an evaluation",
+        'if "eval/episodic_return" not in events.Tags()["scalars"]:',
+        "if False:",
+        RUNS_TO_CSV,
+        path="benchmarks/runs_to_csv.py",
+    ),
+    Mutant(
+        "M97",
+        "runs_to_csv's rows in the folder's order",
+        "run_dirs = sorted(p for p in",
+        "run_dirs = list(p for p in",
+        RUNS_TO_CSV,
+        path="benchmarks/runs_to_csv.py",
+    ),
+    Mutant(
+        "M98",
+        "sac_v_eval's action noise the same for every --seed",
+        "torch.manual_seed(args.seed)",
+        "torch.manual_seed(0)",
+        EVAL,
+        path="sac_v_eval.py",
+    ),
+    Mutant(
+        "M99",
+        "sac_v_eval's --seed ignored by the episodes",
+        "evaluate(actor, env, args.episodes, args.seed, deterministic",
+        "evaluate(actor, env, args.episodes, 0, deterministic",
+        EVAL,
+        path="sac_v_eval.py",
+    ),
+    Mutant(
+        "M100",
+        "sac_v_eval printing a median as the mean",
+        "{returns.mean():.1f} ± {returns.std():.1f}",
+        "{np.median(returns):.1f} ± {returns.std():.1f}",
+        EVAL,
+        path="sac_v_eval.py",
+    ),
+    Mutant(
+        "M101",
+        "sac_v_eval --list showing an older checkpoint's first evaluation",
+        'checkpoint.get("eval_step", evaluations[-1][0])',
+        'checkpoint.get("eval_step", evaluations[0][0])',
+        EVAL,
+        path="sac_v_eval.py",
+    ),
     # Speed paths.
     Mutant(
         "M48",
@@ -473,7 +633,7 @@ def run_mutant(mutant: Mutant, root: Path, every_file: tuple[str, ...] = EVERY_F
 def main(args: MutantArgs) -> int:
     unknown = set(args.only) - {m.name for m in MUTANTS}
     if unknown:
-        sys.exit(f"error: no mutant named {', '.join(sorted(unknown))}; they are M01 to {max(m.name for m in MUTANTS)}")
+        sys.exit(f"error: no mutant named {', '.join(sorted(unknown))}; they are M01 to M{len(MUTANTS):02}")
     mutants = [m for m in MUTANTS if not args.only or m.name in args.only]
     with tempfile.TemporaryDirectory() as tmp:
         root = copy_repository(Path(tmp))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import sac_v
-from sac_v import ConfigError, train
+from sac_v import Actor, ConfigError, evaluate, make_env, train
 from sac_v_eval import EvalArgs, evaluate_checkpoint, list_runs
 from tests.helpers import ROOT, run_cli, tiny_args
 
@@ -26,9 +26,25 @@ def checkpoint(tmp_path_factory) -> Path:
 def test_evaluates_checkpoint_deterministically_and_prints_returns(checkpoint, capsys):
     returns = evaluate_checkpoint(EvalArgs(checkpoint, episodes=3, seed=4))
     assert returns.shape == (3,) and np.all(returns < 0)  # Pendulum's rewards are never positive
-    out = capsys.readouterr().out
-    assert out.count("episode ") == 3 and "mean return over 3 episodes" in out and "±" in out
+    out = capsys.readouterr().out.splitlines()
+    assert out[-4:] == [f"  episode {i}: return {r:.1f}" for i, r in enumerate(returns, start=1)] + [
+        f"mean return over 3 episodes: {returns.mean():.1f} ± {returns.std():.1f}"
+    ]
     np.testing.assert_array_equal(returns, evaluate_checkpoint(EvalArgs(checkpoint, episodes=3, seed=4)))
+
+
+def test_seed_sets_each_episodes_reset_seed_and_the_stochastic_action_noise(checkpoint):
+    saved = torch.load(checkpoint, weights_only=True)
+    env = make_env("Pendulum-v1")
+    actor = Actor(env.observation_space, env.action_space, saved["args"]["hidden_sizes"])
+    actor.load_state_dict(saved["actor"])
+    expected = evaluate(actor, env, 2, seed=4)  # episodes reset with seeds 4 and 5
+    np.testing.assert_array_equal(evaluate_checkpoint(EvalArgs(checkpoint, episodes=2, seed=4)), expected)
+    assert not np.array_equal(evaluate_checkpoint(EvalArgs(checkpoint, episodes=2, seed=0)), expected)
+    torch.manual_seed(4)
+    expected = evaluate(actor, env, 2, seed=4, deterministic=False)
+    stochastic = evaluate_checkpoint(EvalArgs(checkpoint, episodes=2, seed=4, stochastic=True))
+    np.testing.assert_array_equal(stochastic, expected)
 
 
 def test_stochastic_policy_differs_from_deterministic(checkpoint):
@@ -177,6 +193,16 @@ def test_list_of_a_run_stopped_before_its_first_evaluation_shows_none(checkpoint
     torch.save(data | {"eval_step": -1, "eval_return": float("nan"), "evaluations": []}, tmp_path / "sac_v.pt")
     list_runs(tmp_path)
     assert capsys.readouterr().out.splitlines()[1].split()[-2:] == ["-", "-"]
+
+
+def test_list_of_a_checkpoint_without_eval_step_shows_the_step_of_its_last_evaluation(checkpoint, tmp_path, capsys):
+    data = torch.load(checkpoint, weights_only=True)
+    del data["eval_step"]  # a format that kept the evaluations but not the last one's step
+    torch.save(
+        data | {"evaluations": [(150, -900.0, 1.0, 1.0), (300, data["eval_return"], 1.0, 2.0)]}, tmp_path / "sac_v.pt"
+    )
+    list_runs(tmp_path)
+    assert capsys.readouterr().out.splitlines()[1].split()[-2] == "300"
 
 
 def test_cli_list_of_one_unreadable_file_fails_in_one_line(tmp_path):

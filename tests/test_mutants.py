@@ -31,6 +31,10 @@ def test_a_mutant_the_tests_catch_is_killed_one_they_cannot_see_survives_and_the
     assert mutants.run_mutant(broken._replace(old="no such code"), root).startswith("no longer applies")
 
 
+def test_mutants_are_named_m01_to_the_count_of_them_once_each():
+    assert sorted(int(mutant.name[1:]) for mutant in mutants.MUTANTS) == list(range(1, len(mutants.MUTANTS) + 1))
+
+
 def test_cli_refuses_an_unknown_mutant_in_one_line(tmp_path):
-    result = run_cli("benchmarks/mutants.py", "--only", "M01", "M99", cwd=tmp_path)
-    assert result.returncode == 1 and result.stderr == "error: no mutant named M99; they are M01 to M82\n"
+    result = run_cli("benchmarks/mutants.py", "--only", "M01", "M999", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr == "error: no mutant named M999; they are M01 to M101\n"

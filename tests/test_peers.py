@@ -101,6 +101,29 @@ def test_zoo_mujoco_takes_sb3s_defaults_with_ten_thousand_random_steps_from_the_
     assert f"sac.yml for {env_id.replace('-v5', '-v4')}" in line and "replaces by 300,000" in line
 
 
+def test_sac_v_defaults_gives_sb3_the_critic_learning_rate_and_the_gamma_given():
+    train = dataclasses.replace(peer_train_args("sac-v-defaults"), policy_lr=1e-3, critic_lr=2e-3, gamma=0.98)
+    peers.check_flags(train, "sac-v-defaults")  # both taken, not refused
+    settings = peers.sb3_settings("sac-v-defaults", train)
+    assert (settings["learning_rate"], settings["gamma"]) == (2e-3, 0.98)
+    with pytest.raises(ConfigError, match="--gamma is a sac_v setting"):
+        peers.check_flags(dataclasses.replace(Args(env_id="Pendulum-v1"), gamma=0.98), "zoo")
+
+
+def test_zoo_pendulum_takes_sb3s_defaults_with_rl_zoo3s_learning_rate():
+    settings = peers.sb3_settings("zoo", Args(env_id="Pendulum-v1"))
+    got = {k: settings[k] for k in ("learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma")}
+    want = dict(learning_rate=1e-3, buffer_size=10**6, learning_starts=100, batch_size=256, tau=0.005, gamma=0.99)
+    assert got == want and (settings["ent_coef"], settings["net_arch"]) == ("auto", [256, 256])
+
+
+def test_each_evaluation_records_the_mean_and_std_over_its_episodes():
+    train = dataclasses.replace(peer_train_args("sac-v-defaults"), total_timesteps=150, eval_episodes=2)
+    model, evaluations = peers.train_seed(train, peers.sb3_settings("sac-v-defaults", train), seed=1)
+    returns = peers.evaluate(model, make_env(train.env_id), 2, seed=1 + 10_000)
+    assert returns.std() > 0 and (evaluations[-1].mean, evaluations[-1].std) == (returns.mean(), returns.std())
+
+
 def test_zoo_refuses_a_sac_v_hyperparameter_it_would_not_use():
     with pytest.raises(ConfigError, match="--reward-scale is a sac_v setting"):
         peers.check_flags(Args(env_id="Pendulum-v1", reward_scale=40.0), "zoo")

@@ -71,3 +71,32 @@ def test_a_write_that_fails_leaves_the_earlier_csv_whole(tmp_path, runs, monkeyp
         runs_to_csv.main(runs_to_csv.CollectArgs(runs, out=out))
     assert exit_.value.code == f"error: cannot write --out {out}: No space left on device"
     assert out.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["evals.csv", "runs"]
+
+
+def test_csv_holds_each_runs_evaluations_in_run_name_order_to_two_decimals_and_skips_a_run_without_one(
+    tmp_path, monkeypatch
+):
+    runs = tmp_path / "runs"
+    for name, value in (("Pendulum-v1__probe__1__1700000000", -3.0), ("Pendulum-v1__probe__2__1700000001", -100.456)):
+        writer = SummaryWriter(str(runs / name))
+        writer.add_scalar("eval/episodic_return", value, 100)
+        writer.close()
+    writer = SummaryWriter(str(runs / "Pendulum-v1__probe__3__1700000002"))  # stopped before its first evaluation
+    writer.add_scalar("losses/v_loss", 1.0, 100)
+    writer.close()
+    real_iterdir = Path.iterdir  # the folder lists its runs in reverse name order
+    monkeypatch.setattr(Path, "iterdir", lambda self: iter(sorted(real_iterdir(self), reverse=True)))
+    runs_to_csv.main(runs_to_csv.CollectArgs(runs, out=tmp_path / "evals.csv"))
+    assert (tmp_path / "evals.csv").read_text().splitlines() == [
+        "run,env_id,exp_name,seed,step,eval_mean",
+        "Pendulum-v1__probe__1__1700000000,Pendulum-v1,probe,1,100,-3.0",
+        "Pendulum-v1__probe__2__1700000001,Pendulum-v1,probe,2,100,-100.46",
+    ]
+
+
+def test_a_folder_without_run_folders_is_refused_and_nothing_is_written(tmp_path):
+    (tmp_path / "runs" / "notes").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exit_:
+        runs_to_csv.main(runs_to_csv.CollectArgs(tmp_path / "runs", out=tmp_path / "evals.csv"))
+    assert exit_.value.code == f"error: no run folders (env__exp__seed__time) in {tmp_path / 'runs'}"
+    assert not (tmp_path / "evals.csv").exists()

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -186,6 +187,42 @@ def test_paper_gives_the_sweeps_runs_the_papers_settings_and_flags_beside_it_win
 def test_a_grid_cannot_vary_paper(in_tmp_dir):
     with pytest.raises(ConfigError, match="--grid cannot vary paper"):
         sweep.main(sweep_args(in_tmp_dir / "out", "paper=true,false"))
+
+
+def test_labels_and_run_names_write_each_value_as_the_grid_reads_it():
+    assert sweep.label({"hidden_sizes": (64, 64), "bf16": True, "tau": 0.01}) == "hidden_sizes=64x64,bf16=true,tau=0.01"
+
+
+def test_summary_rows_count_solved_seeds_median_and_finals_of_each_setting_of_a_two_field_grid(tmp_path):
+    settings = sweep.grid_settings(sweep.parse_grid(["reward_scale=1,5", "tau=0.005,0.01"]))
+    evals = {  # seed: eval_mean at 5 000 and 10 000 env steps, for reward_scale 1 and tau 0.005
+        1: (-150.0, -100.0),  # reaches -200 at 5 000
+        2: (-300.0, -190.0),  # at 10 000, Pendulum's target step: it counts as within it
+        3: (-400.0, -350.0),  # never: the median of 5 000, 10 000 and ∞ is 10 000, their mean ∞
+    }
+    rows = [
+        dict(reward_scale=1.0, tau=0.005, seed=seed, step=step, eval_mean=m, eval_std=0.0, wall_s=1.0)
+        for seed, means in evals.items()
+        for step, m in zip((5000, 10000), means, strict=True)
+    ]
+    for setting in settings[1:]:  # one seed each, that shares a value with the first setting but never solves
+        rows += [
+            setting | dict(seed=1, step=step, eval_mean=-500.0, eval_std=0.0, wall_s=1.0) for step in (5000, 10000)
+        ]
+    sweep.write_summary(rows, settings, sweep_args(tmp_path), -200.0, "hw", "", tmp_path)
+    lines = (tmp_path / "summary.md").read_text().splitlines()
+    finals = np.array([-100.0, -190.0, -350.0])
+    assert f"| 1.0 | 0.005 | 3 | 2 / 3 | 2 / 3 | 10,000 | {finals.mean():.1f} ± {finals.std():.1f} |" in lines
+    assert "| 5.0 | 0.01 | 1 | 0 / 1 | 0 / 1 | not reached | -500.0 ± 0.0 |" in lines
+
+
+def test_a_grid_over_total_timesteps_finds_each_setting_finished_at_its_own_length(in_tmp_dir):
+    out = in_tmp_dir / "out"
+    sweep.main(sweep_args(out, "total_timesteps=150,300", seeds=1))
+    folders, rows = sorted((in_tmp_dir / "runs").iterdir()), read_rows(out / "runs.csv")
+    assert sorted((r["total_timesteps"], r["step"]) for r in rows) == [("150", "150"), ("300", "150"), ("300", "300")]
+    sweep.main(sweep_args(out, "total_timesteps=150,300", seeds=1))  # both finished: nothing reruns
+    assert sorted((in_tmp_dir / "runs").iterdir()) == folders and read_rows(out / "runs.csv") == rows
 
 
 @pytest.mark.parametrize(("field", "value"), [("seed", 3), ("exp_name", "mine")])
