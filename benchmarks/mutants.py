@@ -1,16 +1,16 @@
 """Mutation check of the test suite: does a test fail when a piece of the algorithm is broken?
 
-    python benchmarks/mutants.py                  # every mutant: about 25 minutes on a 2-core CPU
+    python benchmarks/mutants.py                  # every mutant: about 30 minutes on a 2-core CPU
     python benchmarks/mutants.py --only M19 M20   # some of them
 
-Each mutant is one small change to sac_v.py or buffer.py that breaks what the spec asks for: the twin minimum turned
-into a maximum, Q2 trained on Q1's output, V̄ left in place, exploration with tanh(μ), a random stream not restored on
-resume, a flag at the edge of its range refused, a signal handler not restored, and so on; the last ones change the
-numbers that benchmarks/learning.py and compare.py publish. In a copy of the repository, each mutant in turn is
-applied and the test file that should catch it runs (then, if it passes, the whole set of files below); a mutant that
-every test passes is a gap in the suite. First the unmutated copy must pass them all. Prints a table; exits 1 if a
-mutant survives or no longer applies (the code it changes has changed: update its strings here).
-tests/test_mutants.py checks that every mutant still applies.
+Each mutant is one small change that breaks what the code promises. Most change sac_v.py or buffer.py against the
+spec: the twin minimum turned into a maximum, Q2 trained on Q1's output, V̄ left in place, exploration with tanh(μ), a
+random stream not restored on resume, a flag at the edge of its range refused, a signal handler not restored, and so
+on; the last ones change the numbers that the benchmarks and sac_v_eval.py report. In a copy of the repository, each
+mutant in turn is applied and the test file that should catch it runs (then, if it passes, the eight files of
+EVERY_FILE); a mutant that every test passes is a gap in the suite. First the unmutated copy must pass them all, and
+the mutants' own test files. Prints a table; exits 1 if a mutant survives or no longer applies (the code it changes
+has changed: update its strings here). tests/test_mutants.py checks that every mutant still applies.
 """
 
 from __future__ import annotations
