@@ -222,6 +222,14 @@ def test_folder_without_checkpoints_is_refused(tmp_path):
         evaluate_checkpoint(EvalArgs(tmp_path))
 
 
+def test_env_whose_lower_action_bound_alone_differs_is_refused(checkpoint):
+    data = torch.load(checkpoint, weights_only=True)
+    data["actor"]["action_bias"] = data["actor"]["action_bias"] + 1  # as if trained on actions in [0, 2]
+    data["actor"]["action_scale"] = data["actor"]["action_scale"] - 1
+    with pytest.raises(ConfigError, match=r"acts within low \[0.0\], high \[2.0\]"):
+        sac_v.check_spaces(data, sac_v.make_env("Pendulum-v1"), "Pendulum-v1")
+
+
 def test_env_whose_upper_action_bound_alone_differs_is_refused(checkpoint):
     data = torch.load(checkpoint, weights_only=True)
     data["actor"]["action_bias"] = data["actor"]["action_bias"] + 1  # as if trained on actions in [-2, 4]

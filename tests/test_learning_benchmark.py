@@ -293,9 +293,23 @@ def test_summary_states_each_project_target_met_or_missed_and_by_how_much():
     assert "- ≥ 200 within 50,000 env steps in at least 4 of 4 seeds: 2 of 4, **missed** by 2 seeds" in lines
     assert "- every seed ≥ 200 by 100,000 env steps: 3 of 4, **missed** by 1 seed" in lines
     assert "- final eval mean ≥ 240: 180.0, **missed** by 60" in lines
+    # of ten seeds, nine must be solved within 50 000 steps; a seed solved at 50 000 itself counts
+    ten = learning.target_lines(
+        "LunarLanderContinuous-v3", 200, 100_000, np.array([40_000] * 8 + [50_000, 90_000]), np.full(10, 250.0)
+    )
+    assert "- ≥ 200 within 50,000 env steps in at least 9 of 10 seeds: 9 of 10, **met**" in ten
     met = learning.target_lines("Pendulum-v1", -200, 10_000, np.array([5_000, 6_000]), np.array([-130.0, -140.0]))
     assert met[-1] == "- ≥ -200 within 10,000 env steps in at least 2 of 2 seeds: 2 of 2, **met**"
     assert learning.target_lines("HalfCheetah-v5", 0, 10_000, reach, reach) == []
+
+
+def test_thresholds_are_the_documented_ones_and_a_final_mean_target_counts_tenths():
+    # as docs/results.md and docs/mujoco.md give them
+    documented = {"LunarLanderContinuous-v3": 200, "Pendulum-v1": -200, "HalfCheetah-v5": 5000, "Hopper-v5": 2500}
+    documented["Walker2d-v5"] = 2000
+    assert documented == learning.THRESHOLDS
+    lines = learning.target_lines("Walker2d-v5", 2000, 300_000, np.array([np.inf]), np.array([1999.6]))
+    assert lines[-1] == "- final eval mean ≥ 2000: 1999.6, **missed** by 0.4"
 
 
 def test_mujoco_summaries_hold_the_300k_target_and_only_for_300k_runs():

@@ -124,6 +124,16 @@ def test_sigterm_stops_after_the_current_step_with_a_checkpoint_and_buffer_of_th
     assert split_run.stopped_buffer.added == 230
 
 
+@pytest.mark.parametrize("save_buffer", ["always", "never"])
+def test_the_stop_message_names_the_replay_buffer_only_where_one_was_saved(
+    in_tmp_dir, monkeypatch, capsys, save_buffer
+):
+    monkeypatch.setattr(DoorbellPendulum, "ring_at", 120)
+    stopped = train(tiny_args(env_id="Doorbell-v0", total_timesteps=400, save_buffer=save_buffer))
+    buffer = " and its replay buffer" if save_buffer == "always" else ""
+    assert f"stopped by SIGTERM at step 120: saved {stopped.checkpoint}{buffer}\n" in capsys.readouterr().out
+
+
 def test_resumed_run_continues_in_the_same_folder_and_tensorboard_curves(split_run):
     full, resumed = split_run.full, split_run.resumed
     assert resumed.run_dir.name.startswith("Doorbell-v0__split__1__")

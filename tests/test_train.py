@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 import threading
 from pathlib import Path
 
@@ -99,6 +100,68 @@ def test_short_run_takes_gradient_steps_logs_and_checkpoints(in_tmp_dir):
     # training scalars every 100 steps, once learning has started at step 100
     assert [e.step for e in events.Scalars("losses/v_loss")] == [100, 200, 300, 400]
     assert any("hyperparameters" in tag for tag in events.Tags()["tensors"])
+    # Pendulum's episodes end at its 200-step time limit
+    assert [(e.step, e.value) for e in events.Scalars("charts/episodic_length")] == [(200, 200.0), (400, 200.0)]
+    # env steps per second over each 100 steps since the last log, as the logs' own clock times say
+    speeds = events.Scalars("charts/SPS")
+    for last, e in itertools.pairwise(speeds):
+        assert e.value == pytest.approx((e.step - last.step) / (e.wall_time - last.wall_time), rel=0.1)
+
+
+class Recorder:
+    """A SummaryWriter that keeps the last value and step of each scalar."""
+
+    def __init__(self):
+        self.scalars = {}
+
+    def add_scalar(self, tag, value, step):
+        self.scalars[tag] = (value, step)
+
+
+def test_training_scalars_go_under_their_group_with_the_policys_mean_log_std_on_the_batch():
+    env = make_env("Pendulum-v1")
+    actor = Actor(env.observation_space, env.action_space, (16,))
+    run = sac_v.Run(tiny_args(), env, {}, {}, None, Path("sac_v.pt"), {}, writer=Recorder())
+    obs = torch.randn(8, 3)
+    stats = {"v_loss": torch.tensor(1.5), "qf1": torch.tensor(-2.0), "entropy": torch.tensor(0.5)}
+    run.log_training(300, stats, actor, obs)
+    log_std = actor(obs)[1].mean().item()
+    assert run.writer.scalars == {
+        "losses/v_loss": (1.5, 300),
+        "values/qf1": (-2.0, 300),
+        "policy/entropy": (0.5, 300),
+        "policy/log_std": (pytest.approx(log_std), 300),
+    }
+    assert log_std != pytest.approx(actor(obs)[0].mean().item())
+
+
+def test_each_evaluation_records_the_mean_and_std_of_its_episodes_returns(in_tmp_dir):
+    result = train(tiny_args(total_timesteps=200, eval_every=200, eval_episodes=2))
+    saved = torch.load(result.checkpoint, weights_only=True)
+    env = make_env("Pendulum-v1")
+    actor = Actor(env.observation_space, env.action_space, saved["args"]["hidden_sizes"])
+    actor.load_state_dict(saved["actor"])
+    returns = evaluate(actor, env, 2, seed=1 + 10_000)
+    assert returns.std() > 1  # the std differs from the variance
+    evaluation = result.evaluations[-1]
+    assert (evaluation.mean, evaluation.std) == pytest.approx((returns.mean(), returns.std()))
+
+
+@pytest.mark.parametrize(("nbytes", "saved"), [(2**30 - 1, True), (2**30, False)], ids=["under 1 GB", "1 GB"])
+def test_save_buffer_auto_saves_a_buffer_under_one_gigabyte_only(in_tmp_dir, monkeypatch, nbytes, saved):
+    monkeypatch.setattr(sac_v.ReplayBuffer, "nbytes", property(lambda self: nbytes))
+    result = train(tiny_args(total_timesteps=150, eval_every=150))
+    assert sac_v.buffer_path(result.checkpoint).exists() == saved
+
+
+POSITIVE = ["total_timesteps", "batch_size", "gradient_steps", "min_pool", "buffer_size", "reward_scale", "policy_lr"]
+POSITIVE += ["critic_lr", "eval_every", "eval_episodes", "threads"]
+
+
+@pytest.mark.parametrize("field", POSITIVE)
+def test_a_zero_count_size_rate_or_scale_is_refused(field):
+    with pytest.raises(ConfigError, match=f"--{field.replace('_', '-')} must be positive, got 0"):
+        validate_args(dataclasses.replace(Args(), **{field: 0}))
 
 
 def test_gradient_steps_takes_that_many_updates_per_env_step(in_tmp_dir):
@@ -269,6 +332,29 @@ def test_paper_takes_the_papers_settings_for_the_task_and_flags_given_beside_it_
     assert parse_args(["--paper", "--env-id", "Humanoid-v5"])[0].reward_scale == 20.0
     assert parse_args(["--paper", "--env-id", "Walker2d-v5", "--reward-scale", "3"])[0].reward_scale == 3.0
     assert parse_args([])[0] == Args()
+
+
+@pytest.mark.parametrize(
+    ("task", "reward_scale", "min_pool"),
+    [
+        ("HalfCheetah", 5.0, 10_000),
+        ("Hopper", 5.0, 1_000),
+        ("Walker2d", 5.0, 1_000),
+        ("Ant", 5.0, 10_000),
+        ("Humanoid", 20.0, 1_000),
+    ],
+)
+def test_paper_gives_each_task_table_1_its_reward_scale_and_the_authors_random_steps(task, reward_scale, min_pool):
+    table_1 = dict(buffer_size=10**6, batch_size=256, hidden_sizes=(256, 256), tau=0.005, gamma=0.99)
+    table_1 |= dict(policy_lr=3e-4, critic_lr=3e-4, total_timesteps=10**6, eval_every=10_000)  # 1M steps, eval 10k
+    task_args = dict(env_id=f"{task}-v5", paper=True, reward_scale=reward_scale, min_pool=min_pool)
+    assert parse_args(["--paper", "--env-id", f"{task}-v5"])[0] == Args(**table_1, **task_args)
+
+
+def test_help_beside_paper_shows_the_papers_settings_as_the_defaults(in_tmp_dir):
+    result = run_cli("sac_v.py", "--paper", "--env-id", "Hopper-v5", "--help", cwd=in_tmp_dir)
+    assert result.returncode == 0
+    assert "(default: 0.0003)" in result.stdout and "(default: 0.003)" not in result.stdout
 
 
 def test_paper_on_a_task_the_paper_did_not_run_is_refused_in_one_line(in_tmp_dir):
