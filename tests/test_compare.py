@@ -67,8 +67,16 @@ def test_no_folder_given_is_one_line_on_stderr(tmp_path):
             "error: {tmp}/sweep/runs.csv is a sweep's output (grid: reward_scale), not a learning record",
         ),
         (lambda tmp: [write_record(tmp / "a", [])], "error: {tmp}/a/runs.csv holds no evaluation"),
+        (
+            lambda tmp: [write_record(tmp / "a", [1], "seed,step,eval_mean,wall_s")],
+            "error: {tmp}/a/runs.csv is not a learning record: it has no eval_std column",
+        ),
+        (
+            lambda tmp: [write_record(tmp / "a", [1], prefix="x")],  # seeds x1: not a number
+            "error: {tmp}/a/runs.csv has a row that is not all numbers",
+        ),
     ],
-    ids=["missing folder", "no common seed", "sweep output", "no evaluation"],
+    ids=["missing folder", "no common seed", "sweep output", "no evaluation", "missing column", "not a number"],
 )
 def test_bad_records_are_refused_in_one_sentence_before_the_table(tmp_path, capsys, make, message):
     with pytest.raises(SystemExit) as exit_:
@@ -83,3 +91,15 @@ def test_compare_reports_the_median_over_seeds_of_each_seeds_final_wall_time(tmp
         lines += [f"{seed},1,0.0,0.0,60.0", f"{seed},2,0.0,0.0,{last}.0"]
     (tmp_path / "runs.csv").write_text("\n".join(lines) + "\n")
     assert compare.row(tmp_path, 1.0).endswith("| 20.0 |")
+
+
+def test_the_final_eval_column_is_each_seeds_last_evaluation(tmp_path):
+    lines = [
+        "seed,step,eval_mean,eval_std,wall_s",
+        "1,1,5.0,0.0,60.0",
+        "1,2,3.0,0.0,60.0",
+        "2,1,9.0,0.0,60.0",
+        "2,2,1.0,0.0,60.0",
+    ]
+    (tmp_path / "runs.csv").write_text("\n".join(lines) + "\n")
+    assert "| 2.0 ± 1.0 |" in compare.row(tmp_path, 100.0)  # the last evaluations 3 and 1; the best would be 5 and 9

@@ -94,6 +94,14 @@ def test_seed_lines_read_back_what_they_wrote():
     one = "Intel(R) Xeon(R), 2 cores"  # a line from before seeds were told apart: every seed's
     assert learning.seed_values(one, {1, 2}) == {1: one, 2: one}
     assert learning.seed_values("not recorded", set()) == {}
+    assert learning.seed_values("a (seeds 1, 2)", {1, 2, 4}) == {1: "a", 2: "a", 4: "not recorded"}
+
+
+def test_a_summary_without_the_line_asked_for_gives_not_recorded(tmp_path):
+    assert learning.earlier_summary_line(tmp_path) == "not recorded"  # no summary at all
+    (tmp_path / "summary.md").write_text("# Learning benchmark\n\nHardware: a 2-core CPU.\n")
+    assert learning.earlier_summary_line(tmp_path) == "a 2-core CPU"
+    assert learning.earlier_summary_line(tmp_path, "Commit") == "not recorded"
 
 
 def test_benchmark_refuses_to_mix_results_of_other_settings(in_tmp_dir):
@@ -140,6 +148,7 @@ def test_a_damaged_config_counts_as_other_settings_and_is_rewritten_whole(in_tmp
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
+        (dict(seeds=0), "--seeds must be positive"),
         (dict(first_seed=-1), r"the seeds -1 to 0 must be in \[0, 2\*\*32\)"),
         (dict(first_seed=2**32 - 1), r"the seeds 4294967295 to 4294967296"),
         (dict(threshold=float("nan")), "--threshold must be a finite number"),
@@ -266,7 +275,7 @@ def test_benchmark_takes_the_papers_settings_with_paper_and_lets_flags_win():
 def test_benchmark_records_the_torch_threads_per_worker_and_refuses_a_zero(in_tmp_dir):
     pytest.importorskip("matplotlib", reason="the plot needs the bench extra")
     out = in_tmp_dir / "out"
-    bench = dataclasses.replace(bench_args(out), seeds=1, workers=1)
+    bench = dataclasses.replace(bench_args(out), seeds=1, workers=2)  # one seed keeps one worker busy
     learning.main(dataclasses.replace(bench, train=dataclasses.replace(bench.train, threads=2)))
     assert "1 worker processes × 2 torch threads" in (out / "summary.md").read_text()
     with pytest.raises(learning.ConfigError, match="--threads must be positive"):
@@ -342,6 +351,24 @@ def test_summary_counts_solved_seeds_and_takes_median_iqr_finals_and_bests_of_th
     assert f"- final eval mean over seeds: **{finals.mean():.1f}** ± {finals.std():.1f} (std across seeds)" in lines
     assert "| 3 | 5,000 | -300.0 | -100.0 | 3.3 | 100 |" in lines  # final -300, best -100
     assert "| 4 | not reached | -250.0 | -250.0 | 3.3 | 100 |" in lines
+
+
+def test_the_plot_draws_each_seeds_curve_and_their_mean(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="the plot needs the bench extra")
+    from matplotlib.figure import Figure
+
+    drawn = []
+    real_savefig = Figure.savefig
+
+    def savefig(fig, *args, **kwargs):
+        drawn.extend((list(line.get_xdata()), list(line.get_ydata())) for line in fig.axes[0].lines)
+        return real_savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    rows = [dict(seed=seed, step=step, eval_mean=seed * step) for seed in (1, 2) for step in (10, 20)]
+    learning.plot(rows, "Pendulum-v1", -200.0, tmp_path)
+    curves = [([10, 20], [10, 20]), ([10, 20], [20, 40]), ([10, 20], [15, 30])]  # seed 1, seed 2, their mean
+    assert drawn[:3] == curves and (tmp_path / "curves.png").stat().st_size > 0
 
 
 def write_runs_csv(path: Path, rows) -> None:

@@ -68,6 +68,27 @@ def test_sb3_sacs_loop_is_measured_beside_ours_with_its_ratio(tmp_path, monkeypa
     assert "| 8×8 | 16 | SB3 SAC | – | – | " in table and "(d) loop steps/s as a multiple of SB3 SAC's" in table
 
 
+def test_each_variants_update_rate_is_the_median_of_its_rounds_with_their_range(tmp_path, monkeypatch):
+    monkeypatch.setattr(throughput, "CONFIGS", (((8, 8), 16),))
+    monkeypatch.setattr(throughput, "sb3_installed", lambda: False)
+    calls = {}
+
+    def updates_per_s(step, batch, steps, device):  # each variant measures 100, 200 and 900 updates/s in turn
+        calls[id(step)] = calls.get(id(step), 0) + 1
+        return [100.0, 200.0, 900.0][calls[id(step)] - 1]
+
+    monkeypatch.setattr(throughput, "updates_per_s", updates_per_s)
+    bench = tiny_bench(tmp_path)
+    bench.repeats = 3
+    assert "| 8×8 | 16 | plain | 200 (100–900) | 1.00 | " in throughput.measure(bench)  # the mean would be 400
+
+
+def test_the_loop_against_sb3s_is_ours_over_sb3s():
+    pytest.importorskip("stable_baselines3", reason="the line names the stable-baselines3 version")
+    [line] = throughput.against_sb3((8, 8), 16, {throughput.SB3: [100.0, 90.0, 110.0], "eager": [250.0]})
+    assert "SB3 SAC's 100 (" in line and line.endswith("ent_coef fixed): eager 2.50×.")  # 250 / 100
+
+
 def test_sb3_sacs_timed_loop_takes_one_gradient_step_per_env_step():
     pytest.importorskip("stable_baselines3", reason="SB3 SAC is measured where the peers extra is installed")
     loop = throughput.SB3Loop(throughput.sac_v.Args(hidden_sizes=(8, 8), batch_size=16), torch.device("cpu"), pool=20)
@@ -99,8 +120,16 @@ def measuring_must_not_start(bench):
         (["--repeats", "0"], "error: --repeats must be at least 1, got 0"),
         (["--update-steps", "0"], "error: --update-steps must be at least 1, got 0"),
         (["--loop-steps", "-3"], "error: --loop-steps must be at least 1, got -3"),
+        (["--env-steps", "0"], "error: --env-steps must be at least 1, got 0"),
     ],
-    ids=["output is a folder", "output under a file", "no repeats", "no update steps", "negative loop steps"],
+    ids=[
+        "output is a folder",
+        "output under a file",
+        "no repeats",
+        "no update steps",
+        "negative loop steps",
+        "no env steps",
+    ],
 )
 def test_bad_arguments_are_refused_in_one_sentence_before_measuring(tmp_path, monkeypatch, flags, message):
     (tmp_path / "afile").write_text("kept\n")
