@@ -164,6 +164,12 @@ def test_a_zero_count_size_rate_or_scale_is_refused(field):
         validate_args(dataclasses.replace(Args(), **{field: 0}))
 
 
+@pytest.mark.parametrize("hidden_sizes", [(), (64, 0)], ids=["no layer", "a layer of width 0"])
+def test_hidden_sizes_without_a_layer_or_with_one_of_width_zero_are_refused(hidden_sizes):
+    with pytest.raises(ConfigError, match="--hidden-sizes needs positive widths"):
+        validate_args(dataclasses.replace(Args(), hidden_sizes=hidden_sizes))
+
+
 def test_gradient_steps_takes_that_many_updates_per_env_step(in_tmp_dir):
     result = train(tiny_args(total_timesteps=200, eval_every=200, gradient_steps=3))
     checkpoint = torch.load(result.checkpoint, weights_only=True)
