@@ -479,12 +479,12 @@ def check_counts(seeds: int, workers: int, first_seed: int = 1, threshold: float
         raise ConfigError(f"--threshold must be a finite number, got {threshold}")
 
 
-def check_run_flags(train: Args, names_runs: str) -> None:
+def check_run_flags(train: Args, run_names: str) -> None:
     """Refuse --seed and --exp-name, which a benchmark sets for each of its runs, rather than ignore them."""
     if train.seed != Args.seed:
         raise ConfigError(f"--seed is set for each run from --first-seed and --seeds; pass --first-seed {train.seed}")
     if train.exp_name != Args.exp_name:
-        raise ConfigError(f"--exp-name is set for each run: {names_runs}")
+        raise ConfigError(f"--exp-name is set for each run: {run_names}")
 
 
 def main(bench: BenchArgs) -> None:

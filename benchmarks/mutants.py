@@ -1,6 +1,6 @@
 """Mutation check of the test suite: does a test fail when a piece of the algorithm is broken?
 
-    python benchmarks/mutants.py                  # every mutant: about 30 minutes on a 2-core CPU
+    python benchmarks/mutants.py                  # every mutant: about 40 minutes on a 2-core CPU
     python benchmarks/mutants.py --only M19 M20   # some of them
 
 Each mutant is one small change that breaks what the code promises. Most change sac_v.py or buffer.py against the
