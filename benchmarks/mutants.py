@@ -37,14 +37,11 @@ UPDATE, ACTOR, BUFFER, TRAIN = (
     "tests/test_train.py",
 )
 LONG_RUNS, FAST_PATHS = "tests/test_long_runs.py", "tests/test_fast_paths.py"
-EVERY_FILE = (UPDATE, ACTOR, BUFFER, TRAIN, LONG_RUNS, FAST_PATHS, "tests/test_faults.py", "tests/test_eval.py")
+FAULTS, EVAL = "tests/test_faults.py", "tests/test_eval.py"
+EVERY_FILE = (UPDATE, ACTOR, BUFFER, TRAIN, LONG_RUNS, FAST_PATHS, FAULTS, EVAL)
 BENCHMARK, LEARNING = "tests/test_learning_benchmark.py", "benchmarks/learning.py"
-PEERS, SWEEP, RUNS_TO_CSV, EVAL = (
-    "tests/test_peers.py",
-    "tests/test_sweep.py",
-    "tests/test_runs_to_csv.py",
-    "tests/test_eval.py",
-)
+PEERS, SWEEP, RUNS_TO_CSV = "tests/test_peers.py", "tests/test_sweep.py", "tests/test_runs_to_csv.py"
+COMPARE, THROUGHPUT = "tests/test_compare.py", "tests/test_throughput_benchmark.py"
 
 
 class Mutant(NamedTuple):
@@ -276,7 +273,7 @@ MUTANTS = [
         "a policy for other upper action bounds accepted",
         "np.allclose(bias + scale, high)",
         "True",
-        "tests/test_eval.py",
+        EVAL,
     ),
     Mutant(
         "M60", "divergence before any checkpoint sent to one", "if self.saved_step is None:", "if False:", LONG_RUNS
@@ -417,7 +414,7 @@ MUTANTS = [
         "compare.py's minutes per seed a mean, not a median",
         "wall = np.median(",
         "wall = np.mean(",
-        "tests/test_compare.py",
+        COMPARE,
         path="benchmarks/compare.py",
     ),
     # The other tools' results (a third audit): peers.py's SB3 settings and records, sweep.py's summary, runs_to_csv.py,
@@ -742,7 +739,7 @@ MUTANTS = [
         "a runs.csv without a column not refused",
         "if missing := [c for c in CSV_FIELDS if c not in columns]:",
         "if missing := []:",
-        "tests/test_compare.py",
+        COMPARE,
         path="benchmarks/compare.py",
     ),
     Mutant(
@@ -750,7 +747,7 @@ MUTANTS = [
         "a value that is not a number a traceback",
         "except (TypeError, ValueError):",
         "except TypeError:",
-        "tests/test_compare.py",
+        COMPARE,
         path="benchmarks/compare.py",
     ),
     Mutant(
@@ -758,7 +755,7 @@ MUTANTS = [
         "compare.py's final eval each seed's best",
         'finals = np.array([rows[-1]["eval_mean"] for rows in per_seed.values()])',
         'finals = np.array([max(r["eval_mean"] for r in rows) for rows in per_seed.values()])',
-        "tests/test_compare.py",
+        COMPARE,
         path="benchmarks/compare.py",
     ),
     Mutant(
@@ -766,7 +763,7 @@ MUTANTS = [
         "throughput's update rate a mean of its rounds",
         "update_rate, loop_rate = statistics.median(update_rates[name]), statistics.median(loop_rates[name])",
         "update_rate, loop_rate = statistics.mean(update_rates[name]), statistics.median(loop_rates[name])",
-        "tests/test_throughput_benchmark.py",
+        THROUGHPUT,
         path="benchmarks/throughput.py",
     ),
     Mutant(
@@ -774,7 +771,7 @@ MUTANTS = [
         "the loop's multiple of SB3's inverted",
         'ratios = ", ".join(f"{name} {rate / sb3:.2f}×"',
         'ratios = ", ".join(f"{name} {sb3 / rate:.2f}×"',
-        "tests/test_throughput_benchmark.py",
+        THROUGHPUT,
         path="benchmarks/throughput.py",
     ),
     Mutant(
@@ -782,7 +779,7 @@ MUTANTS = [
         "throughput's --env-steps 0 accepted",
         'for flag in ("repeats", "update_steps", "loop_steps", "env_steps"):',
         'for flag in ("repeats", "update_steps", "loop_steps"):',
-        "tests/test_throughput_benchmark.py",
+        THROUGHPUT,
         path="benchmarks/throughput.py",
     ),
     # Speed paths.
