@@ -1,5 +1,5 @@
-"""Shared helpers of the tests: a tiny training configuration, its command-line flags, a CLI runner, and a wait for
-the first checkpoint of a run started in the background."""
+"""Shared helpers of the tests: a tiny training configuration, its command-line flags, a CLI runner, a wait for the
+first checkpoint of a run started in the background, and the policy a checkpoint holds."""
 
 import dataclasses
 import subprocess
@@ -7,7 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from sac_v import Args
+import gymnasium as gym
+import torch
+
+from sac_v import Actor, Args, make_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,3 +56,12 @@ def first_checkpoint(proc: subprocess.Popen, folder: Path) -> Path | None:
         time.sleep(0.05)
     found = sorted(folder.glob("runs/*/sac_v.pt"))
     return found[0] if found and proc.poll() is None else None
+
+
+def saved_policy(checkpoint: Path) -> tuple[Actor, gym.Env]:
+    """The actor a checkpoint holds, and a new env of the one it was trained on."""
+    saved = torch.load(checkpoint, weights_only=True)
+    env = make_env(saved["args"]["env_id"])
+    actor = Actor(env.observation_space, env.action_space, saved["args"]["hidden_sizes"])
+    actor.load_state_dict(saved["actor"])
+    return actor, env

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import sac_v
-from sac_v import Actor, ConfigError, evaluate, make_env, train
+from sac_v import ConfigError, evaluate, train
 from sac_v_eval import EvalArgs, evaluate_checkpoint, list_runs
-from tests.helpers import ROOT, run_cli, tiny_args
+from tests.helpers import ROOT, run_cli, saved_policy, tiny_args
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +34,7 @@ def test_evaluates_checkpoint_deterministically_and_prints_returns(checkpoint, c
 
 
 def test_seed_sets_each_episodes_reset_seed_and_the_stochastic_action_noise(checkpoint):
-    saved = torch.load(checkpoint, weights_only=True)
-    env = make_env("Pendulum-v1")
-    actor = Actor(env.observation_space, env.action_space, saved["args"]["hidden_sizes"])
-    actor.load_state_dict(saved["actor"])
+    actor, env = saved_policy(checkpoint)
     expected = evaluate(actor, env, 2, seed=4)  # episodes reset with seeds 4 and 5
     np.testing.assert_array_equal(evaluate_checkpoint(EvalArgs(checkpoint, episodes=2, seed=4)), expected)
     assert not np.array_equal(evaluate_checkpoint(EvalArgs(checkpoint, episodes=2, seed=0)), expected)

@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import sac_v
 from sac_v import Actor, Args, ConfigError, evaluate, make_env, parse_args, train, validate_args
-from tests.helpers import run_cli, tiny_args
+from tests.helpers import run_cli, saved_policy, tiny_args
 
 
 def test_namespaced_env_id_names_one_run_folder(in_tmp_dir):
@@ -137,10 +137,7 @@ def test_training_scalars_go_under_their_group_with_the_policys_mean_log_std_on_
 
 def test_each_evaluation_records_the_mean_and_std_of_its_episodes_returns(in_tmp_dir):
     result = train(tiny_args(total_timesteps=200, eval_every=200, eval_episodes=2))
-    saved = torch.load(result.checkpoint, weights_only=True)
-    env = make_env("Pendulum-v1")
-    actor = Actor(env.observation_space, env.action_space, saved["args"]["hidden_sizes"])
-    actor.load_state_dict(saved["actor"])
+    actor, env = saved_policy(result.checkpoint)
     returns = evaluate(actor, env, 2, seed=1 + 10_000)
     assert returns.std() > 1  # the std differs from the variance
     evaluation = result.evaluations[-1]
