@@ -782,6 +782,71 @@ MUTANTS = [
         THROUGHPUT,
         path="benchmarks/throughput.py",
     ),
+    # The peer benchmark's checkpoints (benchmarks/peers.py): what a resumed SB3 seed restores.
+    Mutant(
+        "M132",
+        "a resumed SB3 seed without its replay buffer's position",
+        'rb.pos, rb.full = int(buffer["pos"]), bool(buffer["full"])',
+        "pass",
+        PEERS,
+        path="benchmarks/peers.py",
+    ),
+    Mutant(
+        "M133",
+        "a resumed SB3 seed's gradient steps counted from 0",
+        'model.num_timesteps, model._n_updates = saved["step"], saved["n_updates"]',
+        'model.num_timesteps = saved["step"]',
+        PEERS,
+        path="benchmarks/peers.py",
+    ),
+    Mutant(
+        "M134",
+        "a resumed SB3 seed evaluating its checkpoint's step again",
+        "if step > 0 and step % self.train.eval_every == 0 and not resumed_here:",
+        "if step > 0 and step % self.train.eval_every == 0:",
+        PEERS,
+        path="benchmarks/peers.py",
+    ),
+    Mutant(
+        "M135",
+        "a resumed SB3 seed restarting its step count",
+        "reset_num_timesteps=not resumed",
+        "reset_num_timesteps=True",
+        PEERS,
+        path="benchmarks/peers.py",
+    ),
+    Mutant(
+        "M136",
+        "a resumed SB3 seed's random streams not restored",
+        'set_rng_states(saved["rng"], model.action_space)',
+        "pass",
+        PEERS,
+        path="benchmarks/peers.py",
+    ),
+    Mutant(
+        "M137",
+        "a resumed SB3 seed's wall time counted from the resume",
+        'callback.wall_s = saved["wall_s"]',
+        "pass",
+        PEERS,
+        path="benchmarks/peers.py",
+    ),
+    Mutant(
+        "M138",
+        "a resumed SB3 seed's entropy coefficient not restored",
+        "recursive_getattr(model, name).copy_(saved[name])",
+        "pass",
+        PEERS,
+        path="benchmarks/peers.py",
+    ),
+    Mutant(
+        "M139",
+        "an SB3 seed never checkpointed",
+        "if self.folder is not None and step < self.train.total_timesteps:",
+        "if False:",
+        PEERS,
+        path="benchmarks/peers.py",
+    ),
     # Speed paths.
     Mutant(
         "M48",
@@ -815,11 +880,14 @@ def copy_repository(to: Path) -> Path:
     return to
 
 
-def passes(root: Path, test_files: tuple[str, ...]) -> bool:
-    """Whether pytest passes these test files in root (one torch thread, stopping at the first failure)."""
+def run_pytest(root: Path, test_files: tuple[str, ...]) -> subprocess.CompletedProcess:
+    """pytest on these test files in root (one torch thread, stopping at the first failure)."""
     command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *test_files]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run(command, cwd=root, env=env, capture_output=True).returncode == 0
+    return subprocess.run(command, cwd=root, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True)
+
+
+def passes(root: Path, test_files: tuple[str, ...]) -> bool:
+    return run_pytest(root, test_files).returncode == 0
 
 
 def run_mutant(mutant: Mutant, root: Path, every_file: tuple[str, ...] = EVERY_FILE) -> str:
@@ -847,7 +915,8 @@ def main(args: MutantArgs) -> int:
         root = copy_repository(Path(tmp))
         files = tuple(dict.fromkeys([*EVERY_FILE, *(m.test_file for m in mutants)]))  # the mutants' own files too
         print(f"the unmutated code against {len(files)} test files ...", flush=True)
-        if not passes(root, files):
+        if (unmutated := run_pytest(root, files)).returncode != 0:  # its summary names the test that failed
+            print("\n".join(unmutated.stdout.splitlines()[-15:]), file=sys.stderr)
             sys.exit("error: the tests fail without any mutant; fix them first (pytest " + " ".join(files) + ")")
         print("| mutant | what it breaks | result | seconds |\n| --- | --- | --- | ---: |", flush=True)
         results = []

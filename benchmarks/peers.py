@@ -16,8 +16,10 @@ episode i reset with seed + 10 000 + i. (SB3 takes its first gradient step after
 after min_pool: one gradient step fewer in a run.) Results go to docs/benchmarks/<env>/peers/sb3-<setting>/ in the
 layout of benchmarks/learning.py (runs.csv, summary.md, curves.png, config.json), written by its functions; the curves
 show sac_v's record beside where it ran the same protocol. Started again with the same settings, it skips the
-seeds already in runs.csv; a seed that did not finish is run again from its start (SB3 runs are not checkpointed
-here). Needs the `peers` extra.
+seeds already in runs.csv and resumes a seed that did not finish from its last checkpoint: at each evaluation, each
+seed saves SB3's networks, optimizers, entropy coefficient, replay buffer and random streams to
+runs/<env>__sb3-<setting>__<seed>__<settings digest>/ (loaded with weights_only, nothing unpickled). A resumed seed
+starts a new training episode, so it is not an exact continuation. Needs the `peers` extra.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import hashlib
 import importlib.util
 import inspect
 import json
@@ -46,13 +49,15 @@ import tyro
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.save_util import recursive_getattr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import learning
 from learning import BenchArgs
 from throughput import cpu_name
 
-from sac_v import Args, ConfigError, Evaluation, make_env, validate_args
+from buffer import atomic_path
+from sac_v import Args, ConfigError, Evaluation, make_env, path_name, rng_states, set_rng_states, validate_args
 
 Setting = Literal["zoo", "sac-v-defaults"]
 RL_ZOO3 = "2.9.2"  # the rl-zoo3 release whose rl_zoo3/hyperparams/sac.yml ZOO copies
@@ -163,48 +168,135 @@ def evaluate(model: SAC, env: gym.Env, episodes: int, seed: int) -> np.ndarray:
 
 class ProtocolEvaluation(BaseCallback):
     """sac_v's evaluations inside SB3's model.learn. SB3 calls _on_rollout_start before each env step, that is after
-    the previous step's gradient step, where sac_v evaluates; the last step's evaluation comes at the end."""
+    the previous step's gradient step, where sac_v evaluates; the last step's evaluation comes at the end. With a
+    checkpoint folder, each evaluation is followed by a checkpoint (save_checkpoint)."""
 
-    def __init__(self, train: Args, seed: int):
+    def __init__(self, train: Args, seed: int, folder: Path | None = None):
         super().__init__()
-        self.train, self.seed = train, seed
+        self.train, self.seed, self.folder = train, seed, folder
         self.evaluations: list[Evaluation] = []
         self.start = 0.0  # when learning began
+        self.wall_s = 0.0  # seconds of learning in earlier processes (a resumed seed)
 
     def _on_training_start(self) -> None:
         self.start = time.time()
 
     def _on_rollout_start(self) -> None:
-        if self.model.num_timesteps > 0 and self.model.num_timesteps % self.train.eval_every == 0:
+        step = self.model.num_timesteps
+        resumed_here = self.evaluations and self.evaluations[-1].step == step
+        if step > 0 and step % self.train.eval_every == 0 and not resumed_here:
             self.record()
 
     def _on_training_end(self) -> None:
         if not self.evaluations or self.evaluations[-1].step != self.model.num_timesteps:
             self.record()
+        if self.folder is not None:  # the seed is done: its evaluations stay, its buffer is not needed
+            save_checkpoint(self.model, self.evaluations, self.elapsed(), self.folder, with_buffer=False)
 
     def _on_step(self) -> bool:
         return True
+
+    def elapsed(self) -> float:
+        return self.wall_s + time.time() - self.start
 
     def record(self) -> None:
         step = self.model.num_timesteps
         with contextlib.closing(make_env(self.train.env_id)) as env:
             returns = evaluate(self.model, env, self.train.eval_episodes, seed=self.seed + 10_000)
-        self.evaluations.append(Evaluation(step, float(returns.mean()), float(returns.std()), time.time() - self.start))
+        self.evaluations.append(Evaluation(step, float(returns.mean()), float(returns.std()), self.elapsed()))
         print(f"seed {self.seed} step {step}: eval return {returns.mean():.1f} ± {returns.std():.1f}", flush=True)
+        if self.folder is not None and step < self.train.total_timesteps:
+            save_checkpoint(self.model, self.evaluations, self.elapsed(), self.folder)
 
 
-def train_seed(train: Args, settings: dict[str, Any], seed: int) -> tuple[SAC, list[Evaluation]]:
-    """One seed: SB3's SAC learning train.total_timesteps env steps, evaluated under sac_v's protocol."""
+CHECKPOINT, BUFFER = "sb3_sac.pt", "sb3_sac.buffer.npz"
+BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+
+def checkpoint_dir(config: dict[str, Any], seed: int) -> Path:
+    """Where a seed of these settings (the benchmark's config.json) keeps its checkpoint: other settings, another run
+    length included, get another folder."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    return Path("runs") / f"{path_name(config['env_id'])}__sb3-{config['setting']}__{seed}__{digest}"
+
+
+def save_checkpoint(
+    model: SAC, evaluations: list[Evaluation], wall_s: float, folder: Path, with_buffer: bool = True
+) -> None:
+    """What a resume needs, in the tensors SB3's own model.save writes (networks, optimizers, entropy coefficient),
+    with the replay buffer's arrays, the counters, the evaluations and the random streams. The buffer goes first and
+    the checkpoint in place last, each atomically; both carry the env step, which pairs them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    step, rb = model.num_timesteps, model.replay_buffer
+    if with_buffer:
+        size = rb.buffer_size if rb.full else rb.pos
+        arrays = {name: getattr(rb, name)[:size] for name in BUFFER_ARRAYS}
+        with atomic_path(folder / BUFFER) as tmp, open(tmp, "wb") as f:
+            np.savez(f, step=step, pos=rb.pos, full=rb.full, **arrays)
+    state_dicts, tensors = model._get_torch_save_params()
+    contents = {name: recursive_getattr(model, name).state_dict() for name in state_dicts}
+    contents |= {name: recursive_getattr(model, name).detach() for name in tensors}
+    contents |= dict(step=step, n_updates=model._n_updates, wall_s=wall_s, evaluations=[tuple(e) for e in evaluations])
+    contents |= dict(rng=rng_states(model.action_space), with_buffer=with_buffer)
+    with atomic_path(folder / CHECKPOINT) as tmp:
+        torch.save(contents, tmp)
+    if not with_buffer:
+        (folder / BUFFER).unlink(missing_ok=True)
+
+
+def load_checkpoint(model: SAC, callback: ProtocolEvaluation, folder: Path) -> bool:
+    """Bring a new model (make_model) and its callback to the seed's last checkpoint in folder; False, with a note
+    where there is none to resume from (then the seed starts from step 0)."""
+    if not (folder / CHECKPOINT).is_file():
+        return False
+    try:
+        saved = torch.load(folder / CHECKPOINT, map_location=model.device, weights_only=True)
+        buffer = {}
+        if saved["with_buffer"]:
+            with np.load(folder / BUFFER) as data:  # allow_pickle stays off: only plain arrays are read
+                buffer = {name: data[name] for name in data.files}
+    except Exception as e:  # missing, truncated or corrupted: whatever torch, zipfile or numpy meets first
+        print(f"note: seed {callback.seed} starts again: its checkpoint in {folder} is unreadable ({type(e).__name__})")
+        return False
+    if buffer and int(buffer["step"]) != saved["step"]:
+        print(f"note: seed {callback.seed} starts again: the buffer in {folder} was not saved with its checkpoint")
+        return False
+    if buffer:
+        rb = model.replay_buffer
+        for name in BUFFER_ARRAYS:
+            getattr(rb, name)[: len(buffer[name])] = buffer[name]
+        rb.pos, rb.full = int(buffer["pos"]), bool(buffer["full"])
+    state_dicts, tensors = model._get_torch_save_params()
+    for name in state_dicts:
+        recursive_getattr(model, name).load_state_dict(saved[name])
+    with torch.no_grad():  # in place: the entropy coefficient's optimizer holds this very tensor
+        for name in tensors:
+            recursive_getattr(model, name).copy_(saved[name])
+    model.num_timesteps, model._n_updates = saved["step"], saved["n_updates"]
+    set_rng_states(saved["rng"], model.action_space)
+    callback.evaluations = [Evaluation(*e) for e in saved["evaluations"]]
+    callback.wall_s = saved["wall_s"]
+    print(f"seed {callback.seed}: resumed at step {saved['step']} from {folder}", flush=True)
+    return True
+
+
+def train_seed(
+    train: Args, settings: dict[str, Any], seed: int, folder: Path | None = None
+) -> tuple[SAC, list[Evaluation]]:
+    """One seed: SB3's SAC learning train.total_timesteps env steps, evaluated under sac_v's protocol; with a folder,
+    checkpointed there at each evaluation and resumed from its last checkpoint."""
     model = make_model(settings, train.env_id, seed)
-    callback = ProtocolEvaluation(train, seed)
+    callback = ProtocolEvaluation(train, seed, folder)
     model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's own makes an empty tempdir/SB3-<time> per seed
-    model.learn(train.total_timesteps, callback=callback)
+    resumed = folder is not None and load_checkpoint(model, callback, folder)
+    if model.num_timesteps < train.total_timesteps:
+        model.learn(train.total_timesteps - model.num_timesteps, callback=callback, reset_num_timesteps=not resumed)
     return model, callback.evaluations
 
 
-def run_seed(train: Args, settings: dict[str, Any], seed: int) -> list[Evaluation]:
+def run_seed(train: Args, settings: dict[str, Any], seed: int, folder: Path) -> list[Evaluation]:
     torch.set_num_threads(train.threads)
-    return train_seed(train, settings, seed)[1]
+    return train_seed(train, settings, seed, folder)[1]
 
 
 def check_flags(train: Args, setting: Setting) -> None:
@@ -308,14 +400,18 @@ def main(peer: PeerArgs) -> None:
         run_peer(peer, settings, threshold, out_dir)
 
 
-def run_peer(peer: PeerArgs, settings: dict[str, Any], threshold: float, out_dir: Path) -> None:
-    """The seeds not yet in out_dir/runs.csv, from their start (SB3 keeps no checkpoint); then the summary and plot."""
-    train = peer.train
-    config = {"setting": peer.setting, **{k: getattr(train, k) for k in PROTOCOL}, "sb3": settings}
-    config |= {
+def peer_config(peer: PeerArgs, settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings a seed's results depend on, as config.json holds them."""
+    config = {"setting": peer.setting, **{k: getattr(peer.train, k) for k in PROTOCOL}, "sb3": settings}
+    return config | {
         "stable_baselines3": stable_baselines3.__version__,
         "rl_zoo3": RL_ZOO3 if peer.setting == "zoo" else None,
     }
+
+
+def run_peer(peer: PeerArgs, settings: dict[str, Any], threshold: float, out_dir: Path) -> None:
+    """The seeds not yet in out_dir/runs.csv, each from its last checkpoint if it has one; then the summary and plot."""
+    train, config = peer.train, peer_config(peer, settings)
     learning.check_earlier_results(out_dir, config, peer.overwrite)
     rows = learning.finished_rows(out_dir / "runs.csv", train.total_timesteps)
     done = sorted({int(r["seed"]) for r in rows})
@@ -336,7 +432,9 @@ def run_peer(peer: PeerArgs, settings: dict[str, Any], threshold: float, out_dir
     ran_at = learning.commit()
     hardwares, commits = learning.earlier_seed_lines(out_dir, set(done))  # the seeds of earlier sessions keep theirs
     start, failed = time.time(), []
-    for seed, outcome in learning.run_in_workers(run_seed, {s: (train, settings, s) for s in seeds}, workers):
+    for seed, outcome in learning.run_in_workers(
+        run_seed, {s: (train, settings, s, checkpoint_dir(config, s)) for s in seeds}, workers
+    ):
         if isinstance(outcome, Exception):  # reported; the finished seeds are on disk already
             failed.append(seed)
             print(f"seed {seed} failed: {type(outcome).__name__}: {outcome}", file=sys.stderr)
@@ -358,6 +456,6 @@ if __name__ == "__main__":
         main(tyro.cli(PeerArgs))
     except ConfigError as e:
         sys.exit(f"error: {e}")
-    except learning.InterruptError as e:  # SB3 keeps no checkpoint: the seeds in flight start again
-        print(f"{e}: the finished seeds are in runs.csv; the same command runs the others", file=sys.stderr)
+    except learning.InterruptError as e:  # the seeds in flight resume from their last evaluation's checkpoint
+        print(f"{e}: the finished seeds are in runs.csv; the same command resumes the others", file=sys.stderr)
         sys.exit(128 + e.signum)

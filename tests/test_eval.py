@@ -113,10 +113,17 @@ def test_cli_refuses_a_bad_seed_or_episode_count_in_one_line(checkpoint, tmp_pat
 
 def test_cli_ctrl_c_stops_the_evaluation_quietly_with_status_130(checkpoint, tmp_path):
     command = [sys.executable, "-u", str(ROOT / "sac_v_eval.py"), str(checkpoint.parent), "--episodes", "100000"]
-    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().startswith("newest checkpoint under"), proc.stderr.read()  # evaluating now
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
+    # SIGINT as a terminal leaves it, also where pytest itself ignores it (a background job of a script: cmd &)
+    terminal = dict(preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **terminal
+    )
+    try:
+        assert proc.stdout.readline().startswith("newest checkpoint under"), proc.stderr.read()  # evaluating now
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # never left evaluating 100 000 episodes after a failure
     assert proc.returncode == 130 and stderr == ""
 
 

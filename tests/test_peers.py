@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("stable_baselines3", reason='the peer benchmark runs SB3\'s SAC: pip install -e ".[peers]"')
+import numpy as np
+import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -162,3 +165,116 @@ def test_a_second_peer_benchmark_on_a_folder_in_use_is_refused(in_tmp_dir):
     with peers.learning.holding(out), pytest.raises(ConfigError, match="is in use: another benchmark is writing it"):
         peers.main(bench)
     assert not (out / "runs.csv").exists()
+
+
+class KilledError(Exception):
+    """Stands for a kill right after a checkpoint."""
+
+
+def stop_after_the_checkpoint_at(monkeypatch, step: int, keep: dict | None = None) -> None:
+    """peers.save_checkpoint, then a stop once the checkpoint of `step` is written; `keep` gets the model's state."""
+    save = peers.save_checkpoint
+
+    def save_then_stop(model, *args, **kwargs):
+        save(model, *args, **kwargs)
+        if model.num_timesteps == step:
+            if keep is not None:
+                keep["policy"] = {k: v.clone() for k, v in model.policy.state_dict().items()}
+                keep["actor_optimizer"] = model.actor.optimizer.state_dict()["state"]
+                keep["log_ent_coef"] = model.log_ent_coef.detach().clone()
+                keep["observations"] = model.replay_buffer.observations[:step].copy()
+                keep["n_updates"] = model._n_updates
+                keep["torch_rng"] = torch.get_rng_state()
+            raise KilledError
+
+    monkeypatch.setattr(peers, "save_checkpoint", save_then_stop)
+
+
+def stopped_seed(folder: Path, step: int, keep: dict | None = None) -> tuple[Args, dict]:
+    """The zoo's Pendulum seed 1 (learning from step 100), stopped right after its checkpoint of `step` in folder."""
+    train = peer_train_args("zoo")
+    settings = peers.sb3_settings("zoo", train)
+    with pytest.MonkeyPatch.context() as m, pytest.raises(KilledError):
+        stop_after_the_checkpoint_at(m, step, keep)
+        peers.train_seed(train, settings, 1, folder)
+    return train, settings
+
+
+def test_a_checkpoint_restores_networks_optimizers_entropy_coefficient_buffer_counters_and_rng(in_tmp_dir):
+    stopped: dict = {}
+    train, settings = stopped_seed(in_tmp_dir / "ckpt", 300, stopped)
+    model = peers.make_model(settings, train.env_id, seed=1)
+    callback = peers.ProtocolEvaluation(train, 1, in_tmp_dir / "ckpt")
+    assert peers.load_checkpoint(model, callback, in_tmp_dir / "ckpt")
+    policy = model.policy.state_dict()
+    assert policy.keys() == stopped["policy"].keys() and all(policy[k].equal(stopped["policy"][k]) for k in policy)
+    adam = model.actor.optimizer.state_dict()["state"]
+    assert all(adam[i]["exp_avg_sq"].equal(stopped["actor_optimizer"][i]["exp_avg_sq"]) for i in adam)
+    assert model.log_ent_coef.item() == stopped["log_ent_coef"].item() != 0.0
+    assert model.ent_coef_optimizer.param_groups[0]["params"][0] is model.log_ent_coef  # restored in place
+    rb = model.replay_buffer
+    assert (rb.pos, rb.full) == (300, False) and np.array_equal(rb.observations[:300], stopped["observations"])
+    assert (model.num_timesteps, model._n_updates) == (300, stopped["n_updates"]) == (300, 300 - 100)
+    assert torch.get_rng_state().equal(stopped["torch_rng"])
+    assert [e.step for e in callback.evaluations] == [150, 300]
+
+
+def test_a_stopped_seed_resumes_from_its_last_checkpoint_and_keeps_its_evaluations(in_tmp_dir):
+    folder = in_tmp_dir / "ckpt"
+    train, settings = stopped_seed(folder, 150)
+    saved = torch.load(folder / peers.CHECKPOINT, weights_only=True)
+    torch.save(saved | {"wall_s": 1000.0}, folder / peers.CHECKPOINT)  # as if the first process had run 1000 s
+    model, evaluations = peers.train_seed(train, settings, 1, folder)
+    assert [e.step for e in evaluations] == STEPS and tuple(evaluations[0]) == tuple(saved["evaluations"][0])
+    assert model._num_timesteps_at_start == 150 and model.replay_buffer.pos == 320  # 150 restored, 170 new
+    assert model._n_updates == 320 - model.learning_starts
+    assert 1000 < evaluations[1].wall_s < 1000 + 120  # the learning time of both processes
+
+
+def test_a_finished_seed_returns_its_evaluations_without_learning_and_drops_its_buffer(in_tmp_dir):
+    folder = in_tmp_dir / "ckpt"
+    train = peer_train_args("zoo")
+    settings = peers.sb3_settings("zoo", train)
+    _, first = peers.train_seed(train, settings, 1, folder)
+    assert (folder / peers.CHECKPOINT).exists() and not (folder / peers.BUFFER).exists()
+    model, again = peers.train_seed(train, settings, 1, folder)
+    assert again == first and model._n_updates == 320 - model.learning_starts and model.replay_buffer.pos == 0
+
+
+@pytest.mark.parametrize("damage", ["buffer of another step", "truncated checkpoint"])
+def test_a_seed_whose_checkpoint_cannot_be_used_starts_again_with_a_note(in_tmp_dir, capsys, damage):
+    folder = in_tmp_dir / "ckpt"
+    train, settings = stopped_seed(folder, 150)
+    if damage == "buffer of another step":
+        with np.load(folder / peers.BUFFER) as data:
+            arrays = {name: data[name] for name in data.files}
+        np.savez(folder / peers.BUFFER, **(arrays | {"step": 300}))
+        note = "the buffer in .* was not saved with its checkpoint"
+    else:
+        data = (folder / peers.CHECKPOINT).read_bytes()
+        (folder / peers.CHECKPOINT).write_bytes(data[: len(data) // 2])
+        note = "its checkpoint in .* is unreadable"
+    model, evaluations = peers.train_seed(train, settings, 1, folder)
+    assert re.search(f"note: seed 1 starts again: {note}", capsys.readouterr().out)
+    assert model._num_timesteps_at_start == 0 and [e.step for e in evaluations] == STEPS
+
+
+def test_checkpoints_of_other_settings_or_run_lengths_live_in_other_folders():
+    bench = peers.PeerArgs(peer_train_args("zoo"), seeds=1, setting="zoo")
+    config = peers.peer_config(bench, peers.sb3_settings("zoo", bench.train))
+    folder = peers.checkpoint_dir(config, 1)
+    assert folder.parent == Path("runs") and folder.name.startswith("Pendulum-v1__sb3-zoo__1__")
+    assert peers.checkpoint_dir(config | {"total_timesteps": 640}, 1) != folder != peers.checkpoint_dir(config, 2)
+    assert peers.checkpoint_dir(config | {"sb3": {**config["sb3"], "tau": 0.01}}, 1) != folder
+
+
+def test_runner_resumes_an_unfinished_seed_from_its_checkpoint(in_tmp_dir):
+    pytest.importorskip("matplotlib", reason="the plot needs the peers extra")
+    bench = peers.PeerArgs(peer_train_args("zoo"), seeds=1, workers=1, out_dir=in_tmp_dir / "out", setting="zoo")
+    folder = peers.checkpoint_dir(peers.peer_config(bench, peers.sb3_settings("zoo", bench.train)), 1)
+    stopped_seed(folder, 150)
+    at_stop = torch.load(folder / peers.CHECKPOINT, weights_only=True)["evaluations"][0]
+    peers.main(bench)
+    rows = read_rows(in_tmp_dir / "out" / "runs.csv")
+    assert [int(r["step"]) for r in rows] == STEPS
+    assert (float(rows[0]["eval_mean"]), float(rows[0]["wall_s"])) == (at_stop[1], at_stop[3])
