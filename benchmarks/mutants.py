@@ -802,8 +802,8 @@ MUTANTS = [
     Mutant(
         "M134",
         "a resumed SB3 seed evaluating its checkpoint's step again",
-        "if step > 0 and step % self.train.eval_every == 0 and not resumed_here:",
-        "if step > 0 and step % self.train.eval_every == 0:",
+        "if self.evaluations and self.evaluations[-1].step == step:",
+        "if False:",
         PEERS,
         path="benchmarks/peers.py",
     ),

@@ -182,14 +182,11 @@ class ProtocolEvaluation(BaseCallback):
         self.start = time.time()
 
     def _on_rollout_start(self) -> None:
-        step = self.model.num_timesteps
-        resumed_here = self.evaluations and self.evaluations[-1].step == step
-        if step > 0 and step % self.train.eval_every == 0 and not resumed_here:
+        if self.model.num_timesteps > 0 and self.model.num_timesteps % self.train.eval_every == 0:
             self.record()
 
     def _on_training_end(self) -> None:
-        if not self.evaluations or self.evaluations[-1].step != self.model.num_timesteps:
-            self.record()
+        self.record()
         if self.folder is not None:  # the seed is done: its evaluations stay, its buffer is not needed
             save_checkpoint(self.model, self.evaluations, self.elapsed(), self.folder, with_buffer=False)
 
@@ -200,7 +197,10 @@ class ProtocolEvaluation(BaseCallback):
         return self.wall_s + time.time() - self.start
 
     def record(self) -> None:
+        """Evaluate at this step, unless done already (at the last step's periodic evaluation, or before a resume)."""
         step = self.model.num_timesteps
+        if self.evaluations and self.evaluations[-1].step == step:
+            return
         with contextlib.closing(make_env(self.train.env_id)) as env:
             returns = evaluate(self.model, env, self.train.eval_episodes, seed=self.seed + 10_000)
         self.evaluations.append(Evaluation(step, float(returns.mean()), float(returns.std()), self.elapsed()))
@@ -258,10 +258,10 @@ def load_checkpoint(model: SAC, callback: ProtocolEvaluation, folder: Path) -> b
     except Exception as e:  # missing, truncated or corrupted: whatever torch, zipfile or numpy meets first
         print(f"note: seed {callback.seed} starts again: its checkpoint in {folder} is unreadable ({type(e).__name__})")
         return False
-    if buffer and int(buffer["step"]) != saved["step"]:
-        print(f"note: seed {callback.seed} starts again: the buffer in {folder} was not saved with its checkpoint")
-        return False
     if buffer:
+        if int(buffer["step"]) != saved["step"]:
+            print(f"note: seed {callback.seed} starts again: the buffer in {folder} was not saved with its checkpoint")
+            return False
         rb = model.replay_buffer
         for name in BUFFER_ARRAYS:
             getattr(rb, name)[: len(buffer[name])] = buffer[name]
