@@ -97,7 +97,7 @@ def mlp(in_dim: int, sizes: Sequence[int], out_dim: int | None = None, linear: C
     """Linear + ReLU layers of the given widths, then a linear output layer unless out_dim is None."""
     layers: list[nn.Module] = []
     for width in sizes:
-        layers += [linear(in_dim, width), nn.ReLU()]
+        layers += [linear(in_dim, width), nn.ReLU(inplace=True)]  # in place: a linear layer's backward needs no output
         in_dim = width
     return nn.Sequential(*layers, *([linear(in_dim, out_dim)] if out_dim is not None else []))
 
@@ -859,6 +859,10 @@ class CudaGraphed:
 def fast_paths(step: Callable, sample_action: Callable, args: Args) -> tuple[Callable, Callable]:
     """The gradient step and the policy's sampler as the flags ask: plain, compiled, and/or CUDA-graphed (the
     sampler too: one env step's action is a dozen small kernels)."""
+    if args.compile and resolve_device(args.device).type == "cpu":
+        print(
+            "note: on CPU, --compile makes the step slower than eager at these sizes (docs/speed.md); it pays on CUDA"
+        )
     if args.compile:
         step, sample_action = torch.compile(step), torch.compile(sample_action)
     if args.cudagraphs:

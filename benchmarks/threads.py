@@ -1,18 +1,21 @@
 """Threads that share the cores: training speed of one run alone and of runs side by side, by torch threads per run.
 
-    python benchmarks/threads.py                     # writes docs/benchmarks/threads.md
+    python benchmarks/threads.py                                          # writes docs/benchmarks/threads.md
+    python benchmarks/threads.py --hidden-sizes 256 256 --batch-size 256  # the paper's sizes
 
 Each run is its own process taking sac_v's training step once learning has begun (act, env step, store, sample, one
-gradient step: throughput.py's Loop) on LunarLanderContinuous-v3 at sac_v's default sizes. The runs of a case warm up,
-then all count their steps over the same `--seconds` window. Cases: one run at 1 and at 2 torch threads; two runs side
-by side at 1 thread each, at 2 threads each, and at 2 threads each with OMP_WAIT_POLICY=passive (OpenMP threads that
-sleep instead of spinning while they wait). Run it on a quiet machine: anything else on the cores skews every case.
+gradient step: throughput.py's Loop) on LunarLanderContinuous-v3. The runs of a case warm up, then all count their
+steps over the same `--seconds` window. Cases: one run at 1 and at 2 torch threads, OpenMP threads spinning while they
+wait (OMP_WAIT_POLICY=active) or sleeping (passive, sac_v's default); two runs side by side, each at 1 thread, and each
+at 2 threads spinning and sleeping; one run of 2 sleeping threads beside the test suite (`pytest -q`, started before
+the window). Run it on a quiet machine: anything else on the cores skews every case.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,12 +24,16 @@ from pathlib import Path
 import tyro
 
 ROOT = Path(__file__).resolve().parents[1]
+ACTIVE, PASSIVE = {"OMP_WAIT_POLICY": "active"}, {"OMP_WAIT_POLICY": "passive"}
+SUITE = {"SUITE": "1"}  # not an environment variable: the case runs beside the test suite
 CASES = (  # (name, runs side by side, torch threads per run, extra environment)
-    ("one run, 1 thread", 1, 1, {}),
-    ("one run, 2 threads", 1, 2, {}),
-    ("two runs, 1 thread each", 2, 1, {}),
-    ("two runs, 2 threads each", 2, 2, {}),
-    ("two runs, 2 threads each, OMP_WAIT_POLICY=passive", 2, 2, {"OMP_WAIT_POLICY": "passive"}),
+    ("one run, 1 thread", 1, 1, PASSIVE),
+    ("one run, 2 threads spinning (active)", 1, 2, ACTIVE),
+    ("one run, 2 threads sleeping (passive): the default", 1, 2, PASSIVE),
+    ("two runs, 1 thread each", 2, 1, PASSIVE),
+    ("two runs, 2 threads each, spinning", 2, 2, ACTIVE),
+    ("two runs, 2 threads each, sleeping: the default", 2, 2, PASSIVE),
+    ("one run, 2 threads sleeping, beside the test suite", 1, 2, PASSIVE | SUITE),
 )
 
 
@@ -36,11 +43,15 @@ class BenchArgs:
     """length of the timed window of each case"""
     warmup_s: float = 8.0
     """time given to every run of a case to start and warm up before the window opens"""
+    hidden_sizes: tuple[int, ...] = (200, 200)
+    """hidden layers of every network (sac_v's default)"""
+    batch_size: int = 200
+    """minibatch of each gradient step (sac_v's default)"""
     output: Path = Path("docs/benchmarks/threads.md")
     """markdown file the table is written to"""
 
 
-def worker(threads: int, start_at: float, stop_at: float) -> None:
+def worker(threads: int, start_at: float, stop_at: float, batch_size: int, hidden_sizes: tuple[int, ...]) -> None:
     """One run: warm up, wait for the window, print the steps per second it took within it."""
     import torch
 
@@ -50,7 +61,7 @@ def worker(threads: int, start_at: float, stop_at: float) -> None:
     import sac_v
 
     torch.set_num_threads(threads)
-    args = sac_v.Args(device="cpu")
+    args = sac_v.Args(device="cpu", batch_size=batch_size, hidden_sizes=hidden_sizes)
     env = sac_v.make_env(throughput.ENV_ID)
     step, sample_action = throughput.project_update_step(env, args, torch.device("cpu"))
     loop = throughput.Loop(step, sample_action, args, torch.device("cpu"), pool=2_000)
@@ -69,9 +80,26 @@ def run_case(runs: int, threads: int, extra_env: dict[str, str], bench: BenchArg
     start_at = time.time() + bench.warmup_s
     stop_at = start_at + bench.seconds
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), **extra_env}
-    command = [sys.executable, __file__, "--worker", str(threads), str(start_at), str(stop_at)]
+    sizes = [str(bench.batch_size), *map(str, bench.hidden_sizes)]
+    command = [sys.executable, __file__, "--worker", str(threads), str(start_at), str(stop_at), *sizes]
+    suite = None
+    if env.pop("SUITE", None):  # the test suite, as a developer runs it beside a training run
+        suite = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, so that its test runs end with it
+        )
     procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(runs)]
-    return [float(proc.communicate()[0].strip().splitlines()[-1]) for proc in procs]
+    speeds = [float(proc.communicate()[0].strip().splitlines()[-1]) for proc in procs]
+    if suite is not None:
+        if suite.poll() is not None:
+            sys.exit("error: the test suite ended before the window closed; its case did not run beside it")
+        os.killpg(suite.pid, signal.SIGKILL)
+        suite.wait()
+    return speeds
 
 
 def main(bench: BenchArgs) -> None:
@@ -79,37 +107,56 @@ def main(bench: BenchArgs) -> None:
     import torch
     from throughput import cpu_name
 
-    rows, alone = [], None
+    speeds = {}
     for name, runs, threads, extra_env in CASES:
-        speeds = run_case(runs, threads, extra_env, bench)
-        alone = alone or speeds[0]  # the first case: one run, 1 thread
-        each = " / ".join(f"{s:.0f}" for s in speeds)
-        rows.append(f"| {name} | {each} | {sum(speeds):.0f} | {min(speeds) / alone:.2f} |")
-        print(rows[-1], flush=True)
+        speeds[name] = run_case(runs, threads, extra_env, bench)
+        print(name, " / ".join(f"{s:.0f}" for s in speeds[name]), flush=True)
+    one, default = speeds[CASES[0][0]][0], speeds[CASES[2][0]][0]  # one run alone: at 1 thread; at the default
+    rows = [
+        f"| {name} | {' / '.join(f'{s:.0f}' for s in each)} | {sum(each):.0f} | {min(each) / one:.2f} "
+        f"| {min(each) / default:.2f} |"
+        for name, each in speeds.items()
+    ]
     flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in Path("/proc/cpuinfo").read_text()]
-    lines = [
-        "# Threads that share the cores",
+    sizes = f"{' × '.join(map(str, bench.hidden_sizes))}, batch {bench.batch_size}"
+    section = [
+        f"## {sizes}",
         "",
-        "Env steps per second of sac_v's training step (act, env step, store, sample, one gradient step) on",
-        "LunarLanderContinuous-v3 at the default sizes (200 × 200, batch 200), each run its own process, all runs of a",
-        f"case timed over the same {bench.seconds:g} s window.",
-        "",
-        "| case | env steps/s of each run | together | slowest run / one run alone at 1 thread |",
-        "| --- | ---: | ---: | ---: |",
+        "| case | env steps/s of each run | together | slowest / alone at 1 thread | slowest / alone at the default |",
+        "| --- | ---: | ---: | ---: | ---: |",
         *rows,
         "",
         f"Hardware: {cpu_name()} ({', '.join(flags)}), {os.cpu_count()} CPU cores, torch {torch.__version__}.",
-        "",
-        "Command: `python benchmarks/threads.py`.",
+        f"Command: `python benchmarks/threads.py --hidden-sizes {' '.join(map(str, bench.hidden_sizes))} "
+        f"--batch-size {bench.batch_size}`.",
         "",
     ]
-    bench.output.parent.mkdir(parents=True, exist_ok=True)
-    bench.output.write_text("\n".join(lines))
+    write_section(bench.output, f"## {sizes}", section)
     print(f"wrote {bench.output}")
+
+
+def write_section(path: Path, heading: str, section: list[str]) -> None:
+    """Replace the section under `heading` in `path` (or add it), keeping the other sizes' sections."""
+    head = [
+        "# Threads that share the cores",
+        "",
+        "Env steps per second of sac_v's training step (act, env step, store, sample, one gradient step) on",
+        "LunarLanderContinuous-v3, each run its own process, all runs of a case timed over the same window.",
+        "",
+    ]
+    sections = {}
+    if path.exists():
+        for part in path.read_text().split("\n## ")[1:]:
+            sections["## " + part.splitlines()[0]] = [*("## " + part).rstrip("\n").splitlines(), ""]
+    sections[heading] = section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(head + [line for lines in sections.values() for line in lines]))
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
-        worker(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
+        worker(
+            int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), tuple(map(int, sys.argv[6:]))
+        )
     else:
         main(tyro.cli(BenchArgs))
