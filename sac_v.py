@@ -401,7 +401,7 @@ def validate_args(args: Args) -> None:
     """Refuse bad flags before anything is created or written."""
     for field in dataclasses.fields(Args):
         flag, value = "--" + field.name.replace("_", "-"), getattr(args, field.name)
-        if field.type == "float" and not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{flag} must be a finite number, got {value}")
         if field.name in POSITIVE and value <= 0:
             raise ConfigError(f"{flag} must be positive, got {value}")
