@@ -1,0 +1,137 @@
+"""sac_v's MuJoCo records beside published multi-seed SAC: one table and one plot per task.
+
+    python benchmarks/published.py          # writes docs/published-sac/beside.md and docs/published-sac/<Task>.png
+
+Reads sac_v's records (docs/benchmarks/<Task>-v5/runs.csv at 300 000 steps; its 1m/runs.csv, seeds run to
+1 000 000 steps, for that column) and the published curves in docs/published-sac/raw/ (sources.md there cites each).
+For each task: mean ± std over seeds (population std, as every summary here) at 100 000, 300 000 and 1 000 000 env
+steps, with the seeds that reached each step, and how far sac_v's mean at 300 000 stands from each source's, in that
+source's standard deviations. Needs the `bench` extra (matplotlib).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLISHED = ROOT / "docs" / "published-sac"
+TASKS = ("HalfCheetah", "Hopper", "Walker2d", "Ant")
+STEPS = (100_000, 300_000, 1_000_000)
+# Source folder in raw/ -> (label, env steps its logged step leaves out: Tianshou 2021 logs after 10 000 random steps)
+SOURCES = {
+    "tianshou_2021_v3": ("[S1] Tianshou 2021, -v3, det.", 10_000),
+    "spinningup_sac_lqnew": ("[S2] Spinning Up SAC, -v2, det.", 0),
+    "lwdrl_sac_lqnew": ("[S3] LWDRL SAC, -v2, det.", 0),
+    "mushroomrl_benchmark_v3": ("[S4] MushroomRL, -v3, stochastic", 0),
+    "nnabla_rl_sac": ("[S5] nnabla-rl SAC, -v2, det.", 0),
+    "nnabla_rl_icml2018sac": ("[S6] nnabla-rl SAC v1 (with V), -v2, det.", 0),
+}
+
+
+def read_curves(path: Path, offset: int = 0) -> dict[int, dict[int, float]]:
+    """{seed: {env step: eval mean}} from a published raw/ file (env_step, then a column per seed)."""
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    seeds = [name for name in rows[0] if name.startswith("seed_")]
+    return {i: {int(float(r["env_step"])) + offset: float(r[s]) for r in rows if r[s]} for i, s in enumerate(seeds)}
+
+
+def read_sac_v(path: Path) -> dict[int, dict[int, float]]:
+    """{seed: {env step: eval mean}} of a sac_v record's runs.csv (none where it is missing)."""
+    curves: dict[int, dict[int, float]] = {}
+    if path.exists():
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                curves.setdefault(int(row["seed"]), {})[int(row["step"])] = float(row["eval_mean"])
+    return curves
+
+
+def at(curves: dict[int, dict[int, float]], step: int, tolerance: int = 10_000) -> np.ndarray:
+    """Each seed's evaluation at the logged step nearest `step`, within `tolerance`: seeds not there drop out."""
+    values = []
+    for curve in curves.values():
+        nearest = min(curve, key=lambda s: abs(s - step))
+        if abs(nearest - step) <= tolerance:
+            values.append(curve[nearest])
+    return np.array(values)
+
+
+def cell(values: np.ndarray) -> str:
+    return f"{values.mean():,.0f} ± {values.std():,.0f} ({len(values)})".replace(",", " ") if len(values) else "–"
+
+
+Curves = dict[int, dict[int, float]]
+
+
+def table(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves]) -> list[str]:
+    lines = [
+        f"### {task}",
+        "",
+        "| run | 100 000 | 300 000 | 1 000 000 | sac_v at 300 000, in the source's stds |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| **sac_v, `-v5`, det.** | {cell(at(ours, STEPS[0]))} | {cell(at(ours, STEPS[1]))} "
+        f"| {cell(at(long, STEPS[2]))} | |",
+    ]
+    mine = at(ours, 300_000)
+    for label, curves in theirs.items():
+        other = at(curves, 300_000)
+        gap = f"{(mine.mean() - other.mean()) / other.std():+.1f}" if len(mine) and len(other) else "–"
+        lines.append(f"| {label} | {' | '.join(cell(at(curves, s)) for s in STEPS)} | {gap} |")
+    return [*lines, ""]
+
+
+def plot(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, curves in theirs.items():
+        steps = sorted(set.intersection(*(set(c) for c in curves.values())))
+        ax.plot(steps, [np.mean([c[s] for c in curves.values()]) for s in steps], linewidth=1, label=label)
+    steps = sorted({s for c in ours.values() for s in c})
+    mean = [at(ours, s, tolerance=0).mean() for s in steps]
+    std = [at(ours, s, tolerance=0).std() for s in steps]
+    ax.plot(steps, mean, color="black", linewidth=2, label=f"sac_v, {len(ours)} seeds (± std)")
+    ax.fill_between(steps, np.subtract(mean, std), np.add(mean, std), color="black", alpha=0.15)
+    for seed, curve in long.items():  # a seed run on to 1 000 000 steps: a run of its own, not the record's seed
+        ax.plot(
+            sorted(curve), [curve[s] for s in sorted(curve)], "k--", linewidth=1, label=f"sac_v seed {seed}, 1M run"
+        )
+    ax.set(xlabel="env steps", ylabel="evaluation return (mean over seeds)", title=task, xlim=(0, 1_000_000))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path := PUBLISHED / f"{task}.png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    lines = [
+        "# sac_v beside published multi-seed SAC",
+        "",
+        "Mean ± std over seeds (number of seeds) of the evaluation return at each step; the last column is sac_v's",
+        "mean at 300 000 minus the source's, in the source's between-seed standard deviations. Sources and their",
+        "protocols: [sources.md](sources.md). Written by `python benchmarks/published.py`.",
+        "",
+    ]
+    for task in TASKS:
+        theirs = {
+            label: read_curves(PUBLISHED / "raw" / name / f"{task}.csv", offset)
+            for name, (label, offset) in SOURCES.items()
+        }
+        record = ROOT / "docs" / "benchmarks" / f"{task}-v5"
+        ours, long = read_sac_v(record / "runs.csv"), read_sac_v(record / "1m" / "runs.csv")
+        lines += table(task, ours, long, theirs)
+        if ours:
+            lines += [f"![{task}]({plot(task, ours, long, theirs).name})", ""]
+    (PUBLISHED / "beside.md").write_text("\n".join(lines))
+    print(f"wrote {PUBLISHED / 'beside.md'}")
+
+
+if __name__ == "__main__":
+    main()
