@@ -11,16 +11,21 @@ Measures, at 256×256/batch 256 (the paper's networks), 200×200/batch 200 (sac_
       steps, two separate critic modules, zero_grad/backward/step each, a per-parameter target update, default Adam;
   (d) full-training-loop steps/s on LunarLander: act, env step, store, sample, gradient step, as `sac_v.train` does
       once learning has begun (evaluation, checkpoints and logging excluded); at the first two sizes also
-      Stable-Baselines3's SAC in its own loop (`model.learn`), where it is installed (the `peers` extra).
+      Stable-Baselines3's SAC in its own loop (`model.learn`), where it is installed (the `peers` extra);
+  (e) the matmul floor of sac_v's step: every matmul one step runs (step_gemms, checked against torch's profiler of
+      the eager step), each shape timed alone in float32 and in bfloat16 at the run's thread count, summed. The table
+      gives each update's step time as a multiple of its dtype's floor (×floor): --bf16 against bfloat16's.
 The variants run interleaved, `--repeats` times, and the table gives medians; (b)/(c) comes from the same process.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import importlib.metadata
 import importlib.util
+import itertools
 import math
 import os
 import platform
@@ -99,6 +104,84 @@ def hardware(device: torch.device) -> str:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+Gemm = tuple[int, int, int, int]  # (stack, m, k, n): `stack` independent (m×k)·(k×n) products in one call
+
+
+def mlp_gemms(dims: list[int], rows: int, params_grad: bool, input_grad: bool, stack: int = 1) -> list[Gemm]:
+    """The matmuls of one pass of an MLP with layer widths `dims` over `rows` inputs, forward and backward: dW of
+    every layer where its parameters need a gradient, dX of every layer whose input needs one (the first layer's only
+    when the MLP's own input does)."""
+    layers = list(itertools.pairwise(dims))
+    gemms = [(stack, rows, k, n) for k, n in layers]  # forward: x·W
+    if params_grad:
+        gemms += [(stack, k, rows, n) for k, n in layers]  # dW = xᵀ·g
+    if params_grad or input_grad:
+        gemms += [(stack, rows, n, k) for i, (k, n) in enumerate(layers) if i > 0 or input_grad]  # dX = g·Wᵀ
+    return gemms
+
+
+def step_gemms(obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...], batch_size: int) -> list[Gemm]:
+    """Every matmul of one sac_v.update, as sac_v_losses and its one backward pass run them."""
+    b, trunk, last = batch_size, [obs_dim, *hidden_sizes], hidden_sizes[-1]
+    critics, value = [obs_dim + act_dim, *hidden_sizes, 1], [obs_dim, *hidden_sizes, 1]
+    return [
+        *mlp_gemms(trunk, b, params_grad=True, input_grad=False),  # the actor's trunk on s
+        *2 * mlp_gemms([last, act_dim], b, params_grad=True, input_grad=True),  # its heads μ and log σ, into the trunk
+        *mlp_gemms(critics, b, params_grad=False, input_grad=True, stack=2),  # Q(s, ã): θ detached, ∂/∂ã for π
+        *mlp_gemms(critics, b, params_grad=True, input_grad=False, stack=2),  # Q(s, a) of the buffer's a
+        *mlp_gemms(value, b, params_grad=True, input_grad=False),  # V(s)
+        *mlp_gemms(value, b, params_grad=False, input_grad=False),  # V̄(s'), no gradient
+    ]
+
+
+DTYPES = (torch.float32, torch.bfloat16)  # --bf16's step is held to the bfloat16 floor, every other to float32's
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def profiled_gemms(step: Callable, batch: tuple[torch.Tensor, ...]) -> list[Gemm]:
+    """The matmuls that one call of the step runs, from torch's profiler: the check on step_gemms."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        step(batch)
+    gemms = []
+    for event in prof.events():
+        if event.name not in MATMULS or (event.cpu_parent and event.cpu_parent.name in MATMULS):
+            continue  # autocast's matmul calls the matmul again, in bfloat16: one product
+        a, b = [shape for shape in event.input_shapes if shape][-2:]  # addmm's and baddbmm's bias comes first
+        gemms.append((a[0], a[1], a[2], b[2]) if len(a) == 3 else (1, a[0], a[1], b[1]))
+    return gemms
+
+
+def same_gemms(a: list[Gemm], b: list[Gemm]) -> bool:
+    """Whether two lists hold the same products, in any order and either orientation ((AB)ᵀ = BᵀAᵀ costs the same)."""
+    canonical = collections.Counter((stack, k, *sorted((m, n))) for stack, m, k, n in a)
+    return canonical == collections.Counter((stack, k, *sorted((m, n))) for stack, m, k, n in b)
+
+
+def gemm_seconds(gemm: Gemm, dtype: torch.dtype, device: torch.device, calls: int, rounds: int) -> float:
+    """Seconds per call of one matmul shape alone, in its fastest of `rounds` rounds of `calls` calls."""
+    stack, m, k, n = gemm
+    a, b = torch.randn(stack, m, k, device=device, dtype=dtype), torch.randn(stack, k, n, device=device, dtype=dtype)
+    matmul = torch.bmm if stack > 1 else lambda x, y: torch.mm(x[0], y[0])  # as the step calls it: bmm or mm
+    for _ in range(3):
+        matmul(a, b)
+    best = math.inf
+    for _ in range(rounds):
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(calls):
+            matmul(a, b)
+        sync(device)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def matmul_floor(gemms: list[Gemm], dtype: torch.dtype, device: torch.device, calls: int, rounds: int) -> float:
+    """Seconds of a step's matmuls and nothing else: each distinct shape timed alone, times how often the step runs
+    it. The step can be no faster than this at this thread count; the rest of it is overhead."""
+    counts = collections.Counter(gemms)
+    return sum(count * gemm_seconds(gemm, dtype, device, calls, rounds) for gemm, count in counts.items())
 
 
 class PlainQNetwork(nn.Module):
@@ -182,9 +265,13 @@ def project_update_step(
     return step, sample_action
 
 
+def obs_act_dims(env) -> tuple[int, int]:
+    return env.observation_space.shape[0], env.action_space.shape[0]
+
+
 def synthetic_batch(env, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(0)
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    obs_dim, act_dim = obs_act_dims(env)
     batch = (
         torch.randn(batch_size, obs_dim, generator=g),
         torch.rand(batch_size, act_dim, generator=g) * 2 - 1,
@@ -318,6 +405,12 @@ def measure(bench: BenchArgs) -> str:
             warmup_s[name] = time.perf_counter() - start
             setups[name] = (step, loop)
             print(f"  {hidden_sizes} batch {batch_size} {name}: warm-up {warmup_s[name]:.1f} s", flush=True)
+        gemms = step_gemms(*obs_act_dims(env), hidden_sizes, batch_size)
+        floors = {dtype: matmul_floor(gemms, dtype, device, bench.update_steps, bench.repeats) for dtype in DTYPES}
+        notes.append(floor_note(hidden_sizes, batch_size, gemms, floors))
+        if "eager" in setups and not same_gemms(profiled := profiled_gemms(setups["eager"][0], batch), gemms):
+            notes[-1] += f" But the eager step runs {len(profiled)} matmuls of other shapes: update step_gemms."
+        print(notes[-1], flush=True)
         update_rates: dict[str, list[float]] = {name: [] for name in setups}
         loop_rates: dict[str, list[float]] = {name: [] for name in setups}
         for _ in range(bench.repeats):  # interleaved, so that drifting load hits every variant alike
@@ -326,10 +419,7 @@ def measure(bench: BenchArgs) -> str:
                     update_rate = (
                         updates_per_s(step, batch, bench.update_steps, device) if step is not None else math.nan
                     )
-                    start = time.perf_counter()
-                    loop.run(bench.loop_steps)
-                    sync(device)
-                    loop_rate = bench.loop_steps / (time.perf_counter() - start)
+                    loop_rate = loop_steps_per_s(loop, bench.loop_steps, device)
                 except Exception as e:
                     record_failure(failed, f"{hidden_sizes} batch {batch_size}", name, e)
                     del setups[name], update_rates[name], loop_rates[name]
@@ -338,18 +428,19 @@ def measure(bench: BenchArgs) -> str:
                 loop_rates[name].append(loop_rate)
         plain = statistics.median(update_rates["plain"])
         size = f"| {'×'.join(map(str, hidden_sizes))} | {batch_size} |"
-        for name in {"plain": {}, **names}:
+        for name, flags in {"plain": {}, **names}.items():
             if name in failed:
-                rows.append(f"{size} {name} | failed: {failed[name]} | – | – | – |")
+                rows.append(f"{size} {name} | failed: {failed[name]} | – | – | – | – |")
             elif name == SB3:
                 loop_rate = statistics.median(loop_rates[name])
-                rows.append(f"{size} {name} | – | – | {loop_rate:,.0f} | {warmup_s[name]:.1f} |")
+                rows.append(f"{size} {name} | – | – | – | {loop_rate:,.0f} | {warmup_s[name]:.1f} |")
             else:
                 update_rate, loop_rate = statistics.median(update_rates[name]), statistics.median(loop_rates[name])
                 spread = f"{min(update_rates[name]):,.0f}–{max(update_rates[name]):,.0f}"
+                floor = floors[torch.bfloat16 if flags.get("bf16") else torch.float32]
                 rows.append(
-                    f"{size} {name} | {update_rate:,.0f} ({spread}) | "
-                    f"{update_rate / plain:.2f} | {loop_rate:,.0f} | {warmup_s[name]:.1f} |"
+                    f"{size} {name} | {update_rate:,.0f} ({spread}) | {update_rate / plain:.2f} | "
+                    f"{1 / update_rate / floor:.1f} | {loop_rate:,.0f} | {warmup_s[name]:.1f} |"
                 )
             print(rows[-1], flush=True)
         notes += compile_break_even(hidden_sizes, batch_size, loop_rates, warmup_s)
@@ -363,10 +454,19 @@ def measure(bench: BenchArgs) -> str:
         f"synthetic batch, (d) {bench.loop_steps} steps of the LunarLander training loop per round. "
         f"(a) LunarLanderContinuous-v3 alone, random actions: {statistics.median(env_rates):,.0f} env steps/s.",
         "",
-        "| hidden | batch | update | (b) or (c) updates/s (min–max) | ×plain | (d) loop steps/s | warm-up s |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| hidden | batch | update | (b) or (c) updates/s (min–max) | ×plain | ×floor | (d) loop steps/s | warm-up s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     return "\n".join(header + rows + [""] + notes)
+
+
+def loop_steps_per_s(loop: Loop | SB3Loop, steps: int, device: torch.device) -> float:
+    """Training-loop steps per second over `steps` steps."""
+    sync(device)
+    start = time.perf_counter()
+    loop.run(steps)
+    sync(device)
+    return steps / (time.perf_counter() - start)
 
 
 def updates_per_s(step: Callable, batch: tuple[torch.Tensor, ...], steps: int, device: torch.device) -> float:
@@ -428,6 +528,17 @@ def against_sb3(hidden_sizes: tuple[int, ...], batch_size: int, loop_rates: dict
         f"- {'×'.join(map(str, hidden_sizes))}, batch {batch_size}: (d) loop steps/s as a multiple of SB3 SAC's "
         f"{sb3:,.0f} (stable-baselines3 {version}, sac_v's settings, ent_coef fixed): {ratios}."
     ]
+
+
+def floor_note(
+    hidden_sizes: tuple[int, ...], batch_size: int, gemms: list[Gemm], floors: dict[torch.dtype, float]
+) -> str:
+    return (
+        f"- {'×'.join(map(str, hidden_sizes))}, batch {batch_size}: the matmul floor of one sac_v step, its "
+        f"{len(gemms)} matmuls each timed alone at {torch.get_num_threads()} torch threads: "
+        f"{floors[torch.float32] * 1e3:.2f} ms in float32, {floors[torch.bfloat16] * 1e3:.2f} ms in bfloat16 "
+        "(×floor: a variant's step time over its dtype's floor)."
+    )
 
 
 def write_section(path: Path, device: str, table: str, command: str) -> None:

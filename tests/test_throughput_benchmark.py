@@ -56,7 +56,7 @@ def test_a_variant_that_cannot_run_here_is_reported_as_failed_and_the_others_mea
     monkeypatch.setattr(throughput, "CONFIGS", (((8, 8), 16),))
     bench = tiny_bench(tmp_path)
     table = throughput.measure(bench)
-    assert "| 8×8 | 16 | bf16 | failed: RuntimeError: no bfloat16 matmuls here | – | – | – |" in table
+    assert "| 8×8 | 16 | bf16 | failed: RuntimeError: no bfloat16 matmuls here | – | – | – | – |" in table
     assert "| 8×8 | 16 | plain | " in table and "| 8×8 | 16 | eager | " in table
 
 
@@ -103,6 +103,53 @@ def test_without_sb3_the_table_says_its_loop_was_not_measured(tmp_path, monkeypa
     monkeypatch.setattr(throughput, "sb3_installed", lambda: False)
     table = throughput.measure(tiny_bench(tmp_path))
     assert "SB3 SAC |" not in table and "(d) SB3 SAC: not measured, stable-baselines3 is not installed" in table
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
+def test_the_floors_matmuls_are_those_a_real_step_runs(bf16):
+    env = throughput.sac_v.make_env(throughput.ENV_ID)
+    args = throughput.sac_v.Args(hidden_sizes=(8, 16), batch_size=32, bf16=bf16)  # every dimension tells apart
+    step, _ = throughput.project_update_step(env, args, torch.device("cpu"))
+    batch = throughput.synthetic_batch(env, 32, torch.device("cpu"))
+    step(batch)
+    gemms = throughput.step_gemms(*throughput.obs_act_dims(env), (8, 16), 32)
+    profiled = throughput.profiled_gemms(step, batch)
+    assert len(gemms) == len(profiled) == 36 and throughput.same_gemms(gemms, profiled)
+    assert not throughput.same_gemms(gemms, profiled[1:]) and not throughput.same_gemms(
+        gemms, [*gemms[1:], (1, 9, 9, 9)]
+    )
+
+
+def test_the_floor_is_each_distinct_matmul_timed_once_times_its_count(monkeypatch):
+    timed = []
+    monkeypatch.setattr(throughput, "gemm_seconds", lambda gemm, *args: timed.append(gemm) or gemm[1])
+    gemms = [(1, 2, 3, 4), (2, 5, 6, 7), (1, 2, 3, 4)]
+    assert throughput.matmul_floor(gemms, torch.float32, torch.device("cpu"), 1, 1) == 2 + 5 + 2
+    assert sorted(timed) == [(1, 2, 3, 4), (2, 5, 6, 7)]
+
+
+def test_a_floor_whose_matmuls_are_not_the_steps_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(throughput, "CONFIGS", (((8, 8), 16),))
+    monkeypatch.setattr(throughput, "sb3_installed", lambda: False)
+    step_gemms = throughput.step_gemms
+    monkeypatch.setattr(throughput, "step_gemms", lambda *args: step_gemms(*args)[1:])  # one matmul forgotten
+    table = throughput.measure(tiny_bench(tmp_path))
+    assert "its 35 matmuls each timed alone" in table
+    assert "But the eager step runs 36 matmuls of other shapes: update step_gemms." in table
+
+
+def test_the_table_gives_each_update_as_a_multiple_of_its_floor(tmp_path, monkeypatch):
+    monkeypatch.setattr(throughput, "CONFIGS", (((8, 8), 16),))
+    monkeypatch.setattr(throughput, "sb3_installed", lambda: False)
+    monkeypatch.setattr(throughput, "updates_per_s", lambda step, batch, steps, device: 100.0)  # 10 ms a step
+    floors = {torch.float32: 0.002, torch.bfloat16: 0.001}
+    monkeypatch.setattr(throughput, "matmul_floor", lambda gemms, dtype, *args: floors[dtype])
+    table = throughput.measure(tiny_bench(tmp_path))
+    assert "| update | (b) or (c) updates/s (min–max) | ×plain | ×floor | (d) loop steps/s | warm-up s |" in table
+    assert "| 8×8 | 16 | eager | 100 (100–100) | 1.00 | 5.0 | " in table
+    assert "| 8×8 | 16 | bf16 | 100 (100–100) | 1.00 | 10.0 | " in table
+    assert "- 8×8, batch 16: the matmul floor of one sac_v step, its 36 matmuls each timed alone at " in table
+    assert "torch threads: 2.00 ms in float32, 1.00 ms in bfloat16" in table and "But the eager step" not in table
 
 
 def measuring_must_not_start(bench):
