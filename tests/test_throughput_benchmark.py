@@ -152,6 +152,74 @@ def test_the_table_gives_each_update_as_a_multiple_of_its_floor(tmp_path, monkey
     assert "torch threads: 2.00 ms in float32, 1.00 ms in bfloat16" in table and "But the eager step" not in table
 
 
+FAKE_CLEANRL = """
+import sys
+from torch.utils.tensorboard import SummaryWriter
+
+argv = sys.argv[1:]
+assert "--no-cuda" in argv, argv
+value = {flag: argv[argv.index(flag) + 1] for flag in ("--env-id", "--total-timesteps", "--learning-starts")}
+writer = SummaryWriter(f"runs/{value['--env-id']}__fake")
+for step in range(int(value["--total-timesteps"])):
+    if step > int(value["--learning-starts"]) and step % 100 == 0:  # as CleanRL logs; its own SPS is from the start
+        writer.add_scalar("charts/SPS", 7, step, walltime=1_000.0 + step / 50)
+writer.close()
+"""
+
+
+def fake_cleanrl(tmp_path: Path) -> Path:
+    """A stand-in for CleanRL's script that logs charts/SPS as it does, at exactly 50 steps per second."""
+    script = tmp_path / "cleanrl" / "sac_continuous_action.py"
+    script.parent.mkdir()
+    script.write_text(FAKE_CLEANRL)
+    return script
+
+
+def test_cleanrls_training_rate_is_read_from_its_log_between_two_logged_steps(tmp_path):
+    run = throughput.CleanRLRun(Path(sys.executable), fake_cleanrl(tmp_path), "Env-v2", torch.device("cpu"), 150)
+    assert run.span(250) == (1_200, 1_500)  # 1 000 random steps, 150 rounded up to 200 to warm up, then 300 timed
+    assert run.command(250)[1:] == [
+        str(tmp_path / "cleanrl" / "sac_continuous_action.py"),
+        *("--env-id", "Env-v2", "--total-timesteps", "1501", "--learning-starts", "1000", "--no-cuda"),
+    ]
+    assert run.steps_per_s(250) == pytest.approx(50.0)
+
+
+def test_cleanrls_rate_needs_both_ends_of_the_span_in_its_log(tmp_path):
+    with pytest.raises(RuntimeError, match="CleanRL's log has no charts/SPS at step 1500"):
+        throughput.training_rate({1_200: 24.0, 1_400: 28.0}, 1_200, 1_500)
+    assert throughput.sps_events(tmp_path / "no runs") == {}
+
+
+def test_a_cleanrl_script_that_fails_says_why_in_one_line(tmp_path):
+    script = tmp_path / "broken.py"
+    script.write_text("import sys\nsys.exit('ModuleNotFoundError: no module named tyro')\n")
+    run = throughput.CleanRLRun(Path(sys.executable), script, "Env-v2", torch.device("cpu"), 1)
+    with pytest.raises(RuntimeError, match=r"^CleanRL's script failed: ModuleNotFoundError: no module named tyro$"):
+        run.steps_per_s(100)
+
+
+def test_cleanrls_loop_is_measured_beside_ours_with_its_ratio(tmp_path, monkeypatch):
+    monkeypatch.setattr(throughput, "CONFIGS", (((8, 8), 16),))
+    monkeypatch.setattr(throughput, "CLEANRL_CONFIGS", (((8, 8), 16),))
+    monkeypatch.setattr(throughput, "sb3_installed", lambda: False)
+    bench = tiny_bench(tmp_path)
+    bench.cleanrl_python, bench.cleanrl_script = Path(sys.executable), fake_cleanrl(tmp_path)
+    table = throughput.measure(bench)
+    assert "| 8×8 | 16 | CleanRL SAC | – | – | – | 50 | – |" in table
+    assert "(d) loop steps/s as a multiple of CleanRL SAC's 50 (sac_continuous_action.py at its defaults" in table
+    assert "CleanRL SAC: not measured" not in table
+
+
+def test_without_cleanrl_the_table_says_how_to_add_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(throughput, "CONFIGS", (((8, 8), 16),))
+    monkeypatch.setattr(throughput, "CLEANRL_CONFIGS", (((8, 8), 16),))
+    monkeypatch.setattr(throughput, "sb3_installed", lambda: False)
+    table = throughput.measure(tiny_bench(tmp_path))
+    assert "CleanRL SAC |" not in table
+    assert "- (d) CleanRL SAC: not measured; add it with --cleanrl-python and --cleanrl-script" in table
+
+
 def measuring_must_not_start(bench):
     raise AssertionError("measuring began before the arguments were checked")
 
@@ -168,6 +236,18 @@ def measuring_must_not_start(bench):
         (["--update-steps", "0"], "error: --update-steps must be at least 1, got 0"),
         (["--loop-steps", "-3"], "error: --loop-steps must be at least 1, got -3"),
         (["--env-steps", "0"], "error: --env-steps must be at least 1, got 0"),
+        (
+            ["--cleanrl-python", sys.executable],
+            "error: --cleanrl-python and --cleanrl-script go together: give both or neither",
+        ),
+        (
+            ["--cleanrl-python", "{tmp}/afile", "--cleanrl-script", "{tmp}/afile"],
+            "error: --cleanrl-python {tmp}/afile is not an executable file",
+        ),
+        (
+            ["--cleanrl-python", sys.executable, "--cleanrl-script", "{tmp}/outdir"],
+            "error: --cleanrl-script {tmp}/outdir is not a file",
+        ),
     ],
     ids=[
         "output is a folder",
@@ -176,6 +256,9 @@ def measuring_must_not_start(bench):
         "no update steps",
         "negative loop steps",
         "no env steps",
+        "cleanrl python without its script",
+        "cleanrl python not executable",
+        "cleanrl script a folder",
     ],
 )
 def test_bad_arguments_are_refused_in_one_sentence_before_measuring(tmp_path, monkeypatch, flags, message):
