@@ -768,9 +768,9 @@ MUTANTS = [
     ),
     Mutant(
         "M130",
-        "the loop's multiple of SB3's inverted",
-        'ratios = ", ".join(f"{name} {rate / sb3:.2f}×"',
-        'ratios = ", ".join(f"{name} {sb3 / rate:.2f}×"',
+        "the loop's multiple of a peer's (SB3's, CleanRL's) inverted",
+        'ratios = ", ".join(f"{name} {rate / theirs:.2f}×"',
+        'ratios = ", ".join(f"{name} {theirs / rate:.2f}×"',
         THROUGHPUT,
         path="benchmarks/throughput.py",
     ),

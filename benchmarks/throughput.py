@@ -2,6 +2,8 @@
 
     python benchmarks/throughput.py                       # CPU; writes docs/benchmarks/throughput.md
     python benchmarks/throughput.py --device cuda         # adds --cudagraphs variants; rewrites only the CUDA section
+    python benchmarks/throughput.py --cleanrl-python ~/cleanrl-venv/bin/python \
+        --cleanrl-script ~/cleanrl/cleanrl/sac_continuous_action.py   # adds CleanRL's SAC (its venv: below)
 
 Measures, at 256×256/batch 256 (the paper's networks), 200×200/batch 200 (sac_v's defaults) and 64×64/batch 100:
   (a) env steps/s of LunarLanderContinuous-v3 alone, with random actions;
@@ -11,20 +13,38 @@ Measures, at 256×256/batch 256 (the paper's networks), 200×200/batch 200 (sac_
       steps, two separate critic modules, zero_grad/backward/step each, a per-parameter target update, default Adam;
   (d) full-training-loop steps/s on LunarLander: act, env step, store, sample, gradient step, as `sac_v.train` does
       once learning has begun (evaluation, checkpoints and logging excluded); at the first two sizes also
-      Stable-Baselines3's SAC in its own loop (`model.learn`), where it is installed (the `peers` extra).
+      Stable-Baselines3's SAC in its own loop (`model.learn`), where it is installed (the `peers` extra); at 256×256
+      also CleanRL's sac_continuous_action.py at its defaults (256×256, batch 256, torch's default thread count) in
+      a process and venv of its own, learning from step 1 000: its training steps only, timed by the wall times of
+      its TensorBoard log's charts/SPS events (its printed SPS counts from the start, random steps included);
+  (e) the matmul floor of sac_v's step: every matmul one step runs (step_gemms, checked against torch's profiler of
+      the eager step), each shape timed alone in float32 and in bfloat16 at the run's thread count, summed. The table
+      gives each update's step time as a multiple of its dtype's floor (×floor): --bf16 against bfloat16's.
 The variants run interleaved, `--repeats` times, and the table gives medians; (b)/(c) comes from the same process.
+
+CleanRL's venv: its script wants gymnasium 0.29 (which calls LunarLanderContinuous-v3 -v2: --cleanrl-env-id) and
+imports cleanrl_utils from its repository (PyPI's cleanrl, 0.4.8, is a 2021 release without it). box2d 2.3.10 has
+wheels where gymnasium[box2d]'s box2d-py builds from source; numpy < 2 as gymnasium 0.29 predates it:
+
+    git clone https://github.com/vwxyzjn/cleanrl ~/cleanrl && git -C ~/cleanrl checkout fe8d8a0  # tested there
+    python3 -m venv ~/cleanrl-venv
+    ~/cleanrl-venv/bin/pip install torch==2.13.0 gymnasium==0.29.1 box2d==2.3.10 "pygame>=2.1.3" "numpy<2" tyro \
+        tensorboard
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import importlib.metadata
 import importlib.util
+import itertools
 import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +69,10 @@ CONFIGS = (((256, 256), 256), ((200, 200), 200), ((64, 64), 100))  # (hidden siz
 REDUCE_OVERHEAD = "compile(reduce-overhead)"  # CUDA: torch.compile's CUDA graphs instead of sac_v's CudaGraphed
 SB3 = "SB3 SAC"  # Stable-Baselines3's SAC, a (d) variant only: its loop, with sac_v's settings
 SB3_CONFIGS = CONFIGS[:2]  # the paper's sizes and sac_v's defaults
+CLEANRL = "CleanRL SAC"  # CleanRL's sac_continuous_action.py, a (d) variant only: its own process, at its defaults
+CLEANRL_CONFIGS = CONFIGS[:1]  # its networks and batch are fixed: 256×256, 256
+CLEANRL_LEARNING_STARTS = 1_000
+PEERS = (SB3, CLEANRL)
 
 
 @dataclasses.dataclass
@@ -78,6 +102,12 @@ class BenchArgs:
     """torch threads (default: torch's own choice)"""
     output: Path = Path("docs/benchmarks/throughput.md")
     """markdown file; a run rewrites only its own device's section"""
+    cleanrl_python: Path | None = None
+    """the python of a venv with CleanRL's dependencies (this module's docstring makes one): adds CleanRL's SAC"""
+    cleanrl_script: Path | None = None
+    """CleanRL's cleanrl/sac_continuous_action.py in a clone of its repository (its cleanrl_utils/ beside cleanrl/)"""
+    cleanrl_env_id: str = "LunarLanderContinuous-v2"
+    """the env's id in CleanRL's gymnasium: 0.29 calls LunarLanderContinuous-v3 v2"""
 
 
 def cpu_name() -> str:
@@ -99,6 +129,84 @@ def hardware(device: torch.device) -> str:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+Gemm = tuple[int, int, int, int]  # (stack, m, k, n): `stack` independent (m×k)·(k×n) products in one call
+
+
+def mlp_gemms(dims: list[int], rows: int, params_grad: bool, input_grad: bool, stack: int = 1) -> list[Gemm]:
+    """The matmuls of one pass of an MLP with layer widths `dims` over `rows` inputs, forward and backward: dW of
+    every layer where its parameters need a gradient, dX of every layer whose input needs one (the first layer's only
+    when the MLP's own input does)."""
+    layers = list(itertools.pairwise(dims))
+    gemms = [(stack, rows, k, n) for k, n in layers]  # forward: x·W
+    if params_grad:
+        gemms += [(stack, k, rows, n) for k, n in layers]  # dW = xᵀ·g
+    if params_grad or input_grad:
+        gemms += [(stack, rows, n, k) for i, (k, n) in enumerate(layers) if i > 0 or input_grad]  # dX = g·Wᵀ
+    return gemms
+
+
+def step_gemms(obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...], batch_size: int) -> list[Gemm]:
+    """Every matmul of one sac_v.update, as sac_v_losses and its one backward pass run them."""
+    b, trunk, last = batch_size, [obs_dim, *hidden_sizes], hidden_sizes[-1]
+    critics, value = [obs_dim + act_dim, *hidden_sizes, 1], [obs_dim, *hidden_sizes, 1]
+    return [
+        *mlp_gemms(trunk, b, params_grad=True, input_grad=False),  # the actor's trunk on s
+        *2 * mlp_gemms([last, act_dim], b, params_grad=True, input_grad=True),  # its heads μ and log σ, into the trunk
+        *mlp_gemms(critics, b, params_grad=False, input_grad=True, stack=2),  # Q(s, ã): θ detached, ∂/∂ã for π
+        *mlp_gemms(critics, b, params_grad=True, input_grad=False, stack=2),  # Q(s, a) of the buffer's a
+        *mlp_gemms(value, b, params_grad=True, input_grad=False),  # V(s)
+        *mlp_gemms(value, b, params_grad=False, input_grad=False),  # V̄(s'), no gradient
+    ]
+
+
+DTYPES = (torch.float32, torch.bfloat16)  # --bf16's step is held to the bfloat16 floor, every other to float32's
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def profiled_gemms(step: Callable, batch: tuple[torch.Tensor, ...]) -> list[Gemm]:
+    """The matmuls that one call of the step runs, from torch's profiler: the check on step_gemms."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        step(batch)
+    gemms = []
+    for event in prof.events():
+        if event.name not in MATMULS or (event.cpu_parent and event.cpu_parent.name in MATMULS):
+            continue  # autocast's matmul calls the matmul again, in bfloat16: one product
+        a, b = [shape for shape in event.input_shapes if shape][-2:]  # addmm's and baddbmm's bias comes first
+        gemms.append((a[0], a[1], a[2], b[2]) if len(a) == 3 else (1, a[0], a[1], b[1]))
+    return gemms
+
+
+def same_gemms(a: list[Gemm], b: list[Gemm]) -> bool:
+    """Whether two lists hold the same products, in any order and either orientation ((AB)ᵀ = BᵀAᵀ costs the same)."""
+    canonical = collections.Counter((stack, k, *sorted((m, n))) for stack, m, k, n in a)
+    return canonical == collections.Counter((stack, k, *sorted((m, n))) for stack, m, k, n in b)
+
+
+def gemm_seconds(gemm: Gemm, dtype: torch.dtype, device: torch.device, calls: int, rounds: int) -> float:
+    """Seconds per call of one matmul shape alone, in its fastest of `rounds` rounds of `calls` calls."""
+    stack, m, k, n = gemm
+    a, b = torch.randn(stack, m, k, device=device, dtype=dtype), torch.randn(stack, k, n, device=device, dtype=dtype)
+    matmul = torch.bmm if stack > 1 else lambda x, y: torch.mm(x[0], y[0])  # as the step calls it: bmm or mm
+    for _ in range(3):
+        matmul(a, b)
+    best = math.inf
+    for _ in range(rounds):
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(calls):
+            matmul(a, b)
+        sync(device)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def matmul_floor(gemms: list[Gemm], dtype: torch.dtype, device: torch.device, calls: int, rounds: int) -> float:
+    """Seconds of a step's matmuls and nothing else: each distinct shape timed alone, times how often the step runs
+    it. The step can be no faster than this at this thread count; the rest of it is overhead."""
+    counts = collections.Counter(gemms)
+    return sum(count * gemm_seconds(gemm, dtype, device, calls, rounds) for gemm, count in counts.items())
 
 
 class PlainQNetwork(nn.Module):
@@ -182,9 +290,13 @@ def project_update_step(
     return step, sample_action
 
 
+def obs_act_dims(env) -> tuple[int, int]:
+    return env.observation_space.shape[0], env.action_space.shape[0]
+
+
 def synthetic_batch(env, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(0)
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    obs_dim, act_dim = obs_act_dims(env)
     batch = (
         torch.randn(batch_size, obs_dim, generator=g),
         torch.rand(batch_size, act_dim, generator=g) * 2 - 1,
@@ -243,6 +355,63 @@ class SB3Loop:
             raise RuntimeError(f"SB3 took {self.model._n_updates - updates} gradient steps in {steps} env steps")
 
 
+class CleanRLRun:
+    """CleanRL's SAC script in a process of its own, its venv's python: its defaults (256×256, batch 256, torch's
+    own thread count) but the env, the step count and learning from step 1 000. Each call of steps_per_s is one run,
+    timed by its TensorBoard log: it writes charts/SPS every 100 steps, each event stamped with its wall time, so the
+    training rate is the steps between two events over the time between them (the SPS values themselves count from
+    the start, random-action steps included)."""
+
+    def __init__(self, python: Path, script: Path, env_id: str, device: torch.device, warmup: int):
+        self.python, self.script, self.env_id, self.device, self.warmup = python, script, env_id, device, warmup
+        self.env = dict(os.environ)
+        repository = script.resolve().parents[1]
+        if (repository / "cleanrl_utils").is_dir():  # the script imports its replay buffer from there
+            self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repository), os.environ.get("PYTHONPATH")]))
+
+    def span(self, steps: int) -> tuple[int, int]:
+        """The logged steps that bound the timed part: after `warmup` training steps, `steps` more, each rounded up
+        to the log's 100."""
+        first = CLEANRL_LEARNING_STARTS + 100 * math.ceil(max(self.warmup, 1) / 100)
+        return first, first + 100 * math.ceil(steps / 100)
+
+    def command(self, steps: int) -> list[str]:
+        last = self.span(steps)[1]
+        command = [str(self.python), str(self.script), "--env-id", self.env_id, "--total-timesteps", str(last + 1)]
+        command += ["--learning-starts", str(CLEANRL_LEARNING_STARTS)]
+        return command + (["--no-cuda"] if self.device.type == "cpu" else [])  # where sac_v runs, even beside a GPU
+
+    def steps_per_s(self, steps: int) -> float:
+        with tempfile.TemporaryDirectory(prefix="cleanrl-") as folder:  # it writes runs/<its run>/ where it starts
+            result = subprocess.run(self.command(steps), cwd=folder, env=self.env, capture_output=True, text=True)
+            if result.returncode != 0:
+                lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
+                raise RuntimeError(f"CleanRL's script failed: {lines[-1]}")
+            return training_rate(sps_events(Path(folder) / "runs"), *self.span(steps))
+
+
+def sps_events(runs: Path) -> dict[int, float]:
+    """Step -> wall time of each charts/SPS event in the TensorBoard logs under runs/."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events: dict[int, float] = {}
+    if not runs.is_dir():  # a script that logged nothing
+        return events
+    for run in sorted(path for path in runs.iterdir() if path.is_dir()):
+        log = EventAccumulator(str(run), size_guidance={"scalars": 0})  # 0: every event, none sampled away
+        log.Reload()
+        if "charts/SPS" in log.Tags()["scalars"]:
+            events |= {event.step: event.wall_time for event in log.Scalars("charts/SPS")}
+    return events
+
+
+def training_rate(events: dict[int, float], first: int, last: int) -> float:
+    """Steps per second between the logged steps first and last."""
+    if first not in events or last not in events:
+        raise RuntimeError(f"CleanRL's log has no charts/SPS at step {first if first not in events else last}")
+    return (last - first) / (events[last] - events[first])
+
+
 def sb3_installed() -> bool:
     return importlib.util.find_spec("stable_baselines3") is not None
 
@@ -293,6 +462,8 @@ def measure(bench: BenchArgs) -> str:
         names = variants(device, bench.compile, bench.reduce_overhead)
         if (hidden_sizes, batch_size) in SB3_CONFIGS and sb3_installed():
             names[SB3] = {}
+        if (hidden_sizes, batch_size) in CLEANRL_CONFIGS and bench.cleanrl_python:
+            names[CLEANRL] = {}
         for name, flags in {"plain": {}, **names}.items():
             torch.manual_seed(0)
             args = sac_v.Args(hidden_sizes=hidden_sizes, batch_size=batch_size, device=bench.device, **flags)
@@ -301,6 +472,9 @@ def measure(bench: BenchArgs) -> str:
                     step, sample_action = plain_update_step(env, args, device)
                 elif name == SB3:  # its loop only: no update of ours to time on the synthetic batch
                     step, loop = None, SB3Loop(args, device, bench.pool)
+                elif name == CLEANRL:  # a process of its own each round, which warms up in it
+                    script, env_id = bench.cleanrl_script, bench.cleanrl_env_id
+                    step, loop = None, CleanRLRun(bench.cleanrl_python, script, env_id, device, bench.warmup)
                 else:
                     reduce_overhead = name == REDUCE_OVERHEAD
                     step, sample_action = project_update_step(env, args, device, reduce_overhead)
@@ -310,7 +484,8 @@ def measure(bench: BenchArgs) -> str:
                 if step is not None:
                     for _ in range(bench.warmup):
                         step(batch)
-                loop.run(bench.warmup)
+                if name != CLEANRL:
+                    loop.run(bench.warmup)
                 sync(device)
             except Exception as e:
                 record_failure(failed, f"{hidden_sizes} batch {batch_size}", name, e)
@@ -318,6 +493,12 @@ def measure(bench: BenchArgs) -> str:
             warmup_s[name] = time.perf_counter() - start
             setups[name] = (step, loop)
             print(f"  {hidden_sizes} batch {batch_size} {name}: warm-up {warmup_s[name]:.1f} s", flush=True)
+        gemms = step_gemms(*obs_act_dims(env), hidden_sizes, batch_size)
+        floors = {dtype: matmul_floor(gemms, dtype, device, bench.update_steps, bench.repeats) for dtype in DTYPES}
+        notes.append(floor_note(hidden_sizes, batch_size, gemms, floors))
+        if "eager" in setups and not same_gemms(profiled := profiled_gemms(setups["eager"][0], batch), gemms):
+            notes[-1] += f" But the eager step runs {len(profiled)} matmuls of other shapes: update step_gemms."
+        print(notes[-1], flush=True)
         update_rates: dict[str, list[float]] = {name: [] for name in setups}
         loop_rates: dict[str, list[float]] = {name: [] for name in setups}
         for _ in range(bench.repeats):  # interleaved, so that drifting load hits every variant alike
@@ -326,10 +507,7 @@ def measure(bench: BenchArgs) -> str:
                     update_rate = (
                         updates_per_s(step, batch, bench.update_steps, device) if step is not None else math.nan
                     )
-                    start = time.perf_counter()
-                    loop.run(bench.loop_steps)
-                    sync(device)
-                    loop_rate = bench.loop_steps / (time.perf_counter() - start)
+                    loop_rate = loop_steps_per_s(loop, bench.loop_steps, device)
                 except Exception as e:
                     record_failure(failed, f"{hidden_sizes} batch {batch_size}", name, e)
                     del setups[name], update_rates[name], loop_rates[name]
@@ -338,24 +516,33 @@ def measure(bench: BenchArgs) -> str:
                 loop_rates[name].append(loop_rate)
         plain = statistics.median(update_rates["plain"])
         size = f"| {'×'.join(map(str, hidden_sizes))} | {batch_size} |"
-        for name in {"plain": {}, **names}:
+        for name, flags in {"plain": {}, **names}.items():
             if name in failed:
-                rows.append(f"{size} {name} | failed: {failed[name]} | – | – | – |")
-            elif name == SB3:
+                rows.append(f"{size} {name} | failed: {failed[name]} | – | – | – | – |")
+            elif name in PEERS:
                 loop_rate = statistics.median(loop_rates[name])
-                rows.append(f"{size} {name} | – | – | {loop_rate:,.0f} | {warmup_s[name]:.1f} |")
+                warmup = "–" if name == CLEANRL else f"{warmup_s[name]:.1f}"  # CleanRL warms up inside each round
+                rows.append(f"{size} {name} | – | – | – | {loop_rate:,.0f} | {warmup} |")
             else:
                 update_rate, loop_rate = statistics.median(update_rates[name]), statistics.median(loop_rates[name])
                 spread = f"{min(update_rates[name]):,.0f}–{max(update_rates[name]):,.0f}"
+                floor = floors[torch.bfloat16 if flags.get("bf16") else torch.float32]
                 rows.append(
-                    f"{size} {name} | {update_rate:,.0f} ({spread}) | "
-                    f"{update_rate / plain:.2f} | {loop_rate:,.0f} | {warmup_s[name]:.1f} |"
+                    f"{size} {name} | {update_rate:,.0f} ({spread}) | {update_rate / plain:.2f} | "
+                    f"{1 / update_rate / floor:.1f} | {loop_rate:,.0f} | {warmup_s[name]:.1f} |"
                 )
             print(rows[-1], flush=True)
         notes += compile_break_even(hidden_sizes, batch_size, loop_rates, warmup_s)
         notes += against_sb3(hidden_sizes, batch_size, loop_rates)
+        notes += against_cleanrl(hidden_sizes, batch_size, loop_rates)
     if not sb3_installed():
         notes.append('- (d) SB3 SAC: not measured, stable-baselines3 is not installed (pip install -e ".[peers]").')
+        print(notes[-1], flush=True)
+    if not bench.cleanrl_python:
+        notes.append(
+            "- (d) CleanRL SAC: not measured; add it with --cleanrl-python and --cleanrl-script (this module's "
+            "docstring makes its venv)."
+        )
         print(notes[-1], flush=True)
     header = [
         f"Hardware: {hardware(device)}.",
@@ -363,10 +550,21 @@ def measure(bench: BenchArgs) -> str:
         f"synthetic batch, (d) {bench.loop_steps} steps of the LunarLander training loop per round. "
         f"(a) LunarLanderContinuous-v3 alone, random actions: {statistics.median(env_rates):,.0f} env steps/s.",
         "",
-        "| hidden | batch | update | (b) or (c) updates/s (min–max) | ×plain | (d) loop steps/s | warm-up s |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| hidden | batch | update | (b) or (c) updates/s (min–max) | ×plain | ×floor | (d) loop steps/s | warm-up s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     return "\n".join(header + rows + [""] + notes)
+
+
+def loop_steps_per_s(loop: Loop | SB3Loop | CleanRLRun, steps: int, device: torch.device) -> float:
+    """Training-loop steps per second over `steps` steps; CleanRL's process times its own."""
+    if isinstance(loop, CleanRLRun):
+        return loop.steps_per_s(steps)
+    sync(device)
+    start = time.perf_counter()
+    loop.run(steps)
+    sync(device)
+    return steps / (time.perf_counter() - start)
 
 
 def updates_per_s(step: Callable, batch: tuple[torch.Tensor, ...], steps: int, device: torch.device) -> float:
@@ -416,18 +614,42 @@ def compile_break_even(
     return lines
 
 
-def against_sb3(hidden_sizes: tuple[int, ...], batch_size: int, loop_rates: dict[str, list[float]]) -> list[str]:
-    """(d) of each variant as a multiple of Stable-Baselines3's SAC loop, measured in the same rounds."""
-    if SB3 not in loop_rates or not loop_rates[SB3]:
+def against_peer(
+    peer: str, about: str, hidden_sizes: tuple[int, ...], batch_size: int, loop_rates: dict[str, list[float]]
+) -> list[str]:
+    """(d) of each variant of ours as a multiple of a peer's loop, measured in the same rounds."""
+    if not loop_rates.get(peer):
         return []
-    sb3 = statistics.median(loop_rates[SB3])
-    ours = {name: statistics.median(rates) for name, rates in loop_rates.items() if name != SB3}
-    ratios = ", ".join(f"{name} {rate / sb3:.2f}×" for name, rate in ours.items())
-    version = importlib.metadata.version("stable-baselines3")
+    theirs = statistics.median(loop_rates[peer])
+    ours = {name: statistics.median(rates) for name, rates in loop_rates.items() if name not in PEERS}
+    ratios = ", ".join(f"{name} {rate / theirs:.2f}×" for name, rate in ours.items())
     return [
-        f"- {'×'.join(map(str, hidden_sizes))}, batch {batch_size}: (d) loop steps/s as a multiple of SB3 SAC's "
-        f"{sb3:,.0f} (stable-baselines3 {version}, sac_v's settings, ent_coef fixed): {ratios}."
+        f"- {'×'.join(map(str, hidden_sizes))}, batch {batch_size}: (d) loop steps/s as a multiple of {peer}'s "
+        f"{theirs:,.0f} ({about}): {ratios}."
     ]
+
+
+def against_sb3(hidden_sizes: tuple[int, ...], batch_size: int, loop_rates: dict[str, list[float]]) -> list[str]:
+    if not loop_rates.get(SB3):
+        return []
+    about = f"stable-baselines3 {importlib.metadata.version('stable-baselines3')}, sac_v's settings, ent_coef fixed"
+    return against_peer(SB3, about, hidden_sizes, batch_size, loop_rates)
+
+
+def against_cleanrl(hidden_sizes: tuple[int, ...], batch_size: int, loop_rates: dict[str, list[float]]) -> list[str]:
+    about = "sac_continuous_action.py at its defaults, torch's default thread count, training steps only"
+    return against_peer(CLEANRL, about, hidden_sizes, batch_size, loop_rates)
+
+
+def floor_note(
+    hidden_sizes: tuple[int, ...], batch_size: int, gemms: list[Gemm], floors: dict[torch.dtype, float]
+) -> str:
+    return (
+        f"- {'×'.join(map(str, hidden_sizes))}, batch {batch_size}: the matmul floor of one sac_v step, its "
+        f"{len(gemms)} matmuls each timed alone at {torch.get_num_threads()} torch threads: "
+        f"{floors[torch.float32] * 1e3:.2f} ms in float32, {floors[torch.bfloat16] * 1e3:.2f} ms in bfloat16 "
+        "(×floor: a variant's step time over its dtype's floor)."
+    )
 
 
 def write_section(path: Path, device: str, table: str, command: str) -> None:
@@ -455,6 +677,12 @@ def check_args(bench: BenchArgs) -> None:
             sys.exit(f"error: --{flag} must be 0 or more, got {getattr(bench, flag)}")
     if bench.threads is not None and bench.threads < 1:
         sys.exit(f"error: --threads must be at least 1, got {bench.threads}")
+    if (bench.cleanrl_python is None) != (bench.cleanrl_script is None):
+        sys.exit("error: --cleanrl-python and --cleanrl-script go together: give both or neither")
+    if bench.cleanrl_python and not (bench.cleanrl_python.is_file() and os.access(bench.cleanrl_python, os.X_OK)):
+        sys.exit(f"error: --cleanrl-python {bench.cleanrl_python} is not an executable file")
+    if bench.cleanrl_script and not bench.cleanrl_script.is_file():
+        sys.exit(f"error: --cleanrl-script {bench.cleanrl_script} is not a file")
     check_writable(bench.output, "--output", "markdown file")
     try:
         if bench.output.exists():  # its other device's section is kept, so it must read back

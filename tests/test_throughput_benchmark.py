@@ -56,7 +56,7 @@ def test_a_variant_that_cannot_run_here_is_reported_as_failed_and_the_others_mea
     monkeypatch.setattr(throughput, "CONFIGS", (((8, 8), 16),))
     bench = tiny_bench(tmp_path)
     table = throughput.measure(bench)
-    assert "| 8×8 | 16 | bf16 | failed: RuntimeError: no bfloat16 matmuls here | – | – | – |" in table
+    assert "| 8×8 | 16 | bf16 | failed: RuntimeError: no bfloat16 matmuls here | – | – | – | – |" in table
     assert "| 8×8 | 16 | plain | " in table and "| 8×8 | 16 | eager | " in table
 
 
@@ -105,6 +105,121 @@ def test_without_sb3_the_table_says_its_loop_was_not_measured(tmp_path, monkeypa
     assert "SB3 SAC |" not in table and "(d) SB3 SAC: not measured, stable-baselines3 is not installed" in table
 
 
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
+def test_the_floors_matmuls_are_those_a_real_step_runs(bf16):
+    env = throughput.sac_v.make_env(throughput.ENV_ID)
+    args = throughput.sac_v.Args(hidden_sizes=(8, 16), batch_size=32, bf16=bf16)  # every dimension tells apart
+    step, _ = throughput.project_update_step(env, args, torch.device("cpu"))
+    batch = throughput.synthetic_batch(env, 32, torch.device("cpu"))
+    step(batch)
+    gemms = throughput.step_gemms(*throughput.obs_act_dims(env), (8, 16), 32)
+    profiled = throughput.profiled_gemms(step, batch)
+    assert len(gemms) == len(profiled) == 36 and throughput.same_gemms(gemms, profiled)
+    assert not throughput.same_gemms(gemms, profiled[1:]) and not throughput.same_gemms(
+        gemms, [*gemms[1:], (1, 9, 9, 9)]
+    )
+
+
+def test_the_floor_is_each_distinct_matmul_timed_once_times_its_count(monkeypatch):
+    timed = []
+    monkeypatch.setattr(throughput, "gemm_seconds", lambda gemm, *args: timed.append(gemm) or gemm[1])
+    gemms = [(1, 2, 3, 4), (2, 5, 6, 7), (1, 2, 3, 4)]
+    assert throughput.matmul_floor(gemms, torch.float32, torch.device("cpu"), 1, 1) == 2 + 5 + 2
+    assert sorted(timed) == [(1, 2, 3, 4), (2, 5, 6, 7)]
+
+
+def test_a_floor_whose_matmuls_are_not_the_steps_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(throughput, "CONFIGS", (((8, 8), 16),))
+    monkeypatch.setattr(throughput, "sb3_installed", lambda: False)
+    step_gemms = throughput.step_gemms
+    monkeypatch.setattr(throughput, "step_gemms", lambda *args: step_gemms(*args)[1:])  # one matmul forgotten
+    table = throughput.measure(tiny_bench(tmp_path))
+    assert "its 35 matmuls each timed alone" in table
+    assert "But the eager step runs 36 matmuls of other shapes: update step_gemms." in table
+
+
+def test_the_table_gives_each_update_as_a_multiple_of_its_floor(tmp_path, monkeypatch):
+    monkeypatch.setattr(throughput, "CONFIGS", (((8, 8), 16),))
+    monkeypatch.setattr(throughput, "sb3_installed", lambda: False)
+    monkeypatch.setattr(throughput, "updates_per_s", lambda step, batch, steps, device: 100.0)  # 10 ms a step
+    floors = {torch.float32: 0.002, torch.bfloat16: 0.001}
+    monkeypatch.setattr(throughput, "matmul_floor", lambda gemms, dtype, *args: floors[dtype])
+    table = throughput.measure(tiny_bench(tmp_path))
+    assert "| update | (b) or (c) updates/s (min–max) | ×plain | ×floor | (d) loop steps/s | warm-up s |" in table
+    assert "| 8×8 | 16 | eager | 100 (100–100) | 1.00 | 5.0 | " in table
+    assert "| 8×8 | 16 | bf16 | 100 (100–100) | 1.00 | 10.0 | " in table
+    assert "- 8×8, batch 16: the matmul floor of one sac_v step, its 36 matmuls each timed alone at " in table
+    assert "torch threads: 2.00 ms in float32, 1.00 ms in bfloat16" in table and "But the eager step" not in table
+
+
+FAKE_CLEANRL = """
+import sys
+from torch.utils.tensorboard import SummaryWriter
+
+argv = sys.argv[1:]
+assert "--no-cuda" in argv, argv
+value = {flag: argv[argv.index(flag) + 1] for flag in ("--env-id", "--total-timesteps", "--learning-starts")}
+writer = SummaryWriter(f"runs/{value['--env-id']}__fake")
+for step in range(int(value["--total-timesteps"])):
+    if step > int(value["--learning-starts"]) and step % 100 == 0:  # as CleanRL logs; its own SPS is from the start
+        writer.add_scalar("charts/SPS", 7, step, walltime=1_000.0 + step / 50)
+writer.close()
+"""
+
+
+def fake_cleanrl(tmp_path: Path) -> Path:
+    """A stand-in for CleanRL's script that logs charts/SPS as it does, at exactly 50 steps per second."""
+    script = tmp_path / "cleanrl" / "sac_continuous_action.py"
+    script.parent.mkdir()
+    script.write_text(FAKE_CLEANRL)
+    return script
+
+
+def test_cleanrls_training_rate_is_read_from_its_log_between_two_logged_steps(tmp_path):
+    run = throughput.CleanRLRun(Path(sys.executable), fake_cleanrl(tmp_path), "Env-v2", torch.device("cpu"), 150)
+    assert run.span(250) == (1_200, 1_500)  # 1 000 random steps, 150 rounded up to 200 to warm up, then 300 timed
+    assert run.command(250)[1:] == [
+        str(tmp_path / "cleanrl" / "sac_continuous_action.py"),
+        *("--env-id", "Env-v2", "--total-timesteps", "1501", "--learning-starts", "1000", "--no-cuda"),
+    ]
+    assert run.steps_per_s(250) == pytest.approx(50.0)
+
+
+def test_cleanrls_rate_needs_both_ends_of_the_span_in_its_log(tmp_path):
+    with pytest.raises(RuntimeError, match="CleanRL's log has no charts/SPS at step 1500"):
+        throughput.training_rate({1_200: 24.0, 1_400: 28.0}, 1_200, 1_500)
+    assert throughput.sps_events(tmp_path / "no runs") == {}
+
+
+def test_a_cleanrl_script_that_fails_says_why_in_one_line(tmp_path):
+    script = tmp_path / "broken.py"
+    script.write_text("import sys\nsys.exit('ModuleNotFoundError: no module named tyro')\n")
+    run = throughput.CleanRLRun(Path(sys.executable), script, "Env-v2", torch.device("cpu"), 1)
+    with pytest.raises(RuntimeError, match=r"^CleanRL's script failed: ModuleNotFoundError: no module named tyro$"):
+        run.steps_per_s(100)
+
+
+def test_cleanrls_loop_is_measured_beside_ours_with_its_ratio(tmp_path, monkeypatch):
+    monkeypatch.setattr(throughput, "CONFIGS", (((8, 8), 16),))
+    monkeypatch.setattr(throughput, "CLEANRL_CONFIGS", (((8, 8), 16),))
+    monkeypatch.setattr(throughput, "sb3_installed", lambda: False)
+    bench = tiny_bench(tmp_path)
+    bench.cleanrl_python, bench.cleanrl_script = Path(sys.executable), fake_cleanrl(tmp_path)
+    table = throughput.measure(bench)
+    assert "| 8×8 | 16 | CleanRL SAC | – | – | – | 50 | – |" in table
+    assert "(d) loop steps/s as a multiple of CleanRL SAC's 50 (sac_continuous_action.py at its defaults" in table
+    assert "CleanRL SAC: not measured" not in table
+
+
+def test_without_cleanrl_the_table_says_how_to_add_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(throughput, "CONFIGS", (((8, 8), 16),))
+    monkeypatch.setattr(throughput, "CLEANRL_CONFIGS", (((8, 8), 16),))
+    monkeypatch.setattr(throughput, "sb3_installed", lambda: False)
+    table = throughput.measure(tiny_bench(tmp_path))
+    assert "CleanRL SAC |" not in table
+    assert "- (d) CleanRL SAC: not measured; add it with --cleanrl-python and --cleanrl-script" in table
+
+
 def measuring_must_not_start(bench):
     raise AssertionError("measuring began before the arguments were checked")
 
@@ -121,6 +236,18 @@ def measuring_must_not_start(bench):
         (["--update-steps", "0"], "error: --update-steps must be at least 1, got 0"),
         (["--loop-steps", "-3"], "error: --loop-steps must be at least 1, got -3"),
         (["--env-steps", "0"], "error: --env-steps must be at least 1, got 0"),
+        (
+            ["--cleanrl-python", sys.executable],
+            "error: --cleanrl-python and --cleanrl-script go together: give both or neither",
+        ),
+        (
+            ["--cleanrl-python", "{tmp}/afile", "--cleanrl-script", "{tmp}/afile"],
+            "error: --cleanrl-python {tmp}/afile is not an executable file",
+        ),
+        (
+            ["--cleanrl-python", sys.executable, "--cleanrl-script", "{tmp}/outdir"],
+            "error: --cleanrl-script {tmp}/outdir is not a file",
+        ),
     ],
     ids=[
         "output is a folder",
@@ -129,6 +256,9 @@ def measuring_must_not_start(bench):
         "no update steps",
         "negative loop steps",
         "no env steps",
+        "cleanrl python without its script",
+        "cleanrl python not executable",
+        "cleanrl script a folder",
     ],
 )
 def test_bad_arguments_are_refused_in_one_sentence_before_measuring(tmp_path, monkeypatch, flags, message):
