@@ -110,10 +110,15 @@ class PeerArgs(BenchArgs):
     at alpha / reward_scale"""
 
 
+def sb3_defaults(device: str) -> dict[str, Any]:
+    """SB3's own SAC defaults for the hyperparameters this benchmark sets (the entropy coefficient stays learned)."""
+    defaults = {name: inspect.signature(SAC).parameters[name].default for name in SB3_HYPERPARAMETERS}
+    return defaults | {"net_arch": SB3_NET_ARCH, "device": device}
+
+
 def sb3_settings(setting: Setting, train: Args) -> dict[str, Any]:
     """Every hyperparameter given to SB3's SAC: SB3's defaults, overridden by the zoo's for the env or by sac_v's."""
-    defaults = {name: inspect.signature(SAC).parameters[name].default for name in SB3_HYPERPARAMETERS}
-    defaults |= {"net_arch": SB3_NET_ARCH, "device": train.device}
+    defaults = sb3_defaults(train.device)
     if setting == "zoo":
         if train.env_id not in ZOO:
             raise ConfigError(f"rl-zoo3 hyperparameters are copied here for {', '.join(ZOO)}, not {train.env_id}")

@@ -35,6 +35,7 @@ wheels where gymnasium[box2d]'s box2d-py builds from source; numpy < 2 as gymnas
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import importlib.metadata
@@ -48,9 +49,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -68,11 +69,12 @@ ENV_ID = "LunarLanderContinuous-v3"
 CONFIGS = (((256, 256), 256), ((200, 200), 200), ((64, 64), 100))  # (hidden sizes, batch size)
 REDUCE_OVERHEAD = "compile(reduce-overhead)"  # CUDA: torch.compile's CUDA graphs instead of sac_v's CudaGraphed
 SB3 = "SB3 SAC"  # Stable-Baselines3's SAC, a (d) variant only: its loop, with sac_v's settings
+SB3_OWN = "SB3 SAC, its defaults"  # the same loop at SB3's own defaults (its sizes are the paper's: 256×256 only)
 SB3_CONFIGS = CONFIGS[:2]  # the paper's sizes and sac_v's defaults
 CLEANRL = "CleanRL SAC"  # CleanRL's sac_continuous_action.py, a (d) variant only: its own process, at its defaults
 CLEANRL_CONFIGS = CONFIGS[:1]  # its networks and batch are fixed: 256×256, 256
 CLEANRL_LEARNING_STARTS = 1_000
-PEERS = (SB3, CLEANRL)
+PEERS = (SB3, SB3_OWN, CLEANRL)
 
 
 @dataclasses.dataclass
@@ -338,13 +340,19 @@ class Loop:
 class SB3Loop:
     """Stable-Baselines3's SAC in its own loop, model.learn, once learning has begun: per env step an action of the
     policy, the env step (through SB3's VecEnv and Monitor), the store and one gradient step, as Loop times for sac_v.
-    Its settings are sac_v's (peers.py's sac-v-defaults: entropy coefficient fixed, no V network)."""
+    Its settings are sac_v's (peers.py's sac-v-defaults: entropy coefficient fixed, no V network), or with
+    `own_defaults` SB3's own (a learned entropy coefficient, Adam 3e-4, 256×256, batch 256)."""
 
-    def __init__(self, args: sac_v.Args, device: torch.device, pool: int):
+    def __init__(self, args: sac_v.Args, device: torch.device, pool: int, own_defaults: bool = False):
         import peers  # needs stable-baselines3
 
         pool = max(pool, args.batch_size)
-        settings = peers.sb3_settings("sac-v-defaults", dataclasses.replace(args, min_pool=pool, buffer_size=100_000))
+        if own_defaults:
+            settings = peers.sb3_defaults(args.device) | {"learning_starts": pool, "buffer_size": 100_000}
+        else:
+            settings = peers.sb3_settings(
+                "sac-v-defaults", dataclasses.replace(args, min_pool=pool, buffer_size=100_000)
+            )
         self.model = peers.make_model({**settings, "device": device}, ENV_ID, seed=0)
         self.model.learn(pool)  # random actions until learning_starts = pool: the pool, and no gradient step yet
 
@@ -429,9 +437,15 @@ def env_steps_per_s(steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def variants(device: torch.device, with_compile: bool, reduce_overhead: bool) -> dict[str, dict[str, bool]]:
-    """Name -> the sac_v flags of each variant of the project's step ('plain' is the reference)."""
-    names = {"eager": {}, "bf16": {"bf16": True}}
+def variants(
+    device: torch.device, with_compile: bool, reduce_overhead: bool, all_cores: int = 1
+) -> dict[str, dict[str, Any]]:
+    """Name -> the sac_v flags of each variant of the project's step ('plain' is the reference); on CPU, where torch
+    would take more threads than the run's (`all_cores`), eager and bf16 again at that many (--threads)."""
+    names: dict[str, dict[str, Any]] = {"eager": {}, "bf16": {"bf16": True}}
+    if device.type == "cpu" and all_cores > torch.get_num_threads():
+        names[f"eager, --threads {all_cores}"] = {"threads": all_cores}
+        names[f"bf16, --threads {all_cores}"] = {"bf16": True, "threads": all_cores}
     if with_compile:
         names["compile"] = {"compile": True}
     if device.type == "cuda":
@@ -446,6 +460,7 @@ def variants(device: torch.device, with_compile: bool, reduce_overhead: bool) ->
 
 def measure(bench: BenchArgs) -> str:
     device = torch.device(bench.device)
+    all_cores = torch.get_num_threads()  # torch's own choice: what SB3's and CleanRL's defaults run at
     if bench.threads:
         torch.set_num_threads(bench.threads)
     for name in ("recompile_limit", "cache_size_limit"):  # one compiled step per variant and size: more than 8
@@ -459,19 +474,24 @@ def measure(bench: BenchArgs) -> str:
         torch._dynamo.reset()
         batch = synthetic_batch(env, batch_size, device)
         setups, warmup_s, failed = {}, {}, {}
-        names = variants(device, bench.compile, bench.reduce_overhead)
+        names = variants(device, bench.compile, bench.reduce_overhead, all_cores)
         if (hidden_sizes, batch_size) in SB3_CONFIGS and sb3_installed():
             names[SB3] = {}
+        if (hidden_sizes, batch_size) in CLEANRL_CONFIGS and sb3_installed():
+            names[SB3_OWN] = {"threads": all_cores}  # at its defaults: torch's own thread count too
         if (hidden_sizes, batch_size) in CLEANRL_CONFIGS and bench.cleanrl_python:
             names[CLEANRL] = {}
         for name, flags in {"plain": {}, **names}.items():
             torch.manual_seed(0)
             args = sac_v.Args(hidden_sizes=hidden_sizes, batch_size=batch_size, device=bench.device, **flags)
+            threads = flags.get("threads", torch.get_num_threads())
             try:
                 if name == "plain":
                     step, sample_action = plain_update_step(env, args, device)
                 elif name == SB3:  # its loop only: no update of ours to time on the synthetic batch
                     step, loop = None, SB3Loop(args, device, bench.pool)
+                elif name == SB3_OWN:
+                    step, loop = None, SB3Loop(args, device, bench.pool, own_defaults=True)
                 elif name == CLEANRL:  # a process of its own each round, which warms up in it
                     script, env_id = bench.cleanrl_script, bench.cleanrl_env_id
                     step, loop = None, CleanRLRun(bench.cleanrl_python, script, env_id, device, bench.warmup)
@@ -481,33 +501,42 @@ def measure(bench: BenchArgs) -> str:
                 if step is not None:
                     loop = Loop(step, sample_action, args, device, bench.pool)
                 start = time.perf_counter()  # the first calls compile and record: timed apart, as a one-off cost
-                if step is not None:
-                    for _ in range(bench.warmup):
-                        step(batch)
-                if name != CLEANRL:
-                    loop.run(bench.warmup)
+                with torch_threads(threads):
+                    if step is not None:
+                        for _ in range(bench.warmup):
+                            step(batch)
+                    if name != CLEANRL:
+                        loop.run(bench.warmup)
                 sync(device)
             except Exception as e:
                 record_failure(failed, f"{hidden_sizes} batch {batch_size}", name, e)
                 continue
             warmup_s[name] = time.perf_counter() - start
-            setups[name] = (step, loop)
+            setups[name] = (step, loop, threads)
             print(f"  {hidden_sizes} batch {batch_size} {name}: warm-up {warmup_s[name]:.1f} s", flush=True)
         gemms = step_gemms(*obs_act_dims(env), hidden_sizes, batch_size)
         floors = {dtype: matmul_floor(gemms, dtype, device, bench.update_steps, bench.repeats) for dtype in DTYPES}
         notes.append(floor_note(hidden_sizes, batch_size, gemms, floors))
+        floors_at = {torch.get_num_threads(): floors}  # a --threads variant's floor is timed at its threads
+        for threads in {flags["threads"] for flags in names.values() if "threads" in flags} - set(floors_at):
+            with torch_threads(threads):
+                floors_at[threads] = {
+                    d: matmul_floor(gemms, d, device, bench.update_steps, bench.repeats) for d in DTYPES
+                }
+                notes.append(floor_note(hidden_sizes, batch_size, gemms, floors_at[threads]))
         if "eager" in setups and not same_gemms(profiled := profiled_gemms(setups["eager"][0], batch), gemms):
             notes[-1] += f" But the eager step runs {len(profiled)} matmuls of other shapes: update step_gemms."
         print(notes[-1], flush=True)
         update_rates: dict[str, list[float]] = {name: [] for name in setups}
         loop_rates: dict[str, list[float]] = {name: [] for name in setups}
         for _ in range(bench.repeats):  # interleaved, so that drifting load hits every variant alike
-            for name, (step, loop) in list(setups.items()):
+            for name, (step, loop, threads) in list(setups.items()):
                 try:
-                    update_rate = (
-                        updates_per_s(step, batch, bench.update_steps, device) if step is not None else math.nan
-                    )
-                    loop_rate = loop_steps_per_s(loop, bench.loop_steps, device)
+                    with torch_threads(threads):
+                        update_rate = (
+                            updates_per_s(step, batch, bench.update_steps, device) if step is not None else math.nan
+                        )
+                        loop_rate = loop_steps_per_s(loop, bench.loop_steps, device)
                 except Exception as e:
                     record_failure(failed, f"{hidden_sizes} batch {batch_size}", name, e)
                     del setups[name], update_rates[name], loop_rates[name]
@@ -526,7 +555,7 @@ def measure(bench: BenchArgs) -> str:
             else:
                 update_rate, loop_rate = statistics.median(update_rates[name]), statistics.median(loop_rates[name])
                 spread = f"{min(update_rates[name]):,.0f}–{max(update_rates[name]):,.0f}"
-                floor = floors[torch.bfloat16 if flags.get("bf16") else torch.float32]
+                floor = floors_at[setups[name][2]][torch.bfloat16 if flags.get("bf16") else torch.float32]
                 rows.append(
                     f"{size} {name} | {update_rate:,.0f} ({spread}) | {update_rate / plain:.2f} | "
                     f"{1 / update_rate / floor:.1f} | {loop_rate:,.0f} | {warmup_s[name]:.1f} |"
@@ -565,6 +594,17 @@ def loop_steps_per_s(loop: Loop | SB3Loop | CleanRLRun, steps: int, device: torc
     loop.run(steps)
     sync(device)
     return steps / (time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block at n torch threads, then go back to the run's."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def updates_per_s(step: Callable, batch: tuple[torch.Tensor, ...], steps: int, device: torch.device) -> float:
@@ -630,10 +670,11 @@ def against_peer(
 
 
 def against_sb3(hidden_sizes: tuple[int, ...], batch_size: int, loop_rates: dict[str, list[float]]) -> list[str]:
-    if not loop_rates.get(SB3):
+    if not loop_rates.get(SB3) and not loop_rates.get(SB3_OWN):
         return []
-    about = f"stable-baselines3 {importlib.metadata.version('stable-baselines3')}, sac_v's settings, ent_coef fixed"
-    return against_peer(SB3, about, hidden_sizes, batch_size, loop_rates)
+    version = f"stable-baselines3 {importlib.metadata.version('stable-baselines3')}"
+    own = against_peer(SB3_OWN, f"{version} at its defaults, ent_coef learned", hidden_sizes, batch_size, loop_rates)
+    return against_peer(SB3, f"{version}, sac_v's settings, ent_coef fixed", hidden_sizes, batch_size, loop_rates) + own
 
 
 def against_cleanrl(hidden_sizes: tuple[int, ...], batch_size: int, loop_rates: dict[str, list[float]]) -> list[str]:

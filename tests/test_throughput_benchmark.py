@@ -97,6 +97,32 @@ def test_sb3_sacs_timed_loop_takes_one_gradient_step_per_env_step():
     assert (loop.model.num_timesteps, loop.model._n_updates) == (before[0] + 5, before[1] + 5)
 
 
+def test_where_torch_would_take_more_threads_eager_and_bf16_are_timed_there_too(tmp_path, monkeypatch):
+    monkeypatch.setattr(throughput, "CONFIGS", (((8, 8), 16),))
+    monkeypatch.setattr(throughput, "sb3_installed", lambda: False)
+    seen = []
+    real = throughput.updates_per_s
+    monkeypatch.setattr(throughput, "updates_per_s", lambda *a: seen.append(torch.get_num_threads()) or real(*a))
+    bench = tiny_bench(tmp_path)
+    bench.threads = 1
+    torch.set_num_threads(2)  # torch's own choice here, as measure finds it before --threads 1
+    try:
+        table = throughput.measure(bench)
+    finally:
+        torch.set_num_threads(1)
+    assert "| 8×8 | 16 | eager, --threads 2 | " in table and "| 8×8 | 16 | bf16, --threads 2 | " in table
+    assert sorted(set(seen)) == [1, 2]  # each variant at its own threads, the others at the run's
+
+
+def test_sb3_at_its_own_defaults_learns_its_entropy_coefficient():
+    pytest.importorskip("stable_baselines3", reason="SB3 SAC is measured where the peers extra is installed")
+    args = throughput.sac_v.Args(hidden_sizes=(8, 8), batch_size=16)
+    own = throughput.SB3Loop(args, torch.device("cpu"), pool=20, own_defaults=True)
+    ours = throughput.SB3Loop(args, torch.device("cpu"), pool=20)
+    assert own.model.ent_coef_optimizer is not None and ours.model.ent_coef_optimizer is None
+    assert own.model.batch_size == 256 and ours.model.batch_size == 16
+
+
 def test_without_sb3_the_table_says_its_loop_was_not_measured(tmp_path, monkeypatch):
     monkeypatch.setattr(throughput, "CONFIGS", (((8, 8), 16),))
     monkeypatch.setattr(throughput, "SB3_CONFIGS", (((8, 8), 16),))
