@@ -22,6 +22,7 @@ import math
 import os
 import random
 import re
+import secrets
 import shlex
 import signal
 import sys
@@ -692,10 +693,13 @@ def save_checkpoint(path: Path, rb: ReplayBuffer | None = None, **contents: obje
     """Write atomically, with the replay buffer beside it if one is given. The checkpoint goes in place last, so that a
     crash or a full disk at any point leaves a checkpoint and a buffer that were saved together."""
     buffer_added = rb.added if rb is not None else None  # pairs the checkpoint with its buffer (load_buffer)
+    # A fresh random id in both files, so that no other buffer matches by chance; no seeded random stream is drawn.
+    buffer_id = secrets.token_hex(16) if rb is not None else None
+    pairing = {"buffer_added": buffer_added, "buffer_id": buffer_id}
     with atomic_path(path) as tmp:
-        torch.save({"format_version": CHECKPOINT_VERSION, **contents, "buffer_added": buffer_added}, tmp)
+        torch.save({"format_version": CHECKPOINT_VERSION, **contents, **pairing}, tmp)
         if rb is not None:
-            rb.save(buffer_path(path))
+            rb.save(buffer_path(path), tag=buffer_id)
     if rb is None:  # a buffer left from an earlier checkpoint no longer belongs to any
         buffer_path(path).unlink(missing_ok=True)
 
@@ -760,8 +764,12 @@ def load_buffer(path: Path, checkpoint: dict[str, Any], args: Args) -> ReplayBuf
         rb = ReplayBuffer.load(path)
     except Exception as e:  # a truncated or corrupted file raises whatever zipfile or numpy meets first
         raise ConfigError(f"{path} is not a readable replay buffer ({type(e).__name__}); move it away") from None
-    if rb.added != checkpoint["buffer_added"]:
+    # A checkpoint written before buffer ids (buffer_id absent) is paired by the transition count alone, as it was.
+    buffer_id = checkpoint.get("buffer_id")
+    if rb.added != checkpoint["buffer_added"] or (buffer_id is not None and rb.tag != buffer_id):
         raise ConfigError(f"{path} and {args.resume} were not saved together; move the buffer away to resume")
+    if buffer_id is None:
+        print(f"note: {args.resume} predates buffer ids: its buffer is paired by its transition count only")
     if rb.capacity != args.buffer_size:
         raise ConfigError(f"{path} holds a buffer of size {rb.capacity}; resume with --buffer-size {rb.capacity}")
     return rb

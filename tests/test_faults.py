@@ -102,11 +102,11 @@ def test_run_folder_that_becomes_unwritable_mid_run_stops_in_one_sentence_keepin
     saves = []
     real_save = ReplayBuffer.save
 
-    def save_once(self, path):
+    def save_once(self, path, **kwargs):
         saves.append(path)
         if len(saves) > 1:
             raise PermissionError(13, "Permission denied", str(path))
-        real_save(self, path)
+        real_save(self, path, **kwargs)
 
     monkeypatch.setattr(ReplayBuffer, "save", save_once)
     with pytest.raises(

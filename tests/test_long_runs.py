@@ -255,6 +255,23 @@ def test_resume_from_an_older_format_is_refused(run_copy, version):
         train(tiny_args(total_timesteps=200, resume=run_copy))
 
 
+def test_a_buffer_of_the_same_size_from_another_seed_is_refused(run_copy):
+    """Its transition count matches: only the id both files of a save hold tells the two runs apart."""
+    other = train(tiny_args(total_timesteps=100, eval_every=100, seed=2, exp_name="other"))
+    sac_v.buffer_path(run_copy).write_bytes(sac_v.buffer_path(other.checkpoint).read_bytes())
+    with pytest.raises(ConfigError, match="were not saved together; move the buffer away"):
+        train(tiny_args(total_timesteps=200, resume=run_copy))
+
+
+def test_a_checkpoint_from_before_buffer_ids_pairs_its_buffer_by_count_and_says_so(run_copy, capsys):
+    data = load(run_copy)
+    del data["buffer_id"]
+    torch.save(data, run_copy)
+    result = train(tiny_args(total_timesteps=120, resume=run_copy))
+    assert "predates buffer ids: its buffer is paired by its transition count only" in capsys.readouterr().out
+    assert len(result.buffer) == 120 and load(run_copy)["buffer_id"] is not None
+
+
 def test_buffer_saved_at_another_step_than_the_checkpoint_is_refused(run_copy):
     rb = ReplayBuffer.load(sac_v.buffer_path(run_copy))
     rb.add(np.zeros(3), np.zeros(1), 0.0, np.zeros(3), False)  # as if a crash fell between the two writes
@@ -495,7 +512,7 @@ def test_resume_warns_when_the_env_does_not_replay_its_episode_exactly(in_tmp_di
     path = sac_v.buffer_path(first.checkpoint)
     rb = ReplayBuffer.load(path)
     rb.next_obs[29] += 1.0  # as if the env had reached another state: a non-deterministic env
-    rb.save(path)
+    rb.save(path, tag=rb.tag)
     capsys.readouterr()
     train(tiny_args(total_timesteps=40, resume=first.checkpoint))
     assert "did not replay its episode exactly" in capsys.readouterr().out
