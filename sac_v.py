@@ -22,6 +22,7 @@ import math
 import os
 import random
 import re
+import reprlib
 import secrets
 import shlex
 import signal
@@ -30,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, Literal, NamedTuple
+from typing import IO, Any, Literal, NamedTuple, get_args, get_origin, get_type_hints
 
 import gymnasium as gym
 import numpy as np
@@ -632,26 +633,44 @@ def start_run(
     checkpoint = checkpoint or load_checkpoint(args.resume)
     check_resumable(checkpoint, args)
     check_spaces(checkpoint, env, args.env_id)
+    if (why := unlike_this_run(checkpoint, networks, optimizers, env)) is not None:
+        raise ConfigError(f"{args.resume} is not a sac_v checkpoint: {why}")
     lock = lock_folder(args.resume.parent, RUN_IN_USE)  # before the buffer is read: a run still training rewrites it
     run = Run(args, env, networks, optimizers, rb, args.resume, episode, checkpoint["global_step"], lock=lock)
     run.train_return = checkpoint["train_return"]
-    for name, module in run.networks.items():
-        module.load_state_dict(checkpoint[name])
-    for name, optimizer in run.optimizers.items():  # the saved moments; this run's learning rates and flags
-        optimizer.load_state_dict({**optimizer.state_dict(), "state": checkpoint[name]["state"]})
+    with restoring(args.resume):
+        for name, module in run.networks.items():
+            module.load_state_dict(checkpoint[name])
+        for name, optimizer in run.optimizers.items():  # the saved moments; this run's learning rates and flags
+            optimizer.load_state_dict({**optimizer.state_dict(), "state": checkpoint[name]["state"]})
     if (saved_rb := load_buffer(buffer_path(args.resume), checkpoint, args)) is not None:
         run.rb = saved_rb
-    if checkpoint["episode"]["length"] <= len(run.rb):  # else a fresh episode: the replay needs all its actions
-        run.episode = checkpoint["episode"]
-        obs = replay_episode(env, run.rb, run.episode)
-    elif saved_rb is not None:
-        length = checkpoint["episode"]["length"]
-        note = f"the episode in progress ({length} steps) is longer than the buffer: the resumed run starts a new one"
-        print(f"note: {note}, so it is not an exact continuation")
-    set_rng_states(checkpoint["rng"], env.action_space)
+    with restoring(args.resume):
+        if checkpoint["episode"]["length"] <= len(run.rb):  # else a fresh episode: the replay needs all its actions
+            run.episode = checkpoint["episode"]
+            obs = replay_episode(env, run.rb, run.episode)
+        elif saved_rb is not None:
+            length = checkpoint["episode"]["length"]
+            note = (
+                f"the episode in progress ({length} steps) is longer than the buffer: the resumed run starts a new one"
+            )
+            print(f"note: {note}, so it is not an exact continuation")
+        set_rng_states(checkpoint["rng"], env.action_space)
     run.evaluations = [Evaluation(*e) for e in checkpoint["evaluations"]]
     run.wall_s, run.saved_step = checkpoint["wall_s"], run.step
     return run, obs
+
+
+@contextlib.contextmanager
+def restoring(path: Path) -> Iterator[None]:
+    """A value that a checkpoint of the right make-up holds but the restore refuses (a random state out of range, a
+    bad episode seed) is a file sac_v did not write: one sentence."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RuntimeError) as e:
+        raise ConfigError(f"{path} is not a sac_v checkpoint: it cannot be restored ({type(e).__name__})") from None
 
 
 def new_run_dir(path: Path) -> Path:
@@ -714,9 +733,104 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not a readable sac_v checkpoint (truncated, corrupted, or not torch's)") from None
     if not isinstance(checkpoint, dict) or not {"format_version", "args", "actor"} <= checkpoint.keys():
         raise ConfigError(f"{path} is not a sac_v checkpoint: it lacks the format version, args or actor")
-    if checkpoint["format_version"] > CHECKPOINT_VERSION:
-        raise ConfigError(f"{path} has checkpoint format {checkpoint['format_version']}, newer than sac_v reads")
+    version = checkpoint["format_version"]
+    if type(version) is int and version > CHECKPOINT_VERSION:
+        raise ConfigError(f"{path} has checkpoint format {version}, newer than sac_v reads")
+    if (why := unlike_a_checkpoint(checkpoint)) is not None:
+        raise ConfigError(f"{path} is not a sac_v checkpoint: {why}")
     return checkpoint
+
+
+def kind(value: object) -> object:
+    """A value's make-up, to compare with what sac_v writes: a tensor's dtype and shape, a dict's keys and their
+    values' kinds, a list's (or tuple's) items' kinds, else its type."""
+    if isinstance(value, torch.Tensor):
+        return ("tensor", value.dtype, tuple(value.shape))
+    if isinstance(value, dict):
+        return {key: kind(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [kind(item) for item in value]
+    return type(value)
+
+
+def unlike_a_checkpoint(checkpoint: dict[str, Any]) -> str | None:
+    """What, in a file that torch loads, differs from what sac_v writes in the fields every reader uses (the format,
+    args, the actor, the step and the evaluations); None if nothing does. A resume checks the rest (unlike_this_run)."""
+    version, args, actor = checkpoint["format_version"], checkpoint["args"], checkpoint["actor"]
+    if type(version) is not int or version < 1:
+        return f"its format version is {reprlib.repr(version)}"
+    if not isinstance(args, dict) or not {"env_id", "hidden_sizes", "seed"} <= args.keys():
+        return "its args lack the env id, the hidden sizes or the seed"
+    hints = get_type_hints(Args)
+    for name, value in args.items():
+        hint = hints.get(name)
+        if name == "hidden_sizes":
+            ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(type(w) is int and w > 0 for w in value)
+        elif name == "resume":
+            ok = value is None or isinstance(value, str)
+        elif get_origin(hint) is Literal:
+            ok = isinstance(value, str) and value in get_args(hint)
+        else:  # str, bool, int or float (a whole float may be saved as an int); a flag of another version is not read
+            ok = hint is None or type(value) is hint or (hint is float and type(value) is int)
+        if not ok:
+            return f"its args have {name} = {reprlib.repr(value)}"
+    first, mean = (actor.get("trunk.0.weight"), actor.get("mean.weight")) if isinstance(actor, dict) else (None, None)
+    if not all(isinstance(w, torch.Tensor) and w.dim() == 2 for w in (first, mean)):
+        return "its actor lacks its first or its output layer"
+    with torch.device("meta"):  # the actor sac_v writes for these sizes, never allocated
+        spaces = [gym.spaces.Box(-1, 1, (size,)) for size in (first.shape[1], mean.shape[0])]
+        expected = Actor(*spaces, args["hidden_sizes"]).state_dict()
+    if kind(actor) != kind(expected):
+        return f"its actor does not fit its own --hidden-sizes {flag_value(args['hidden_sizes'])}"
+    if type(checkpoint.get("global_step")) is not int or checkpoint["global_step"] < 0:
+        return f"its global_step is {reprlib.repr(checkpoint.get('global_step'))}"
+    for name, types in {"eval_step": (int,), "eval_return": (float, int)}.items():
+        if name in checkpoint and type(checkpoint[name]) not in types:
+            return f"its {name} is {reprlib.repr(checkpoint[name])}"
+    evaluations = checkpoint.get("evaluations", [])
+    if not isinstance(evaluations, list) or any(kind(e) != [int, float, float, float] for e in evaluations):
+        return "its evaluations are not (step, mean, std, seconds) tuples"
+    return None
+
+
+def unlike_this_run(
+    checkpoint: dict[str, Any],
+    networks: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    env: gym.Env,
+) -> str | None:
+    """What, in a checkpoint of the current format, differs from what this run's networks, optimizers, env and random
+    streams would write (keys, types, shapes); None if nothing does."""
+    expected = {*networks, *optimizers, "wall_s", "evaluations", "train_return", "episode", "rng", "buffer_added"}
+    if missing := sorted(expected - checkpoint.keys()):
+        return f"it lacks {', '.join(missing)}"
+    for name, module in networks.items():
+        if kind(checkpoint[name]) != kind(module.state_dict()):
+            return f"its {name} does not fit these networks"
+    for name, optimizer in optimizers.items():  # Adam's step count and two moments for each parameter, or none yet
+        params = [param for group in optimizer.param_groups for param in group["params"]]
+        adam = [{"step": kind(torch.tensor(0.0))} | dict.fromkeys(("exp_avg", "exp_avg_sq"), kind(p)) for p in params]
+        state = checkpoint[name].get("state") if isinstance(checkpoint[name], dict) else None
+        if kind(state) not in ({}, dict(enumerate(adam))):
+            return f"its {name} does not fit these networks"
+    scalars = {"wall_s": (float,), "train_return": (float,), "buffer_added": (int, type(None))}
+    scalars |= {"buffer_id": (str, type(None))}
+    for name, types in scalars.items():
+        if type(checkpoint.get(name)) not in types:
+            return f"its {name} is {reprlib.repr(checkpoint[name])}"
+    saved_rng = checkpoint["rng"]
+    cuda = saved_rng.get("cuda") if isinstance(saved_rng, dict) else None  # a GPU machine's, whatever this one has
+    if not isinstance(cuda, list) or not all(isinstance(state, torch.Tensor) for state in cuda):
+        return "its random states are not those sac_v saves"
+    if kind({**saved_rng, "cuda": []}) != kind({**rng_states(env.action_space), "cuda": []}):
+        return "its random states are not those sac_v saves"
+    episode = checkpoint["episode"]
+    expected_episode = {"seed": int, "rng": kind(env.np_random.bit_generator.state), "length": int, "return": float}
+    if not isinstance(episode, dict) or type(episode.get("seed")) not in (int, type(None)):
+        return "its episode in progress is not what sac_v saves"
+    if kind({**episode, "seed": 0}) != expected_episode or episode["length"] < 0:
+        return "its episode in progress is not what sac_v saves"
+    return None
 
 
 def check_spaces(checkpoint: dict[str, Any], env: gym.Env, env_id: str) -> None:

@@ -1,6 +1,8 @@
 """Nothing breaks a run: bad flags and faults get one sentence and a non-zero exit, nothing written is damaged, and two
 runs never share a folder."""
 
+import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import torch
 import sac_v
 from buffer import ReplayBuffer
 from sac_v import ConfigError, train
+from sac_v_eval import EvalArgs, evaluate_checkpoint, list_runs
 from tests.helpers import ROOT, run_cli, tiny_args
 
 BAD_FLAGS = [
@@ -176,3 +179,109 @@ def test_console_says_the_warm_up_takes_random_actions_and_evaluates_the_initial
     lines = [line for line in proc.stdout.splitlines() if line.startswith("step ")]
     assert [line.endswith("of the initial policy (no gradient step yet)") for line in lines] == [True, False, False]
     assert lines[2].endswith("of the policy")
+
+
+@pytest.fixture(scope="module")
+def sound_checkpoint(tmp_path_factory) -> dict:
+    """What sac_v writes: the checkpoint of a 100-step run, as torch loads it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path_factory.mktemp("sound"))
+        return torch.load(train(tiny_args(total_timesteps=100, eval_every=100)).checkpoint, weights_only=True)
+
+
+def set_in(path: tuple, value: object):
+    """A change to a checkpoint: the value at path (keys into nested dicts) replaced."""
+
+    def change(checkpoint: dict) -> None:
+        for key in path[:-1]:
+            checkpoint = checkpoint[key]
+        checkpoint[path[-1]] = value
+
+    return change
+
+
+# Files that torch loads with weights_only, with every key a reader looks for, but not what sac_v writes.
+CRAFTED_FOR_EVERY_READER = {
+    "format version a string": set_in(("format_version",), "3"),
+    "args a string": set_in(("args",), "Pendulum-v1"),
+    "env id a number": set_in(("args", "env_id"), 7),
+    "hidden sizes a string": set_in(("args", "hidden_sizes"), "32 32"),
+    "device not a choice": set_in(("args", "device"), "tpu"),
+    "actor empty": set_in(("actor",), {}),
+    "actor layer a string": set_in(("actor", "mean.weight"), "weights"),
+    "actor of other sizes than its args": set_in(("args", "hidden_sizes"), [64, 64]),
+    "global step a string": set_in(("global_step",), "100"),
+    "eval return a string": set_in(("eval_return",), "high"),
+    "evaluations of numbers": set_in(("evaluations",), [1, 2]),
+}
+CRAFTED_FOR_A_RESUME = {
+    "qf empty": set_in(("qf",), {}),
+    "optimizer moments of strings": set_in(("actor_optimizer", "state", 0), "moments"),
+    "random states empty": set_in(("rng",), {}),
+    "python random state out of range": set_in(("rng", "python"), (3, (0,) * 624 + (10**6,), None)),
+    "episode none": set_in(("episode",), None),
+    "training time a string": set_in(("wall_s",), "an hour"),
+    "buffer count a string": set_in(("buffer_added",), "100"),
+}
+
+
+def crafted(sound: dict, change, folder: Path) -> Path:
+    checkpoint = copy.deepcopy(sound)
+    change(checkpoint)
+    path = folder / "runs" / "crafted" / "sac_v.pt"
+    path.parent.mkdir(parents=True)
+    torch.save(checkpoint, path)
+    return path
+
+
+def resume(path: Path) -> None:
+    train(*sac_v.parse_args(["--resume", str(path), "--total-timesteps", "200"]))
+
+
+READERS = {
+    "eval of the file": lambda path: evaluate_checkpoint(EvalArgs(path, episodes=1)),
+    "eval of its folder": lambda path: evaluate_checkpoint(EvalArgs(path.parents[1], episodes=1)),
+    "list of the file": list_runs,
+    "resume": resume,
+}
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("change", CRAFTED_FOR_EVERY_READER)
+def test_a_file_that_loads_but_is_not_what_sac_v_writes_is_refused_by_every_reader(
+    sound_checkpoint, in_tmp_dir, change, reader
+):
+    path = crafted(sound_checkpoint, CRAFTED_FOR_EVERY_READER[change], in_tmp_dir)
+    with pytest.raises(ConfigError, match=r"is not a sac_v checkpoint: \w"):
+        READERS[reader](path)
+
+
+@pytest.mark.parametrize("change", CRAFTED_FOR_EVERY_READER)
+def test_list_of_a_folder_names_a_file_that_is_not_what_sac_v_writes_and_goes_on(
+    sound_checkpoint, in_tmp_dir, change, capsys
+):
+    crafted(sound_checkpoint, CRAFTED_FOR_EVERY_READER[change], in_tmp_dir)
+    list_runs(in_tmp_dir / "runs")
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert re.fullmatch(r"\S*/runs/crafted +\S*/runs/crafted/sac_v.pt is not a sac_v checkpoint: .+", last), last
+
+
+@pytest.mark.parametrize("change", CRAFTED_FOR_A_RESUME)
+def test_a_resume_refuses_a_checkpoint_whose_training_state_is_not_what_sac_v_writes(
+    sound_checkpoint, in_tmp_dir, change
+):
+    path = crafted(sound_checkpoint, CRAFTED_FOR_A_RESUME[change], in_tmp_dir)
+    before = {p.name: p.read_bytes() for p in path.parent.iterdir()}
+    with pytest.raises(ConfigError, match=r"is not a sac_v checkpoint: \w"):
+        resume(path)
+    assert {p.name: p.read_bytes() for p in path.parent.iterdir() if p.name != ".lock"} == before
+
+
+@pytest.mark.parametrize(
+    "command", [("sac_v_eval.py",), ("sac_v_eval.py", "--list"), ("sac_v.py", "--total-timesteps", "200", "--resume")]
+)
+def test_cli_refuses_a_crafted_checkpoint_in_one_line(sound_checkpoint, in_tmp_dir, command):
+    path = crafted(sound_checkpoint, CRAFTED_FOR_EVERY_READER["actor layer a string"], in_tmp_dir)
+    proc = run_cli(*command, str(path), cwd=in_tmp_dir)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"error: {path} is not a sac_v checkpoint: its actor")

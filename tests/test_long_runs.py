@@ -437,7 +437,7 @@ def test_process_killed_while_saving_leaves_the_previous_files_intact(tmp_path, 
 
     written = checkpoint if target == "checkpoint" else buffer
     assert written.with_name(written.name + ".tmp").stat().st_size > 0  # it did die mid-write
-    assert sac_v.load_checkpoint(checkpoint)["global_step"] == 1
+    assert torch.load(checkpoint, weights_only=True)["global_step"] == 1
     rb = ReplayBuffer.load(buffer)
     assert rb.added == 1 and rb.rewards[0] == 1.0
 
