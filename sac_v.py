@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import importlib.util
 import itertools
@@ -25,6 +26,7 @@ import re
 import reprlib
 import secrets
 import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -353,6 +355,10 @@ class ConfigError(ValueError):
     """Bad input, or a folder that cannot be written: one sentence and a non-zero exit, never a traceback."""
 
 
+class WriteError(ConfigError):
+    """A file of the run could not be written (a full, read-only or over-quota disk): what is kept is said."""
+
+
 class DivergenceError(RuntimeError):
     """A loss or parameter became NaN or infinite: training stops and the last good checkpoint stays."""
 
@@ -507,12 +513,17 @@ class Run:
     writer: Any = None
     console: Any = None
     lock: IO[str] | None = None  # held while this process trains the run (lock_folder)
+    excepthook: Any = None  # threading's, while TensorBoard's writer thread is silenced (quiet_writer_thread)
 
     def __enter__(self) -> Run:
-        # On resume, the same folder: scalars a crash logged after the checkpoint are hidden, new ones continue.
-        self.writer = SummaryWriter(str(self.checkpoint.parent), purge_step=self.saved_step and self.saved_step + 1)
-        table = "\n".join(f"|{k}|{v}|" for k, v in dataclasses.asdict(self.args).items())
-        self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table, self.step)
+        self.excepthook, threading.excepthook = threading.excepthook, quiet_writer_thread(threading.excepthook)
+        try:
+            # On resume, the same folder: scalars a crash logged after the checkpoint are hidden, new ones continue.
+            self.writer = SummaryWriter(str(self.checkpoint.parent), purge_step=self.saved_step and self.saved_step + 1)
+            table = "\n".join(f"|{k}|{v}|" for k, v in dataclasses.asdict(self.args).items())
+            self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table, self.step)
+        except OSError as e:  # a full or read-only disk: the one sentence of __exit__
+            self.__exit__(type(e), e, e.__traceback__)
         self.console = tqdm(total=self.args.total_timesteps, initial=self.step, disable=None, dynamic_ncols=True)
         self.console.set_description(self.phase())
         if self.args.paper:  # the effective settings, flags given beside --paper included
@@ -522,12 +533,37 @@ class Run:
             )
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.console.close()
-        self.writer.close()
-        self.env.close()
-        if self.lock:
-            self.lock.close()  # releases the run folder
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, traceback: object) -> None:
+        """Close all. A failed write, here or in the loop (TensorBoard's, a video's), becomes one sentence; a new run
+        that a failed write ends before its first checkpoint leaves no folder behind."""
+        failed = exc if isinstance(exc, OSError) else None
+        try:
+            if self.console is not None:
+                self.console.close()
+            if self.writer is not None:
+                self.writer.close()  # its last flush, where the disk is full, raises what its thread met
+        except OSError as e:
+            failed = failed or (e if exc is None else None)
+        finally:
+            self.env.close()
+            if self.lock:
+                self.lock.close()  # releases the run folder
+            threading.excepthook = self.excepthook or threading.excepthook
+        if (failed or isinstance(exc, WriteError)) and self.saved_step is None and self.args.resume is None:
+            shutil.rmtree(self.checkpoint.parent, ignore_errors=True)
+            with contextlib.suppress(OSError):  # runs/ too, where this run was all it held
+                self.checkpoint.parent.parent.rmdir()
+        if failed is not None:
+            folder = Path(failed.filename).parent if failed.filename else self.checkpoint.parent
+            raise self.write_failed(f"cannot write to {folder} at step {self.step}", failed) from None
+
+    def write_failed(self, what: str, e: OSError) -> WriteError:
+        """One sentence: what could not be written, why, and what is kept."""
+        if self.saved_step is not None:
+            kept = f"the checkpoint of step {self.saved_step} is kept"
+        else:
+            kept = "no checkpoint was saved" + (", so the run folder is removed" if self.args.resume is None else "")
+        return WriteError(f"{what}: {e.strerror or e}; {kept}")
 
     def phase(self) -> str:
         if len(self.rb) < self.args.min_pool:
@@ -590,9 +626,9 @@ class Run:
         try:
             save_checkpoint(self.checkpoint, self.rb if save_buffer else None, **contents)
         except OSError as e:
-            kept = f"the checkpoint of step {self.saved_step} is kept" if self.saved_step else "no checkpoint was saved"
-            where = f"the checkpoint of step {step} in {self.checkpoint.parent}"
-            raise ConfigError(f"cannot write {where}: {e.strerror or e}; {kept}") from None
+            raise self.write_failed(
+                f"cannot write the checkpoint of step {step} in {self.checkpoint.parent}", e
+            ) from None
         self.saved_step = step
 
     def stop(self, signum: int) -> None:
@@ -716,11 +752,22 @@ def save_checkpoint(path: Path, rb: ReplayBuffer | None = None, **contents: obje
     buffer_id = secrets.token_hex(16) if rb is not None else None
     pairing = {"buffer_added": buffer_added, "buffer_id": buffer_id}
     with atomic_path(path) as tmp:
-        torch.save({"format_version": CHECKPOINT_VERSION, **contents, **pairing}, tmp)
+        torch_save({"format_version": CHECKPOINT_VERSION, **contents, **pairing}, tmp)
         if rb is not None:
             rb.save(buffer_path(path), tag=buffer_id)
     if rb is None:  # a buffer left from an earlier checkpoint no longer belongs to any
         buffer_path(path).unlink(missing_ok=True)
+
+
+def torch_save(obj: object, path: Path) -> None:
+    """torch.save, with a failed write as an OSError: torch's C++ writer reports a short write (a full disk, a quota)
+    as a RuntimeError ("unexpected pos", "iostream error")."""
+    try:
+        torch.save(obj, path)
+    except RuntimeError as e:
+        if shutil.disk_usage(path.parent).free < 2**20:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
+        raise OSError(errno.EIO, f"the write fell short ({str(e).splitlines()[0]})") from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -939,6 +986,17 @@ def stop_signals() -> Iterator[list[int]]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def quiet_writer_thread(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    """threading.excepthook without the traceback of TensorBoard's writer thread: the write it failed is raised again
+    in the main thread, which says it in one sentence."""
+
+    def excepthook(args: Any) -> None:
+        if type(args.thread).__name__ != "_AsyncWriterThread":
+            hook(args)
+
+    return excepthook
 
 
 def flat_tensors(inputs: Sequence[torch.Tensor | Sequence[torch.Tensor]]) -> list[torch.Tensor]:

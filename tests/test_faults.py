@@ -2,6 +2,7 @@
 runs never share a folder."""
 
 import copy
+import os
 import re
 import subprocess
 import sys
@@ -285,3 +286,96 @@ def test_cli_refuses_a_crafted_checkpoint_in_one_line(sound_checkpoint, in_tmp_d
     proc = run_cli(*command, str(path), cwd=in_tmp_dir)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
     assert proc.stderr.startswith(f"error: {path} is not a sac_v checkpoint: its actor")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """make(size): a folder on a tmpfs of that size, a small disk that fills for real; root only, unmounted after."""
+    mounted = []
+
+    def make(size: str) -> Path:
+        disk = tmp_path / f"disk{len(mounted)}"
+        disk.mkdir()
+        mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)]
+        if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
+            pytest.skip("a small filesystem needs root and mount")
+        mounted.append(disk)
+        return disk
+
+    yield make
+    for disk in mounted:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path, leave: int = 0) -> None:
+    """Take all of disk's free space but `leave` bytes."""
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    (disk / "filler").write_bytes(b"\0" * max(free - leave, 0))
+    assert os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize <= leave
+
+
+SMALL_RUN = ("--env-id", "Pendulum-v1", "--min-pool", "100", "--batch-size", "32", "--eval-every", "100")
+SMALL_RUN += ("--eval-episodes", "1", "--device", "cpu")
+
+
+def test_a_disk_full_at_start_is_one_sentence_and_leaves_no_run_folder(small_disk):
+    disk = small_disk("64k")
+    fill(disk)
+    proc = run_cli("sac_v.py", *SMALL_RUN, "--total-timesteps", "300", "--hidden-sizes", "16", "16", cwd=disk)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: cannot write to runs/") and "No space left on device" in proc.stderr
+    assert "no checkpoint was saved, so the run folder is removed" in proc.stderr
+    assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+
+
+def test_a_disk_that_fills_at_the_first_checkpoint_is_one_sentence_and_leaves_no_run_folder(small_disk):
+    """torch.save meets the full disk: its C++ writer raises a RuntimeError ("unexpected pos"), not an OSError."""
+    disk = small_disk("512k")
+    proc = run_cli("sac_v.py", *SMALL_RUN, "--total-timesteps", "300", "--hidden-sizes", "128", "128", cwd=disk)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: cannot write the checkpoint of step 100 in runs/")
+    assert "No space left on device; no checkpoint was saved, so the run folder is removed" in proc.stderr
+    assert list(disk.iterdir()) == []
+
+
+def test_a_disk_that_fills_mid_run_keeps_the_last_checkpoint_and_says_so(small_disk):
+    disk = small_disk("1m")
+    first = run_cli("sac_v.py", *SMALL_RUN, "--total-timesteps", "100", "--hidden-sizes", "32", "32", cwd=disk)
+    assert first.returncode == 0, first.stderr
+    [run_dir] = (disk / "runs").iterdir()
+    saved = {p.name: p.read_bytes() for p in run_dir.glob("sac_v.*")}
+    fill(disk, leave=8192)
+    proc = run_cli("sac_v.py", "--resume", str(run_dir), "--total-timesteps", "300", cwd=disk)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.endswith("No space left on device; the checkpoint of step 100 is kept\n")
+    assert {p.name: p.read_bytes() for p in run_dir.glob("sac_v.*")} == saved  # no .tmp left, nothing changed
+    (disk / "filler").unlink()
+    assert run_cli("sac_v.py", "--resume", str(run_dir), "--total-timesteps", "200", cwd=disk).returncode == 0
+
+
+def test_torchs_runtime_error_for_a_short_write_is_one_sentence_keeping_the_last_checkpoint(in_tmp_dir, monkeypatch):
+    """What torch.save raises where the disk fills (or a quota ends) mid-file, injected at the step-200 checkpoint."""
+    real_save = torch.save
+
+    def short_write_at_step_200(obj, path):
+        if obj.get("global_step") == 200:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 518592 vs 518484")
+        real_save(obj, path)
+
+    monkeypatch.setattr(torch, "save", short_write_at_step_200)
+    with pytest.raises(ConfigError, match=r"cannot write the checkpoint of step 200 .*; the checkpoint of step 100 is"):
+        train(tiny_args(total_timesteps=300, eval_every=100))
+    [run_dir] = in_tmp_dir.glob("runs/*")
+    assert sorted(p.name for p in run_dir.glob("sac_v*")) == ["sac_v.buffer.npz", "sac_v.pt"]
+
+
+def test_tensorboard_that_cannot_write_at_start_is_one_sentence_and_leaves_no_folder(in_tmp_dir, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sac_v, "SummaryWriter", full_disk)
+    with pytest.raises(
+        ConfigError, match=r"cannot write to runs/\S+ at step 0: No space left on device; no checkpoint"
+    ):
+        train(tiny_args())
+    assert list(in_tmp_dir.iterdir()) == []
