@@ -284,7 +284,7 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None) -> TrainResult:
     rb = run.rb  # a resumed run's buffer, saved with its checkpoint
     gradient_step = functools.partial(update, **networks, optimizers=tuple(optimizers.values()), args=args)
     gradient_step, sample_action = fast_paths(gradient_step, actor.get_action, args)  # --compile, --cudagraphs
-    with stop_signals() as stop_requests, run:
+    with stop_signals(run.stop_now) as stop_requests, run:
         for global_step in range(run.step + 1, args.total_timesteps + 1):
             # Until the pool holds min_pool transitions: uniform random actions and no learning.
             if len(rb) < args.min_pool:
@@ -640,6 +640,24 @@ class Run:
         print(f"stopped by {signal.Signals(signum).name} at step {self.step}: saved {self.checkpoint}{buffer}")
         print(f"resume with: {resume_command(self.checkpoint)}")
 
+    def stop_now(self, signum: int) -> None:
+        """A second signal (Ctrl-C twice): exit at once from the handler, saying what the last checkpoint holds. A save
+        in progress is dropped with its temporary files, so the last checkpoint stays whole; the process ends here, with
+        nothing left to run that a signal could break into (os._exit), as a shell reports a signal: 128 + signum."""
+        for path in (self.checkpoint, buffer_path(self.checkpoint)):
+            path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+        stopped = f"stopped at once by a second {signal.Signals(signum).name} at step {self.step}"
+        if self.saved_step is None:
+            if self.args.resume is None:  # nothing to resume: no folder left behind
+                shutil.rmtree(self.checkpoint.parent, ignore_errors=True)
+            message = f"{stopped}: no checkpoint was saved\n"
+        else:
+            saved = f"nothing since step {self.saved_step} was saved in" if self.saved_step != self.step else "saved"
+            message = f"{stopped}: {saved} {self.checkpoint}\nresume with: {resume_command(self.checkpoint)}\n"
+        with contextlib.suppress(OSError):  # straight to the file: a print could break into one in progress
+            os.write(2, message.encode())
+        os._exit(128 + signum)
+
     def diverged(self, what: str, step: int) -> DivergenceError:
         if self.saved_step is None:
             return DivergenceError(f"{what} at step {step}, before any checkpoint; try a lower --reward-scale or lr")
@@ -967,17 +985,28 @@ def replay_episode(env: gym.Env, rb: ReplayBuffer, episode: dict[str, Any]) -> n
     return obs
 
 
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE")  # the last two, a closed terminal or pipe: POSIX only
+
+
 @contextlib.contextmanager
-def stop_signals() -> Iterator[list[int]]:
-    """Within it, SIGINT and SIGTERM are only appended to the list it gives, so that the loop stops between two steps
-    and saves; a second one gets the previous handler (Ctrl-C twice stops at once). Only the main thread can."""
+def stop_signals(stop_now: Callable[[int], None] | None = None) -> Iterator[list[int]]:
+    """Within it, SIGINT, SIGTERM, SIGHUP (the terminal closed) and SIGPIPE (a write to a closed pipe) are only
+    appended to the list it gives, so that the loop stops between two steps and saves; a second one calls stop_now, or
+    gets the previous handler (Ctrl-C twice stops at once). SIGPIPE comes with every write to the closed pipe, so it is
+    never a second one. Only the main thread can."""
     received: list[int] = []
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+    signums = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)] if main_thread else []
+    previous = {signum: signal.getsignal(signum) for signum in signums}
 
     def request_stop(signum: int, frame: object) -> None:
+        if signum == getattr(signal, "SIGPIPE", None) and received:
+            return
+        if received and stop_now is not None:
+            stop_now(signum)
         received.append(signum)
-        signal.signal(signum, previous[signum])
+        if stop_now is None:
+            signal.signal(signum, previous[signum])
 
     for signum in previous:
         signal.signal(signum, request_stop)
@@ -997,6 +1026,41 @@ def quiet_writer_thread(hook: Callable[[Any], None]) -> Callable[[Any], None]:
             hook(args)
 
     return excepthook
+
+
+class Survivor:
+    """A console stream (stdout, stderr) that writes each line through, so that a log file or pipe is current, and
+    never raises: once its reader is gone (a closed pipe, a closed terminal) the rest goes to `fallback`, else nowhere.
+    The kernel's SIGPIPE meanwhile asks a training run to stop (stop_signals)."""
+
+    def __init__(self, stream: IO[str], fallback: Survivor | None = None):
+        self.stream, self.fallback, self.lost = stream, fallback, False
+
+    def write(self, text: str) -> int:
+        if self.lost:
+            return self.fallback.write(text) if self.fallback else len(text)
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except OSError:  # EPIPE, EIO: the interpreter's last flush at exit must not meet the dead stream again
+            self.lost = True
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            return self.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError):
+            self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def survive_closed_consoles() -> None:
+    """Make the CLI's stdout and stderr Survivors: output to a closed pipe or terminal never ends in a traceback."""
+    sys.stderr = Survivor(sys.stderr)
+    sys.stdout = Survivor(sys.stdout, fallback=sys.stderr)
 
 
 def flat_tensors(inputs: Sequence[torch.Tensor | Sequence[torch.Tensor]]) -> list[torch.Tensor]:
@@ -1046,5 +1110,13 @@ def fast_paths(step: Callable, sample_action: Callable, args: Args) -> tuple[Cal
     return step, sample_action
 
 
+def exit_at_once(signum: int, frame: object) -> None:
+    """The CLI's Ctrl-C outside a training run (while it starts, or after a stop has saved): exit quietly, as a shell
+    tool does, where a KeyboardInterrupt could land in a finalizer and print a traceback."""
+    os._exit(128 + signum)
+
+
 if __name__ == "__main__":
+    survive_closed_consoles()
+    signal.signal(signal.SIGINT, exit_at_once)
     main()

@@ -4,6 +4,7 @@ runs never share a folder."""
 import copy
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -379,3 +380,17 @@ def test_tensorboard_that_cannot_write_at_start_is_one_sentence_and_leaves_no_fo
     ):
         train(tiny_args())
     assert list(in_tmp_dir.iterdir()) == []
+
+
+def test_output_into_a_closed_pipe_stops_the_run_with_a_checkpoint_and_no_traceback(in_tmp_dir):
+    """As `python sac_v.py | head -1`: the reader goes after the first line; the next write stops the run as SIGPIPE
+    stops any program, but with a checkpoint, and the stop's message goes to stderr."""
+    command = [sys.executable, str(ROOT / "sac_v.py"), *SMALL_RUN, "--total-timesteps", "100000"]
+    proc = subprocess.Popen(command, cwd=in_tmp_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("step 100: eval return")
+    proc.stdout.close()
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 128 + signal.SIGPIPE and "Traceback" not in err and "Exception ignored" not in err
+    step = int(re.search(r"stopped by SIGPIPE at step (\d+): saved", err).group(1))
+    [checkpoint] = in_tmp_dir.glob("runs/*/sac_v.pt")
+    assert torch.load(checkpoint, weights_only=True)["global_step"] == step

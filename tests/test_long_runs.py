@@ -297,7 +297,7 @@ def start_cli_run(folder: Path) -> tuple[subprocess.Popen, Path]:
     return proc, checkpoint
 
 
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_cli_stopped_by_signal_saves_prints_the_resume_command_and_exits_128_plus_signal(in_tmp_dir, signum, status):
     proc, _ = start_cli_run(in_tmp_dir)
     proc.send_signal(signum)
@@ -316,6 +316,25 @@ def test_cli_stopped_by_signal_saves_prints_the_resume_command_and_exits_128_plu
     proc = subprocess.run(command, cwd=in_tmp_dir, capture_output=True, text=True, timeout=120)
     assert python == "python" and proc.returncode == 0, proc.stderr
     assert load(checkpoint)["global_step"] == step + 30
+
+
+@pytest.mark.parametrize("gap_s", [0, 0.002, 0.005, 0.01, 0.05, 0.5])
+def test_ctrl_c_twice_at_any_spacing_ends_saying_what_is_saved_and_how_to_resume(in_tmp_dir, gap_s):
+    """Within a few ms the two may reach the process as one (a plain stop); later, the second stops at once, during
+    the save or after it; either way the last line says what the checkpoint holds and no traceback is printed."""
+    proc, _ = start_cli_run(in_tmp_dir)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(gap_s)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    # a second one that comes while the interpreter ends, its handlers gone, ends it by SIGINT: $? is 130 either way
+    assert proc.returncode in (130, -signal.SIGINT) and "Traceback" not in err and "Exception ignored" not in err, err
+    said = re.search(r"stopped (?:at once )?by (?:a second )?SIGINT at step (\d+): (.*)\nresume with: .*\n", out + err)
+    assert said is not None, (out, err)
+    [checkpoint] = in_tmp_dir.glob("runs/*/sac_v.pt")
+    step, path = load(checkpoint)["global_step"], checkpoint.relative_to(in_tmp_dir)
+    saved = [f"saved {path} and its replay buffer", f"saved {path}", f"nothing since step {step} was saved in {path}"]
+    assert (said.group(2) in saved[:2] and said.group(1) == str(step)) or said.group(2) == saved[2], (out, err)
 
 
 def test_resume_of_a_run_another_process_trains_is_refused_before_anything_is_written(in_tmp_dir):
