@@ -340,6 +340,10 @@ def main() -> None:
 
 CHECKPOINT_VERSION = 3  # 2: all a resume needs (RNG states, the episode in progress); 3: qf1, qf2 stacked as qf
 LOG_EVERY = 100  # env steps between training scalars: logging is a host sync, so not every step
+# Weights start within ±1/sqrt(fan_in) <= 1, and Adam moves one by at most about 3 * lr a step (Kingma & Ba, §2.1): at
+# the learning rates that learn, 1e6 is 10^8 steps away. A weight past it grows without bound (--policy-lr 1e9 takes
+# the actor's to 1e10), finite in float32 but a diverged run, checked at each checkpoint.
+PARAMETER_BOUND = 1e6
 RUN_IN_USE = "another process is training this run; stop it, then resume"
 POSITIVE = ("total_timesteps", "batch_size", "gradient_steps", "min_pool", "buffer_size", "reward_scale", "policy_lr")
 POSITIVE += ("critic_lr", "eval_every", "eval_episodes", "threads")
@@ -616,6 +620,8 @@ class Run:
             for name, param in net.named_parameters():
                 if not torch.isfinite(param).all():
                     raise self.diverged(f"parameter {net_name}.{name} is not finite", step)
+                if (peak := param.abs().max().item()) > PARAMETER_BOUND:
+                    raise self.diverged(f"parameter {net_name}.{name} has grown to {peak:.1e}", step)
         save_buffer = self.args.save_buffer == "always" or (self.args.save_buffer == "auto" and self.rb.nbytes < 2**30)
         args = {**dataclasses.asdict(self.args), "resume": str(self.args.resume) if self.args.resume else None}
         last = self.evaluations[-1] if self.evaluations else Evaluation(-1, float("nan"), float("nan"), 0.0)
@@ -683,6 +689,7 @@ def start_run(
         name = f"{path_name(args.env_id)}__{args.exp_name}__{args.seed}__{int(time.time())}"
         run_dir = new_run_dir(Path("runs") / name)
         lock = lock_folder(run_dir, RUN_IN_USE)
+        warn_if_nothing_learned(args, 0, 0)
         return Run(args, env, networks, optimizers, rb, run_dir / "sac_v.pt", episode, lock=lock), obs
     checkpoint = checkpoint or load_checkpoint(args.resume)
     check_resumable(checkpoint, args)
@@ -712,6 +719,7 @@ def start_run(
         set_rng_states(checkpoint["rng"], env.action_space)
     run.evaluations = [Evaluation(*e) for e in checkpoint["evaluations"]]
     run.wall_s, run.saved_step = checkpoint["wall_s"], run.step
+    warn_if_nothing_learned(args, len(run.rb), run.step)
     return run, obs
 
 
@@ -725,6 +733,16 @@ def restoring(path: Path) -> Iterator[None]:
         raise
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, RuntimeError) as e:
         raise ConfigError(f"{path} is not a sac_v checkpoint: it cannot be restored ({type(e).__name__})") from None
+
+
+def warn_if_nothing_learned(args: Args, pool: int, step: int) -> None:
+    """The first gradient step comes once the pool holds --min-pool transitions (--min-pool <= --buffer-size); a run
+    that ends first only collects random transitions, so it says so before it starts."""
+    if pool + args.total_timesteps - step < args.min_pool:
+        print(
+            f"warning: this run takes no gradient step: it ends at step {args.total_timesteps}, before the pool holds "
+            f"--min-pool {args.min_pool} transitions; lower --min-pool or raise --total-timesteps"
+        )
 
 
 def new_run_dir(path: Path) -> Path:

@@ -382,6 +382,18 @@ def test_tensorboard_that_cannot_write_at_start_is_one_sentence_and_leaves_no_fo
     assert list(in_tmp_dir.iterdir()) == []
 
 
+def test_a_run_that_takes_no_gradient_step_says_so_before_it_starts(in_tmp_dir, capsys):
+    train(tiny_args(total_timesteps=50, min_pool=100, eval_every=50))
+    first_line = capsys.readouterr().out.splitlines()[0]
+    assert first_line.startswith("warning: this run takes no gradient step: it ends at step 50, before the pool")
+
+
+def test_weights_growing_without_bound_stop_the_run_as_a_divergence(in_tmp_dir):
+    """--policy-lr 1e9: Adam moves each weight by about 1e9 a step, finite in float32 but without bound."""
+    with pytest.raises(sac_v.DivergenceError, match=r"parameter actor\.\S+ has grown to \S+e\+\d+ at step 200"):
+        train(tiny_args(policy_lr=1e9, eval_every=200))
+
+
 def test_output_into_a_closed_pipe_stops_the_run_with_a_checkpoint_and_no_traceback(in_tmp_dir):
     """As `python sac_v.py | head -1`: the reader goes after the first line; the next write stops the run as SIGPIPE
     stops any program, but with a checkpoint, and the stop's message goes to stderr."""
