@@ -1076,9 +1076,11 @@ class Survivor:
 
 
 def survive_closed_consoles() -> None:
-    """Make the CLI's stdout and stderr Survivors: output to a closed pipe or terminal never ends in a traceback."""
-    sys.stderr = Survivor(sys.stderr)
-    sys.stdout = Survivor(sys.stdout, fallback=sys.stderr)
+    """Make the CLI's stdout and stderr Survivors: output to a closed pipe or terminal never ends in a traceback. A
+    stream closed before the start (`>&-`), which Python gives as None, writes nowhere."""
+    nowhere = open(os.devnull, "w")  # noqa: SIM115 (held for the process's life, as the streams it stands for)
+    sys.stderr = Survivor(sys.stderr or nowhere)
+    sys.stdout = Survivor(sys.stdout or nowhere, fallback=sys.stderr)
 
 
 def flat_tensors(inputs: Sequence[torch.Tensor | Sequence[torch.Tensor]]) -> list[torch.Tensor]:
