@@ -1075,12 +1075,13 @@ class Survivor:
         return getattr(self.stream, name)
 
 
-def survive_closed_consoles() -> None:
-    """Make the CLI's stdout and stderr Survivors: output to a closed pipe or terminal never ends in a traceback. A
-    stream closed before the start (`>&-`), which Python gives as None, writes nowhere."""
+def survive_closed_consoles(stdout_then_stderr: bool = True) -> None:
+    """Make the CLI's stdout and stderr Survivors: output to a closed pipe or terminal never ends in a traceback; what
+    stdout could not take goes to stderr (the stop's last lines), or nowhere. A stream closed before the start (`>&-`),
+    which Python gives as None, writes nowhere."""
     nowhere = open(os.devnull, "w")  # noqa: SIM115 (held for the process's life, as the streams it stands for)
     sys.stderr = Survivor(sys.stderr or nowhere)
-    sys.stdout = Survivor(sys.stdout or nowhere, fallback=sys.stderr)
+    sys.stdout = Survivor(sys.stdout or nowhere, fallback=sys.stderr if stdout_then_stderr else None)
 
 
 def flat_tensors(inputs: Sequence[torch.Tensor | Sequence[torch.Tensor]]) -> list[torch.Tensor]:

@@ -121,5 +121,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    survive_closed_consoles()
+    survive_closed_consoles(stdout_then_stderr=False)  # `--list | head`: the rest of the list goes nowhere
     main()
