@@ -1060,16 +1060,22 @@ class Survivor:
         try:
             self.stream.write(text)
             self.stream.flush()
-        except OSError:  # EPIPE, EIO: the interpreter's last flush at exit must not meet the dead stream again
-            self.lost = True
-            with contextlib.suppress(OSError, ValueError):
-                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+        except OSError:  # EPIPE, EIO
+            self.lose()
             return self.write(text)
         return len(text)
 
     def flush(self) -> None:
-        with contextlib.suppress(OSError):
+        try:
             self.stream.flush()
+        except OSError:
+            self.lose()
+
+    def lose(self) -> None:
+        """The reader is gone: the file descriptor now leads nowhere, so the interpreter's last flush cannot fail."""
+        self.lost = True
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
