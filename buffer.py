@@ -50,6 +50,7 @@ class ReplayBuffer:
         self.pos = 0  # where the next transition goes
         self.size = 0
         self.added = 0  # transitions added since creation: pairs a saved buffer with the checkpoint saved beside it
+        self.tag = ""  # a string saved with the buffer and read back by load (sac_v's id of the checkpoint beside it)
 
     def __len__(self) -> int:
         return self.size
@@ -85,8 +86,8 @@ class ReplayBuffer:
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.obs, self.actions, self.rewards, self.next_obs, self.terminated))
 
-    def save(self, path: Path) -> None:
-        """Write the stored transitions and the sampler's state to a compressed .npz, atomically (atomic_path)."""
+    def save(self, path: Path, tag: str = "") -> None:
+        """Write the transitions, the sampler's state and `tag` to a compressed .npz, atomically (atomic_path)."""
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(
                 f,
@@ -98,6 +99,7 @@ class ReplayBuffer:
                 capacity=self.capacity,
                 added=self.added,
                 rng=json.dumps(self.rng.bit_generator.state),  # PCG64's 128-bit integers survive JSON, not int64
+                tag=tag,
             )
 
     @classmethod
@@ -115,4 +117,5 @@ class ReplayBuffer:
             for name in ("obs", "actions", "rewards", "next_obs", "terminated"):
                 getattr(rb, name)[: rb.size] = data[name]
             rb.rng.bit_generator.state = json.loads(str(data["rng"]))
+            rb.tag = str(data["tag"]) if "tag" in data.files else ""  # a buffer saved before tags has none
         return rb

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import importlib.util
 import itertools
@@ -22,14 +23,17 @@ import math
 import os
 import random
 import re
+import reprlib
+import secrets
 import shlex
+import shutil
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, Literal, NamedTuple
+from typing import IO, Any, Literal, NamedTuple, get_args, get_origin, get_type_hints
 
 import gymnasium as gym
 import numpy as np
@@ -280,7 +284,7 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None) -> TrainResult:
     rb = run.rb  # a resumed run's buffer, saved with its checkpoint
     gradient_step = functools.partial(update, **networks, optimizers=tuple(optimizers.values()), args=args)
     gradient_step, sample_action = fast_paths(gradient_step, actor.get_action, args)  # --compile, --cudagraphs
-    with stop_signals() as stop_requests, run:
+    with stop_signals(run.stop_now) as stop_requests, run:
         for global_step in range(run.step + 1, args.total_timesteps + 1):
             # Until the pool holds min_pool transitions: uniform random actions and no learning.
             if len(rb) < args.min_pool:
@@ -336,6 +340,10 @@ def main() -> None:
 
 CHECKPOINT_VERSION = 3  # 2: all a resume needs (RNG states, the episode in progress); 3: qf1, qf2 stacked as qf
 LOG_EVERY = 100  # env steps between training scalars: logging is a host sync, so not every step
+# Weights start within ±1/sqrt(fan_in) <= 1, and Adam moves one by at most about 3 * lr a step (Kingma & Ba, §2.1): at
+# the learning rates that learn, 1e6 is 10^8 steps away. A weight past it grows without bound (--policy-lr 1e9 takes
+# the actor's to 1e10), finite in float32 but a diverged run, checked at each checkpoint.
+PARAMETER_BOUND = 1e6
 RUN_IN_USE = "another process is training this run; stop it, then resume"
 POSITIVE = ("total_timesteps", "batch_size", "gradient_steps", "min_pool", "buffer_size", "reward_scale", "policy_lr")
 POSITIVE += ("critic_lr", "eval_every", "eval_episodes", "threads")
@@ -349,6 +357,10 @@ PAPER_TASKS["Humanoid"] = (20.0, 10**3)
 
 class ConfigError(ValueError):
     """Bad input, or a folder that cannot be written: one sentence and a non-zero exit, never a traceback."""
+
+
+class WriteError(ConfigError):
+    """A file of the run could not be written (a full, read-only or over-quota disk): what is kept is said."""
 
 
 class DivergenceError(RuntimeError):
@@ -505,12 +517,17 @@ class Run:
     writer: Any = None
     console: Any = None
     lock: IO[str] | None = None  # held while this process trains the run (lock_folder)
+    excepthook: Any = None  # threading's, while TensorBoard's writer thread is silenced (quiet_writer_thread)
 
     def __enter__(self) -> Run:
-        # On resume, the same folder: scalars a crash logged after the checkpoint are hidden, new ones continue.
-        self.writer = SummaryWriter(str(self.checkpoint.parent), purge_step=self.saved_step and self.saved_step + 1)
-        table = "\n".join(f"|{k}|{v}|" for k, v in dataclasses.asdict(self.args).items())
-        self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table, self.step)
+        self.excepthook, threading.excepthook = threading.excepthook, quiet_writer_thread(threading.excepthook)
+        try:
+            # On resume, the same folder: scalars a crash logged after the checkpoint are hidden, new ones continue.
+            self.writer = SummaryWriter(str(self.checkpoint.parent), purge_step=self.saved_step and self.saved_step + 1)
+            table = "\n".join(f"|{k}|{v}|" for k, v in dataclasses.asdict(self.args).items())
+            self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table, self.step)
+        except OSError as e:  # a full or read-only disk: the one sentence of __exit__
+            self.__exit__(type(e), e, e.__traceback__)
         self.console = tqdm(total=self.args.total_timesteps, initial=self.step, disable=None, dynamic_ncols=True)
         self.console.set_description(self.phase())
         if self.args.paper:  # the effective settings, flags given beside --paper included
@@ -520,12 +537,37 @@ class Run:
             )
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.console.close()
-        self.writer.close()
-        self.env.close()
-        if self.lock:
-            self.lock.close()  # releases the run folder
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, traceback: object) -> None:
+        """Close all. A failed write, here or in the loop (TensorBoard's, a video's), becomes one sentence; a new run
+        that a failed write ends before its first checkpoint leaves no folder behind."""
+        failed = exc if isinstance(exc, OSError) else None
+        try:
+            if self.console is not None:
+                self.console.close()
+            if self.writer is not None:
+                self.writer.close()  # its last flush, where the disk is full, raises what its thread met
+        except OSError as e:
+            failed = failed or (e if exc is None else None)
+        finally:
+            self.env.close()
+            if self.lock:
+                self.lock.close()  # releases the run folder
+            threading.excepthook = self.excepthook or threading.excepthook
+        if (failed or isinstance(exc, WriteError)) and self.saved_step is None and self.args.resume is None:
+            shutil.rmtree(self.checkpoint.parent, ignore_errors=True)
+            with contextlib.suppress(OSError):  # runs/ too, where this run was all it held
+                self.checkpoint.parent.parent.rmdir()
+        if failed is not None:
+            folder = Path(failed.filename).parent if failed.filename else self.checkpoint.parent
+            raise self.write_failed(f"cannot write to {folder} at step {self.step}", failed) from None
+
+    def write_failed(self, what: str, e: OSError) -> WriteError:
+        """One sentence: what could not be written, why, and what is kept."""
+        if self.saved_step is not None:
+            kept = f"the checkpoint of step {self.saved_step} is kept"
+        else:
+            kept = "no checkpoint was saved" + (", so the run folder is removed" if self.args.resume is None else "")
+        return WriteError(f"{what}: {e.strerror or e}; {kept}")
 
     def phase(self) -> str:
         if len(self.rb) < self.args.min_pool:
@@ -578,6 +620,8 @@ class Run:
             for name, param in net.named_parameters():
                 if not torch.isfinite(param).all():
                     raise self.diverged(f"parameter {net_name}.{name} is not finite", step)
+                if (peak := param.abs().max().item()) > PARAMETER_BOUND:
+                    raise self.diverged(f"parameter {net_name}.{name} has grown to {peak:.1e}", step)
         save_buffer = self.args.save_buffer == "always" or (self.args.save_buffer == "auto" and self.rb.nbytes < 2**30)
         args = {**dataclasses.asdict(self.args), "resume": str(self.args.resume) if self.args.resume else None}
         last = self.evaluations[-1] if self.evaluations else Evaluation(-1, float("nan"), float("nan"), 0.0)
@@ -588,9 +632,9 @@ class Run:
         try:
             save_checkpoint(self.checkpoint, self.rb if save_buffer else None, **contents)
         except OSError as e:
-            kept = f"the checkpoint of step {self.saved_step} is kept" if self.saved_step else "no checkpoint was saved"
-            where = f"the checkpoint of step {step} in {self.checkpoint.parent}"
-            raise ConfigError(f"cannot write {where}: {e.strerror or e}; {kept}") from None
+            raise self.write_failed(
+                f"cannot write the checkpoint of step {step} in {self.checkpoint.parent}", e
+            ) from None
         self.saved_step = step
 
     def stop(self, signum: int) -> None:
@@ -601,6 +645,24 @@ class Run:
         buffer = " and its replay buffer" if buffer_path(self.checkpoint).exists() else ""
         print(f"stopped by {signal.Signals(signum).name} at step {self.step}: saved {self.checkpoint}{buffer}")
         print(f"resume with: {resume_command(self.checkpoint)}")
+
+    def stop_now(self, signum: int) -> None:
+        """A second signal (Ctrl-C twice): exit at once from the handler, saying what the last checkpoint holds. A save
+        in progress is dropped with its temporary files, so the last checkpoint stays whole; the process ends here, with
+        nothing left to run that a signal could break into (os._exit), as a shell reports a signal: 128 + signum."""
+        for path in (self.checkpoint, buffer_path(self.checkpoint)):
+            path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+        stopped = f"stopped at once by a second {signal.Signals(signum).name} at step {self.step}"
+        if self.saved_step is None:
+            if self.args.resume is None:  # nothing to resume: no folder left behind
+                shutil.rmtree(self.checkpoint.parent, ignore_errors=True)
+            message = f"{stopped}: no checkpoint was saved\n"
+        else:
+            saved = f"nothing since step {self.saved_step} was saved in" if self.saved_step != self.step else "saved"
+            message = f"{stopped}: {saved} {self.checkpoint}\nresume with: {resume_command(self.checkpoint)}\n"
+        with contextlib.suppress(OSError):  # straight to the file: a print could break into one in progress
+            os.write(2, message.encode())
+        os._exit(128 + signum)
 
     def diverged(self, what: str, step: int) -> DivergenceError:
         if self.saved_step is None:
@@ -627,30 +689,60 @@ def start_run(
         name = f"{path_name(args.env_id)}__{args.exp_name}__{args.seed}__{int(time.time())}"
         run_dir = new_run_dir(Path("runs") / name)
         lock = lock_folder(run_dir, RUN_IN_USE)
+        warn_if_nothing_learned(args, 0, 0)
         return Run(args, env, networks, optimizers, rb, run_dir / "sac_v.pt", episode, lock=lock), obs
     checkpoint = checkpoint or load_checkpoint(args.resume)
     check_resumable(checkpoint, args)
     check_spaces(checkpoint, env, args.env_id)
+    if (why := unlike_this_run(checkpoint, networks, optimizers, env)) is not None:
+        raise ConfigError(f"{args.resume} is not a sac_v checkpoint: {why}")
     lock = lock_folder(args.resume.parent, RUN_IN_USE)  # before the buffer is read: a run still training rewrites it
     run = Run(args, env, networks, optimizers, rb, args.resume, episode, checkpoint["global_step"], lock=lock)
     run.train_return = checkpoint["train_return"]
-    for name, module in run.networks.items():
-        module.load_state_dict(checkpoint[name])
-    for name, optimizer in run.optimizers.items():  # the saved moments; this run's learning rates and flags
-        optimizer.load_state_dict({**optimizer.state_dict(), "state": checkpoint[name]["state"]})
+    with restoring(args.resume):
+        for name, module in run.networks.items():
+            module.load_state_dict(checkpoint[name])
+        for name, optimizer in run.optimizers.items():  # the saved moments; this run's learning rates and flags
+            optimizer.load_state_dict({**optimizer.state_dict(), "state": checkpoint[name]["state"]})
     if (saved_rb := load_buffer(buffer_path(args.resume), checkpoint, args)) is not None:
         run.rb = saved_rb
-    if checkpoint["episode"]["length"] <= len(run.rb):  # else a fresh episode: the replay needs all its actions
-        run.episode = checkpoint["episode"]
-        obs = replay_episode(env, run.rb, run.episode)
-    elif saved_rb is not None:
-        length = checkpoint["episode"]["length"]
-        note = f"the episode in progress ({length} steps) is longer than the buffer: the resumed run starts a new one"
-        print(f"note: {note}, so it is not an exact continuation")
-    set_rng_states(checkpoint["rng"], env.action_space)
+    with restoring(args.resume):
+        if checkpoint["episode"]["length"] <= len(run.rb):  # else a fresh episode: the replay needs all its actions
+            run.episode = checkpoint["episode"]
+            obs = replay_episode(env, run.rb, run.episode)
+        elif saved_rb is not None:
+            length = checkpoint["episode"]["length"]
+            note = (
+                f"the episode in progress ({length} steps) is longer than the buffer: the resumed run starts a new one"
+            )
+            print(f"note: {note}, so it is not an exact continuation")
+        set_rng_states(checkpoint["rng"], env.action_space)
     run.evaluations = [Evaluation(*e) for e in checkpoint["evaluations"]]
     run.wall_s, run.saved_step = checkpoint["wall_s"], run.step
+    warn_if_nothing_learned(args, len(run.rb), run.step)
     return run, obs
+
+
+@contextlib.contextmanager
+def restoring(path: Path) -> Iterator[None]:
+    """A value that a checkpoint of the right make-up holds but the restore refuses (a random state out of range, a
+    bad episode seed) is a file sac_v did not write: one sentence."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RuntimeError) as e:
+        raise ConfigError(f"{path} is not a sac_v checkpoint: it cannot be restored ({type(e).__name__})") from None
+
+
+def warn_if_nothing_learned(args: Args, pool: int, step: int) -> None:
+    """The first gradient step comes once the pool holds --min-pool transitions (--min-pool <= --buffer-size); a run
+    that ends first only collects random transitions, so it says so before it starts."""
+    if pool + args.total_timesteps - step < args.min_pool:
+        print(
+            f"warning: this run takes no gradient step: it ends at step {args.total_timesteps}, before the pool holds "
+            f"--min-pool {args.min_pool} transitions; lower --min-pool or raise --total-timesteps"
+        )
 
 
 def new_run_dir(path: Path) -> Path:
@@ -692,12 +784,26 @@ def save_checkpoint(path: Path, rb: ReplayBuffer | None = None, **contents: obje
     """Write atomically, with the replay buffer beside it if one is given. The checkpoint goes in place last, so that a
     crash or a full disk at any point leaves a checkpoint and a buffer that were saved together."""
     buffer_added = rb.added if rb is not None else None  # pairs the checkpoint with its buffer (load_buffer)
+    # A fresh random id in both files, so that no other buffer matches by chance; no seeded random stream is drawn.
+    buffer_id = secrets.token_hex(16) if rb is not None else None
+    pairing = {"buffer_added": buffer_added, "buffer_id": buffer_id}
     with atomic_path(path) as tmp:
-        torch.save({"format_version": CHECKPOINT_VERSION, **contents, "buffer_added": buffer_added}, tmp)
+        torch_save({"format_version": CHECKPOINT_VERSION, **contents, **pairing}, tmp)
         if rb is not None:
-            rb.save(buffer_path(path))
+            rb.save(buffer_path(path), tag=buffer_id)
     if rb is None:  # a buffer left from an earlier checkpoint no longer belongs to any
         buffer_path(path).unlink(missing_ok=True)
+
+
+def torch_save(obj: object, path: Path) -> None:
+    """torch.save, with a failed write as an OSError: torch's C++ writer reports a short write (a full disk, a quota)
+    as a RuntimeError ("unexpected pos", "iostream error")."""
+    try:
+        torch.save(obj, path)
+    except RuntimeError as e:
+        if shutil.disk_usage(path.parent).free < 2**20:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
+        raise OSError(errno.EIO, f"the write fell short ({str(e).splitlines()[0]})") from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -710,9 +816,104 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not a readable sac_v checkpoint (truncated, corrupted, or not torch's)") from None
     if not isinstance(checkpoint, dict) or not {"format_version", "args", "actor"} <= checkpoint.keys():
         raise ConfigError(f"{path} is not a sac_v checkpoint: it lacks the format version, args or actor")
-    if checkpoint["format_version"] > CHECKPOINT_VERSION:
-        raise ConfigError(f"{path} has checkpoint format {checkpoint['format_version']}, newer than sac_v reads")
+    version = checkpoint["format_version"]
+    if type(version) is int and version > CHECKPOINT_VERSION:
+        raise ConfigError(f"{path} has checkpoint format {version}, newer than sac_v reads")
+    if (why := unlike_a_checkpoint(checkpoint)) is not None:
+        raise ConfigError(f"{path} is not a sac_v checkpoint: {why}")
     return checkpoint
+
+
+def kind(value: object) -> object:
+    """A value's make-up, to compare with what sac_v writes: a tensor's dtype and shape, a dict's keys and their
+    values' kinds, a list's (or tuple's) items' kinds, else its type."""
+    if isinstance(value, torch.Tensor):
+        return ("tensor", value.dtype, tuple(value.shape))
+    if isinstance(value, dict):
+        return {key: kind(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [kind(item) for item in value]
+    return type(value)
+
+
+def unlike_a_checkpoint(checkpoint: dict[str, Any]) -> str | None:
+    """What, in a file that torch loads, differs from what sac_v writes in the fields every reader uses (the format,
+    args, the actor, the step and the evaluations); None if nothing does. A resume checks the rest (unlike_this_run)."""
+    version, args, actor = checkpoint["format_version"], checkpoint["args"], checkpoint["actor"]
+    if type(version) is not int or version < 1:
+        return f"its format version is {reprlib.repr(version)}"
+    if not isinstance(args, dict) or not {"env_id", "hidden_sizes", "seed"} <= args.keys():
+        return "its args lack the env id, the hidden sizes or the seed"
+    hints = get_type_hints(Args)
+    for name, value in args.items():
+        hint = hints.get(name)
+        if name == "hidden_sizes":
+            ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(type(w) is int and w > 0 for w in value)
+        elif name == "resume":
+            ok = value is None or isinstance(value, str)
+        elif get_origin(hint) is Literal:
+            ok = isinstance(value, str) and value in get_args(hint)
+        else:  # str, bool, int or float (a whole float may be saved as an int); a flag of another version is not read
+            ok = hint is None or type(value) is hint or (hint is float and type(value) is int)
+        if not ok:
+            return f"its args have {name} = {reprlib.repr(value)}"
+    first, mean = (actor.get("trunk.0.weight"), actor.get("mean.weight")) if isinstance(actor, dict) else (None, None)
+    if not all(isinstance(w, torch.Tensor) and w.dim() == 2 for w in (first, mean)):
+        return "its actor lacks its first or its output layer"
+    with torch.device("meta"):  # the actor sac_v writes for these sizes, never allocated
+        spaces = [gym.spaces.Box(-1, 1, (size,)) for size in (first.shape[1], mean.shape[0])]
+        expected = Actor(*spaces, args["hidden_sizes"]).state_dict()
+    if kind(actor) != kind(expected):
+        return f"its actor does not fit its own --hidden-sizes {flag_value(args['hidden_sizes'])}"
+    if type(checkpoint.get("global_step")) is not int or checkpoint["global_step"] < 0:
+        return f"its global_step is {reprlib.repr(checkpoint.get('global_step'))}"
+    for name, types in {"eval_step": (int,), "eval_return": (float, int)}.items():
+        if name in checkpoint and type(checkpoint[name]) not in types:
+            return f"its {name} is {reprlib.repr(checkpoint[name])}"
+    evaluations = checkpoint.get("evaluations", [])
+    if not isinstance(evaluations, list) or any(kind(e) != [int, float, float, float] for e in evaluations):
+        return "its evaluations are not (step, mean, std, seconds) tuples"
+    return None
+
+
+def unlike_this_run(
+    checkpoint: dict[str, Any],
+    networks: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    env: gym.Env,
+) -> str | None:
+    """What, in a checkpoint of the current format, differs from what this run's networks, optimizers, env and random
+    streams would write (keys, types, shapes); None if nothing does."""
+    expected = {*networks, *optimizers, "wall_s", "evaluations", "train_return", "episode", "rng", "buffer_added"}
+    if missing := sorted(expected - checkpoint.keys()):
+        return f"it lacks {', '.join(missing)}"
+    for name, module in networks.items():
+        if kind(checkpoint[name]) != kind(module.state_dict()):
+            return f"its {name} does not fit these networks"
+    for name, optimizer in optimizers.items():  # Adam's step count and two moments for each parameter, or none yet
+        params = [param for group in optimizer.param_groups for param in group["params"]]
+        adam = [{"step": kind(torch.tensor(0.0))} | dict.fromkeys(("exp_avg", "exp_avg_sq"), kind(p)) for p in params]
+        state = checkpoint[name].get("state") if isinstance(checkpoint[name], dict) else None
+        if kind(state) not in ({}, dict(enumerate(adam))):
+            return f"its {name} does not fit these networks"
+    scalars = {"wall_s": (float,), "train_return": (float,), "buffer_added": (int, type(None))}
+    scalars |= {"buffer_id": (str, type(None))}
+    for name, types in scalars.items():
+        if type(checkpoint.get(name)) not in types:
+            return f"its {name} is {reprlib.repr(checkpoint[name])}"
+    saved_rng = checkpoint["rng"]
+    cuda = saved_rng.get("cuda") if isinstance(saved_rng, dict) else None  # a GPU machine's, whatever this one has
+    if not isinstance(cuda, list) or not all(isinstance(state, torch.Tensor) for state in cuda):
+        return "its random states are not those sac_v saves"
+    if kind({**saved_rng, "cuda": []}) != kind({**rng_states(env.action_space), "cuda": []}):
+        return "its random states are not those sac_v saves"
+    episode = checkpoint["episode"]
+    expected_episode = {"seed": int, "rng": kind(env.np_random.bit_generator.state), "length": int, "return": float}
+    if not isinstance(episode, dict) or type(episode.get("seed")) not in (int, type(None)):
+        return "its episode in progress is not what sac_v saves"
+    if kind({**episode, "seed": 0}) != expected_episode or episode["length"] < 0:
+        return "its episode in progress is not what sac_v saves"
+    return None
 
 
 def check_spaces(checkpoint: dict[str, Any], env: gym.Env, env_id: str) -> None:
@@ -760,8 +961,12 @@ def load_buffer(path: Path, checkpoint: dict[str, Any], args: Args) -> ReplayBuf
         rb = ReplayBuffer.load(path)
     except Exception as e:  # a truncated or corrupted file raises whatever zipfile or numpy meets first
         raise ConfigError(f"{path} is not a readable replay buffer ({type(e).__name__}); move it away") from None
-    if rb.added != checkpoint["buffer_added"]:
+    # A checkpoint written before buffer ids (buffer_id absent) is paired by the transition count alone, as it was.
+    buffer_id = checkpoint.get("buffer_id")
+    if rb.added != checkpoint["buffer_added"] or (buffer_id is not None and rb.tag != buffer_id):
         raise ConfigError(f"{path} and {args.resume} were not saved together; move the buffer away to resume")
+    if buffer_id is None:
+        print(f"note: {args.resume} predates buffer ids: its buffer is paired by its transition count only")
     if rb.capacity != args.buffer_size:
         raise ConfigError(f"{path} holds a buffer of size {rb.capacity}; resume with --buffer-size {rb.capacity}")
     return rb
@@ -798,17 +1003,28 @@ def replay_episode(env: gym.Env, rb: ReplayBuffer, episode: dict[str, Any]) -> n
     return obs
 
 
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE")  # the last two, a closed terminal or pipe: POSIX only
+
+
 @contextlib.contextmanager
-def stop_signals() -> Iterator[list[int]]:
-    """Within it, SIGINT and SIGTERM are only appended to the list it gives, so that the loop stops between two steps
-    and saves; a second one gets the previous handler (Ctrl-C twice stops at once). Only the main thread can."""
+def stop_signals(stop_now: Callable[[int], None] | None = None) -> Iterator[list[int]]:
+    """Within it, SIGINT, SIGTERM, SIGHUP (the terminal closed) and SIGPIPE (a write to a closed pipe) are only
+    appended to the list it gives, so that the loop stops between two steps and saves; a second one calls stop_now, or
+    gets the previous handler (Ctrl-C twice stops at once). SIGPIPE comes with every write to the closed pipe, so it is
+    never a second one. Only the main thread can."""
     received: list[int] = []
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+    signums = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)] if main_thread else []
+    previous = {signum: signal.getsignal(signum) for signum in signums}
 
     def request_stop(signum: int, frame: object) -> None:
+        if signum == getattr(signal, "SIGPIPE", None) and received:
+            return
+        if received and stop_now is not None:
+            stop_now(signum)
         received.append(signum)
-        signal.signal(signum, previous[signum])
+        if stop_now is None:
+            signal.signal(signum, previous[signum])
 
     for signum in previous:
         signal.signal(signum, request_stop)
@@ -817,6 +1033,61 @@ def stop_signals() -> Iterator[list[int]]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def quiet_writer_thread(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    """threading.excepthook without the traceback of TensorBoard's writer thread: the write it failed is raised again
+    in the main thread, which says it in one sentence."""
+
+    def excepthook(args: Any) -> None:
+        if type(args.thread).__name__ != "_AsyncWriterThread":
+            hook(args)
+
+    return excepthook
+
+
+class Survivor:
+    """A console stream (stdout, stderr) that writes each line through, so that a log file or pipe is current, and
+    never raises: once its reader is gone (a closed pipe, a closed terminal) the rest goes to `fallback`, else nowhere.
+    The kernel's SIGPIPE meanwhile asks a training run to stop (stop_signals)."""
+
+    def __init__(self, stream: IO[str], fallback: Survivor | None = None):
+        self.stream, self.fallback, self.lost = stream, fallback, False
+
+    def write(self, text: str) -> int:
+        if self.lost:
+            return self.fallback.write(text) if self.fallback else len(text)
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except OSError:  # EPIPE, EIO
+            self.lose()
+            return self.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError:
+            self.lose()
+
+    def lose(self) -> None:
+        """The reader is gone: the file descriptor now leads nowhere, so the interpreter's last flush cannot fail."""
+        self.lost = True
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def survive_closed_consoles(stdout_then_stderr: bool = True) -> None:
+    """Make the CLI's stdout and stderr Survivors: output to a closed pipe or terminal never ends in a traceback; what
+    stdout could not take goes to stderr (the stop's last lines), or nowhere. A stream closed before the start (`>&-`),
+    which Python gives as None, writes nowhere."""
+    nowhere = open(os.devnull, "w")  # noqa: SIM115 (held for the process's life, as the streams it stands for)
+    sys.stderr = Survivor(sys.stderr or nowhere)
+    sys.stdout = Survivor(sys.stdout or nowhere, fallback=sys.stderr if stdout_then_stderr else None)
 
 
 def flat_tensors(inputs: Sequence[torch.Tensor | Sequence[torch.Tensor]]) -> list[torch.Tensor]:
@@ -870,5 +1141,13 @@ def fast_paths(step: Callable, sample_action: Callable, args: Args) -> tuple[Cal
     return step, sample_action
 
 
+def exit_at_once(signum: int, frame: object) -> None:
+    """The CLI's Ctrl-C outside a training run (while it starts, or after a stop has saved): exit quietly, as a shell
+    tool does, where a KeyboardInterrupt could land in a finalizer and print a traceback."""
+    os._exit(128 + signum)
+
+
 if __name__ == "__main__":
+    survive_closed_consoles()
+    signal.signal(signal.SIGINT, exit_at_once)
     main()

@@ -25,6 +25,7 @@ from sac_v import (
     make_env,
     path_name,
     record_video,
+    survive_closed_consoles,
     validate_args,
 )
 
@@ -120,4 +121,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    survive_closed_consoles(stdout_then_stderr=False)  # `--list | head`: the rest of the list goes nowhere
     main()

@@ -267,7 +267,7 @@ MUTANTS = [
         "args.min_pool < args.buffer_size",
         TRAIN,
     ),
-    Mutant("M58", "train refused off the main thread", " if main_thread else {}", "", TRAIN),
+    Mutant("M58", "train refused off the main thread", " if main_thread else []", "", TRAIN),
     Mutant(
         "M59",
         "a policy for other upper action bounds accepted",
@@ -276,7 +276,11 @@ MUTANTS = [
         EVAL,
     ),
     Mutant(
-        "M60", "divergence before any checkpoint sent to one", "if self.saved_step is None:", "if False:", LONG_RUNS
+        "M60",
+        "divergence before any checkpoint sent to one",
+        "if self.saved_step is None:\n            return DivergenceError",
+        "if False:\n            return DivergenceError",
+        LONG_RUNS,
     ),
     Mutant("M61", "the run folder kept locked after the run", "self.lock.close()  # releases", "None  #", LONG_RUNS),
     Mutant(

@@ -240,3 +240,12 @@ def test_env_whose_upper_action_bound_alone_differs_is_refused(checkpoint):
     data["actor"]["action_scale"] = data["actor"]["action_scale"] + 1
     with pytest.raises(ConfigError, match=r"acts within low \[-2.0\], high \[4.0\]"):
         sac_v.check_spaces(data, sac_v.make_env("Pendulum-v1"), "Pendulum-v1")
+
+
+def test_cli_list_into_a_closed_pipe_ends_quietly(runs):
+    """As `sac_v_eval.py --list | head -0`: the reader is gone before the first line, which goes nowhere."""
+    command = [sys.executable, str(ROOT / "sac_v_eval.py"), "--list", str(runs)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 0 and err == ""

@@ -255,6 +255,23 @@ def test_resume_from_an_older_format_is_refused(run_copy, version):
         train(tiny_args(total_timesteps=200, resume=run_copy))
 
 
+def test_a_buffer_of_the_same_size_from_another_seed_is_refused(run_copy):
+    """Its transition count matches: only the id both files of a save hold tells the two runs apart."""
+    other = train(tiny_args(total_timesteps=100, eval_every=100, seed=2, exp_name="other"))
+    sac_v.buffer_path(run_copy).write_bytes(sac_v.buffer_path(other.checkpoint).read_bytes())
+    with pytest.raises(ConfigError, match="were not saved together; move the buffer away"):
+        train(tiny_args(total_timesteps=200, resume=run_copy))
+
+
+def test_a_checkpoint_from_before_buffer_ids_pairs_its_buffer_by_count_and_says_so(run_copy, capsys):
+    data = load(run_copy)
+    del data["buffer_id"]
+    torch.save(data, run_copy)
+    result = train(tiny_args(total_timesteps=120, resume=run_copy))
+    assert "predates buffer ids: its buffer is paired by its transition count only" in capsys.readouterr().out
+    assert len(result.buffer) == 120 and load(run_copy)["buffer_id"] is not None
+
+
 def test_buffer_saved_at_another_step_than_the_checkpoint_is_refused(run_copy):
     rb = ReplayBuffer.load(sac_v.buffer_path(run_copy))
     rb.add(np.zeros(3), np.zeros(1), 0.0, np.zeros(3), False)  # as if a crash fell between the two writes
@@ -280,7 +297,7 @@ def start_cli_run(folder: Path) -> tuple[subprocess.Popen, Path]:
     return proc, checkpoint
 
 
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_cli_stopped_by_signal_saves_prints_the_resume_command_and_exits_128_plus_signal(in_tmp_dir, signum, status):
     proc, _ = start_cli_run(in_tmp_dir)
     proc.send_signal(signum)
@@ -299,6 +316,25 @@ def test_cli_stopped_by_signal_saves_prints_the_resume_command_and_exits_128_plu
     proc = subprocess.run(command, cwd=in_tmp_dir, capture_output=True, text=True, timeout=120)
     assert python == "python" and proc.returncode == 0, proc.stderr
     assert load(checkpoint)["global_step"] == step + 30
+
+
+@pytest.mark.parametrize("gap_s", [0, 0.002, 0.005, 0.01, 0.05, 0.5])
+def test_ctrl_c_twice_at_any_spacing_ends_saying_what_is_saved_and_how_to_resume(in_tmp_dir, gap_s):
+    """Within a few ms the two may reach the process as one (a plain stop); later, the second stops at once, during
+    the save or after it; either way the last line says what the checkpoint holds and no traceback is printed."""
+    proc, _ = start_cli_run(in_tmp_dir)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(gap_s)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    # a second one that comes while the interpreter ends, its handlers gone, ends it by SIGINT: $? is 130 either way
+    assert proc.returncode in (130, -signal.SIGINT) and "Traceback" not in err and "Exception ignored" not in err, err
+    said = re.search(r"stopped (?:at once )?by (?:a second )?SIGINT at step (\d+): (.*)\nresume with: .*\n", out + err)
+    assert said is not None, (out, err)
+    [checkpoint] = in_tmp_dir.glob("runs/*/sac_v.pt")
+    step, path = load(checkpoint)["global_step"], checkpoint.relative_to(in_tmp_dir)
+    saved = [f"saved {path} and its replay buffer", f"saved {path}", f"nothing since step {step} was saved in {path}"]
+    assert (said.group(2) in saved[:2] and said.group(1) == str(step)) or said.group(2) == saved[2], (out, err)
 
 
 def test_resume_of_a_run_another_process_trains_is_refused_before_anything_is_written(in_tmp_dir):
@@ -420,7 +456,7 @@ def test_process_killed_while_saving_leaves_the_previous_files_intact(tmp_path, 
 
     written = checkpoint if target == "checkpoint" else buffer
     assert written.with_name(written.name + ".tmp").stat().st_size > 0  # it did die mid-write
-    assert sac_v.load_checkpoint(checkpoint)["global_step"] == 1
+    assert torch.load(checkpoint, weights_only=True)["global_step"] == 1
     rb = ReplayBuffer.load(buffer)
     assert rb.added == 1 and rb.rewards[0] == 1.0
 
@@ -495,7 +531,7 @@ def test_resume_warns_when_the_env_does_not_replay_its_episode_exactly(in_tmp_di
     path = sac_v.buffer_path(first.checkpoint)
     rb = ReplayBuffer.load(path)
     rb.next_obs[29] += 1.0  # as if the env had reached another state: a non-deterministic env
-    rb.save(path)
+    rb.save(path, tag=rb.tag)
     capsys.readouterr()
     train(tiny_args(total_timesteps=40, resume=first.checkpoint))
     assert "did not replay its episode exactly" in capsys.readouterr().out
