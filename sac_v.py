@@ -2,9 +2,10 @@
 Gaussian actor, twin soft Q critics, and a soft state-value network V whose moving average V̄ gives the Q target.
 Equation numbers refer to the paper.
 
-Part 1, the algorithm: Args, make_env, Actor, SoftQNetwork, SoftVNetwork, sac_v_losses (Eqs. 5, 8, 12), update,
-make_optimizers, evaluate, train (the paper's Algorithm 1), main. Part 2, after the divider: flag checks, the --paper
-preset, checkpoints and exact resume, TensorBoard and console, signals, compile and CUDA graphs.
+Part 1, the algorithm, defines all it uses but the one-line calls train makes to Part 2: Args, make_env, Actor,
+StackedLinear, SoftQNetwork, SoftVNetwork, sac_v_losses (Eqs. 5, 8, 12), update, make_optimizers, evaluate, train (the
+paper's Algorithm 1), main. Part 2, after the divider: flag checks, the --paper preset, checkpoints and exact resume,
+TensorBoard and console, signals, compile and CUDA graphs.
 
     python sac_v.py                              # LunarLanderContinuous-v3 with this project's defaults
     python sac_v.py --paper --env-id Hopper-v5   # the paper's settings for a MuJoCo task
@@ -81,6 +82,14 @@ class Args:
     bf16: bool = False  # run the gradient step's matmuls in bfloat16 (weights, losses and Adam stay float32)
 
 
+class ConfigError(ValueError):
+    """Bad input, or a folder that cannot be written: one sentence and a non-zero exit, never a traceback."""
+
+
+class DivergenceError(RuntimeError):
+    """A loss or parameter became NaN or infinite: training stops and the last good checkpoint stays."""
+
+
 def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
     """A gymnasium env with a flat Box observation and a bounded Box action space, or a ConfigError."""
     try:
@@ -141,6 +150,20 @@ class Actor(nn.Module):
         log_prob = log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
         log_prob = log_prob - self.action_scale.log().sum()
         return self.squash(u), log_prob, self.squash(mean)
+
+
+class StackedLinear(nn.Module):
+    """`n` independent nn.Linear layers applied at once: one batched matmul over weights of shape (n, in, out)."""
+
+    def __init__(self, n: int, in_features: int, out_features: int):
+        super().__init__()
+        bound = 1 / math.sqrt(in_features)  # nn.Linear's default init, U(-1/sqrt(in), 1/sqrt(in)), for each layer
+        self.weight = nn.Parameter(torch.empty(n, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, B, in) -> (n, B, out); a (B, in) input is shared by all n layers."""
+        return torch.baddbmm(self.bias, x.expand(self.weight.shape[0], *x.shape[-2:]), self.weight)
 
 
 class SoftQNetwork(nn.Module):
@@ -260,6 +283,24 @@ def evaluate(actor: Actor, env: gym.Env, episodes: int, seed: int, deterministic
     return np.array(returns)
 
 
+LOG_EVERY = 100  # env steps between training scalars: logging is a host sync, so not every step
+
+
+class Evaluation(NamedTuple):
+    step: int  # env steps taken
+    mean: float  # mean return of the deterministic policy
+    std: float
+    wall_s: float  # seconds since training started
+
+
+class TrainResult(NamedTuple):
+    run_dir: Path
+    checkpoint: Path
+    evaluations: list[Evaluation]
+    buffer: ReplayBuffer
+    stopped_by: int | None = None  # the signal that stopped the run early, if one did
+
+
 def train(args: Args, checkpoint: dict[str, Any] | None = None) -> TrainResult:
     """Algorithm 1 of the paper: act with the current policy, store the transition, take a gradient step on all
     networks, move V̄. `checkpoint` is the --resume checkpoint where the caller has read it already."""
@@ -339,7 +380,6 @@ def main() -> None:
 # ---- Part 2: flag checks, presets, checkpoints and exact resume, signals, speed. A first reading can stop here.
 
 CHECKPOINT_VERSION = 3  # 2: all a resume needs (RNG states, the episode in progress); 3: qf1, qf2 stacked as qf
-LOG_EVERY = 100  # env steps between training scalars: logging is a host sync, so not every step
 # Weights start within ±1/sqrt(fan_in) <= 1, and Adam moves one by at most about 3 * lr a step (Kingma & Ba, §2.1): at
 # the learning rates that learn, 1e6 is 10^8 steps away. A weight past it grows without bound (--policy-lr 1e9 takes
 # the actor's to 1e10), finite in float32 but a diverged run, checked at each checkpoint.
@@ -355,31 +395,8 @@ PAPER_TASKS = {"HalfCheetah": (5.0, 10**4), "Hopper": (5.0, 10**3), "Walker2d": 
 PAPER_TASKS["Humanoid"] = (20.0, 10**3)
 
 
-class ConfigError(ValueError):
-    """Bad input, or a folder that cannot be written: one sentence and a non-zero exit, never a traceback."""
-
-
 class WriteError(ConfigError):
     """A file of the run could not be written (a full, read-only or over-quota disk): what is kept is said."""
-
-
-class DivergenceError(RuntimeError):
-    """A loss or parameter became NaN or infinite: training stops and the last good checkpoint stays."""
-
-
-class Evaluation(NamedTuple):
-    step: int  # env steps taken
-    mean: float  # mean return of the deterministic policy
-    std: float
-    wall_s: float  # seconds since training started
-
-
-class TrainResult(NamedTuple):
-    run_dir: Path
-    checkpoint: Path
-    evaluations: list[Evaluation]
-    buffer: ReplayBuffer
-    stopped_by: int | None = None  # the signal that stopped the run early, if one did
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Args, dict[str, Any] | None]:
@@ -479,20 +496,6 @@ def evaluation_env(args: Args, run_dir: Path, step: int) -> gym.Env:
     if args.capture_video:
         env = record_video(env, Path("videos") / run_dir.name, f"eval-step-{step}", every=args.eval_episodes)
     return env
-
-
-class StackedLinear(nn.Module):
-    """`n` independent nn.Linear layers applied at once: one batched matmul over weights of shape (n, in, out)."""
-
-    def __init__(self, n: int, in_features: int, out_features: int):
-        super().__init__()
-        bound = 1 / math.sqrt(in_features)  # nn.Linear's default init, U(-1/sqrt(in), 1/sqrt(in)), for each layer
-        self.weight = nn.Parameter(torch.empty(n, in_features, out_features).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(n, 1, out_features).uniform_(-bound, bound))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, B, in) -> (n, B, out); a (B, in) input is shared by all n layers."""
-        return torch.baddbmm(self.bias, x.expand(self.weight.shape[0], *x.shape[-2:]), self.weight)
 
 
 @dataclasses.dataclass
