@@ -886,7 +886,18 @@ def copy_repository(to: Path) -> Path:
 
 def run_pytest(root: Path, test_files: tuple[str, ...]) -> subprocess.CompletedProcess:
     """pytest on these test files in root (one torch thread, stopping at the first failure)."""
-    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *test_files]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-x",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "bench or not bench",
+        *test_files,
+    ]
     return subprocess.run(command, cwd=root, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True)
 
 

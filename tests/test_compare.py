@@ -7,6 +7,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import compare
 
+pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
+
 
 def test_compare_row_counts_solved_seeds_and_averages_the_last_five_evaluations(tmp_path):
     lines = ["seed,step,eval_mean,eval_std,wall_s"]

@@ -19,6 +19,8 @@ import learning
 from sac_v import Args, train
 from tests.helpers import ROOT, first_checkpoint, flags, run_cli, tiny_args
 
+pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
+
 
 def bench_args(out_dir: Path, **overrides) -> learning.BenchArgs:
     train = tiny_args(total_timesteps=300, eval_every=150, **overrides)

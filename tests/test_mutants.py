@@ -11,6 +11,8 @@ import mutants
 
 from tests.helpers import run_cli
 
+pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
+
 
 @pytest.mark.parametrize("mutant", mutants.MUTANTS, ids=lambda mutant: mutant.name)
 def test_every_mutant_still_applies_to_the_code_it_breaks(mutant):

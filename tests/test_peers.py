@@ -20,6 +20,8 @@ import peers
 from sac_v import Args, ConfigError, make_env
 from tests.helpers import tiny_args
 
+pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
+
 STEPS = [150, 300, 320]  # every eval_every env steps, and the last step
 
 

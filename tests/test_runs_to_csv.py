@@ -9,6 +9,8 @@ from torch.utils.tensorboard import SummaryWriter
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import runs_to_csv
 
+pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
+
 
 @pytest.fixture
 def runs(tmp_path: Path) -> Path:

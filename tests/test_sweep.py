@@ -21,6 +21,8 @@ import sweep
 from sac_v import Args, ConfigError, train
 from tests.helpers import ROOT, flags, run_cli, tiny_args
 
+pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
+
 TOTAL = 300  # env steps per run: 200 gradient steps after tiny_args' min pool of 100
 
 

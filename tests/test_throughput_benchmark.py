@@ -7,6 +7,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import throughput
 
+pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
+
 
 def tiny_bench(tmp_path: Path) -> throughput.BenchArgs:
     """One round of a few steps per variant: enough to exercise every code path, not to time anything."""
