@@ -621,9 +621,10 @@ class Run:
         """Save all a resume needs, never over the last good checkpoint with non-finite weights."""
         for net_name, net in self.networks.items():
             for name, param in net.named_parameters():
-                if not torch.isfinite(param).all():
+                peak = param.abs().max().item()  # NaN where any weight is NaN: max propagates it
+                if not math.isfinite(peak):
                     raise self.diverged(f"parameter {net_name}.{name} is not finite", step)
-                if (peak := param.abs().max().item()) > PARAMETER_BOUND:
+                if peak > PARAMETER_BOUND:
                     raise self.diverged(f"parameter {net_name}.{name} has grown to {peak:.1e}", step)
         save_buffer = self.args.save_buffer == "always" or (self.args.save_buffer == "auto" and self.rb.nbytes < 2**30)
         args = {**dataclasses.asdict(self.args), "resume": str(self.args.resume) if self.args.resume else None}
@@ -702,14 +703,13 @@ def start_run(
     lock = lock_folder(args.resume.parent, RUN_IN_USE)  # before the buffer is read: a run still training rewrites it
     run = Run(args, env, networks, optimizers, rb, args.resume, episode, checkpoint["global_step"], lock=lock)
     run.train_return = checkpoint["train_return"]
-    with restoring(args.resume):
+    with restoring(args.resume):  # load_buffer's own ConfigErrors pass through as they are
         for name, module in run.networks.items():
             module.load_state_dict(checkpoint[name])
         for name, optimizer in run.optimizers.items():  # the saved moments; this run's learning rates and flags
             optimizer.load_state_dict({**optimizer.state_dict(), "state": checkpoint[name]["state"]})
-    if (saved_rb := load_buffer(buffer_path(args.resume), checkpoint, args)) is not None:
-        run.rb = saved_rb
-    with restoring(args.resume):
+        if (saved_rb := load_buffer(buffer_path(args.resume), checkpoint, args)) is not None:
+            run.rb = saved_rb
         if checkpoint["episode"]["length"] <= len(run.rb):  # else a fresh episode: the replay needs all its actions
             run.episode = checkpoint["episode"]
             obs = replay_episode(env, run.rb, run.episode)
