@@ -515,10 +515,10 @@ def measure(bench: BenchArgs) -> str:
             setups[name] = (step, loop, threads)
             print(f"  {hidden_sizes} batch {batch_size} {name}: warm-up {warmup_s[name]:.1f} s", flush=True)
         gemms = step_gemms(*obs_act_dims(env), hidden_sizes, batch_size)
-        floors = {dtype: matmul_floor(gemms, dtype, device, bench.update_steps, bench.repeats) for dtype in DTYPES}
-        notes.append(floor_note(hidden_sizes, batch_size, gemms, floors))
-        floors_at = {torch.get_num_threads(): floors}  # a --threads variant's floor is timed at its threads
-        for threads in {flags["threads"] for flags in names.values() if "threads" in flags} - set(floors_at):
+        floors_at = {}  # at the run's threads, then at each --threads variant's: its step is held to its own floor
+        for threads in dict.fromkeys(
+            [torch.get_num_threads(), *(f["threads"] for f in names.values() if "threads" in f)]
+        ):
             with torch_threads(threads):
                 floors_at[threads] = {
                     d: matmul_floor(gemms, d, device, bench.update_steps, bench.repeats) for d in DTYPES
