@@ -2,10 +2,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import compare
+import pytest
 
 pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
 

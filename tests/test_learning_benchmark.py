@@ -9,12 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import learning
 import numpy as np
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import learning
 
 from sac_v import Args, train
 from tests.helpers import ROOT, first_checkpoint, flags, run_cli, tiny_args

@@ -1,13 +1,8 @@
 """benchmarks/mutants.py: every mutant still applies to the code it breaks, and a run tells a mutant the tests catch
 from one they cannot see."""
 
-import sys
-from pathlib import Path
-
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import mutants
+import pytest
 
 from tests.helpers import run_cli
 

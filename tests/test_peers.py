@@ -3,7 +3,6 @@
 import csv
 import dataclasses
 import re
-import sys
 import tempfile
 from pathlib import Path
 
@@ -11,11 +10,9 @@ import pytest
 
 pytest.importorskip("stable_baselines3", reason='the peer benchmark runs SB3\'s SAC: pip install -e ".[peers]"')
 import numpy as np
+import peers
 import torch
 from torch import nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import peers
 
 from sac_v import Args, ConfigError, make_env
 from tests.helpers import tiny_args

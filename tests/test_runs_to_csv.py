@@ -1,13 +1,10 @@
 import csv
 import errno
-import sys
 from pathlib import Path
 
 import pytest
-from torch.utils.tensorboard import SummaryWriter
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import runs_to_csv
+from torch.utils.tensorboard import SummaryWriter
 
 pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
 

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import sweep
 
 from sac_v import Args, ConfigError, train

@@ -2,10 +2,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import throughput
+import torch
 
 pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
 
