@@ -76,7 +76,7 @@ class Args:
     resume: Path | None = None  # continue a checkpoint's run (or a run folder's) in place; its flags are the defaults
     save_buffer: Literal["auto", "always", "never"] = "auto"  # save the buffer with each checkpoint; auto: under 1 GB
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where the networks live; auto picks CUDA when available
-    threads: int = 1  # torch CPU threads; at 1, runs side by side share the cores (docs/benchmarks/threads.md)
+    threads: int | Literal["auto"] = "auto"  # torch CPU threads; auto: the cores other processes leave idle
     compile: bool = False  # torch.compile the gradient step and the action sampler
     cudagraphs: bool = False  # CUDA only: record the whole gradient step as one CUDA graph and replay it each step
     bf16: bool = False  # run the gradient step's matmuls in bfloat16 (weights, losses and Adam stay float32)
@@ -306,7 +306,6 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None) -> TrainResult:
     networks, move V̄. `checkpoint` is the --resume checkpoint where the caller has read it already."""
     validate_args(args)
     device = resolve_device(args.device)
-    torch.set_num_threads(args.threads)
     env = make_env(args.env_id)
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -384,6 +383,7 @@ CHECKPOINT_VERSION = 3  # 2: all a resume needs (RNG states, the episode in prog
 # the learning rates that learn, 1e6 is 10^8 steps away. A weight past it grows without bound (--policy-lr 1e9 takes
 # the actor's to 1e10), finite in float32 but a diverged run, checked at each checkpoint.
 PARAMETER_BOUND = 1e6
+TORCH_THREADS = torch.get_num_threads()  # torch's own default here, before any --threads: auto takes at most this
 RUN_IN_USE = "another process is training this run; stop it, then resume"
 POSITIVE = ("total_timesteps", "batch_size", "gradient_steps", "min_pool", "buffer_size", "reward_scale", "policy_lr")
 POSITIVE += ("critic_lr", "eval_every", "eval_episodes", "threads")
@@ -432,7 +432,7 @@ def validate_args(args: Args) -> None:
         flag, value = "--" + field.name.replace("_", "-"), getattr(args, field.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{flag} must be a finite number, got {value}")
-        if field.name in POSITIVE and value <= 0:
+        if field.name in POSITIVE and value != "auto" and value <= 0:
             raise ConfigError(f"{flag} must be positive, got {value}")
     cuda = resolve_device(args.device).type == "cuda"
     video = not args.capture_video or importlib.util.find_spec("moviepy")
@@ -521,8 +521,10 @@ class Run:
     console: Any = None
     lock: IO[str] | None = None  # held while this process trains the run (lock_folder)
     excepthook: Any = None  # threading's, while TensorBoard's writer thread is silenced (quiet_writer_thread)
+    threads: Threads | None = None
 
     def __enter__(self) -> Run:
+        self.threads = Threads(self.args, self.env)
         self.excepthook, threading.excepthook = threading.excepthook, quiet_writer_thread(threading.excepthook)
         try:
             # On resume, the same folder: scalars a crash logged after the checkpoint are hidden, new ones continue.
@@ -606,6 +608,7 @@ class Run:
     def advance(self, step: int) -> None:
         self.step = step
         if step % LOG_EVERY == 0:  # the speed since the last log: the current one, warm-up or training
+            self.threads.adapt()
             if self.last_log[0]:
                 self.writer.add_scalar("charts/SPS", (step - self.last_log[0]) / (time.time() - self.last_log[1]), step)
             self.last_log = (step, time.time())
@@ -674,6 +677,83 @@ class Run:
         resume = f"{resume_command(self.checkpoint)} --reward-scale <lower> (or --policy-lr, --critic-lr)"
         kept = f"the last good checkpoint (step {self.saved_step}) is kept"
         return DivergenceError(f"{what} at step {step}; {kept}; try {resume}")
+
+
+class Threads:
+    """torch's CPU threads for --threads: a fixed count, or (auto) as many as the cores that other processes leave idle,
+    counted again after each second of training. A run alone then takes every core torch would, and runs side by side
+    keep one each: OpenMP threads spin while they wait, so two runs that each take both cores slow each other several
+    fold (docs/speed.md). Auto moves between counts only where this machine's kernels give this run's gradient step
+    the same numbers at each (MKL splits some small matmuls by thread count), else it stays at 1: a run's numbers, and
+    its exact resume, never depend on the load."""
+
+    def __init__(self, args: Args, env: gym.Env):
+        self.auto = args.threads == "auto"
+        self.cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        self.counts = [1]  # the counts auto may take
+        self.last: tuple[float, float, float] | None = None  # (time, CPU seconds of all cores, of this process)
+        if self.auto and resolve_device(args.device).type == "cpu" and not args.compile and self.busy() is not None:
+            most = min(TORCH_THREADS, len(self.cpus))
+            self.counts = [n for n in range(1, most + 1) if n == 1 or same_numbers(args, env, n)]
+        torch.set_num_threads(self.counts[-1] if self.auto else args.threads)
+        self.last = self.sample() if self.auto and len(self.counts) > 1 else None
+
+    def busy(self) -> float | None:
+        """CPU seconds spent so far on this process's cores, by any process; None where /proc/stat is not there."""
+        try:
+            with open("/proc/stat") as f:
+                rows = [line.split() for line in f if line.startswith("cpu") and line[3].isdigit()]
+        except OSError:
+            return None
+        ticks = sum(
+            sum(int(x) for i, x in enumerate(row[1:9]) if i not in (3, 4))
+            for row in rows
+            if int(row[0][3:]) in self.cpus
+        )  # all but idle and iowait
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def sample(self) -> tuple[float, float, float] | None:
+        busy = self.busy()
+        return None if busy is None else (time.monotonic(), busy, time.process_time())
+
+    def adapt(self) -> None:
+        """Auto: after a second or more, take as many threads as the cores others left idle since the last count."""
+        if self.last is None or (now := self.sample()) is None or now[0] - self.last[0] < 1.0:
+            return
+        others = ((now[1] - self.last[1]) - (now[2] - self.last[2])) / (now[0] - self.last[0])  # cores held elsewhere
+        self.last = now
+        idle = int(len(self.cpus) - others + 0.3)  # a core counts as free while others hold under 30 % of it
+        threads = max(n for n in self.counts if n <= max(idle, 1))
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+
+
+def same_numbers(args: Args, env: gym.Env, threads: int) -> bool:
+    """Whether two gradient steps of this run's networks and batch size give bit-identical weights at `threads` torch
+    threads and at 1. Fresh networks and a random batch; the random streams are left as they were."""
+    weights = []
+    with torch.random.fork_rng():
+        for n in (1, threads):
+            torch.set_num_threads(n)
+            torch.manual_seed(0)
+            actor = Actor(env.observation_space, env.action_space, args.hidden_sizes)
+            qf = SoftQNetwork(env.observation_space, env.action_space, args.hidden_sizes)
+            vf, vf_target = (SoftVNetwork(env.observation_space, args.hidden_sizes) for _ in range(2))
+            vf_target.requires_grad_(False)
+            optimizers = make_optimizers(actor, qf, vf, args).values()
+            obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+            b = args.batch_size
+            batch = (
+                torch.randn(b, obs_dim),
+                torch.rand(b, act_dim),
+                torch.randn(b),
+                torch.randn(b, obs_dim),
+                torch.zeros(b),
+            )
+            for _ in range(2):
+                update(batch, actor, qf, vf, vf_target, tuple(optimizers), args)
+            weights.append(torch.cat([p.flatten() for net in (actor, qf, vf, vf_target) for p in net.parameters()]))
+    return torch.equal(*weights)
 
 
 def start_run(
@@ -839,6 +919,16 @@ def kind(value: object) -> object:
     return type(value)
 
 
+def fits(value: object, hint: Any) -> bool:
+    """Whether a saved flag's value has its Args type: str, bool, int, float (a whole float may be saved as an int),
+    one of a Literal's values, or a member of a union of those."""
+    if get_origin(hint) is Literal:
+        return isinstance(value, str) and value in get_args(hint)
+    if get_origin(hint) is not None:  # a union: int | Literal["auto"]
+        return any(fits(value, member) for member in get_args(hint))
+    return type(value) is hint or (hint is float and type(value) is int)
+
+
 def unlike_a_checkpoint(checkpoint: dict[str, Any]) -> str | None:
     """What, in a file that torch loads, differs from what sac_v writes in the fields every reader uses (the format,
     args, the actor, the step and the evaluations); None if nothing does. A resume checks the rest (unlike_this_run)."""
@@ -854,10 +944,8 @@ def unlike_a_checkpoint(checkpoint: dict[str, Any]) -> str | None:
             ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(type(w) is int and w > 0 for w in value)
         elif name == "resume":
             ok = value is None or isinstance(value, str)
-        elif get_origin(hint) is Literal:
-            ok = isinstance(value, str) and value in get_args(hint)
-        else:  # str, bool, int or float (a whole float may be saved as an int); a flag of another version is not read
-            ok = hint is None or type(value) is hint or (hint is float and type(value) is int)
+        else:  # a flag of another version is not read
+            ok = hint is None or fits(value, hint)
         if not ok:
             return f"its args have {name} = {reprlib.repr(value)}"
     first, mean = (actor.get("trunk.0.weight"), actor.get("mean.weight")) if isinstance(actor, dict) else (None, None)

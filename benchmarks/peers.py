@@ -300,7 +300,7 @@ def train_seed(
 
 
 def run_seed(train: Args, settings: dict[str, Any], seed: int, folder: Path) -> list[Evaluation]:
-    torch.set_num_threads(train.threads)
+    torch.set_num_threads(1 if train.threads == "auto" else train.threads)  # SB3's loop cannot follow the load
     return train_seed(train, settings, seed, folder)[1]
 
 
@@ -430,7 +430,7 @@ def run_peer(peer: PeerArgs, settings: dict[str, Any], threshold: float, out_dir
         return
 
     workers = min(learning.bench_workers(peer), len(seeds))
-    threads = train.threads  # sac_v's --threads, per worker
+    threads = 1 if train.threads == "auto" else train.threads  # sac_v's --threads, per worker, as run_seed takes it
     hardware = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
     hardware += f", torch {torch.__version__}, stable-baselines3 {stable_baselines3.__version__}"
     print(f"{len(seeds)} seeds of SB3's SAC ({peer.setting}) on {train.env_id}, {workers} workers × {threads} threads")

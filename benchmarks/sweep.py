@@ -439,7 +439,7 @@ def run_sweep(
         outcomes = run_local(jobs, workers)
         hardware = f"{cpu_name()}, {cores} CPU cores, {workers} worker processes × {threads} torch threads"
     else:
-        outcomes = run_ray(jobs, sweep.ray_address, workers, threads)
+        outcomes = run_ray(jobs, sweep.ray_address, workers, 1 if threads == "auto" else threads)
         where = (
             f"the Ray cluster at {sweep.ray_address}" if sweep.ray_address else f"a local Ray instance on {cpu_name()}"
         )

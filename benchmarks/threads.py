@@ -5,9 +5,10 @@
 
 Each run is its own process taking sac_v's training step once learning has begun (act, env step, store, sample, one
 gradient step: throughput.py's Loop) on LunarLanderContinuous-v3. The runs of a case warm up, then all count their
-steps over the same `--seconds` window. Cases: one run at 1 and at 2 torch threads, OpenMP's idle threads waiting as
-libgomp does by default (spinning a while, then sleeping) or sleeping at once (OMP_WAIT_POLICY=passive); two runs side
-by side, each at 1 thread, and each at 2 threads in either way; one run at 1 thread beside the test suite (`pytest -q`,
+steps over the same `--seconds` window. Cases: one run at sac_v's default `--threads auto` (as many threads as the cores
+others leave idle, counted each second), at 1 and at 2 torch threads, OpenMP's idle threads waiting as libgomp does by
+default (spinning a while, then sleeping) or sleeping at once (OMP_WAIT_POLICY=passive); two runs side by side, each at
+auto, at 1 thread, and at 2 threads in either way; one run at auto and at 1 thread beside the test suite (`pytest -q`,
 started before the window). Run it on a quiet machine: anything else on the cores skews every case.
 """
 
@@ -26,14 +27,18 @@ import tyro
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT, PASSIVE = {}, {"OMP_WAIT_POLICY": "passive"}  # libgomp's default: spin a while, then sleep
 SUITE = {"SUITE": "1"}  # not an environment variable: the case runs beside the test suite
-CASES = (  # (name, runs side by side, torch threads per run, extra environment)
-    ("one run, 1 thread: the default", 1, 1, DEFAULT),
-    ("one run, 2 threads", 1, 2, DEFAULT),
-    ("one run, 2 threads sleeping (OMP_WAIT_POLICY=passive)", 1, 2, PASSIVE),
-    ("two runs, 1 thread each", 2, 1, DEFAULT),
-    ("two runs, 2 threads each", 2, 2, DEFAULT),
-    ("two runs, 2 threads each, sleeping", 2, 2, PASSIVE),
-    ("one run, 1 thread, beside the test suite", 1, 1, SUITE),
+ONE, TWO = "one run, 1 thread", "one run, 2 threads"
+CASES = (  # (name, runs side by side, --threads of each run, extra environment)
+    ("one run, --threads auto (the default)", 1, "auto", DEFAULT),
+    (ONE, 1, "1", DEFAULT),
+    (TWO, 1, "2", DEFAULT),
+    ("one run, 2 threads sleeping (OMP_WAIT_POLICY=passive)", 1, "2", PASSIVE),
+    ("two runs, auto each", 2, "auto", DEFAULT),
+    ("two runs, 1 thread each", 2, "1", DEFAULT),
+    ("two runs, 2 threads each", 2, "2", DEFAULT),
+    ("two runs, 2 threads each, sleeping", 2, "2", PASSIVE),
+    ("one run, auto, beside the test suite", 1, "auto", SUITE),
+    ("one run, 1 thread, beside the test suite", 1, "1", SUITE),
 )
 
 
@@ -51,8 +56,9 @@ class BenchArgs:
     """markdown file the table is written to"""
 
 
-def worker(threads: int, start_at: float, stop_at: float, batch_size: int, hidden_sizes: tuple[int, ...]) -> None:
-    """One run: warm up, wait for the window, print the steps per second it took within it."""
+def worker(threads: str, start_at: float, stop_at: float, batch_size: int, hidden_sizes: tuple[int, ...]) -> None:
+    """One run: warm up, wait for the window, print the steps per second it took within it. Its threads are sac_v's
+    (Threads): auto counts the idle cores again each second, as a training run does."""
     import torch
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -60,29 +66,32 @@ def worker(threads: int, start_at: float, stop_at: float, batch_size: int, hidde
 
     import sac_v
 
-    torch.set_num_threads(threads)
     args = sac_v.Args(device="cpu", batch_size=batch_size, hidden_sizes=hidden_sizes)
+    args.threads = threads if threads == "auto" else int(threads)
     env = sac_v.make_env(throughput.ENV_ID)
+    torch_threads = sac_v.Threads(args, env)
     step, sample_action = throughput.project_update_step(env, args, torch.device("cpu"))
     loop = throughput.Loop(step, sample_action, args, torch.device("cpu"), pool=2_000)
     loop.run(20)
     while time.time() < start_at:
-        time.sleep(0.01)
+        loop.run(10)  # warm up until the window opens: auto settles on its count as it would in a run
+        torch_threads.adapt()
     start, steps = time.time(), 0  # later than start_at where the warm-up overran: the window is then shorter
     while steps == 0 or time.time() < stop_at:
         loop.run(10)
+        torch_threads.adapt()
         steps += 10
     print(steps / (time.time() - start))
 
 
-def run_case(runs: int, threads: int, extra_env: dict[str, str], bench: BenchArgs) -> list[float]:
+def run_case(runs: int, threads: str, extra_env: dict[str, str], bench: BenchArgs) -> list[float]:
     """Steps per second of each of `runs` processes side by side."""
     start_at = time.time() + bench.warmup_s
     stop_at = start_at + bench.seconds
-    inherited = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}  # each case sets its own
-    env = {**inherited, "OMP_NUM_THREADS": str(threads), **extra_env}
+    inherited = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    env = {**inherited, **({} if threads == "auto" else {"OMP_NUM_THREADS": threads}), **extra_env}
     sizes = [str(bench.batch_size), *map(str, bench.hidden_sizes)]
-    command = [sys.executable, __file__, "--worker", str(threads), str(start_at), str(stop_at), *sizes]
+    command = [sys.executable, __file__, "--worker", threads, str(start_at), str(stop_at), *sizes]
     suite = None
     if env.pop("SUITE", None):  # the test suite, as a developer runs it beside a training run
         suite = subprocess.Popen(
@@ -112,7 +121,7 @@ def main(bench: BenchArgs) -> None:
     for name, runs, threads, extra_env in CASES:
         speeds[name] = run_case(runs, threads, extra_env, bench)
         print(name, " / ".join(f"{s:.0f}" for s in speeds[name]), flush=True)
-    one, two = speeds[CASES[0][0]][0], speeds[CASES[1][0]][0]  # one run alone: at 1 thread; at 2
+    one, two = speeds[ONE][0], speeds[TWO][0]  # one run alone: at 1 thread; at 2
     rows = [
         f"| {name} | {' / '.join(f'{s:.0f}' for s in each)} | {sum(each):.0f} | {min(each) / one:.2f} "
         f"| {min(each) / two:.2f} |"
@@ -156,8 +165,6 @@ def write_section(path: Path, heading: str, section: list[str]) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
-        worker(
-            int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), tuple(map(int, sys.argv[6:]))
-        )
+        worker(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), tuple(map(int, sys.argv[6:])))
     else:
         main(tyro.cli(BenchArgs))
