@@ -693,7 +693,7 @@ class Threads:
         self.counts = [1]  # the counts auto may take
         self.last: tuple[float, float, float] | None = None  # (time, CPU seconds of all cores, of this process)
         if self.auto and resolve_device(args.device).type == "cpu" and not args.compile and self.busy() is not None:
-            most = min(TORCH_THREADS, len(self.cpus))
+            most = min(TORCH_THREADS, len(self.cpus), cpu_quota() or len(self.cpus))
             self.counts = [n for n in range(1, most + 1) if n == 1 or same_numbers(args, env, n)]
         torch.set_num_threads(self.counts[-1] if self.auto else args.threads)
         self.last = self.sample() if self.auto and len(self.counts) > 1 else None
@@ -726,6 +726,17 @@ class Threads:
         threads = max(n for n in self.counts if n <= max(idle, 1))
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
+
+
+def cpu_quota(cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The whole cores a cgroup's CPU quota (a container's --cpus) lets this process use, where one is set."""
+    with contextlib.suppress(OSError, ValueError):  # cgroup v2: "max 100000", or "200000 100000" for two cores
+        quota, period = (cgroup / "cpu.max").read_text().split()
+        return None if quota == "max" else max(1, int(quota) // int(period))
+    with contextlib.suppress(OSError, ValueError):  # cgroup v1: a quota of -1 where none is set
+        quota, period = (int((cgroup / "cpu" / name).read_text()) for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us"))
+        return None if quota < 0 else max(1, quota // period)
+    return None
 
 
 def same_numbers(args: Args, env: gym.Env, threads: int) -> bool:

@@ -118,3 +118,19 @@ def test_checkpoints_with_auto_or_a_count_of_threads_are_read_and_another_value_
         args = {**dataclasses.asdict(tiny_args()), "resume": None, "threads": threads}
         why = sac_v.unlike_a_checkpoint({**base, "args": args})
         assert (why is None) == fits, (threads, why)
+
+
+def test_auto_takes_no_more_threads_than_a_containers_cpu_quota(two_idle_cores, monkeypatch, tmp_path):
+    v2, v1 = tmp_path / "v2", tmp_path / "v1"
+    v2.mkdir()
+    (v1 / "cpu").mkdir(parents=True)
+    (v2 / "cpu.max").write_text("150000 100000\n")  # --cpus 1.5: one whole core
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert sac_v.cpu_quota(v2) == 1 and sac_v.cpu_quota(v1) is None and sac_v.cpu_quota(tmp_path / "none") is None
+    (v2 / "cpu.max").write_text("max 100000\n")
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("200000\n")
+    assert sac_v.cpu_quota(v2) is None and sac_v.cpu_quota(v1) == 2
+    monkeypatch.setattr(sac_v, "cpu_quota", lambda: 1)
+    threads = Threads(tiny_args(threads="auto"), make_env("Pendulum-v1"))
+    assert threads.counts == [1] and torch.get_num_threads() == 1
