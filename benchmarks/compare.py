@@ -18,9 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import tyro
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning import CSV_FIELDS, by_seed, fmt, load_rows, steps_to_threshold
+from common import METRICS, by_seed, fmt, median_steps, reach_and_finals, read_rows
 
 
 @dataclasses.dataclass
@@ -43,11 +41,11 @@ def load_record(record: Path) -> dict[int, list[dict[str, float]]]:
             columns = next(csv.reader(f), [])
         # benchmarks/sweep.py writes its grid fields before these columns, one curve per setting and seed: merged by
         # seed, the settings would pass for one
-        if grid := [c for c in columns if c not in CSV_FIELDS]:
+        if grid := [c for c in columns if c not in METRICS]:
             sys.exit(f"error: {runs_csv} is a sweep's output (grid: {', '.join(grid)}), not a learning record")
-        if missing := [c for c in CSV_FIELDS if c not in columns]:
+        if missing := [c for c in METRICS if c not in columns]:
             sys.exit(f"error: {runs_csv} is not a learning record: it has no {', '.join(missing)} column")
-        per_seed = by_seed(load_rows(runs_csv))
+        per_seed = by_seed(read_rows(runs_csv))
     except OSError as e:
         sys.exit(f"error: cannot read {runs_csv}: {e.strerror or e}")
     except (TypeError, ValueError):  # a value that is not a number, or a row cut short (float(None))
@@ -59,11 +57,10 @@ def load_record(record: Path) -> dict[int, list[dict[str, float]]]:
 
 def row(record: Path, threshold: float, seeds: set[int] | None = None) -> str:
     per_seed = {s: rows for s, rows in load_record(record).items() if seeds is None or s in seeds}
-    reach = np.array([steps_to_threshold(rows, threshold) for rows in per_seed.values()])
-    finals = np.array([rows[-1]["eval_mean"] for rows in per_seed.values()])
+    reach, finals = reach_and_finals(per_seed, threshold)
     last_five = np.array([np.mean([r["eval_mean"] for r in rows[-5:]]) for rows in per_seed.values()])
     wall = np.median([rows[-1]["wall_s"] for rows in per_seed.values()]) / 60
-    median = np.percentile(reach, 50, method="inverted_cdf")
+    median = median_steps(reach)
     return (
         f"| {record} | {len(reach)} | {np.isfinite(reach).sum()} / {len(reach)} | {fmt(median)} "
         f"| {finals.mean():.1f} ± {finals.std():.1f} | {last_five.mean():.1f} ± {last_five.std():.1f} | {wall:.1f} |"

@@ -14,8 +14,8 @@ The protocol is sac_v's: Python, numpy and torch seeded with the seed; every --e
 gradient step) and at the last step, --eval-episodes episodes of the deterministic policy on an env of their own,
 episode i reset with seed + 10 000 + i. (SB3 takes its first gradient step after env step learning_starts + 1, sac_v
 after min_pool: one gradient step fewer in a run.) Results go to docs/benchmarks/<env>/peers/sb3-<setting>/ in the
-layout of benchmarks/learning.py (runs.csv, summary.md, curves.png, config.json), written by its functions; the curves
-show sac_v's record beside where it ran the same protocol. Started again with the same settings, it skips the
+layout of benchmarks/learning.py (runs.csv, summary.md, curves.png, config.json), written by benchmarks/common.py; the
+curves show sac_v's record beside where it ran the same protocol. Started again with the same settings, it skips the
 seeds already in runs.csv and resumes a seed that did not finish from its last checkpoint: at each evaluation, each
 seed saves SB3's networks, optimizers, entropy coefficient, replay buffer and random streams to
 runs/<env>__sb3-<setting>__<seed>__<settings digest>/ (loaded with weights_only, nothing unpickled). A resumed seed
@@ -25,7 +25,6 @@ starts a new training episode, so it is not an exact continuation. Needs the `pe
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import hashlib
 import importlib.util
@@ -41,20 +40,17 @@ from typing import Any, Literal, NamedTuple
 if importlib.util.find_spec("stable_baselines3") is None and __name__ == "__main__":
     sys.exit('error: benchmarks/peers.py runs Stable-Baselines3\'s SAC: pip install -e ".[peers]"')
 
+import common
 import gymnasium as gym
 import numpy as np
 import stable_baselines3
 import torch
 import tyro
+from common import METRICS, ROOT, InterruptError, RecordArgs
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.save_util import recursive_getattr
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import learning
-from learning import BenchArgs
-from throughput import cpu_name
 
 from buffer import atomic_path
 from sac_v import Args, ConfigError, Evaluation, make_env, path_name, rng_states, set_rng_states, validate_args
@@ -100,7 +96,7 @@ SAC_V_SETTINGS += ("policy_lr", "critic_lr", "hidden_sizes")  # what sac-v-defau
 
 
 @dataclasses.dataclass
-class PeerArgs(BenchArgs):
+class PeerArgs(RecordArgs):
     """benchmarks/learning.py's flags, and which settings SB3's SAC learns with."""
 
     out_dir: Path | None = None
@@ -317,9 +313,9 @@ def check_flags(train: Args, setting: Setting) -> None:
 
 def sac_v_record(env_id: str) -> tuple[dict[str, Any], list[dict[str, float]]]:
     """The config and evaluations of sac_v's own record for the env, in docs/benchmarks/<env> (empty if none)."""
-    record = Path("docs/benchmarks") / env_id
+    record = ROOT / "docs" / "benchmarks" / env_id
     config = json.loads((record / "config.json").read_text()) if (record / "config.json").exists() else {}
-    return config, learning.load_rows(record / "runs.csv") if config else []
+    return config, common.read_rows(record / "runs.csv") if config else []
 
 
 def differences(config: dict[str, Any], train: Args, names: tuple[str, ...]) -> list[str]:
@@ -353,30 +349,17 @@ def describe(setting: Setting, settings: dict[str, Any], train: Args) -> tuple[s
 def write_results(
     rows: list[dict[str, float]], peer: PeerArgs, settings: dict[str, Any], threshold: float, hardware: str, ran_at: str
 ) -> None:
-    """learning.write_summary's summary, titled and set out for SB3; the curves beside sac_v's record."""
+    """The summary of a record of seeds, titled and set out for SB3; the curves beside sac_v's record."""
     out_dir, train = out_dir_of(peer), peer.train
     title, settings_line = describe(peer.setting, settings, train)
-    learning.write_summary(rows, peer, threshold, hardware, out_dir, ran_at, title, settings_line)
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="tight")
-    ax.grid(alpha=0.3)
-    learning.plot_seeds(ax, learning.by_seed(rows), "tab:orange", f"SB3 SAC ({peer.setting}), mean")
+    common.write_summary(rows, train, threshold, hardware, out_dir, ran_at, title, settings_line)
+    per_seed = common.by_seed(rows)
+    curves = [(per_seed, "tab:orange", f"SB3 SAC ({peer.setting}), mean")]
     record_config, record = sac_v_record(train.env_id)
     if record and not differences(record_config, train, PROTOCOL):
-        learning.plot_seeds(ax, learning.by_seed(record), "tab:blue", "sac_v's record, mean")
-    ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
-    seeds = list(learning.by_seed(rows))
-    curves = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds (thin), mean (thick)"
-    heading = f"SB3's SAC ({peer.setting}) on {train.env_id}: {curves}"
-    ax.set(xlabel="env steps", ylabel="deterministic eval return", title=heading)
-    ax.legend(loc="lower right")
-    fig.savefig(out_dir / "curves.png", dpi=120)
-    plt.close(fig)
+        curves.append((common.by_seed(record), "tab:blue", "sac_v's record, mean"))
+    heading = f"SB3's SAC ({peer.setting}) on {train.env_id}: {common.seeds_title(per_seed)}"
+    common.plot_curves(out_dir / "curves.png", heading, curves, threshold)
 
 
 def out_dir_of(peer: PeerArgs) -> Path:
@@ -385,14 +368,12 @@ def out_dir_of(peer: PeerArgs) -> Path:
 
 def main(peer: PeerArgs) -> None:
     train = peer.train
-    threshold = peer.threshold if peer.threshold is not None else learning.THRESHOLDS.get(train.env_id)
-    if threshold is None:
-        raise ConfigError(f"no default threshold for {train.env_id}: pass --threshold")
+    threshold = common.threshold_of(peer.threshold, train.env_id)
     if importlib.util.find_spec("matplotlib") is None:
         raise ConfigError('the peer benchmark plots with matplotlib: pip install -e ".[peers]"')
     validate_args(train)
-    learning.check_counts(peer.seeds, peer.workers, peer.first_seed, threshold)
-    learning.check_run_flags(train, "SB3's runs keep no run folder")
+    common.check_counts(peer.seeds, peer.workers, peer.first_seed, threshold)
+    common.check_run_flags(train, "SB3's runs keep no run folder")
     check_flags(train, peer.setting)
     make_env(train.env_id).close()
     settings = sb3_settings(peer.setting, train)
@@ -401,7 +382,7 @@ def main(peer: PeerArgs) -> None:
     if record_config and (differ := differences(record_config, train, names)):
         print(f"note: not sac_v's record for {train.env_id} (docs/benchmarks/{train.env_id}): {', '.join(differ)}")
     out_dir = out_dir_of(peer)
-    with learning.holding(out_dir):
+    with common.holding(out_dir):
         run_peer(peer, settings, threshold, out_dir)
 
 
@@ -417,27 +398,26 @@ def peer_config(peer: PeerArgs, settings: dict[str, Any]) -> dict[str, Any]:
 def run_peer(peer: PeerArgs, settings: dict[str, Any], threshold: float, out_dir: Path) -> None:
     """The seeds not yet in out_dir/runs.csv, each from its last checkpoint if it has one; then the summary and plot."""
     train, config = peer.train, peer_config(peer, settings)
-    learning.check_earlier_results(out_dir, config, peer.overwrite)
-    rows = learning.finished_rows(out_dir / "runs.csv", train.total_timesteps)
+    common.check_earlier_results(out_dir, config, peer.overwrite)
+    rows = common.finished_rows(out_dir / "runs.csv", [], lambda key: train.total_timesteps)
     done = sorted({int(r["seed"]) for r in rows})
     seeds = [s for s in range(peer.first_seed, peer.first_seed + peer.seeds) if s not in done]
     if done:
         print(f"skipping seeds already in {out_dir / 'runs.csv'}: {done}")
     if not seeds:  # the summary and plot again, from the finished seeds, with the hardware and commit they ran at
-        earlier = learning.earlier_summary_line(out_dir), learning.earlier_summary_line(out_dir, "Commit")
+        earlier = common.earlier_summary_line(out_dir), common.earlier_summary_line(out_dir, "Commit")
         write_results(rows, peer, settings, threshold, *earlier)
         print(f"all seeds are done; summary and plot rewritten in {out_dir}")
         return
 
-    workers = min(learning.bench_workers(peer), len(seeds))
+    workers = min(peer.workers or os.cpu_count() or 1, len(seeds))
     threads = 1 if train.threads == "auto" else train.threads  # sac_v's --threads, per worker, as run_seed takes it
-    hardware = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
-    hardware += f", torch {torch.__version__}, stable-baselines3 {stable_baselines3.__version__}"
+    hardware = common.hardware_line(workers, threads, f"stable-baselines3 {stable_baselines3.__version__}")
     print(f"{len(seeds)} seeds of SB3's SAC ({peer.setting}) on {train.env_id}, {workers} workers × {threads} threads")
-    ran_at = learning.commit()
-    hardwares, commits = learning.earlier_seed_lines(out_dir, set(done))  # the seeds of earlier sessions keep theirs
+    ran_at = common.commit()
+    hardwares, commits = common.earlier_seed_lines(out_dir, set(done))  # the seeds of earlier sessions keep theirs
     start, failed = time.time(), []
-    for seed, outcome in learning.run_in_workers(
+    for seed, outcome in common.run_in_workers(
         run_seed, {s: (train, settings, s, checkpoint_dir(config, s)) for s in seeds}, workers
     ):
         if isinstance(outcome, Exception):  # reported; the finished seeds are on disk already
@@ -445,11 +425,10 @@ def run_peer(peer: PeerArgs, settings: dict[str, Any], threshold: float, out_dir
             print(f"seed {seed} failed: {type(outcome).__name__}: {outcome}", file=sys.stderr)
             continue
         new = [dict(seed=seed, step=e.step, eval_mean=e.mean, eval_std=e.std, wall_s=e.wall_s) for e in outcome]
-        with (out_dir / "runs.csv").open("a", newline="") as f:
-            csv.DictWriter(f, learning.CSV_FIELDS).writerows(new)
+        common.append_rows(out_dir / "runs.csv", METRICS, new)
         rows += new
         hardwares[seed], commits[seed] = hardware, ran_at
-        write_results(rows, peer, settings, threshold, learning.seed_line(hardwares), learning.seed_line(commits))
+        write_results(rows, peer, settings, threshold, common.seed_line(hardwares), common.seed_line(commits))
         print(f"seed {seed} done: final eval {outcome[-1].mean:.1f} after {outcome[-1].wall_s / 60:.1f} min")
     print(f"{len(seeds) - len(failed)} seeds in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
     if failed:
@@ -461,6 +440,6 @@ if __name__ == "__main__":
         main(tyro.cli(PeerArgs))
     except ConfigError as e:
         sys.exit(f"error: {e}")
-    except learning.InterruptError as e:  # the seeds in flight resume from their last evaluation's checkpoint
+    except InterruptError as e:  # the seeds in flight resume from their last evaluation's checkpoint
         print(f"{e}: the finished seeds are in runs.csv; the same command resumes the others", file=sys.stderr)
         sys.exit(128 + e.signum)

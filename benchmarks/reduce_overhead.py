@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import statistics
 import sys
-from pathlib import Path
 
-import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import throughput
+import torch
 
 import sac_v
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import sys
-import tempfile
 from pathlib import Path
 
 import tyro
+from common import check_writable
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from buffer import atomic_path
 
 
@@ -26,19 +25,6 @@ class CollectArgs:
     """a folder of run folders, as sac_v.py writes them (runs/)"""
     out: Path = Path("evals.csv")
     """the CSV to write"""
-
-
-def check_writable(out: Path, flag: str = "--out", kind: str = "CSV file") -> None:
-    """Refuse an output file that cannot be written before the slow part (reading the logs, measuring) starts."""
-    if out.is_dir():
-        sys.exit(f"error: {flag} {out} is a folder; give the {kind} to write")
-    if under_file := next((p for p in out.parents if p.exists() and not p.is_dir()), None):
-        sys.exit(f"error: {flag} {out} lies under {under_file}, which is a file, not a folder")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out.parent).close()
-    except OSError as e:
-        sys.exit(f"error: cannot write {flag} {out}: {e.strerror or e}")
 
 
 def main(args: CollectArgs) -> None:

@@ -22,7 +22,6 @@ results come back to the driver, each run's TensorBoard folder stays on its node
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import difflib
 import importlib.util
@@ -41,32 +40,36 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import tyro
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for sac_v
-from learning import (
+from common import (
+    METRICS,
+    ROOT,
     RUN_MANAGEMENT,
     TARGETS,
-    THRESHOLDS,
     InterruptError,
+    RecordArgs,
+    append_rows,
     by_seed,
     check_counts,
     check_earlier_results,
     check_run_flags,
     cpu_name,
     earlier_summary_line,
+    finished_rows,
     fmt,
+    hardware_line,
     holding,
+    median_steps,
     parse_with_paper,
-    plot_seeds,
+    plot_curves,
+    reach_and_finals,
     run_in_workers,
+    run_key,
     run_seed,
-    steps_to_threshold,
+    threshold_of,
 )
 
 from sac_v import Args, ConfigError, Evaluation, make_env, validate_args
 
-ROOT = Path(__file__).resolve().parents[1]
-METRICS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]
 # Fields a grid cannot vary, and why: the sweep sets them itself, or they change how a run is kept, not what it learns.
 FIXED_FIELDS = {
     **dict.fromkeys(RUN_MANAGEMENT, "it changes how a run is saved or watched, not what it learns; pass it as a flag"),
@@ -89,7 +92,7 @@ Cell = tuple[tuple[Any, ...], int]  # (the setting's grid values, seed): one run
 
 
 @dataclasses.dataclass
-class SweepArgs:
+class SweepArgs(RecordArgs):
     train: tyro.conf.OmitArgPrefixes[Args]
     """the sac_v settings shared by every run (the grid overrides its fields; each run's --seed and --exp-name are
     the sweep's)"""
@@ -98,20 +101,12 @@ class SweepArgs:
     product"""
     seeds: int = 5
     """runs per setting, with seeds first-seed, first-seed + 1, ..."""
-    first_seed: int = 1
-    """the first seed"""
     backend: Literal["local", "ray"] = "local"
     """local: a process pool on this machine; ray: Ray tasks on a local Ray instance or the cluster at --ray-address"""
-    workers: int = 0
-    """runs at a time on this machine, local backend or local Ray instance (0: one per CPU core)"""
     ray_address: str | None = None
     """address of a running Ray cluster (e.g. auto, or ray://head:10001); default: start a local Ray instance"""
-    threshold: float | None = None
-    """eval return that counts as solved (default: 200 for LunarLander, -200 for Pendulum)"""
     out_dir: Path | None = None
     """where results go (default docs/experiments/<env-id>__<grid fields>)"""
-    overwrite: bool = False
-    """discard earlier results in out_dir made with other settings"""
 
 
 def field_types() -> dict[str, Any]:
@@ -182,33 +177,9 @@ def label(setting: dict[str, Any], sep: str = ",") -> str:
     return sep.join(f"{field}={format_value(value)}" for field, value in setting.items())
 
 
-def read_runs(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:
-    """The rows of runs.csv with typed values; a row cut short by a killed sweep is dropped."""
-    if not path.exists():
-        return []
-    types = field_types()
-    rows = []
-    with path.open(newline="") as f:
-        for raw in csv.DictReader(f):
-            if None in raw or None in raw.values():
-                continue
-            try:
-                row = {field: parse_value(field, raw[field], types[field]) for field in fields}
-                row |= {k: (int(raw[k]) if k in ("seed", "step") else float(raw[k])) for k in METRICS}
-            except ValueError:
-                continue
-            rows.append(row)
-    return rows
-
-
-def append_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    """Append rows, grid values written as parse_value reads them; a new file gets its header first."""
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        if new:
-            writer.writeheader()
-        writer.writerows({k: (v if k in METRICS else format_value(v)) for k, v in row.items()} for row in rows)
+def grid_value(field: str, text: str) -> Any:
+    """A grid field's value in runs.csv, as its type."""
+    return parse_value(field, text, field_types()[field])
 
 
 def shared_settings(train: Args, fields: Sequence[str]) -> dict[str, Any]:
@@ -243,13 +214,12 @@ def write_summary(
     ]
     for setting in settings:
         per_seed = runs_of(rows, setting)
-        reach = np.array([steps_to_threshold(r, threshold) for r in per_seed.values()])
-        finals = np.array([r[-1]["eval_mean"] for r in per_seed.values()])
+        reach, finals = reach_and_finals(per_seed, threshold)
         cells = [format_value(v) for v in setting.values()] + [str(len(per_seed))]
         if per_seed:
             cells += [f"{np.isfinite(reach).sum()} / {len(per_seed)}"]
             cells += [f"{(reach <= target).sum()} / {len(per_seed)}"] if target else []
-            cells += [fmt(np.percentile(reach, 50, method="inverted_cdf")), f"{finals.mean():.1f} ± {finals.std():.1f}"]
+            cells += [fmt(median_steps(reach)), f"{finals.mean():.1f} ± {finals.std():.1f}"]
         else:
             cells += ["–"] * (len(header) - len(cells))
         lines.append("| " + " | ".join(cells) + " |")
@@ -272,34 +242,20 @@ def runs_of(rows: list[dict[str, Any]], setting: dict[str, Any]) -> dict[int, li
 def plot(
     rows: list[dict[str, Any]], settings: list[dict[str, Any]], env_id: str, threshold: float, out_dir: Path
 ) -> None:
+    colors = matplotlib_colors(len(settings))
+    curves = [(runs_of(rows, s), colors(i % colors.N), label(s, ", ")) for i, s in enumerate(settings)]
+    curves = [(per_seed, color, f"{name} ({len(per_seed)} seeds)") for per_seed, color, name in curves]
+    title = f"sac_v on {env_id}: seeds (thin) and their mean (thick) per setting"
+    plot_curves(out_dir / "curves.png", title, curves, threshold)
+
+
+def matplotlib_colors(n: int) -> Any:
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    colors = matplotlib.colormaps["tab10" if len(settings) <= 10 else "tab20"]
-    for i, setting in enumerate(settings):
-        per_seed = runs_of(rows, setting)
-        plot_seeds(ax, per_seed, colors(i % colors.N), f"{label(setting, ', ')} ({len(per_seed)} seeds)")
-    ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("deterministic eval return")
-    ax.set_title(f"sac_v on {env_id}: seeds (thin) and their mean (thick) per setting")
-    ax.legend(loc="best", fontsize="small")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_dir / "curves.png", dpi=120)
-    plt.close(fig)
+    return matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
 
 
 Outcome = list[Evaluation] | Exception
-
-
-def run_local(jobs: dict[Cell, Args], workers: int) -> Iterator[tuple[Cell, Outcome]]:
-    """Runs the jobs in a pool of worker processes and yields each outcome as it arrives; a signal stops them (raising
-    learning.InterruptError once the runs in flight have saved)."""
-    return run_in_workers(run_seed, {cell: (args,) for cell, args in jobs.items()}, workers)
 
 
 def check_ray_address(address: str) -> None:
@@ -318,7 +274,7 @@ def run_ray(jobs: dict[Cell, Args], address: str | None, workers: int, threads: 
     import ray
 
     if address is None:  # a local instance: its workers import this checkout and write runs/ here, as local ones do
-        path = [str(ROOT / "benchmarks"), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        path = [str(ROOT / "benchmarks"), *filter(None, [os.environ.get("PYTHONPATH")])]  # sac_v: pip install -e
         env = {"env_vars": {"PYTHONPATH": os.pathsep.join(path)}}
         ray.init("local", num_cpus=workers * threads, include_dashboard=False, runtime_env=env)
     else:  # a cluster: ship this checkout's code, so every node runs the driver's version of it
@@ -358,9 +314,7 @@ def error_text(error: Exception) -> str:
 def main(sweep: SweepArgs, command: str = "") -> None:
     grid = parse_grid([item for group in sweep.grid for item in group])
     fields, settings = list(grid), grid_settings(grid)
-    threshold = sweep.threshold if sweep.threshold is not None else THRESHOLDS.get(sweep.train.env_id)
-    if threshold is None:
-        raise ConfigError(f"no default threshold for {sweep.train.env_id}: pass --threshold")
+    threshold = threshold_of(sweep.threshold, sweep.train.env_id)
     if importlib.util.find_spec("matplotlib") is None:
         raise ConfigError('the sweep plots with matplotlib: pip install -e ".[bench]"')
     if sweep.train.resume is not None:
@@ -407,22 +361,12 @@ def run_sweep(
     seeds = range(sweep.first_seed, sweep.first_seed + sweep.seeds)
     cells = {(tuple(s.values()), seed): run_args(s, seed) for s in settings for seed in seeds}
 
-    def cell_of(row: dict[str, Any]) -> Cell:
-        return tuple(row[f] for f in fields), row["seed"]
+    def total_timesteps(cell: Cell) -> int:
+        return dict(zip(fields, cell[0], strict=True)).get("total_timesteps", sweep.train.total_timesteps)
 
-    def total_timesteps(values: tuple[Any, ...]) -> int:
-        return dict(zip(fields, values, strict=True)).get("total_timesteps", sweep.train.total_timesteps)
-
-    rows = read_runs(runs_csv, fields)
-    # A run is finished when its last evaluation, at total_timesteps, is on disk; the rest are leftovers of a kill.
-    done = {cell_of(r) for r in rows if r["step"] == total_timesteps(cell_of(r)[0])}
-    rows = [r for r in rows if cell_of(r) in done]
+    rows = finished_rows(runs_csv, fields, total_timesteps, grid_value, format_value)
+    done = {run_key(r, fields) for r in rows}
     jobs = {cell: args for cell, args in cells.items() if cell not in done}
-    # Rewrite the kept rows, then append as runs finish; through a new file, so a kill now cannot lose them.
-    kept = runs_csv.with_suffix(".csv.tmp")
-    kept.unlink(missing_ok=True)
-    append_csv(kept, [*fields, *METRICS], rows)
-    kept.replace(runs_csv)
     if len(jobs) < len(cells):
         print(f"skipping {len(cells) - len(jobs)} of {len(cells)} runs already finished in {runs_csv}")
     if not jobs:  # the summary and plot again, from every finished run in runs.csv
@@ -436,15 +380,14 @@ def run_sweep(
     workers = min(sweep.workers or cores, len(jobs))
     threads = sweep.train.threads  # sac_v's --threads, per run
     if sweep.backend == "local":
-        outcomes = run_local(jobs, workers)
-        hardware = f"{cpu_name()}, {cores} CPU cores, {workers} worker processes × {threads} torch threads"
+        outcomes = run_in_workers(run_seed, {cell: (args,) for cell, args in jobs.items()}, workers)
+        hardware = hardware_line(workers, threads)
     else:
         outcomes = run_ray(jobs, sweep.ray_address, workers, 1 if threads == "auto" else threads)
         where = (
             f"the Ray cluster at {sweep.ray_address}" if sweep.ray_address else f"a local Ray instance on {cpu_name()}"
         )
-        hardware = f"{where}, {threads} torch thread(s) per run"
-    hardware += f", torch {torch.__version__}"
+        hardware = f"{where}, {threads} torch thread(s) per run, torch {torch.__version__}"
     print(f"{len(jobs)} runs ({len(settings)} settings × {sweep.seeds} seeds, less finished ones) on {sweep.backend}")
 
     start, failures = time.time(), 0
@@ -454,16 +397,15 @@ def run_sweep(
             name = f"{label(setting)} seed {seed}"
             if isinstance(outcome, Exception):
                 failures += 1
-                append_csv(
-                    failures_csv, [*fields, "seed", "error"], [setting | {"seed": seed, "error": error_text(outcome)}]
-                )
+                failure = setting | {"seed": seed, "error": error_text(outcome)}
+                append_rows(failures_csv, [*fields, "seed", "error"], [failure], format_value)
                 print(f"{name} failed: {error_text(outcome)}", file=sys.stderr)
                 continue
             new = [
                 setting | {"seed": seed, "step": e.step, "eval_mean": e.mean, "eval_std": e.std, "wall_s": e.wall_s}
                 for e in outcome
             ]
-            append_csv(runs_csv, [*fields, *METRICS], new)
+            append_rows(runs_csv, [*fields, *METRICS], new, format_value)
             rows += new
             write_summary(rows, settings, sweep, threshold, hardware, command, out_dir)
             plot(rows, settings, sweep.train.env_id, threshold, out_dir)

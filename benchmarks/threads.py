@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 import tyro
+from common import ROOT, cpu_flags, cpu_name
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT, PASSIVE = {}, {"OMP_WAIT_POLICY": "passive"}  # libgomp's default: spin a while, then sleep
 SUITE = {"SUITE": "1"}  # not an environment variable: the case runs beside the test suite
 ONE, TWO = "one run, 1 thread", "one run, 2 threads"
@@ -59,10 +59,8 @@ class BenchArgs:
 def worker(threads: str, start_at: float, stop_at: float, batch_size: int, hidden_sizes: tuple[int, ...]) -> None:
     """One run: warm up, wait for the window, print the steps per second it took within it. Its threads are sac_v's
     (Threads): auto counts the idle cores again each second, as a training run does."""
-    import torch
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import throughput
+    import torch
 
     import sac_v
 
@@ -113,9 +111,7 @@ def run_case(runs: int, threads: str, extra_env: dict[str, str], bench: BenchArg
 
 
 def main(bench: BenchArgs) -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch
-    from throughput import cpu_name
 
     speeds = {}
     for name, runs, threads, extra_env in CASES:
@@ -127,7 +123,6 @@ def main(bench: BenchArgs) -> None:
         f"| {min(each) / two:.2f} |"
         for name, each in speeds.items()
     ]
-    flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in Path("/proc/cpuinfo").read_text()]
     sizes = f"{' × '.join(map(str, bench.hidden_sizes))}, batch {bench.batch_size}"
     section = [
         f"## {sizes}",
@@ -136,7 +131,7 @@ def main(bench: BenchArgs) -> None:
         "| --- | ---: | ---: | ---: | ---: |",
         *rows,
         "",
-        f"Hardware: {cpu_name()} ({', '.join(flags)}), {os.cpu_count()} CPU cores, torch {torch.__version__}.",
+        f"Hardware: {cpu_name()} ({', '.join(cpu_flags())}), {os.cpu_count()} CPU cores, torch {torch.__version__}.",
         f"Command: `python benchmarks/threads.py --hidden-sizes {' '.join(map(str, bench.hidden_sizes))} "
         f"--batch-size {bench.batch_size}`.",
         "",

@@ -43,7 +43,6 @@ import importlib.util
 import itertools
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -57,10 +56,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import tyro
+from common import check_writable, cpu_name
 from torch import nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from runs_to_csv import check_writable
 
 import sac_v
 from buffer import ReplayBuffer, atomic_path
@@ -110,15 +107,6 @@ class BenchArgs:
     """CleanRL's cleanrl/sac_continuous_action.py in a clone of its repository (its cleanrl_utils/ beside cleanrl/)"""
     cleanrl_env_id: str = "LunarLanderContinuous-v2"
     """the env's id in CleanRL's gymnasium: 0.29 calls LunarLanderContinuous-v3 v2"""
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo on Linux, else what the platform module knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def hardware(device: torch.device) -> str:
