@@ -94,6 +94,14 @@ def commit(checkout: Path = ROOT) -> str:
     return described.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
 
 
+def results_path(given: Path | None, record: bool, *parts: str, flag: str = "--out-dir") -> Path:
+    """Where a tool writes: `given`; else, with --record, the committed record under docs/; else the same path under
+    runs/, which git ignores, so that a rerun in a fresh clone edits no committed record."""
+    if given is not None and record:
+        raise ConfigError(f"--record writes the committed record under docs/, {flag} elsewhere: give one of them")
+    return given or (ROOT / "docs" if record else Path("runs")).joinpath(*parts)
+
+
 def check_writable(out: Path, flag: str = "--out", kind: str = "CSV file") -> None:
     """Refuse an output file that cannot be written before the slow part (reading the logs, measuring) starts."""
     if out.is_dir():
@@ -435,6 +443,8 @@ class RecordArgs:
     Walker2d 2000)"""
     out_dir: Path | None = None
     """where results go"""
+    record: bool = False
+    """write the committed record under docs/ (default: the same path under runs/)"""
     overwrite: bool = False
     """discard earlier results in out_dir made with other settings"""
 

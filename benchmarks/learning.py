@@ -5,13 +5,14 @@
         --eval-every 1000
 
 Runs `sac_v.train` once per seed in parallel worker processes (--threads torch threads each) and writes, under
-docs/benchmarks/<env>/: runs.csv (every evaluation of every seed, appended as each seed finishes, so a crash never
-loses finished seeds), summary.md (steps to the threshold per seed, success count, median and IQR) and curves.png.
+runs/benchmarks/<env>/ (with --record the committed record, docs/benchmarks/<env>/): runs.csv (every evaluation of
+every seed, appended as each seed finishes, so a crash never loses finished seeds), summary.md (steps to the threshold
+per seed, success count, median and IQR) and curves.png.
 Started again with the same settings, it skips the seeds already in runs.csv and continues each unfinished seed from
 its last checkpoint (its run folder runs/<env>__bench__<seed>__<time>, found by its settings; the run length may
 differ, so a longer benchmark continues a shorter one's runs). Needs the `bench` extra (matplotlib).
 
-    python benchmarks/learning.py --paper --env-id Hopper-v5 --total-timesteps 300000 --seeds 3
+    python benchmarks/learning.py --paper --env-id Hopper-v5 --total-timesteps 300000 --seeds 3 --record
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from common import (
     holding,
     parse_with_paper,
     plot_curves,
+    results_path,
     run_in_workers,
     run_seed,
     seed_line,
@@ -57,7 +59,7 @@ from sac_v import Args, ConfigError, load_checkpoint, make_env, path_name, valid
 @dataclasses.dataclass
 class BenchArgs(RecordArgs):
     out_dir: Path | None = None
-    """where results go (default docs/benchmarks/<env-id>)"""
+    """where results go (default runs/benchmarks/<env-id>; with --record docs/benchmarks/<env-id>)"""
 
 
 def resumable_checkpoint(args: Args, config: dict[str, Any]) -> Path | None:
@@ -93,7 +95,7 @@ def main(bench: BenchArgs) -> None:
     if bench.train.resume is not None:
         raise ConfigError("--resume continues one run; the benchmark continues its unfinished seeds by itself")
     make_env(bench.train.env_id).close()
-    out_dir = bench.out_dir or Path("docs/benchmarks") / bench.train.env_id
+    out_dir = results_path(bench.out_dir, bench.record, "benchmarks", bench.train.env_id)
     with holding(out_dir):
         run_benchmark(bench, threshold, out_dir)
 

@@ -13,7 +13,8 @@ Two settings of SB3's SAC (twin Q critics with target copies, no V network):
 The protocol is sac_v's: Python, numpy and torch seeded with the seed; every --eval-every env steps (after that step's
 gradient step) and at the last step, --eval-episodes episodes of the deterministic policy on an env of their own,
 episode i reset with seed + 10 000 + i. (SB3 takes its first gradient step after env step learning_starts + 1, sac_v
-after min_pool: one gradient step fewer in a run.) Results go to docs/benchmarks/<env>/peers/sb3-<setting>/ in the
+after min_pool: one gradient step fewer in a run.) Results go to runs/benchmarks/<env>/peers/sb3-<setting>/ (with
+--record the committed record, docs/benchmarks/<env>/peers/sb3-<setting>/) in the
 layout of benchmarks/learning.py (runs.csv, summary.md, curves.png, config.json), written by benchmarks/common.py; the
 curves show sac_v's record beside where it ran the same protocol. Started again with the same settings, it skips the
 seeds already in runs.csv and resumes a seed that did not finish from its last checkpoint: at each evaluation, each
@@ -100,7 +101,7 @@ class PeerArgs(RecordArgs):
     """benchmarks/learning.py's flags, and which settings SB3's SAC learns with."""
 
     out_dir: Path | None = None
-    """where results go (default docs/benchmarks/<env-id>/peers/sb3-<setting>)"""
+    """where results go (default runs/benchmarks/<env-id>/peers/sb3-<setting>; with --record under docs/)"""
     setting: Setting = "zoo"
     """zoo: rl-zoo3's hyperparameters for the env; sac-v-defaults: the sac_v settings given, entropy coefficient fixed
     at alpha / reward_scale"""
@@ -363,7 +364,8 @@ def write_results(
 
 
 def out_dir_of(peer: PeerArgs) -> Path:
-    return peer.out_dir or Path("docs/benchmarks") / peer.train.env_id / "peers" / f"sb3-{peer.setting}"
+    folder = ("benchmarks", peer.train.env_id, "peers", f"sb3-{peer.setting}")
+    return common.results_path(peer.out_dir, peer.record, *folder)
 
 
 def main(peer: PeerArgs) -> None:

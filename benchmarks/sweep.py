@@ -6,7 +6,8 @@
 
 Each (setting, seed) is one `sac_v.train` run. `--grid field=v1,v2,...` varies any `Args` field (repeat it for a cross
 product); values take the field's type: numbers, true/false, a choice, or layer widths joined by x (64x64). Every other
-sac_v flag is shared by all runs. Writes, under docs/experiments/<env-id>__<grid fields>/: runs.csv (every evaluation of
+sac_v flag is shared by all runs. Writes, under runs/experiments/<env-id>__<grid fields>/ (with --record the committed
+record, docs/experiments/<env-id>__<grid fields>/): runs.csv (every evaluation of
 every finished run, appended as each run finishes), failures.csv (the runs that raised, with their error), summary.md
 (one row per setting) and curves.png. Started again with the same arguments, it skips the runs already finished and
 reruns only the missing and failed ones.
@@ -62,6 +63,7 @@ from common import (
     parse_with_paper,
     plot_curves,
     reach_and_finals,
+    results_path,
     run_in_workers,
     run_key,
     run_seed,
@@ -106,7 +108,7 @@ class SweepArgs(RecordArgs):
     ray_address: str | None = None
     """address of a running Ray cluster (e.g. auto, or ray://head:10001); default: start a local Ray instance"""
     out_dir: Path | None = None
-    """where results go (default docs/experiments/<env-id>__<grid fields>)"""
+    """where results go (default runs/experiments/<env-id>__<grid fields>; with --record under docs/)"""
 
 
 def field_types() -> dict[str, Any]:
@@ -333,7 +335,7 @@ def main(sweep: SweepArgs, command: str = "") -> None:
         except ConfigError as e:
             raise ConfigError(f"grid setting {label(setting)}: {e}") from None
     make_env(sweep.train.env_id).close()
-    out_dir = sweep.out_dir or Path("docs/experiments") / "__".join([sweep.train.env_id, *fields])
+    out_dir = results_path(sweep.out_dir, sweep.record, "experiments", "__".join([sweep.train.env_id, *fields]))
     with holding(out_dir):
         run_sweep(sweep, grid, settings, threshold, out_dir, command)
 

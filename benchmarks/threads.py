@@ -1,6 +1,7 @@
 """Threads that share the cores: training speed of one run alone and of runs side by side, by torch threads per run.
 
-    python benchmarks/threads.py                                          # writes docs/benchmarks/threads.md
+    python benchmarks/threads.py                                          # writes runs/benchmarks/threads.md
+    python benchmarks/threads.py --record                                 # the committed docs/benchmarks/threads.md
     python benchmarks/threads.py --hidden-sizes 256 256 --batch-size 256  # the paper's sizes
 
 Each run is its own process taking sac_v's training step once learning has begun (act, env step, store, sample, one
@@ -23,7 +24,9 @@ import time
 from pathlib import Path
 
 import tyro
-from common import ROOT, cpu_flags, cpu_name
+from common import ROOT, cpu_flags, cpu_name, results_path
+
+from sac_v import ConfigError
 
 DEFAULT, PASSIVE = {}, {"OMP_WAIT_POLICY": "passive"}  # libgomp's default: spin a while, then sleep
 SUITE = {"SUITE": "1"}  # not an environment variable: the case runs beside the test suite
@@ -52,8 +55,10 @@ class BenchArgs:
     """hidden layers of every network (sac_v's default)"""
     batch_size: int = 200
     """minibatch of each gradient step (sac_v's default)"""
-    output: Path = Path("docs/benchmarks/threads.md")
-    """markdown file the table is written to"""
+    output: Path | None = None
+    """markdown file the table is written to (default runs/benchmarks/threads.md)"""
+    record: bool = False
+    """write the committed table, docs/benchmarks/threads.md"""
 
 
 def worker(threads: str, start_at: float, stop_at: float, batch_size: int, hidden_sizes: tuple[int, ...]) -> None:
@@ -111,6 +116,10 @@ def run_case(runs: int, threads: str, extra_env: dict[str, str], bench: BenchArg
 
 
 def main(bench: BenchArgs) -> None:
+    try:
+        output = results_path(bench.output, bench.record, "benchmarks", "threads.md", flag="--output")
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
     import torch
 
     speeds = {}
@@ -136,8 +145,8 @@ def main(bench: BenchArgs) -> None:
         f"--batch-size {bench.batch_size}`.",
         "",
     ]
-    write_section(bench.output, f"## {sizes}", section)
-    print(f"wrote {bench.output}")
+    write_section(output, f"## {sizes}", section)
+    print(f"wrote {output}")
 
 
 def write_section(path: Path, heading: str, section: list[str]) -> None:

@@ -1,6 +1,7 @@
 """Throughput of SAC-V: env steps, gradient steps and the full training loop, per second.
 
-    python benchmarks/throughput.py                       # CPU; writes docs/benchmarks/throughput.md
+    python benchmarks/throughput.py                       # CPU; writes runs/benchmarks/throughput.md
+    python benchmarks/throughput.py --record              # the committed table, docs/benchmarks/throughput.md
     python benchmarks/throughput.py --device cuda         # adds --cudagraphs variants; rewrites only the CUDA section
     python benchmarks/throughput.py --cleanrl-python ~/cleanrl-venv/bin/python \
         --cleanrl-script ~/cleanrl/cleanrl/sac_continuous_action.py   # adds CleanRL's SAC (its venv: below)
@@ -56,11 +57,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import tyro
-from common import check_writable, cpu_name
+from common import check_writable, cpu_name, results_path
 from torch import nn
 
 import sac_v
 from buffer import ReplayBuffer, atomic_path
+from sac_v import ConfigError
 
 ENV_ID = "LunarLanderContinuous-v3"
 CONFIGS = (((256, 256), 256), ((200, 200), 200), ((64, 64), 100))  # (hidden sizes, batch size)
@@ -99,8 +101,10 @@ class BenchArgs:
     """compile into a fresh, empty inductor cache, so that the warm-up column shows a first compile"""
     threads: int | None = None
     """torch threads (default: torch's own choice)"""
-    output: Path = Path("docs/benchmarks/throughput.md")
-    """markdown file; a run rewrites only its own device's section"""
+    output: Path | None = None
+    """markdown file; a run rewrites only its own device's section (default runs/benchmarks/throughput.md)"""
+    record: bool = False
+    """write the committed table, docs/benchmarks/throughput.md"""
     cleanrl_python: Path | None = None
     """the python of a venv with CleanRL's dependencies (this module's docstring makes one): adds CleanRL's SAC"""
     cleanrl_script: Path | None = None
@@ -722,6 +726,10 @@ def check_args(bench: BenchArgs) -> None:
 
 def main() -> None:
     bench = tyro.cli(BenchArgs)
+    try:
+        bench.output = results_path(bench.output, bench.record, "benchmarks", "throughput.md", flag="--output")
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
     check_args(bench)
     if bench.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda was asked for, but torch sees no CUDA GPU")

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from sac_v import Args, train
+from sac_v import Args, ConfigError, train
 from tests.helpers import ROOT, first_checkpoint, flags, run_cli, tiny_args
 
 pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
 
 
-def bench_args(out_dir: Path, **overrides) -> learning.BenchArgs:
+def bench_args(out_dir: Path | None, **overrides) -> learning.BenchArgs:
     train = tiny_args(total_timesteps=300, eval_every=150, **overrides)
     return learning.BenchArgs(train=train, seeds=2, workers=2, out_dir=out_dir, threshold=-1e9)
 
@@ -54,6 +54,16 @@ def test_benchmark_writes_curves_summary_and_plot_then_skips_finished_seeds(in_t
     summary = (out / "summary.md").read_text()
     assert "**2 / 2**" in summary and "Hardware: the machine that ran them.\n" in summary
     assert (out / "curves.png").stat().st_size > 0
+
+
+def test_results_go_under_runs_by_default_and_into_docs_only_with_record(in_tmp_dir):
+    pytest.importorskip("matplotlib", reason="the plot needs the bench extra")
+    learning.main(dataclasses.replace(bench_args(None), seeds=1, workers=1))
+    assert (in_tmp_dir / "runs" / "benchmarks" / "Pendulum-v1" / "summary.md").is_file()
+    assert common.results_path(None, True, "benchmarks", "Pendulum-v1") == ROOT / "docs" / "benchmarks" / "Pendulum-v1"
+    with pytest.raises(ConfigError, match="--record writes the committed record under docs/, --out-dir elsewhere"):
+        learning.main(dataclasses.replace(bench_args(in_tmp_dir / "out"), record=True))
+    assert not (in_tmp_dir / "out").exists()
 
 
 def test_a_seed_run_later_keeps_the_earlier_seeds_commit_and_hardware(in_tmp_dir, monkeypatch):
