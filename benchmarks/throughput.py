@@ -96,7 +96,7 @@ class BenchArgs:
     """also measure --compile"""
     reduce_overhead: bool = False
     """on CUDA, also measure torch.compile(mode="reduce-overhead") of the eager step (with torch 2.11 this crashed the
-    benchmark; benchmarks/reduce_overhead.py measures it alone)"""
+    benchmark; docs/benchmarks/throughput.md gives its figure measured alone)"""
     cold_compile: bool = True
     """compile into a fresh, empty inductor cache, so that the warm-up column shows a first compile"""
     threads: int | None = None
