@@ -1,8 +1,9 @@
 """The floor of benchmarks/: what the tools share. It imports no tool; every tool imports it.
 
 Provenance (the CPU, the commit, the hardware line), writable checks, records (a results folder's runs.csv,
-config.json, lock and summary lines), statistics, plots, the flags every record tool takes, and the worker pool that
-runs a record's seeds.
+config.json, lock and summary lines), statistics, plots, the flags every record tool takes, the worker pool, and
+run_record: the one loop that runs what a record still lacks and writes it as each run ends, for learning.py's seeds,
+peers.py's SB3 seeds and sweep.py's grid.
 """
 
 from __future__ import annotations
@@ -582,3 +583,112 @@ def run_in_workers(fn: Callable[..., Any], jobs: dict[Hashable, tuple], workers:
             signal.signal(signum, handler)
     if stopped:
         raise InterruptError(stopped[0])
+
+
+# The record runner
+
+Provenance = dict[RunKey, tuple[str, str]]  # each finished run's hardware line and commit
+Backend = Callable[[dict[RunKey, tuple], int], Iterator[tuple[RunKey, Any]]]  # (jobs, workers) -> (key, outcome)
+
+
+@dataclasses.dataclass
+class Record:
+    """A results folder: runs.csv (every evaluation of every finished run, appended as each run ends, so a crash never
+    loses finished runs), failures.csv (the runs that raised, with their error), config.json (what its runs were made
+    with), summary.md and curves.png, written by `report`."""
+
+    out_dir: Path
+    config: dict[str, Any]
+    report: Callable[[list[dict[str, Any]], Provenance], None]  # summary.md and curves.png from the rows
+    total: Callable[[RunKey], int]  # the env step at which a run is finished
+    fields: list[str] = dataclasses.field(default_factory=list)  # a sweep's grid fields, the columns before METRICS
+    parse: Callable[[str, str], Any] = lambda column, text: text  # a grid value from runs.csv
+    format: Callable[[Any], str] = str  # a grid value into runs.csv
+    what: str = "settings"  # what other results in out_dir could have been made with
+
+    def name(self, key: RunKey) -> str:
+        values, seed = key
+        setting = ",".join(f"{f}={self.format(v)}" for f, v in zip(self.fields, values, strict=True))
+        return f"{setting} seed {seed}".lstrip()
+
+
+def run_record(
+    record: Record,
+    keys: list[RunKey],
+    job: Callable[[RunKey], tuple],
+    backend: Backend,
+    hardware: Callable[[int], str],
+    workers: int,
+    overwrite: bool,
+) -> None:
+    """Run the runs among `keys` that the record lacks, each as backend runs job(key) with at most `workers` at a time,
+    appending each one's evaluations and rewriting the report as it ends; with nothing left to run, rewrite the report
+    from runs.csv. Each run keeps the hardware and commit it ran at (earlier ones from the summary)."""
+    out_dir, fields = record.out_dir, record.fields
+    runs_csv, failures_csv = out_dir / "runs.csv", out_dir / "failures.csv"
+    check_earlier_results(out_dir, record.config, overwrite, record.what)
+    failures_csv.unlink(missing_ok=True)  # every failed run is retried now, and recorded again if it fails again
+    rows = finished_rows(runs_csv, fields, record.total, record.parse, record.format)
+    done = {run_key(r, fields) for r in rows}
+    if done:
+        print(f"skipping {len(done)} of {len(keys)} runs already finished in {runs_csv}")
+    hardwares, commits = earlier_seed_lines(out_dir, {seed for _, seed in done})
+    ran = {key: (hardwares[key[1]], commits[key[1]]) for key in done}
+    jobs = {key: job(key) for key in keys if key not in done}
+    if not jobs:  # the summary and plot again, from every finished run in runs.csv
+        record.report(rows, ran)
+        print(f"all {len(keys)} runs are done; summary and plot rewritten in {out_dir}")
+        print("to run them again, pass --out-dir with a new folder")
+        return
+
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    line, ran_at = hardware(workers), commit()  # read now: the checkout may move on while the runs go
+    print(f"{len(jobs)} runs to go on {line}")
+    start, failures = time.time(), 0
+    outcomes = backend(jobs, workers)
+    with contextlib.closing(outcomes):  # on Ctrl-C, stop the backend's runs now, not when the generator is collected
+        for (values, seed), outcome in outcomes:
+            setting = dict(zip(fields, values, strict=True))
+            name = record.name((values, seed))
+            if isinstance(outcome, Exception):  # reported; the finished runs are on disk already
+                failures += 1
+                failure = setting | {"seed": seed, "error": error_text(outcome)}
+                append_rows(failures_csv, [*fields, "seed", "error"], [failure], record.format)
+                print(f"{name} failed: {error_text(outcome)}", file=sys.stderr)
+                continue
+            new = [
+                setting | dict(seed=seed, step=e.step, eval_mean=e.mean, eval_std=e.std, wall_s=e.wall_s)
+                for e in outcome
+            ]
+            append_rows(runs_csv, [*fields, *METRICS], new, record.format)
+            rows += new
+            ran[(values, seed)] = (line, ran_at)
+            record.report(rows, ran)
+            print(f"{name} done: final eval {outcome[-1].mean:.1f}, {outcome[-1].wall_s / 60:.1f} min")
+    print(f"{len(jobs) - failures} runs done in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
+    if failures:
+        sys.exit(f"error: {failures} run(s) failed (see {failures_csv}); rerun the same command to retry them")
+
+
+def seed_lines(ran: Provenance) -> tuple[str, str]:
+    """The hardware and commit lines of a summary of seeds: one value, or each with its seeds."""
+    hardware, commits = {seed: hw for (_, seed), (hw, _) in ran.items()}, {s: c for (_, s), (_, c) in ran.items()}
+    return seed_line(hardware), seed_line(commits)
+
+
+def error_text(error: Exception) -> str:
+    cause = getattr(error, "cause", None) or error  # Ray wraps a task's exception in a RayTaskError
+    return " ".join(f"{type(cause).__name__}: {cause}".split())
+
+
+def cli(main: Callable[[], None], stopped: str) -> None:
+    """Run a tool: a ConfigError ends it in one line; a signal, after the runs in flight saved, with `stopped` (how the
+    same command goes on) and the exit status 128 + the signal."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill outside the pool stops it as Ctrl-C does
+    try:
+        main()
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    except (KeyboardInterrupt, InterruptError) as e:
+        print(f"{e if isinstance(e, InterruptError) else 'interrupted'}: {stopped}", file=sys.stderr)
+        sys.exit(128 + e.signum if isinstance(e, InterruptError) else 130)

@@ -6,8 +6,8 @@
 
 Runs `sac_v.train` once per seed in parallel worker processes (--threads torch threads each) and writes, under
 runs/benchmarks/<env>/ (with --record the committed record, docs/benchmarks/<env>/): runs.csv (every evaluation of
-every seed, appended as each seed finishes, so a crash never loses finished seeds), summary.md (steps to the threshold
-per seed, success count, median and IQR) and curves.png.
+every seed, appended as each seed finishes, so a crash never loses finished seeds), failures.csv (the seeds that raised,
+with their error), summary.md (steps to the threshold per seed, success count, median and IQR) and curves.png.
 Started again with the same settings, it skips the seeds already in runs.csv and continues each unfinished seed from
 its last checkpoint (its run folder runs/<env>__bench__<seed>__<time>, found by its settings; the run length may
 differ, so a longer benchmark continues a shorter one's runs). Needs the `bench` extra (matplotlib).
@@ -18,36 +18,31 @@ differ, so a longer benchmark continues a shorter one's runs). Needs the `bench`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import json
-import os
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from common import (
-    METRICS,
     RUN_MANAGEMENT,
-    InterruptError,
+    Provenance,
+    Record,
     RecordArgs,
-    append_rows,
+    RunKey,
     by_seed,
     check_counts,
-    check_earlier_results,
     check_run_flags,
-    commit,
-    earlier_seed_lines,
-    earlier_summary_line,
-    finished_rows,
+    cli,
     hardware_line,
     holding,
     parse_with_paper,
     plot_curves,
     results_path,
     run_in_workers,
+    run_record,
     run_seed,
-    seed_line,
+    seed_lines,
     seeds_title,
     threshold_of,
     write_summary,
@@ -86,75 +81,45 @@ def plot(rows: list[dict[str, Any]], env_id: str, threshold: float, out_dir: Pat
 
 
 def main(bench: BenchArgs) -> None:
-    threshold = threshold_of(bench.threshold, bench.train.env_id)
+    """The seeds not yet in the record, each continued from its checkpoint where it has one; then the summary and
+    plot."""
+    train = bench.train
+    threshold = threshold_of(bench.threshold, train.env_id)
     if importlib.util.find_spec("matplotlib") is None:
         raise ConfigError('the learning benchmark plots with matplotlib: pip install -e ".[bench]"')
-    validate_args(bench.train)
+    validate_args(train)
     check_counts(bench.seeds, bench.workers, bench.first_seed, threshold)
-    check_run_flags(bench.train, "the benchmark's runs are runs/<env>__bench__<seed>__<time>")
-    if bench.train.resume is not None:
+    check_run_flags(train, "the benchmark's runs are runs/<env>__bench__<seed>__<time>")
+    if train.resume is not None:
         raise ConfigError("--resume continues one run; the benchmark continues its unfinished seeds by itself")
-    make_env(bench.train.env_id).close()
-    out_dir = results_path(bench.out_dir, bench.record, "benchmarks", bench.train.env_id)
-    with holding(out_dir):
-        run_benchmark(bench, threshold, out_dir)
+    make_env(train.env_id).close()
+    out_dir = results_path(bench.out_dir, bench.record, "benchmarks", train.env_id)
+    config = {k: v for k, v in dataclasses.asdict(train).items() if k not in ("seed", *RUN_MANAGEMENT)}
 
+    def report(rows: list[dict[str, Any]], ran: Provenance) -> None:
+        hardware, ran_at = seed_lines(ran)
+        write_summary(rows, train, threshold, hardware, out_dir, ran_at)
+        plot(rows, train.env_id, threshold, out_dir)
 
-def run_benchmark(bench: BenchArgs, threshold: float, out_dir: Path) -> None:
-    """The seeds not yet in out_dir/runs.csv, each continued from its checkpoint where it has one; then the summary
-    and plot."""
-    runs_csv = out_dir / "runs.csv"
-    config = {k: v for k, v in dataclasses.asdict(bench.train).items() if k not in ("seed", *RUN_MANAGEMENT)}
-    check_earlier_results(out_dir, config, bench.overwrite)
-    rows = finished_rows(runs_csv, [], lambda key: bench.train.total_timesteps)
-    done = {int(r["seed"]) for r in rows}
-    seeds = [s for s in range(bench.first_seed, bench.first_seed + bench.seeds) if s not in done]
-    if done:
-        print(f"skipping seeds already in {runs_csv}: {sorted(done)}")
-    if not seeds:  # the summary and plot again, from the finished seeds in runs.csv
-        write_summary(
-            rows,
-            bench.train,
-            threshold,
-            earlier_summary_line(out_dir),
-            out_dir,
-            earlier_summary_line(out_dir, "Commit"),
-        )
-        plot(rows, bench.train.env_id, threshold, out_dir)
-        print(f"all seeds are done; summary and plot rewritten in {out_dir}")
-        print("to run them again, pass --out-dir with a new folder")
-        return
-
-    workers = min(bench.workers or os.cpu_count() or 1, len(seeds))
-    threads = bench.train.threads  # sac_v's --threads, per worker
-    hardware = hardware_line(workers, threads)
-    print(f"{len(seeds)} seeds on {bench.train.env_id}, {workers} workers × {threads} torch threads")
-    ran_at = commit()
-    hardwares, commits = earlier_seed_lines(out_dir, done)  # the seeds of earlier sessions keep theirs
-
-    runs = {s: dataclasses.replace(bench.train, seed=s, exp_name="bench") for s in seeds}
-    for s, args in runs.items():
+    def job(key: RunKey) -> tuple[Args]:
+        args = dataclasses.replace(train, seed=key[1], exp_name="bench")
         if checkpoint := resumable_checkpoint(args, config):
-            print(f"seed {s}: continuing {checkpoint}")
-            runs[s] = dataclasses.replace(args, resume=checkpoint)
+            print(f"seed {args.seed}: continuing {checkpoint}")
+            args = dataclasses.replace(args, resume=checkpoint)
+        return (args,)
 
-    start = time.time()
-    failures = 0
-    for seed, outcome in run_in_workers(run_seed, {s: (args,) for s, args in runs.items()}, workers):
-        if isinstance(outcome, Exception):  # a crashed seed is reported; the finished ones are already on disk
-            failures += 1
-            print(f"seed {seed} failed: {type(outcome).__name__}: {outcome}", file=sys.stderr)
-            continue
-        new = [dict(seed=seed, step=e.step, eval_mean=e.mean, eval_std=e.std, wall_s=e.wall_s) for e in outcome]
-        append_rows(runs_csv, METRICS, new)
-        rows += new
-        hardwares[seed], commits[seed] = hardware, ran_at
-        write_summary(rows, bench.train, threshold, seed_line(hardwares), out_dir, seed_line(commits))
-        plot(rows, bench.train.env_id, threshold, out_dir)
-        print(f"seed {seed} done: final eval {outcome[-1].mean:.1f}, {outcome[-1].wall_s / 60:.1f} min")
-    print(f"all done in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
-    if failures:
-        sys.exit(f"error: {failures} seed(s) failed; rerun the same command to retry them")
+    record = Record(out_dir, config, report, total=lambda key: train.total_timesteps)
+    keys = [((), seed) for seed in range(bench.first_seed, bench.first_seed + bench.seeds)]
+    with holding(out_dir):
+        run_record(
+            record,
+            keys,
+            job,
+            functools.partial(run_in_workers, run_seed),
+            lambda workers: hardware_line(workers, train.threads),  # sac_v's --threads, per worker
+            bench.workers,
+            bench.overwrite,
+        )
 
 
 def parse_bench_args(argv: list[str] | None = None) -> BenchArgs:
@@ -162,10 +127,5 @@ def parse_bench_args(argv: list[str] | None = None) -> BenchArgs:
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_bench_args())
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
-    except InterruptError as e:
-        print(f"{e}: the seeds in flight saved their checkpoints; the same command continues them", file=sys.stderr)
-        sys.exit(128 + e.signum)
+    stopped = "the seeds in flight saved their checkpoints; the same command continues them"
+    cli(lambda: main(parse_bench_args()), stopped)

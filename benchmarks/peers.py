@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import inspect
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -47,7 +47,7 @@ import numpy as np
 import stable_baselines3
 import torch
 import tyro
-from common import METRICS, ROOT, InterruptError, RecordArgs
+from common import ROOT, RecordArgs
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
@@ -348,11 +348,12 @@ def describe(setting: Setting, settings: dict[str, Any], train: Args) -> tuple[s
 
 
 def write_results(
-    rows: list[dict[str, float]], peer: PeerArgs, settings: dict[str, Any], threshold: float, hardware: str, ran_at: str
+    rows: list[dict[str, float]], peer: PeerArgs, settings: dict[str, Any], threshold: float, ran: common.Provenance
 ) -> None:
     """The summary of a record of seeds, titled and set out for SB3; the curves beside sac_v's record."""
     out_dir, train = out_dir_of(peer), peer.train
     title, settings_line = describe(peer.setting, settings, train)
+    hardware, ran_at = common.seed_lines(ran)
     common.write_summary(rows, train, threshold, hardware, out_dir, ran_at, title, settings_line)
     per_seed = common.by_seed(rows)
     curves = [(per_seed, "tab:orange", f"SB3 SAC ({peer.setting}), mean")]
@@ -369,6 +370,7 @@ def out_dir_of(peer: PeerArgs) -> Path:
 
 
 def main(peer: PeerArgs) -> None:
+    """The seeds not yet in the record, each from its last checkpoint if it has one; then the summary and plot."""
     train = peer.train
     threshold = common.threshold_of(peer.threshold, train.env_id)
     if importlib.util.find_spec("matplotlib") is None:
@@ -383,9 +385,25 @@ def main(peer: PeerArgs) -> None:
     names = (*PROTOCOL, *(SAC_V_SETTINGS if peer.setting == "sac-v-defaults" else ()))
     if record_config and (differ := differences(record_config, train, names)):
         print(f"note: not sac_v's record for {train.env_id} (docs/benchmarks/{train.env_id}): {', '.join(differ)}")
-    out_dir = out_dir_of(peer)
+    out_dir, config = out_dir_of(peer), peer_config(peer, settings)
+    threads = 1 if train.threads == "auto" else train.threads  # sac_v's --threads, per worker, as run_seed takes it
+    versions = f"stable-baselines3 {stable_baselines3.__version__}"
+    record = common.Record(
+        out_dir,
+        config,
+        lambda rows, ran: write_results(rows, peer, settings, threshold, ran),
+        total=lambda key: train.total_timesteps,
+    )
     with common.holding(out_dir):
-        run_peer(peer, settings, threshold, out_dir)
+        common.run_record(
+            record,
+            [((), seed) for seed in range(peer.first_seed, peer.first_seed + peer.seeds)],
+            lambda key: (train, settings, key[1], checkpoint_dir(config, key[1])),
+            functools.partial(common.run_in_workers, run_seed),
+            lambda workers: common.hardware_line(workers, threads, versions),
+            peer.workers,
+            peer.overwrite,
+        )
 
 
 def peer_config(peer: PeerArgs, settings: dict[str, Any]) -> dict[str, Any]:
@@ -397,51 +415,6 @@ def peer_config(peer: PeerArgs, settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_peer(peer: PeerArgs, settings: dict[str, Any], threshold: float, out_dir: Path) -> None:
-    """The seeds not yet in out_dir/runs.csv, each from its last checkpoint if it has one; then the summary and plot."""
-    train, config = peer.train, peer_config(peer, settings)
-    common.check_earlier_results(out_dir, config, peer.overwrite)
-    rows = common.finished_rows(out_dir / "runs.csv", [], lambda key: train.total_timesteps)
-    done = sorted({int(r["seed"]) for r in rows})
-    seeds = [s for s in range(peer.first_seed, peer.first_seed + peer.seeds) if s not in done]
-    if done:
-        print(f"skipping seeds already in {out_dir / 'runs.csv'}: {done}")
-    if not seeds:  # the summary and plot again, from the finished seeds, with the hardware and commit they ran at
-        earlier = common.earlier_summary_line(out_dir), common.earlier_summary_line(out_dir, "Commit")
-        write_results(rows, peer, settings, threshold, *earlier)
-        print(f"all seeds are done; summary and plot rewritten in {out_dir}")
-        return
-
-    workers = min(peer.workers or os.cpu_count() or 1, len(seeds))
-    threads = 1 if train.threads == "auto" else train.threads  # sac_v's --threads, per worker, as run_seed takes it
-    hardware = common.hardware_line(workers, threads, f"stable-baselines3 {stable_baselines3.__version__}")
-    print(f"{len(seeds)} seeds of SB3's SAC ({peer.setting}) on {train.env_id}, {workers} workers × {threads} threads")
-    ran_at = common.commit()
-    hardwares, commits = common.earlier_seed_lines(out_dir, set(done))  # the seeds of earlier sessions keep theirs
-    start, failed = time.time(), []
-    for seed, outcome in common.run_in_workers(
-        run_seed, {s: (train, settings, s, checkpoint_dir(config, s)) for s in seeds}, workers
-    ):
-        if isinstance(outcome, Exception):  # reported; the finished seeds are on disk already
-            failed.append(seed)
-            print(f"seed {seed} failed: {type(outcome).__name__}: {outcome}", file=sys.stderr)
-            continue
-        new = [dict(seed=seed, step=e.step, eval_mean=e.mean, eval_std=e.std, wall_s=e.wall_s) for e in outcome]
-        common.append_rows(out_dir / "runs.csv", METRICS, new)
-        rows += new
-        hardwares[seed], commits[seed] = hardware, ran_at
-        write_results(rows, peer, settings, threshold, common.seed_line(hardwares), common.seed_line(commits))
-        print(f"seed {seed} done: final eval {outcome[-1].mean:.1f} after {outcome[-1].wall_s / 60:.1f} min")
-    print(f"{len(seeds) - len(failed)} seeds in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
-    if failed:
-        sys.exit(f"error: seeds {sorted(failed)} failed; the same command again runs them")
-
-
 if __name__ == "__main__":
-    try:
-        main(tyro.cli(PeerArgs))
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
-    except InterruptError as e:  # the seeds in flight resume from their last evaluation's checkpoint
-        print(f"{e}: the finished seeds are in runs.csv; the same command resumes the others", file=sys.stderr)
-        sys.exit(128 + e.signum)
+    stopped = "the finished seeds are in runs.csv; the same command resumes the others from their last evaluation"
+    common.cli(lambda: main(tyro.cli(PeerArgs)), stopped)

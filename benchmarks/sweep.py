@@ -22,17 +22,15 @@ results come back to the driver, each run's TensorBoard folder stays on its node
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
+import functools
 import importlib.util
 import itertools
 import os
 import shlex
-import signal
 import socket
 import sys
-import time
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -42,20 +40,18 @@ import numpy as np
 import torch
 import tyro
 from common import (
-    METRICS,
     ROOT,
     RUN_MANAGEMENT,
     TARGETS,
-    InterruptError,
+    Provenance,
+    Record,
     RecordArgs,
-    append_rows,
+    RunKey,
     by_seed,
     check_counts,
-    check_earlier_results,
     check_run_flags,
+    cli,
     cpu_name,
-    earlier_summary_line,
-    finished_rows,
     fmt,
     hardware_line,
     holding,
@@ -65,12 +61,12 @@ from common import (
     reach_and_finals,
     results_path,
     run_in_workers,
-    run_key,
+    run_record,
     run_seed,
     threshold_of,
 )
 
-from sac_v import Args, ConfigError, Evaluation, make_env, validate_args
+from sac_v import Args, ConfigError, make_env, validate_args
 
 # Fields a grid cannot vary, and why: the sweep sets them itself, or they change how a run is kept, not what it learns.
 FIXED_FIELDS = {
@@ -90,7 +86,6 @@ GRID_TYPES: dict[Any, tuple[str, Callable[[str], Any]]] = {
     str: ("text", str),
     tuple[int, ...]: ("layer widths joined by x, e.g. 64x64", lambda text: tuple(map(int, text.split("x")))),
 }
-Cell = tuple[tuple[Any, ...], int]  # (the setting's grid values, seed): one run
 
 
 @dataclasses.dataclass
@@ -257,9 +252,6 @@ def matplotlib_colors(n: int) -> Any:
     return matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
 
 
-Outcome = list[Evaluation] | Exception
-
-
 def check_ray_address(address: str) -> None:
     """Refuse at once a Ray cluster address that nothing answers at: ray.init would wait minutes, silent, first."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
@@ -271,8 +263,8 @@ def check_ray_address(address: str) -> None:
         raise ConfigError(f"cannot connect to the Ray cluster at {address}: {e.strerror or e}") from None
 
 
-def run_ray(jobs: dict[Cell, Args], address: str | None, workers: int, threads: int) -> Iterator[tuple[Cell, Outcome]]:
-    """Runs each job as a Ray task and yields each outcome as it arrives."""
+def run_ray(jobs: dict[RunKey, tuple[Args]], workers: int, address: str | None, threads: int) -> Iterator[tuple]:
+    """Runs each job as a Ray task and yields (key, its evaluations or exception) as each ends."""
     import ray
 
     if address is None:  # a local instance: its workers import this checkout and write runs/ here, as local ones do
@@ -291,7 +283,7 @@ def run_ray(jobs: dict[Cell, Args], address: str | None, workers: int, threads: 
             raise ConfigError(f"cannot connect to the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
     try:
         remote_run = ray.remote(num_cpus=threads)(run_seed)
-        refs = {remote_run.remote(args): cell for cell, args in jobs.items()}
+        refs = {remote_run.remote(*job): key for key, job in jobs.items()}
         pending = list(refs)
         while pending:
             [ref], pending = ray.wait(pending)
@@ -306,11 +298,6 @@ def run_ray(jobs: dict[Cell, Args], address: str | None, workers: int, threads: 
 
 def parse_sweep_args(argv: list[str] | None = None) -> SweepArgs:
     return parse_with_paper(SweepArgs, argv)
-
-
-def error_text(error: Exception) -> str:
-    cause = getattr(error, "cause", None) or error  # Ray wraps a task's exception in a RayTaskError
-    return " ".join(f"{type(cause).__name__}: {cause}".split())
 
 
 def main(sweep: SweepArgs, command: str = "") -> None:
@@ -336,93 +323,45 @@ def main(sweep: SweepArgs, command: str = "") -> None:
             raise ConfigError(f"grid setting {label(setting)}: {e}") from None
     make_env(sweep.train.env_id).close()
     out_dir = results_path(sweep.out_dir, sweep.record, "experiments", "__".join([sweep.train.env_id, *fields]))
-    with holding(out_dir):
-        run_sweep(sweep, grid, settings, threshold, out_dir, command)
-
-
-def run_sweep(
-    sweep: SweepArgs,
-    grid: dict[str, list[Any]],
-    settings: list[dict[str, Any]],
-    threshold: float,
-    out_dir: Path,
-    command: str,
-) -> None:
-    """The grid's runs not yet finished in out_dir/runs.csv, each from its start; then the summary and plot."""
-    fields = list(grid)
-    runs_csv, failures_csv = out_dir / "runs.csv", out_dir / "failures.csv"
     # The grid in another order is the same set of runs.
     same_runs = {field: sorted(grid[field]) for field in sorted(grid)}
     config = {"settings": shared_settings(sweep.train, fields), "grid": same_runs}
-    check_earlier_results(out_dir, config, sweep.overwrite, what="settings or grid")
-    failures_csv.unlink(missing_ok=True)  # every failed run is retried now, and recorded again if it fails again
 
-    def run_args(setting: dict[str, Any], seed: int) -> Args:
-        return dataclasses.replace(sweep.train, **setting, seed=seed, exp_name=f"sweep-{label(setting)}")
-
-    seeds = range(sweep.first_seed, sweep.first_seed + sweep.seeds)
-    cells = {(tuple(s.values()), seed): run_args(s, seed) for s in settings for seed in seeds}
-
-    def total_timesteps(cell: Cell) -> int:
-        return dict(zip(fields, cell[0], strict=True)).get("total_timesteps", sweep.train.total_timesteps)
-
-    rows = finished_rows(runs_csv, fields, total_timesteps, grid_value, format_value)
-    done = {run_key(r, fields) for r in rows}
-    jobs = {cell: args for cell, args in cells.items() if cell not in done}
-    if len(jobs) < len(cells):
-        print(f"skipping {len(cells) - len(jobs)} of {len(cells)} runs already finished in {runs_csv}")
-    if not jobs:  # the summary and plot again, from every finished run in runs.csv
-        write_summary(rows, settings, sweep, threshold, earlier_summary_line(out_dir), command, out_dir)
+    def report(rows: list[dict[str, Any]], ran: Provenance) -> None:
+        hardware = "; ".join(dict.fromkeys(hw for hw, _ in ran.values()))
+        write_summary(rows, settings, sweep, threshold, hardware, command, out_dir)
         plot(rows, settings, sweep.train.env_id, threshold, out_dir)
-        print(f"all {len(cells)} runs are done; summary and plot rewritten in {out_dir}")
-        print("to run them again, pass --out-dir with a new folder")
-        return
 
-    cores = os.cpu_count() or 1
-    workers = min(sweep.workers or cores, len(jobs))
+    def total(key: RunKey) -> int:
+        return dict(zip(fields, key[0], strict=True)).get("total_timesteps", sweep.train.total_timesteps)
+
+    def job(key: RunKey) -> tuple[Args]:
+        setting = dict(zip(fields, key[0], strict=True))
+        return (dataclasses.replace(sweep.train, **setting, seed=key[1], exp_name=f"sweep-{label(setting)}"),)
+
     threads = sweep.train.threads  # sac_v's --threads, per run
     if sweep.backend == "local":
-        outcomes = run_in_workers(run_seed, {cell: (args,) for cell, args in jobs.items()}, workers)
-        hardware = hardware_line(workers, threads)
+        backend, hardware = (
+            functools.partial(run_in_workers, run_seed),
+            functools.partial(hardware_line, threads=threads),
+        )
     else:
-        outcomes = run_ray(jobs, sweep.ray_address, workers, 1 if threads == "auto" else threads)
+        backend = functools.partial(run_ray, address=sweep.ray_address, threads=1 if threads == "auto" else threads)
         where = (
             f"the Ray cluster at {sweep.ray_address}" if sweep.ray_address else f"a local Ray instance on {cpu_name()}"
         )
-        hardware = f"{where}, {threads} torch thread(s) per run, torch {torch.__version__}"
-    print(f"{len(jobs)} runs ({len(settings)} settings × {sweep.seeds} seeds, less finished ones) on {sweep.backend}")
+        line = f"{where}, {threads} torch thread(s) per run, torch {torch.__version__}"
 
-    start, failures = time.time(), 0
-    with contextlib.closing(outcomes):  # on Ctrl-C, stop the backend's runs now, not when the generator is collected
-        for (values, seed), outcome in outcomes:
-            setting = dict(zip(fields, values, strict=True))
-            name = f"{label(setting)} seed {seed}"
-            if isinstance(outcome, Exception):
-                failures += 1
-                failure = setting | {"seed": seed, "error": error_text(outcome)}
-                append_rows(failures_csv, [*fields, "seed", "error"], [failure], format_value)
-                print(f"{name} failed: {error_text(outcome)}", file=sys.stderr)
-                continue
-            new = [
-                setting | {"seed": seed, "step": e.step, "eval_mean": e.mean, "eval_std": e.std, "wall_s": e.wall_s}
-                for e in outcome
-            ]
-            append_rows(runs_csv, [*fields, *METRICS], new, format_value)
-            rows += new
-            write_summary(rows, settings, sweep, threshold, hardware, command, out_dir)
-            plot(rows, settings, sweep.train.env_id, threshold, out_dir)
-            print(f"{name} done: final eval {outcome[-1].mean:.1f}, {outcome[-1].wall_s / 60:.1f} min")
-    print(f"sweep done in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
-    if failures:
-        sys.exit(f"error: {failures} run(s) failed (see {failures_csv}); rerun the same command to retry them")
+        def hardware(workers: int) -> str:
+            return line
+
+    seeds = range(sweep.first_seed, sweep.first_seed + sweep.seeds)
+    keys = [(tuple(setting.values()), seed) for setting in settings for seed in seeds]
+    record = Record(out_dir, config, report, total, fields, grid_value, format_value, what="settings or grid")
+    with holding(out_dir):
+        run_record(record, keys, job, backend, hardware, sweep.workers, sweep.overwrite)
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill stops the sweep as Ctrl-C does
-    try:
-        main(parse_sweep_args(), command=shlex.join(["python", *sys.argv]))
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
-    except (KeyboardInterrupt, InterruptError) as e:
-        print("interrupted: the finished runs are in runs.csv; rerun the same command to run the rest", file=sys.stderr)
-        sys.exit(128 + e.signum if isinstance(e, InterruptError) else 130)
+    stopped = "the finished runs are in runs.csv; rerun the same command to run the rest"
+    cli(lambda: main(parse_sweep_args(), command=shlex.join(["python", *sys.argv])), stopped)

@@ -73,7 +73,7 @@ def test_a_seed_run_later_keeps_the_earlier_seeds_commit_and_hardware(in_tmp_dir
     summary = (out / "summary.md").read_text()
     hardware = summary.split("Hardware: ")[1].split(".\n")[0]
     (out / "summary.md").write_text(summary.replace(common.commit(), "aaaa"))  # seed 1 ran at another commit
-    monkeypatch.setattr(learning, "commit", lambda: "bbbb")
+    monkeypatch.setattr(common, "commit", lambda: "bbbb")
     learning.main(dataclasses.replace(bench_args(out), workers=1))  # runs seed 2 only
     summary = (out / "summary.md").read_text()
     assert "Commit: aaaa (seed 1); bbbb (seed 2).\n" in summary
