@@ -7,17 +7,16 @@
 Each (setting, seed) is one `sac_v.train` run. `--grid field=v1,v2,...` varies any `Args` field (repeat it for a cross
 product); values take the field's type: numbers, true/false, a choice, or layer widths joined by x (64x64). Every other
 sac_v flag is shared by all runs. Writes, under runs/experiments/<env-id>__<grid fields>/ (with --record the committed
-record, docs/experiments/<env-id>__<grid fields>/): runs.csv (every evaluation of
-every finished run, appended as each run finishes), failures.csv (the runs that raised, with their error), summary.md
-(one row per setting) and curves.png. Started again with the same arguments, it skips the runs already finished and
-reruns only the missing and failed ones.
+record, docs/experiments/<env-id>__<grid fields>/): runs.csv (every evaluation of every finished run, appended as each
+run finishes), failures.csv (the runs that raised, with their error), summary.md (one row per setting) and curves.png.
+Started again with the same arguments, it skips the runs already finished and reruns only the missing and failed ones.
 
-Backends: `local` runs a process pool sized to the CPU cores. `ray` submits one Ray task per run: with no
---ray-address it starts a local Ray instance; with one it connects to that cluster and ships this checkout's code to
-its nodes (Ray's working_dir, without docs/, runs/ and git-ignored files). Every node needs the project's dependencies
-in the Python Ray runs there, with the driver's Python and Ray versions (pip install -e ".[ray]" on every node); the
-results come back to the driver, each run's TensorBoard folder stays on its node. Needs the `bench` extra
-(matplotlib); the Ray backend needs the `ray` extra.
+Backends: `local` runs a process pool sized to the CPU cores. `ray` runs the grid × seeds still missing as one Ray
+Tune experiment, a trial per run: with no --ray-address it starts a local Ray instance; with one it connects to that
+cluster and ships this checkout's code to its nodes (Ray's working_dir, without docs/, runs/ and git-ignored files).
+Every node needs the project's dependencies in the Python Ray runs there, with the driver's Python and Ray versions
+(pip install -e ".[ray]" on every node); the results come back to the driver, each run's TensorBoard folder stays on
+its node. Needs the `bench` extra (matplotlib); the Ray backend needs the `ray` extra (Ray Tune).
 """
 
 from __future__ import annotations
@@ -28,9 +27,11 @@ import functools
 import importlib.util
 import itertools
 import os
+import queue
 import shlex
 import socket
 import sys
+import threading
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -66,7 +67,7 @@ from common import (
     threshold_of,
 )
 
-from sac_v import Args, ConfigError, make_env, validate_args
+from sac_v import Args, ConfigError, Evaluation, make_env, validate_args
 
 # Fields a grid cannot vary, and why: the sweep sets them itself, or they change how a run is kept, not what it learns.
 FIXED_FIELDS = {
@@ -99,7 +100,8 @@ class SweepArgs(RecordArgs):
     seeds: int = 5
     """runs per setting, with seeds first-seed, first-seed + 1, ..."""
     backend: Literal["local", "ray"] = "local"
-    """local: a process pool on this machine; ray: Ray tasks on a local Ray instance or the cluster at --ray-address"""
+    """local: a process pool on this machine; ray: a Ray Tune experiment on a local Ray instance or the cluster at
+    --ray-address"""
     ray_address: str | None = None
     """address of a running Ray cluster (e.g. auto, or ray://head:10001); default: start a local Ray instance"""
     out_dir: Path | None = None
@@ -263,35 +265,89 @@ def check_ray_address(address: str) -> None:
         raise ConfigError(f"cannot connect to the Ray cluster at {address}: {e.strerror or e}") from None
 
 
-def run_ray(jobs: dict[RunKey, tuple[Args]], workers: int, address: str | None, threads: int) -> Iterator[tuple]:
-    """Runs each job as a Ray task and yields (key, its evaluations or exception) as each ends."""
+def start_ray(address: str | None, cpus: int) -> None:
+    """A local Ray instance of `cpus` CPUs, whose workers import this checkout and write runs/ here as local ones do;
+    or the cluster at `address`, to which this checkout's code is shipped, so every node runs the driver's version."""
     import ray
 
-    if address is None:  # a local instance: its workers import this checkout and write runs/ here, as local ones do
+    if address is None:
         path = [str(ROOT / "benchmarks"), *filter(None, [os.environ.get("PYTHONPATH")])]  # sac_v: pip install -e
-        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(path)}}
-        ray.init("local", num_cpus=workers * threads, include_dashboard=False, runtime_env=env)
-    else:  # a cluster: ship this checkout's code, so every node runs the driver's version of it
-        env = {
-            "working_dir": str(ROOT),
-            "excludes": ["docs/", "runs/", "videos/"],
-            "env_vars": {"PYTHONPATH": "benchmarks"},
-        }
-        try:
-            ray.init(address=address, runtime_env=env)
-        except (ConnectionError, ray.exceptions.RayError) as e:
-            raise ConfigError(f"cannot connect to the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+        ray.init(
+            "local",
+            num_cpus=cpus,
+            include_dashboard=False,
+            runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(path)}},
+        )
+        return
+    env = {
+        "working_dir": str(ROOT),
+        "excludes": ["docs/", "runs/", "videos/"],
+        "env_vars": {"PYTHONPATH": "benchmarks"},
+    }
     try:
-        remote_run = ray.remote(num_cpus=threads)(run_seed)
-        refs = {remote_run.remote(*job): key for key, job in jobs.items()}
-        pending = list(refs)
-        while pending:
-            [ref], pending = ray.wait(pending)
-            try:
-                outcome = ray.get(ref)
-            except Exception as e:  # the run raised, or Ray lost its worker or node more often than it retries
-                outcome = e
-            yield refs[ref], outcome
+        ray.init(address=address, runtime_env=env)
+    except (ConnectionError, ray.exceptions.RayError) as e:
+        raise ConfigError(f"cannot connect to the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+
+
+def tune_trial(config: dict[str, int], jobs: list[tuple[Args]]) -> dict[str, Any]:
+    """One Ray Tune trial: one sac_v run. Its result is its evaluations, or the exception it raised: the record keeps a
+    failed run with its error, as the local backend does, and Tune does not retry it."""
+    try:
+        return {"evaluations": [tuple(e) for e in run_seed(*jobs[config["run"]])]}
+    except Exception as e:
+        return {"error": e}
+
+
+def run_tune(jobs: dict[RunKey, tuple[Args]], workers: int, address: str | None, threads: int) -> Iterator[tuple]:
+    """Runs the jobs as one Ray Tune experiment, a grid search over them with `threads` CPUs a trial, and yields (key,
+    its evaluations or exception) as each trial ends. Tune's fit runs in a thread of its own, so that each run is
+    recorded as it ends; the record, not Tune's experiment state (under runs/tune/), is what a rerun resumes."""
+    import ray
+    from ray import tune
+
+    start_ray(address, workers * threads)
+    keys, ended = list(jobs), queue.Queue()
+
+    class Ended(tune.Callback):
+        """Puts (key, outcome) on a queue as each trial ends."""
+
+        def __init__(self, keys: list[RunKey], ended: queue.Queue) -> None:
+            self.keys, self.ended = keys, ended
+
+        def __getstate__(self) -> dict:  # Tune saves its callbacks for its own restore, which a sweep never asks for
+            return {}
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            result = trial.last_result
+            outcome = result["error"] if "error" in result else [Evaluation(*e) for e in result["evaluations"]]
+            self.ended.put((self.keys[trial.config["run"]], outcome))
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            error = RuntimeError(f"Ray lost the trial: see {trial.error_file}")  # its worker or node died
+            self.ended.put((self.keys[trial.config["run"]], error))
+
+    trainable = tune.with_resources(tune.with_parameters(tune_trial, jobs=list(jobs.values())), {"cpu": threads})
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"run": tune.grid_search(list(range(len(keys))))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=workers),
+        run_config=tune.RunConfig(
+            storage_path=str(Path("runs/tune").resolve()), callbacks=[Ended(keys, ended)], verbose=0
+        ),
+    )
+    fit = threading.Thread(target=tuner.fit, daemon=True)
+    fit.start()
+    try:
+        for _ in keys:  # each trial ends once, complete or errored
+            while True:
+                try:
+                    outcome = ended.get(timeout=1)
+                    break
+                except queue.Empty:
+                    if not fit.is_alive():
+                        raise RuntimeError("Ray Tune stopped before every trial ended") from None
+            yield outcome
     finally:
         ray.shutdown()
 
@@ -312,7 +368,7 @@ def main(sweep: SweepArgs, command: str = "") -> None:
         raise ConfigError("--ray-address needs --backend ray")
     if sweep.ray_address is not None:
         check_ray_address(sweep.ray_address)
-    if sweep.backend == "ray" and importlib.util.find_spec("ray") is None:
+    if sweep.backend == "ray" and not all(importlib.util.find_spec(name) for name in ("ray", "pandas", "pyarrow")):
         raise ConfigError('--backend ray needs Ray: pip install -e ".[ray]"')
     check_counts(sweep.seeds, sweep.workers, sweep.first_seed, threshold)
     check_run_flags(sweep.train, FIXED_FIELDS["exp_name"])
@@ -346,7 +402,7 @@ def main(sweep: SweepArgs, command: str = "") -> None:
             functools.partial(hardware_line, threads=threads),
         )
     else:
-        backend = functools.partial(run_ray, address=sweep.ray_address, threads=1 if threads == "auto" else threads)
+        backend = functools.partial(run_tune, address=sweep.ray_address, threads=1 if threads == "auto" else threads)
         where = (
             f"the Ray cluster at {sweep.ray_address}" if sweep.ray_address else f"a local Ray instance on {cpu_name()}"
         )

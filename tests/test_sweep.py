@@ -300,3 +300,14 @@ def test_ray_backend_finishes_every_run_on_a_local_ray_instance(in_tmp_dir):
     assert [float(r["eval_mean"]) for r in rows if (r["reward_scale"], r["seed"]) == ("5.0", "2")] == [
         e.mean for e in local
     ]
+
+
+def test_ray_backend_records_a_failing_trial_with_its_error_and_the_others_finish(in_tmp_dir):
+    pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
+    pytest.importorskip("pyarrow", reason="Ray Tune is not installed: pip install -e '.[ray]'")
+    out = in_tmp_dir / "out"
+    with pytest.raises(SystemExit, match=r"1 run\(s\) failed .* rerun the same command to retry them"):
+        sweep.main(sweep_args(out, "reward_scale=5,1e38", seeds=1, backend="ray"))
+    assert finished(read_rows(out / "runs.csv")) == {("5.0", "1")}
+    [failure] = read_rows(out / "failures.csv")
+    assert failure["error"].startswith("DivergenceError: qf1_loss is inf")
