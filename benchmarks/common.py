@@ -677,8 +677,8 @@ def seed_lines(ran: Provenance) -> tuple[str, str]:
 
 
 def error_text(error: Exception) -> str:
-    cause = getattr(error, "cause", None) or error  # Ray wraps a task's exception in a RayTaskError
-    return " ".join(f"{type(cause).__name__}: {cause}".split())
+    """The error in one line, for failures.csv."""
+    return " ".join(f"{type(error).__name__}: {error}".split())
 
 
 def cli(main: Callable[[], None], stopped: str) -> None:
