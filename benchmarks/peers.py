@@ -5,7 +5,7 @@
     python benchmarks/peers.py --setting sac-v-defaults --env-id Pendulum-v1 --total-timesteps 10000 \\
         --eval-every 1000 --min-pool 1000 --reward-scale 40
 
-Two settings of SB3's SAC (twin Q critics with target copies, no V network):
+Two settings of SB3's SAC (twin Q critics with target copies, no V network), set up by benchmarks/sb3.py:
   zoo: rl-zoo3's tuned hyperparameters for the env (its hyperparams/sac.yml), for this benchmark's step budget;
   sac-v-defaults: sac_v's settings, the flags of benchmarks/learning.py (networks, batch, buffer, gamma, tau, one
       learning rate, learning_starts = --min-pool), with the entropy coefficient fixed at alpha / reward_scale: the
@@ -30,13 +30,11 @@ import dataclasses
 import functools
 import hashlib
 import importlib.util
-import inspect
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 if importlib.util.find_spec("stable_baselines3") is None and __name__ == "__main__":
     sys.exit('error: benchmarks/peers.py runs Stable-Baselines3\'s SAC: pip install -e ".[peers]"')
@@ -48,6 +46,7 @@ import stable_baselines3
 import torch
 import tyro
 from common import ROOT, RecordArgs
+from sb3 import RL_ZOO3, ZOO, Setting, make_model, sb3_settings
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
@@ -56,41 +55,6 @@ from stable_baselines3.common.save_util import recursive_getattr
 from buffer import atomic_path
 from sac_v import Args, ConfigError, Evaluation, make_env, path_name, rng_states, set_rng_states, validate_args
 
-Setting = Literal["zoo", "sac-v-defaults"]
-RL_ZOO3 = "2.9.2"  # the rl-zoo3 release whose rl_zoo3/hyperparams/sac.yml ZOO copies
-
-
-class ZooEntry(NamedTuple):
-    n_timesteps: int  # the zoo's run length; this benchmark runs --total-timesteps instead
-    hyperparameters: dict[str, Any]  # beside policy "MlpPolicy"; what it leaves out is SB3's default
-    listed_as: str | None = None  # the env's name in the zoo where it differs
-
-
-# lin_<x>: x times the share of the run still to go (the zoo's SimpleLinearSchedule), over this benchmark's run.
-ZOO = {
-    "LunarLanderContinuous-v3": ZooEntry(
-        500_000,
-        dict(
-            learning_rate="lin_7.3e-4",
-            buffer_size=1_000_000,
-            batch_size=256,
-            ent_coef="auto",
-            gamma=0.99,
-            tau=0.01,
-            train_freq=1,
-            gradient_steps=1,
-            learning_starts=10_000,
-            net_arch=[400, 300],
-        ),
-    ),
-    "Pendulum-v1": ZooEntry(20_000, dict(learning_rate=1e-3)),
-}
-# The zoo tunes MuJoCo's -v4 envs only, all alike (SB3's defaults, learning_starts 10 000); -v5 are the same tasks.
-for task in ("HalfCheetah", "Hopper", "Walker2d"):
-    ZOO[f"{task}-v5"] = ZooEntry(1_000_000, dict(learning_starts=10_000), listed_as=f"{task}-v4")
-SB3_HYPERPARAMETERS = ("learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma", "train_freq")
-SB3_HYPERPARAMETERS += ("gradient_steps", "ent_coef", "target_update_interval", "target_entropy")
-SB3_NET_ARCH = [256, 256]  # SB3's SAC default for the actor and each critic (stable_baselines3/sac/policies.py)
 PROTOCOL = ("env_id", "total_timesteps", "eval_every", "eval_episodes")  # what both settings take from sac_v's flags
 SAC_V_SETTINGS = ("reward_scale", "alpha", "min_pool", "buffer_size", "batch_size", "gradient_steps", "gamma", "tau")
 SAC_V_SETTINGS += ("policy_lr", "critic_lr", "hidden_sizes")  # what sac-v-defaults takes besides
@@ -105,53 +69,6 @@ class PeerArgs(RecordArgs):
     setting: Setting = "zoo"
     """zoo: rl-zoo3's hyperparameters for the env; sac-v-defaults: the sac_v settings given, entropy coefficient fixed
     at alpha / reward_scale"""
-
-
-def sb3_defaults(device: str) -> dict[str, Any]:
-    """SB3's own SAC defaults for the hyperparameters this benchmark sets (the entropy coefficient stays learned)."""
-    defaults = {name: inspect.signature(SAC).parameters[name].default for name in SB3_HYPERPARAMETERS}
-    return defaults | {"net_arch": SB3_NET_ARCH, "device": device}
-
-
-def sb3_settings(setting: Setting, train: Args) -> dict[str, Any]:
-    """Every hyperparameter given to SB3's SAC: SB3's defaults, overridden by the zoo's for the env or by sac_v's."""
-    defaults = sb3_defaults(train.device)
-    if setting == "zoo":
-        if train.env_id not in ZOO:
-            raise ConfigError(f"rl-zoo3 hyperparameters are copied here for {', '.join(ZOO)}, not {train.env_id}")
-        return defaults | ZOO[train.env_id].hyperparameters
-    return defaults | dict(
-        learning_rate=train.critic_lr,  # SB3 has one learning rate, for the actor, the critics and ent_coef
-        buffer_size=train.buffer_size,
-        learning_starts=train.min_pool,
-        batch_size=train.batch_size,
-        tau=train.tau,
-        gamma=train.gamma,
-        gradient_steps=train.gradient_steps,
-        ent_coef=train.alpha / train.reward_scale,  # the Q target of r * reward_scale with alpha, divided by the scale
-        net_arch=list(train.hidden_sizes),
-    )
-
-
-def learning_rate(value: float | str) -> float | Callable[[float], float]:
-    """A float, or the zoo's lin_<x>: x times SB3's progress_remaining (1 at the start of the run, 0 at its end)."""
-    if isinstance(value, str):
-        initial = float(value.removeprefix("lin_"))
-        return lambda progress_remaining: progress_remaining * initial
-    return value
-
-
-def make_model(settings: dict[str, Any], env_id: str, seed: int) -> SAC:
-    """SB3's SAC with these settings, learning on a new env; SB3 seeds Python, numpy, torch and the env with seed."""
-    kwargs = {k: v for k, v in settings.items() if k not in ("net_arch", "learning_rate")}
-    return SAC(
-        "MlpPolicy",
-        make_env(env_id),
-        learning_rate=learning_rate(settings["learning_rate"]),
-        policy_kwargs={"net_arch": list(settings["net_arch"])},
-        seed=seed,
-        **kwargs,
-    )
 
 
 def evaluate(model: SAC, env: gym.Env, episodes: int, seed: int) -> np.ndarray:

@@ -349,16 +349,14 @@ class SB3Loop:
     `own_defaults` SB3's own (a learned entropy coefficient, Adam 3e-4, 256×256, batch 256)."""
 
     def __init__(self, args: sac_v.Args, device: torch.device, pool: int, own_defaults: bool = False):
-        import peers  # needs stable-baselines3
+        import sb3  # needs stable-baselines3
 
         pool = max(pool, args.batch_size)
         if own_defaults:
-            settings = peers.sb3_defaults(args.device) | {"learning_starts": pool, "buffer_size": 100_000}
+            settings = sb3.sb3_defaults(args.device) | {"learning_starts": pool, "buffer_size": 100_000}
         else:
-            settings = peers.sb3_settings(
-                "sac-v-defaults", dataclasses.replace(args, min_pool=pool, buffer_size=100_000)
-            )
-        self.model = peers.make_model({**settings, "device": device}, ENV_ID, seed=0)
+            settings = sb3.sb3_settings("sac-v-defaults", dataclasses.replace(args, min_pool=pool, buffer_size=100_000))
+        self.model = sb3.make_model({**settings, "device": device}, ENV_ID, seed=0)
         self.model.learn(pool)  # random actions until learning_starts = pool: the pool, and no gradient step yet
 
     def run(self, steps: int) -> None:
