@@ -5,7 +5,7 @@
     python benchmarks/peers.py --setting sac-v-defaults --env-id Pendulum-v1 --total-timesteps 10000 \\
         --eval-every 1000 --min-pool 1000 --reward-scale 40
 
-Two settings of SB3's SAC (twin Q critics with target copies, no V network):
+Two settings of SB3's SAC (twin Q critics with target copies, no V network), set up by benchmarks/sb3.py:
   zoo: rl-zoo3's tuned hyperparameters for the env (its hyperparams/sac.yml), for this benchmark's step budget;
   sac-v-defaults: sac_v's settings, the flags of benchmarks/learning.py (networks, batch, buffer, gamma, tau, one
       learning rate, learning_starts = --min-pool), with the entropy coefficient fixed at alpha / reward_scale: the
@@ -13,9 +13,10 @@ Two settings of SB3's SAC (twin Q critics with target copies, no V network):
 The protocol is sac_v's: Python, numpy and torch seeded with the seed; every --eval-every env steps (after that step's
 gradient step) and at the last step, --eval-episodes episodes of the deterministic policy on an env of their own,
 episode i reset with seed + 10 000 + i. (SB3 takes its first gradient step after env step learning_starts + 1, sac_v
-after min_pool: one gradient step fewer in a run.) Results go to docs/benchmarks/<env>/peers/sb3-<setting>/ in the
-layout of benchmarks/learning.py (runs.csv, summary.md, curves.png, config.json), written by its functions; the curves
-show sac_v's record beside where it ran the same protocol. Started again with the same settings, it skips the
+after min_pool: one gradient step fewer in a run.) Results go to runs/benchmarks/<env>/peers/sb3-<setting>/ (with
+--record the committed record, docs/benchmarks/<env>/peers/sb3-<setting>/) in the
+layout of benchmarks/learning.py (runs.csv, summary.md, curves.png, config.json), written by benchmarks/common.py; the
+curves show sac_v's record beside where it ran the same protocol. Started again with the same settings, it skips the
 seeds already in runs.csv and resumes a seed that did not finish from its last checkpoint: at each evaluation, each
 seed saves SB3's networks, optimizers, entropy coefficient, replay buffer and random streams to
 runs/<env>__sb3-<setting>__<seed>__<settings digest>/ (loaded with weights_only, nothing unpickled). A resumed seed
@@ -25,136 +26,49 @@ starts a new training episode, so it is not an exact continuation. Needs the `pe
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
+import functools
 import hashlib
 import importlib.util
-import inspect
 import json
-import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 if importlib.util.find_spec("stable_baselines3") is None and __name__ == "__main__":
     sys.exit('error: benchmarks/peers.py runs Stable-Baselines3\'s SAC: pip install -e ".[peers]"')
 
+import common
 import gymnasium as gym
 import numpy as np
 import stable_baselines3
 import torch
 import tyro
+from common import ROOT, RecordArgs
+from sb3 import RL_ZOO3, ZOO, Setting, make_model, sb3_settings
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.save_util import recursive_getattr
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import learning
-from learning import BenchArgs
-from throughput import cpu_name
-
 from buffer import atomic_path
 from sac_v import Args, ConfigError, Evaluation, make_env, path_name, rng_states, set_rng_states, validate_args
 
-Setting = Literal["zoo", "sac-v-defaults"]
-RL_ZOO3 = "2.9.2"  # the rl-zoo3 release whose rl_zoo3/hyperparams/sac.yml ZOO copies
-
-
-class ZooEntry(NamedTuple):
-    n_timesteps: int  # the zoo's run length; this benchmark runs --total-timesteps instead
-    hyperparameters: dict[str, Any]  # beside policy "MlpPolicy"; what it leaves out is SB3's default
-    listed_as: str | None = None  # the env's name in the zoo where it differs
-
-
-# lin_<x>: x times the share of the run still to go (the zoo's SimpleLinearSchedule), over this benchmark's run.
-ZOO = {
-    "LunarLanderContinuous-v3": ZooEntry(
-        500_000,
-        dict(
-            learning_rate="lin_7.3e-4",
-            buffer_size=1_000_000,
-            batch_size=256,
-            ent_coef="auto",
-            gamma=0.99,
-            tau=0.01,
-            train_freq=1,
-            gradient_steps=1,
-            learning_starts=10_000,
-            net_arch=[400, 300],
-        ),
-    ),
-    "Pendulum-v1": ZooEntry(20_000, dict(learning_rate=1e-3)),
-}
-# The zoo tunes MuJoCo's -v4 envs only, all alike (SB3's defaults, learning_starts 10 000); -v5 are the same tasks.
-for task in ("HalfCheetah", "Hopper", "Walker2d"):
-    ZOO[f"{task}-v5"] = ZooEntry(1_000_000, dict(learning_starts=10_000), listed_as=f"{task}-v4")
-SB3_HYPERPARAMETERS = ("learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma", "train_freq")
-SB3_HYPERPARAMETERS += ("gradient_steps", "ent_coef", "target_update_interval", "target_entropy")
-SB3_NET_ARCH = [256, 256]  # SB3's SAC default for the actor and each critic (stable_baselines3/sac/policies.py)
 PROTOCOL = ("env_id", "total_timesteps", "eval_every", "eval_episodes")  # what both settings take from sac_v's flags
 SAC_V_SETTINGS = ("reward_scale", "alpha", "min_pool", "buffer_size", "batch_size", "gradient_steps", "gamma", "tau")
 SAC_V_SETTINGS += ("policy_lr", "critic_lr", "hidden_sizes")  # what sac-v-defaults takes besides
 
 
 @dataclasses.dataclass
-class PeerArgs(BenchArgs):
+class PeerArgs(RecordArgs):
     """benchmarks/learning.py's flags, and which settings SB3's SAC learns with."""
 
     out_dir: Path | None = None
-    """where results go (default docs/benchmarks/<env-id>/peers/sb3-<setting>)"""
+    """where results go (default runs/benchmarks/<env-id>/peers/sb3-<setting>; with --record under docs/)"""
     setting: Setting = "zoo"
     """zoo: rl-zoo3's hyperparameters for the env; sac-v-defaults: the sac_v settings given, entropy coefficient fixed
     at alpha / reward_scale"""
-
-
-def sb3_defaults(device: str) -> dict[str, Any]:
-    """SB3's own SAC defaults for the hyperparameters this benchmark sets (the entropy coefficient stays learned)."""
-    defaults = {name: inspect.signature(SAC).parameters[name].default for name in SB3_HYPERPARAMETERS}
-    return defaults | {"net_arch": SB3_NET_ARCH, "device": device}
-
-
-def sb3_settings(setting: Setting, train: Args) -> dict[str, Any]:
-    """Every hyperparameter given to SB3's SAC: SB3's defaults, overridden by the zoo's for the env or by sac_v's."""
-    defaults = sb3_defaults(train.device)
-    if setting == "zoo":
-        if train.env_id not in ZOO:
-            raise ConfigError(f"rl-zoo3 hyperparameters are copied here for {', '.join(ZOO)}, not {train.env_id}")
-        return defaults | ZOO[train.env_id].hyperparameters
-    return defaults | dict(
-        learning_rate=train.critic_lr,  # SB3 has one learning rate, for the actor, the critics and ent_coef
-        buffer_size=train.buffer_size,
-        learning_starts=train.min_pool,
-        batch_size=train.batch_size,
-        tau=train.tau,
-        gamma=train.gamma,
-        gradient_steps=train.gradient_steps,
-        ent_coef=train.alpha / train.reward_scale,  # the Q target of r * reward_scale with alpha, divided by the scale
-        net_arch=list(train.hidden_sizes),
-    )
-
-
-def learning_rate(value: float | str) -> float | Callable[[float], float]:
-    """A float, or the zoo's lin_<x>: x times SB3's progress_remaining (1 at the start of the run, 0 at its end)."""
-    if isinstance(value, str):
-        initial = float(value.removeprefix("lin_"))
-        return lambda progress_remaining: progress_remaining * initial
-    return value
-
-
-def make_model(settings: dict[str, Any], env_id: str, seed: int) -> SAC:
-    """SB3's SAC with these settings, learning on a new env; SB3 seeds Python, numpy, torch and the env with seed."""
-    kwargs = {k: v for k, v in settings.items() if k not in ("net_arch", "learning_rate")}
-    return SAC(
-        "MlpPolicy",
-        make_env(env_id),
-        learning_rate=learning_rate(settings["learning_rate"]),
-        policy_kwargs={"net_arch": list(settings["net_arch"])},
-        seed=seed,
-        **kwargs,
-    )
 
 
 def evaluate(model: SAC, env: gym.Env, episodes: int, seed: int) -> np.ndarray:
@@ -317,9 +231,9 @@ def check_flags(train: Args, setting: Setting) -> None:
 
 def sac_v_record(env_id: str) -> tuple[dict[str, Any], list[dict[str, float]]]:
     """The config and evaluations of sac_v's own record for the env, in docs/benchmarks/<env> (empty if none)."""
-    record = Path("docs/benchmarks") / env_id
+    record = ROOT / "docs" / "benchmarks" / env_id
     config = json.loads((record / "config.json").read_text()) if (record / "config.json").exists() else {}
-    return config, learning.load_rows(record / "runs.csv") if config else []
+    return config, common.read_rows(record / "runs.csv") if config else []
 
 
 def differences(config: dict[str, Any], train: Args, names: tuple[str, ...]) -> list[str]:
@@ -351,48 +265,36 @@ def describe(setting: Setting, settings: dict[str, Any], train: Args) -> tuple[s
 
 
 def write_results(
-    rows: list[dict[str, float]], peer: PeerArgs, settings: dict[str, Any], threshold: float, hardware: str, ran_at: str
+    rows: list[dict[str, float]], peer: PeerArgs, settings: dict[str, Any], threshold: float, ran: common.Provenance
 ) -> None:
-    """learning.write_summary's summary, titled and set out for SB3; the curves beside sac_v's record."""
+    """The summary of a record of seeds, titled and set out for SB3; the curves beside sac_v's record."""
     out_dir, train = out_dir_of(peer), peer.train
     title, settings_line = describe(peer.setting, settings, train)
-    learning.write_summary(rows, peer, threshold, hardware, out_dir, ran_at, title, settings_line)
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="tight")
-    ax.grid(alpha=0.3)
-    learning.plot_seeds(ax, learning.by_seed(rows), "tab:orange", f"SB3 SAC ({peer.setting}), mean")
+    hardware, ran_at = common.seed_lines(ran)
+    common.write_summary(rows, train, threshold, hardware, out_dir, ran_at, title, settings_line)
+    per_seed = common.by_seed(rows)
+    curves = [(per_seed, "tab:orange", f"SB3 SAC ({peer.setting}), mean")]
     record_config, record = sac_v_record(train.env_id)
     if record and not differences(record_config, train, PROTOCOL):
-        learning.plot_seeds(ax, learning.by_seed(record), "tab:blue", "sac_v's record, mean")
-    ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
-    seeds = list(learning.by_seed(rows))
-    curves = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds (thin), mean (thick)"
-    heading = f"SB3's SAC ({peer.setting}) on {train.env_id}: {curves}"
-    ax.set(xlabel="env steps", ylabel="deterministic eval return", title=heading)
-    ax.legend(loc="lower right")
-    fig.savefig(out_dir / "curves.png", dpi=120)
-    plt.close(fig)
+        curves.append((common.by_seed(record), "tab:blue", "sac_v's record, mean"))
+    heading = f"SB3's SAC ({peer.setting}) on {train.env_id}: {common.seeds_title(per_seed)}"
+    common.plot_curves(out_dir / "curves.png", heading, curves, threshold)
 
 
 def out_dir_of(peer: PeerArgs) -> Path:
-    return peer.out_dir or Path("docs/benchmarks") / peer.train.env_id / "peers" / f"sb3-{peer.setting}"
+    folder = ("benchmarks", peer.train.env_id, "peers", f"sb3-{peer.setting}")
+    return common.results_path(peer.out_dir, peer.record, *folder)
 
 
 def main(peer: PeerArgs) -> None:
+    """The seeds not yet in the record, each from its last checkpoint if it has one; then the summary and plot."""
     train = peer.train
-    threshold = peer.threshold if peer.threshold is not None else learning.THRESHOLDS.get(train.env_id)
-    if threshold is None:
-        raise ConfigError(f"no default threshold for {train.env_id}: pass --threshold")
+    threshold = common.threshold_of(peer.threshold, train.env_id)
     if importlib.util.find_spec("matplotlib") is None:
         raise ConfigError('the peer benchmark plots with matplotlib: pip install -e ".[peers]"')
     validate_args(train)
-    learning.check_counts(peer.seeds, peer.workers, peer.first_seed, threshold)
-    learning.check_run_flags(train, "SB3's runs keep no run folder")
+    common.check_counts(peer.seeds, peer.workers, peer.first_seed, threshold)
+    common.check_run_flags(train, "SB3's runs keep no run folder")
     check_flags(train, peer.setting)
     make_env(train.env_id).close()
     settings = sb3_settings(peer.setting, train)
@@ -400,9 +302,25 @@ def main(peer: PeerArgs) -> None:
     names = (*PROTOCOL, *(SAC_V_SETTINGS if peer.setting == "sac-v-defaults" else ()))
     if record_config and (differ := differences(record_config, train, names)):
         print(f"note: not sac_v's record for {train.env_id} (docs/benchmarks/{train.env_id}): {', '.join(differ)}")
-    out_dir = out_dir_of(peer)
-    with learning.holding(out_dir):
-        run_peer(peer, settings, threshold, out_dir)
+    out_dir, config = out_dir_of(peer), peer_config(peer, settings)
+    threads = 1 if train.threads == "auto" else train.threads  # sac_v's --threads, per worker, as run_seed takes it
+    versions = f"stable-baselines3 {stable_baselines3.__version__}"
+    record = common.Record(
+        out_dir,
+        config,
+        lambda rows, ran: write_results(rows, peer, settings, threshold, ran),
+        total=lambda key: train.total_timesteps,
+    )
+    with common.holding(out_dir):
+        common.run_record(
+            record,
+            [((), seed) for seed in range(peer.first_seed, peer.first_seed + peer.seeds)],
+            lambda key: (train, settings, key[1], checkpoint_dir(config, key[1])),
+            functools.partial(common.run_in_workers, run_seed),
+            lambda workers: common.hardware_line(workers, threads, versions),
+            peer.workers,
+            peer.overwrite,
+        )
 
 
 def peer_config(peer: PeerArgs, settings: dict[str, Any]) -> dict[str, Any]:
@@ -414,53 +332,6 @@ def peer_config(peer: PeerArgs, settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_peer(peer: PeerArgs, settings: dict[str, Any], threshold: float, out_dir: Path) -> None:
-    """The seeds not yet in out_dir/runs.csv, each from its last checkpoint if it has one; then the summary and plot."""
-    train, config = peer.train, peer_config(peer, settings)
-    learning.check_earlier_results(out_dir, config, peer.overwrite)
-    rows = learning.finished_rows(out_dir / "runs.csv", train.total_timesteps)
-    done = sorted({int(r["seed"]) for r in rows})
-    seeds = [s for s in range(peer.first_seed, peer.first_seed + peer.seeds) if s not in done]
-    if done:
-        print(f"skipping seeds already in {out_dir / 'runs.csv'}: {done}")
-    if not seeds:  # the summary and plot again, from the finished seeds, with the hardware and commit they ran at
-        earlier = learning.earlier_summary_line(out_dir), learning.earlier_summary_line(out_dir, "Commit")
-        write_results(rows, peer, settings, threshold, *earlier)
-        print(f"all seeds are done; summary and plot rewritten in {out_dir}")
-        return
-
-    workers = min(learning.bench_workers(peer), len(seeds))
-    threads = 1 if train.threads == "auto" else train.threads  # sac_v's --threads, per worker, as run_seed takes it
-    hardware = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
-    hardware += f", torch {torch.__version__}, stable-baselines3 {stable_baselines3.__version__}"
-    print(f"{len(seeds)} seeds of SB3's SAC ({peer.setting}) on {train.env_id}, {workers} workers × {threads} threads")
-    ran_at = learning.commit()
-    hardwares, commits = learning.earlier_seed_lines(out_dir, set(done))  # the seeds of earlier sessions keep theirs
-    start, failed = time.time(), []
-    for seed, outcome in learning.run_in_workers(
-        run_seed, {s: (train, settings, s, checkpoint_dir(config, s)) for s in seeds}, workers
-    ):
-        if isinstance(outcome, Exception):  # reported; the finished seeds are on disk already
-            failed.append(seed)
-            print(f"seed {seed} failed: {type(outcome).__name__}: {outcome}", file=sys.stderr)
-            continue
-        new = [dict(seed=seed, step=e.step, eval_mean=e.mean, eval_std=e.std, wall_s=e.wall_s) for e in outcome]
-        with (out_dir / "runs.csv").open("a", newline="") as f:
-            csv.DictWriter(f, learning.CSV_FIELDS).writerows(new)
-        rows += new
-        hardwares[seed], commits[seed] = hardware, ran_at
-        write_results(rows, peer, settings, threshold, learning.seed_line(hardwares), learning.seed_line(commits))
-        print(f"seed {seed} done: final eval {outcome[-1].mean:.1f} after {outcome[-1].wall_s / 60:.1f} min")
-    print(f"{len(seeds) - len(failed)} seeds in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
-    if failed:
-        sys.exit(f"error: seeds {sorted(failed)} failed; the same command again runs them")
-
-
 if __name__ == "__main__":
-    try:
-        main(tyro.cli(PeerArgs))
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
-    except learning.InterruptError as e:  # the seeds in flight resume from their last evaluation's checkpoint
-        print(f"{e}: the finished seeds are in runs.csv; the same command resumes the others", file=sys.stderr)
-        sys.exit(128 + e.signum)
+    stopped = "the finished seeds are in runs.csv; the same command resumes the others from their last evaluation"
+    common.cli(lambda: main(tyro.cli(PeerArgs)), stopped)

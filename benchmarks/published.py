@@ -1,6 +1,7 @@
 """sac_v's MuJoCo records beside published multi-seed SAC: one table and one plot per task.
 
-    python benchmarks/published.py          # writes docs/published-sac/beside.md and docs/published-sac/<Task>.png
+    python benchmarks/published.py           # writes runs/published-sac/beside.md and runs/published-sac/<Task>.png
+    python benchmarks/published.py --record  # the committed ones, docs/published-sac/beside.md and <Task>.png
 
 Reads sac_v's records (docs/benchmarks/<Task>-v5/runs.csv at 300 000 steps; its 1m/runs.csv, seeds run to
 1 000 000 steps, for that column) and the published curves in docs/published-sac/raw/ (sources.md there cites each).
@@ -12,9 +13,11 @@ source's standard deviations. Needs the `bench` extra (matplotlib).
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
+import tyro
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "docs" / "published-sac"
@@ -83,7 +86,13 @@ def table(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves]) -> l
     return [*lines, ""]
 
 
-def plot(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves]) -> Path:
+@dataclasses.dataclass
+class PublishedArgs:
+    record: bool = False
+    """write the committed table and plots, docs/published-sac/ (default runs/published-sac/)"""
+
+
+def plot(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves], out: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,18 +114,20 @@ def plot(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves]) -> Pa
     ax.set(xlabel="env steps", ylabel="evaluation return (mean over seeds)", title=task, xlim=(0, 1_000_000))
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path := PUBLISHED / f"{task}.png", dpi=110)
+    fig.savefig(path := out / f"{task}.png", dpi=110)
     plt.close(fig)
     return path
 
 
-def main() -> None:
+def main(args: PublishedArgs) -> None:
+    out = PUBLISHED if args.record else Path("runs") / "published-sac"
+    out.mkdir(parents=True, exist_ok=True)
     lines = [
         "# sac_v beside published multi-seed SAC",
         "",
         "Mean ± std over seeds (number of seeds) of the evaluation return at each step; the last column is sac_v's",
         "mean at 300 000 minus the source's, in the source's between-seed standard deviations. Sources and their",
-        "protocols: [sources.md](sources.md). Written by `python benchmarks/published.py`.",
+        "protocols: [sources.md](sources.md). Written by `python benchmarks/published.py --record`.",
         "",
     ]
     for task in TASKS:
@@ -128,10 +139,10 @@ def main() -> None:
         ours, long = read_sac_v(record / "runs.csv"), read_sac_v(record / "1m" / "runs.csv")
         lines += table(task, ours, long, theirs)
         if ours:
-            lines += [f"![{task}]({plot(task, ours, long, theirs).name})", ""]
-    (PUBLISHED / "beside.md").write_text("\n".join(lines))
-    print(f"wrote {PUBLISHED / 'beside.md'}")
+            lines += [f"![{task}]({plot(task, ours, long, theirs, out).name})", ""]
+    (out / "beside.md").write_text("\n".join(lines))
+    print(f"wrote {out / 'beside.md'}")
 
 
 if __name__ == "__main__":
-    main()
+    main(tyro.cli(PublishedArgs))

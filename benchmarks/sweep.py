@@ -6,33 +6,32 @@
 
 Each (setting, seed) is one `sac_v.train` run. `--grid field=v1,v2,...` varies any `Args` field (repeat it for a cross
 product); values take the field's type: numbers, true/false, a choice, or layer widths joined by x (64x64). Every other
-sac_v flag is shared by all runs. Writes, under docs/experiments/<env-id>__<grid fields>/: runs.csv (every evaluation of
-every finished run, appended as each run finishes), failures.csv (the runs that raised, with their error), summary.md
-(one row per setting) and curves.png. Started again with the same arguments, it skips the runs already finished and
-reruns only the missing and failed ones.
+sac_v flag is shared by all runs. Writes, under runs/experiments/<env-id>__<grid fields>/ (with --record the committed
+record, docs/experiments/<env-id>__<grid fields>/): runs.csv (every evaluation of every finished run, appended as each
+run finishes), failures.csv (the runs that raised, with their error), summary.md (one row per setting) and curves.png.
+Started again with the same arguments, it skips the runs already finished and reruns only the missing and failed ones.
 
-Backends: `local` runs a process pool sized to the CPU cores. `ray` submits one Ray task per run: with no
---ray-address it starts a local Ray instance; with one it connects to that cluster and ships this checkout's code to
-its nodes (Ray's working_dir, without docs/, runs/ and git-ignored files). Every node needs the project's dependencies
-in the Python Ray runs there, with the driver's Python and Ray versions (pip install -e ".[ray]" on every node); the
-results come back to the driver, each run's TensorBoard folder stays on its node. Needs the `bench` extra
-(matplotlib); the Ray backend needs the `ray` extra.
+Backends: `local` runs a process pool sized to the CPU cores. `ray` runs the grid × seeds still missing as one Ray
+Tune experiment, a trial per run: with no --ray-address it starts a local Ray instance; with one it connects to that
+cluster and ships this checkout's code to its nodes (Ray's working_dir, without docs/, runs/ and git-ignored files).
+Every node needs the project's dependencies in the Python Ray runs there, with the driver's Python and Ray versions
+(pip install -e ".[ray]" on every node); the results come back to the driver, each run's TensorBoard folder stays on
+its node. Needs the `bench` extra (matplotlib); the Ray backend needs the `ray` extra (Ray Tune).
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
 import difflib
+import functools
 import importlib.util
 import itertools
 import os
+import queue
 import shlex
-import signal
 import socket
 import sys
-import time
+import threading
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -41,32 +40,35 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import tyro
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for sac_v
-from learning import (
+from common import (
+    ROOT,
     RUN_MANAGEMENT,
     TARGETS,
-    THRESHOLDS,
-    InterruptError,
+    Provenance,
+    Record,
+    RecordArgs,
+    RunKey,
     by_seed,
     check_counts,
-    check_earlier_results,
     check_run_flags,
+    cli,
     cpu_name,
-    earlier_summary_line,
     fmt,
+    hardware_line,
     holding,
+    median_steps,
     parse_with_paper,
-    plot_seeds,
+    plot_curves,
+    reach_and_finals,
+    results_path,
     run_in_workers,
+    run_record,
     run_seed,
-    steps_to_threshold,
+    threshold_of,
 )
 
 from sac_v import Args, ConfigError, Evaluation, make_env, validate_args
 
-ROOT = Path(__file__).resolve().parents[1]
-METRICS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]
 # Fields a grid cannot vary, and why: the sweep sets them itself, or they change how a run is kept, not what it learns.
 FIXED_FIELDS = {
     **dict.fromkeys(RUN_MANAGEMENT, "it changes how a run is saved or watched, not what it learns; pass it as a flag"),
@@ -85,11 +87,10 @@ GRID_TYPES: dict[Any, tuple[str, Callable[[str], Any]]] = {
     str: ("text", str),
     tuple[int, ...]: ("layer widths joined by x, e.g. 64x64", lambda text: tuple(map(int, text.split("x")))),
 }
-Cell = tuple[tuple[Any, ...], int]  # (the setting's grid values, seed): one run
 
 
 @dataclasses.dataclass
-class SweepArgs:
+class SweepArgs(RecordArgs):
     train: tyro.conf.OmitArgPrefixes[Args]
     """the sac_v settings shared by every run (the grid overrides its fields; each run's --seed and --exp-name are
     the sweep's)"""
@@ -98,20 +99,13 @@ class SweepArgs:
     product"""
     seeds: int = 5
     """runs per setting, with seeds first-seed, first-seed + 1, ..."""
-    first_seed: int = 1
-    """the first seed"""
     backend: Literal["local", "ray"] = "local"
-    """local: a process pool on this machine; ray: Ray tasks on a local Ray instance or the cluster at --ray-address"""
-    workers: int = 0
-    """runs at a time on this machine, local backend or local Ray instance (0: one per CPU core)"""
+    """local: a process pool on this machine; ray: a Ray Tune experiment on a local Ray instance or the cluster at
+    --ray-address"""
     ray_address: str | None = None
     """address of a running Ray cluster (e.g. auto, or ray://head:10001); default: start a local Ray instance"""
-    threshold: float | None = None
-    """eval return that counts as solved (default: 200 for LunarLander, -200 for Pendulum)"""
     out_dir: Path | None = None
-    """where results go (default docs/experiments/<env-id>__<grid fields>)"""
-    overwrite: bool = False
-    """discard earlier results in out_dir made with other settings"""
+    """where results go (default runs/experiments/<env-id>__<grid fields>; with --record under docs/)"""
 
 
 def field_types() -> dict[str, Any]:
@@ -182,33 +176,9 @@ def label(setting: dict[str, Any], sep: str = ",") -> str:
     return sep.join(f"{field}={format_value(value)}" for field, value in setting.items())
 
 
-def read_runs(path: Path, fields: Sequence[str]) -> list[dict[str, Any]]:
-    """The rows of runs.csv with typed values; a row cut short by a killed sweep is dropped."""
-    if not path.exists():
-        return []
-    types = field_types()
-    rows = []
-    with path.open(newline="") as f:
-        for raw in csv.DictReader(f):
-            if None in raw or None in raw.values():
-                continue
-            try:
-                row = {field: parse_value(field, raw[field], types[field]) for field in fields}
-                row |= {k: (int(raw[k]) if k in ("seed", "step") else float(raw[k])) for k in METRICS}
-            except ValueError:
-                continue
-            rows.append(row)
-    return rows
-
-
-def append_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    """Append rows, grid values written as parse_value reads them; a new file gets its header first."""
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        if new:
-            writer.writeheader()
-        writer.writerows({k: (v if k in METRICS else format_value(v)) for k, v in row.items()} for row in rows)
+def grid_value(field: str, text: str) -> Any:
+    """A grid field's value in runs.csv, as its type."""
+    return parse_value(field, text, field_types()[field])
 
 
 def shared_settings(train: Args, fields: Sequence[str]) -> dict[str, Any]:
@@ -243,13 +213,12 @@ def write_summary(
     ]
     for setting in settings:
         per_seed = runs_of(rows, setting)
-        reach = np.array([steps_to_threshold(r, threshold) for r in per_seed.values()])
-        finals = np.array([r[-1]["eval_mean"] for r in per_seed.values()])
+        reach, finals = reach_and_finals(per_seed, threshold)
         cells = [format_value(v) for v in setting.values()] + [str(len(per_seed))]
         if per_seed:
             cells += [f"{np.isfinite(reach).sum()} / {len(per_seed)}"]
             cells += [f"{(reach <= target).sum()} / {len(per_seed)}"] if target else []
-            cells += [fmt(np.percentile(reach, 50, method="inverted_cdf")), f"{finals.mean():.1f} ± {finals.std():.1f}"]
+            cells += [fmt(median_steps(reach)), f"{finals.mean():.1f} ± {finals.std():.1f}"]
         else:
             cells += ["–"] * (len(header) - len(cells))
         lines.append("| " + " | ".join(cells) + " |")
@@ -272,34 +241,17 @@ def runs_of(rows: list[dict[str, Any]], setting: dict[str, Any]) -> dict[int, li
 def plot(
     rows: list[dict[str, Any]], settings: list[dict[str, Any]], env_id: str, threshold: float, out_dir: Path
 ) -> None:
+    colors = matplotlib_colors(len(settings))
+    curves = [(runs_of(rows, s), colors(i % colors.N), label(s, ", ")) for i, s in enumerate(settings)]
+    curves = [(per_seed, color, f"{name} ({len(per_seed)} seeds)") for per_seed, color, name in curves]
+    title = f"sac_v on {env_id}: seeds (thin) and their mean (thick) per setting"
+    plot_curves(out_dir / "curves.png", title, curves, threshold)
+
+
+def matplotlib_colors(n: int) -> Any:
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    colors = matplotlib.colormaps["tab10" if len(settings) <= 10 else "tab20"]
-    for i, setting in enumerate(settings):
-        per_seed = runs_of(rows, setting)
-        plot_seeds(ax, per_seed, colors(i % colors.N), f"{label(setting, ', ')} ({len(per_seed)} seeds)")
-    ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("deterministic eval return")
-    ax.set_title(f"sac_v on {env_id}: seeds (thin) and their mean (thick) per setting")
-    ax.legend(loc="best", fontsize="small")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_dir / "curves.png", dpi=120)
-    plt.close(fig)
-
-
-Outcome = list[Evaluation] | Exception
-
-
-def run_local(jobs: dict[Cell, Args], workers: int) -> Iterator[tuple[Cell, Outcome]]:
-    """Runs the jobs in a pool of worker processes and yields each outcome as it arrives; a signal stops them (raising
-    learning.InterruptError once the runs in flight have saved)."""
-    return run_in_workers(run_seed, {cell: (args,) for cell, args in jobs.items()}, workers)
+    return matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
 
 
 def check_ray_address(address: str) -> None:
@@ -313,35 +265,89 @@ def check_ray_address(address: str) -> None:
         raise ConfigError(f"cannot connect to the Ray cluster at {address}: {e.strerror or e}") from None
 
 
-def run_ray(jobs: dict[Cell, Args], address: str | None, workers: int, threads: int) -> Iterator[tuple[Cell, Outcome]]:
-    """Runs each job as a Ray task and yields each outcome as it arrives."""
+def start_ray(address: str | None, cpus: int) -> None:
+    """A local Ray instance of `cpus` CPUs, whose workers import this checkout and write runs/ here as local ones do;
+    or the cluster at `address`, to which this checkout's code is shipped, so every node runs the driver's version."""
     import ray
 
-    if address is None:  # a local instance: its workers import this checkout and write runs/ here, as local ones do
-        path = [str(ROOT / "benchmarks"), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-        env = {"env_vars": {"PYTHONPATH": os.pathsep.join(path)}}
-        ray.init("local", num_cpus=workers * threads, include_dashboard=False, runtime_env=env)
-    else:  # a cluster: ship this checkout's code, so every node runs the driver's version of it
-        env = {
-            "working_dir": str(ROOT),
-            "excludes": ["docs/", "runs/", "videos/"],
-            "env_vars": {"PYTHONPATH": "benchmarks"},
-        }
-        try:
-            ray.init(address=address, runtime_env=env)
-        except (ConnectionError, ray.exceptions.RayError) as e:
-            raise ConfigError(f"cannot connect to the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+    if address is None:
+        path = [str(ROOT / "benchmarks"), *filter(None, [os.environ.get("PYTHONPATH")])]  # sac_v: pip install -e
+        ray.init(
+            "local",
+            num_cpus=cpus,
+            include_dashboard=False,
+            runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(path)}},
+        )
+        return
+    env = {
+        "working_dir": str(ROOT),
+        "excludes": ["docs/", "runs/", "videos/"],
+        "env_vars": {"PYTHONPATH": "benchmarks"},
+    }
     try:
-        remote_run = ray.remote(num_cpus=threads)(run_seed)
-        refs = {remote_run.remote(args): cell for cell, args in jobs.items()}
-        pending = list(refs)
-        while pending:
-            [ref], pending = ray.wait(pending)
-            try:
-                outcome = ray.get(ref)
-            except Exception as e:  # the run raised, or Ray lost its worker or node more often than it retries
-                outcome = e
-            yield refs[ref], outcome
+        ray.init(address=address, runtime_env=env)
+    except (ConnectionError, ray.exceptions.RayError) as e:
+        raise ConfigError(f"cannot connect to the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+
+
+def tune_trial(config: dict[str, int], jobs: list[tuple[Args]]) -> dict[str, Any]:
+    """One Ray Tune trial: one sac_v run. Its result is its evaluations, or the exception it raised: the record keeps a
+    failed run with its error, as the local backend does, and Tune does not retry it."""
+    try:
+        return {"evaluations": [tuple(e) for e in run_seed(*jobs[config["run"]])]}
+    except Exception as e:
+        return {"error": e}
+
+
+def run_tune(jobs: dict[RunKey, tuple[Args]], workers: int, address: str | None, threads: int) -> Iterator[tuple]:
+    """Runs the jobs as one Ray Tune experiment, a grid search over them with `threads` CPUs a trial, and yields (key,
+    its evaluations or exception) as each trial ends. Tune's fit runs in a thread of its own, so that each run is
+    recorded as it ends; the record, not Tune's experiment state (under runs/tune/), is what a rerun resumes."""
+    import ray
+    from ray import tune
+
+    start_ray(address, workers * threads)
+    keys, ended = list(jobs), queue.Queue()
+
+    class Ended(tune.Callback):
+        """Puts (key, outcome) on a queue as each trial ends."""
+
+        def __init__(self, keys: list[RunKey], ended: queue.Queue) -> None:
+            self.keys, self.ended = keys, ended
+
+        def __getstate__(self) -> dict:  # Tune saves its callbacks for its own restore, which a sweep never asks for
+            return {}
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            result = trial.last_result
+            outcome = result["error"] if "error" in result else [Evaluation(*e) for e in result["evaluations"]]
+            self.ended.put((self.keys[trial.config["run"]], outcome))
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            error = RuntimeError(f"Ray lost the trial: see {trial.error_file}")  # its worker or node died
+            self.ended.put((self.keys[trial.config["run"]], error))
+
+    trainable = tune.with_resources(tune.with_parameters(tune_trial, jobs=list(jobs.values())), {"cpu": threads})
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"run": tune.grid_search(list(range(len(keys))))},
+        tune_config=tune.TuneConfig(max_concurrent_trials=workers),
+        run_config=tune.RunConfig(
+            storage_path=str(Path("runs/tune").resolve()), callbacks=[Ended(keys, ended)], verbose=0
+        ),
+    )
+    fit = threading.Thread(target=tuner.fit, daemon=True)
+    fit.start()
+    try:
+        for _ in keys:  # each trial ends once, complete or errored
+            while True:
+                try:
+                    outcome = ended.get(timeout=1)
+                    break
+                except queue.Empty:
+                    if not fit.is_alive():
+                        raise RuntimeError("Ray Tune stopped before every trial ended") from None
+            yield outcome
     finally:
         ray.shutdown()
 
@@ -350,17 +356,10 @@ def parse_sweep_args(argv: list[str] | None = None) -> SweepArgs:
     return parse_with_paper(SweepArgs, argv)
 
 
-def error_text(error: Exception) -> str:
-    cause = getattr(error, "cause", None) or error  # Ray wraps a task's exception in a RayTaskError
-    return " ".join(f"{type(cause).__name__}: {cause}".split())
-
-
 def main(sweep: SweepArgs, command: str = "") -> None:
     grid = parse_grid([item for group in sweep.grid for item in group])
     fields, settings = list(grid), grid_settings(grid)
-    threshold = sweep.threshold if sweep.threshold is not None else THRESHOLDS.get(sweep.train.env_id)
-    if threshold is None:
-        raise ConfigError(f"no default threshold for {sweep.train.env_id}: pass --threshold")
+    threshold = threshold_of(sweep.threshold, sweep.train.env_id)
     if importlib.util.find_spec("matplotlib") is None:
         raise ConfigError('the sweep plots with matplotlib: pip install -e ".[bench]"')
     if sweep.train.resume is not None:
@@ -369,7 +368,7 @@ def main(sweep: SweepArgs, command: str = "") -> None:
         raise ConfigError("--ray-address needs --backend ray")
     if sweep.ray_address is not None:
         check_ray_address(sweep.ray_address)
-    if sweep.backend == "ray" and importlib.util.find_spec("ray") is None:
+    if sweep.backend == "ray" and not all(importlib.util.find_spec(name) for name in ("ray", "pandas", "pyarrow")):
         raise ConfigError('--backend ray needs Ray: pip install -e ".[ray]"')
     check_counts(sweep.seeds, sweep.workers, sweep.first_seed, threshold)
     check_run_flags(sweep.train, FIXED_FIELDS["exp_name"])
@@ -379,106 +378,46 @@ def main(sweep: SweepArgs, command: str = "") -> None:
         except ConfigError as e:
             raise ConfigError(f"grid setting {label(setting)}: {e}") from None
     make_env(sweep.train.env_id).close()
-    out_dir = sweep.out_dir or Path("docs/experiments") / "__".join([sweep.train.env_id, *fields])
-    with holding(out_dir):
-        run_sweep(sweep, grid, settings, threshold, out_dir, command)
-
-
-def run_sweep(
-    sweep: SweepArgs,
-    grid: dict[str, list[Any]],
-    settings: list[dict[str, Any]],
-    threshold: float,
-    out_dir: Path,
-    command: str,
-) -> None:
-    """The grid's runs not yet finished in out_dir/runs.csv, each from its start; then the summary and plot."""
-    fields = list(grid)
-    runs_csv, failures_csv = out_dir / "runs.csv", out_dir / "failures.csv"
+    out_dir = results_path(sweep.out_dir, sweep.record, "experiments", "__".join([sweep.train.env_id, *fields]))
     # The grid in another order is the same set of runs.
     same_runs = {field: sorted(grid[field]) for field in sorted(grid)}
     config = {"settings": shared_settings(sweep.train, fields), "grid": same_runs}
-    check_earlier_results(out_dir, config, sweep.overwrite, what="settings or grid")
-    failures_csv.unlink(missing_ok=True)  # every failed run is retried now, and recorded again if it fails again
 
-    def run_args(setting: dict[str, Any], seed: int) -> Args:
-        return dataclasses.replace(sweep.train, **setting, seed=seed, exp_name=f"sweep-{label(setting)}")
-
-    seeds = range(sweep.first_seed, sweep.first_seed + sweep.seeds)
-    cells = {(tuple(s.values()), seed): run_args(s, seed) for s in settings for seed in seeds}
-
-    def cell_of(row: dict[str, Any]) -> Cell:
-        return tuple(row[f] for f in fields), row["seed"]
-
-    def total_timesteps(values: tuple[Any, ...]) -> int:
-        return dict(zip(fields, values, strict=True)).get("total_timesteps", sweep.train.total_timesteps)
-
-    rows = read_runs(runs_csv, fields)
-    # A run is finished when its last evaluation, at total_timesteps, is on disk; the rest are leftovers of a kill.
-    done = {cell_of(r) for r in rows if r["step"] == total_timesteps(cell_of(r)[0])}
-    rows = [r for r in rows if cell_of(r) in done]
-    jobs = {cell: args for cell, args in cells.items() if cell not in done}
-    # Rewrite the kept rows, then append as runs finish; through a new file, so a kill now cannot lose them.
-    kept = runs_csv.with_suffix(".csv.tmp")
-    kept.unlink(missing_ok=True)
-    append_csv(kept, [*fields, *METRICS], rows)
-    kept.replace(runs_csv)
-    if len(jobs) < len(cells):
-        print(f"skipping {len(cells) - len(jobs)} of {len(cells)} runs already finished in {runs_csv}")
-    if not jobs:  # the summary and plot again, from every finished run in runs.csv
-        write_summary(rows, settings, sweep, threshold, earlier_summary_line(out_dir), command, out_dir)
+    def report(rows: list[dict[str, Any]], ran: Provenance) -> None:
+        hardware = "; ".join(dict.fromkeys(hw for hw, _ in ran.values()))
+        write_summary(rows, settings, sweep, threshold, hardware, command, out_dir)
         plot(rows, settings, sweep.train.env_id, threshold, out_dir)
-        print(f"all {len(cells)} runs are done; summary and plot rewritten in {out_dir}")
-        print("to run them again, pass --out-dir with a new folder")
-        return
 
-    cores = os.cpu_count() or 1
-    workers = min(sweep.workers or cores, len(jobs))
+    def total(key: RunKey) -> int:
+        return dict(zip(fields, key[0], strict=True)).get("total_timesteps", sweep.train.total_timesteps)
+
+    def job(key: RunKey) -> tuple[Args]:
+        setting = dict(zip(fields, key[0], strict=True))
+        return (dataclasses.replace(sweep.train, **setting, seed=key[1], exp_name=f"sweep-{label(setting)}"),)
+
     threads = sweep.train.threads  # sac_v's --threads, per run
     if sweep.backend == "local":
-        outcomes = run_local(jobs, workers)
-        hardware = f"{cpu_name()}, {cores} CPU cores, {workers} worker processes × {threads} torch threads"
+        backend, hardware = (
+            functools.partial(run_in_workers, run_seed),
+            functools.partial(hardware_line, threads=threads),
+        )
     else:
-        outcomes = run_ray(jobs, sweep.ray_address, workers, 1 if threads == "auto" else threads)
+        backend = functools.partial(run_tune, address=sweep.ray_address, threads=1 if threads == "auto" else threads)
         where = (
             f"the Ray cluster at {sweep.ray_address}" if sweep.ray_address else f"a local Ray instance on {cpu_name()}"
         )
-        hardware = f"{where}, {threads} torch thread(s) per run"
-    hardware += f", torch {torch.__version__}"
-    print(f"{len(jobs)} runs ({len(settings)} settings × {sweep.seeds} seeds, less finished ones) on {sweep.backend}")
+        line = f"{where}, {threads} torch thread(s) per run, torch {torch.__version__}"
 
-    start, failures = time.time(), 0
-    with contextlib.closing(outcomes):  # on Ctrl-C, stop the backend's runs now, not when the generator is collected
-        for (values, seed), outcome in outcomes:
-            setting = dict(zip(fields, values, strict=True))
-            name = f"{label(setting)} seed {seed}"
-            if isinstance(outcome, Exception):
-                failures += 1
-                append_csv(
-                    failures_csv, [*fields, "seed", "error"], [setting | {"seed": seed, "error": error_text(outcome)}]
-                )
-                print(f"{name} failed: {error_text(outcome)}", file=sys.stderr)
-                continue
-            new = [
-                setting | {"seed": seed, "step": e.step, "eval_mean": e.mean, "eval_std": e.std, "wall_s": e.wall_s}
-                for e in outcome
-            ]
-            append_csv(runs_csv, [*fields, *METRICS], new)
-            rows += new
-            write_summary(rows, settings, sweep, threshold, hardware, command, out_dir)
-            plot(rows, settings, sweep.train.env_id, threshold, out_dir)
-            print(f"{name} done: final eval {outcome[-1].mean:.1f}, {outcome[-1].wall_s / 60:.1f} min")
-    print(f"sweep done in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
-    if failures:
-        sys.exit(f"error: {failures} run(s) failed (see {failures_csv}); rerun the same command to retry them")
+        def hardware(workers: int) -> str:
+            return line
+
+    seeds = range(sweep.first_seed, sweep.first_seed + sweep.seeds)
+    keys = [(tuple(setting.values()), seed) for setting in settings for seed in seeds]
+    record = Record(out_dir, config, report, total, fields, grid_value, format_value, what="settings or grid")
+    with holding(out_dir):
+        run_record(record, keys, job, backend, hardware, sweep.workers, sweep.overwrite)
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill stops the sweep as Ctrl-C does
-    try:
-        main(parse_sweep_args(), command=shlex.join(["python", *sys.argv]))
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
-    except (KeyboardInterrupt, InterruptError) as e:
-        print("interrupted: the finished runs are in runs.csv; rerun the same command to run the rest", file=sys.stderr)
-        sys.exit(128 + e.signum if isinstance(e, InterruptError) else 130)
+    stopped = "the finished runs are in runs.csv; rerun the same command to run the rest"
+    cli(lambda: main(parse_sweep_args(), command=shlex.join(["python", *sys.argv])), stopped)

@@ -1,6 +1,7 @@
-"""Throughput of SAC-V: env steps, gradient steps and the full training loop, per second.
+"""Throughput of SAC-V: env steps, gradient steps and the full training loop, per second; and runs side by side.
 
-    python benchmarks/throughput.py                       # CPU; writes docs/benchmarks/throughput.md
+    python benchmarks/throughput.py                       # CPU; writes runs/benchmarks/throughput.md
+    python benchmarks/throughput.py --record              # the committed table, docs/benchmarks/throughput.md
     python benchmarks/throughput.py --device cuda         # adds --cudagraphs variants; rewrites only the CUDA section
     python benchmarks/throughput.py --cleanrl-python ~/cleanrl-venv/bin/python \
         --cleanrl-script ~/cleanrl/cleanrl/sac_continuous_action.py   # adds CleanRL's SAC (its venv: below)
@@ -21,6 +22,18 @@ Measures, at 256×256/batch 256 (the paper's networks), 200×200/batch 200 (sac_
       the eager step), each shape timed alone in float32 and in bfloat16 at the run's thread count, summed. The table
       gives each update's step time as a multiple of its dtype's floor (×floor): --bf16 against bfloat16's.
 The variants run interleaved, `--repeats` times, and the table gives medians; (b)/(c) comes from the same process.
+
+    python benchmarks/throughput.py side-by-side                            # writes runs/benchmarks/threads.md
+    python benchmarks/throughput.py side-by-side --record                   # the committed docs/benchmarks/threads.md
+    python benchmarks/throughput.py side-by-side --hidden-sizes 256 256 --batch-size 256  # the paper's sizes
+
+Side by side: threads that share the cores. Each run is its own process taking (d)'s training loop (Loop) with
+sac_v's torch threads (Threads). The runs of a case warm up, then all count their steps over the same `--seconds`
+window. Cases: one run at sac_v's default `--threads auto` (as many threads as the cores others leave idle, counted
+each second), at 1 and at 2 torch threads, OpenMP's idle threads waiting as libgomp does by default (spinning a while,
+then sleeping) or sleeping at once (OMP_WAIT_POLICY=passive); two runs side by side, each at auto, at 1 thread, and at
+2 threads in either way; one run at auto and at 1 thread beside the test suite (`pytest -q`, started before the
+window). Run it on a quiet machine: anything else on the cores skews every case.
 
 CleanRL's venv: its script wants gymnasium 0.29 (which calls LunarLanderContinuous-v3 -v2: --cleanrl-env-id) and
 imports cleanrl_utils from its repository (PyPI's cleanrl, 0.4.8, is a 2021 release without it). box2d 2.3.10 has
@@ -43,7 +56,7 @@ import importlib.util
 import itertools
 import math
 import os
-import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -57,13 +70,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import tyro
+from common import ROOT, check_writable, cpu_flags, cpu_name, results_path
 from torch import nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from runs_to_csv import check_writable
 
 import sac_v
 from buffer import ReplayBuffer, atomic_path
+from sac_v import ConfigError
 
 ENV_ID = "LunarLanderContinuous-v3"
 CONFIGS = (((256, 256), 256), ((200, 200), 200), ((64, 64), 100))  # (hidden sizes, batch size)
@@ -97,28 +109,21 @@ class BenchArgs:
     """also measure --compile"""
     reduce_overhead: bool = False
     """on CUDA, also measure torch.compile(mode="reduce-overhead") of the eager step (with torch 2.11 this crashed the
-    benchmark; benchmarks/reduce_overhead.py measures it alone)"""
+    benchmark; docs/benchmarks/throughput.md gives its figure measured alone)"""
     cold_compile: bool = True
     """compile into a fresh, empty inductor cache, so that the warm-up column shows a first compile"""
     threads: int | None = None
     """torch threads (default: torch's own choice)"""
-    output: Path = Path("docs/benchmarks/throughput.md")
-    """markdown file; a run rewrites only its own device's section"""
+    output: Path | None = None
+    """markdown file; a run rewrites only its own device's section (default runs/benchmarks/throughput.md)"""
+    record: bool = False
+    """write the committed table, docs/benchmarks/throughput.md"""
     cleanrl_python: Path | None = None
     """the python of a venv with CleanRL's dependencies (this module's docstring makes one): adds CleanRL's SAC"""
     cleanrl_script: Path | None = None
     """CleanRL's cleanrl/sac_continuous_action.py in a clone of its repository (its cleanrl_utils/ beside cleanrl/)"""
     cleanrl_env_id: str = "LunarLanderContinuous-v2"
     """the env's id in CleanRL's gymnasium: 0.29 calls LunarLanderContinuous-v3 v2"""
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo on Linux, else what the platform module knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def hardware(device: torch.device) -> str:
@@ -344,16 +349,14 @@ class SB3Loop:
     `own_defaults` SB3's own (a learned entropy coefficient, Adam 3e-4, 256×256, batch 256)."""
 
     def __init__(self, args: sac_v.Args, device: torch.device, pool: int, own_defaults: bool = False):
-        import peers  # needs stable-baselines3
+        import sb3  # needs stable-baselines3
 
         pool = max(pool, args.batch_size)
         if own_defaults:
-            settings = peers.sb3_defaults(args.device) | {"learning_starts": pool, "buffer_size": 100_000}
+            settings = sb3.sb3_defaults(args.device) | {"learning_starts": pool, "buffer_size": 100_000}
         else:
-            settings = peers.sb3_settings(
-                "sac-v-defaults", dataclasses.replace(args, min_pool=pool, buffer_size=100_000)
-            )
-        self.model = peers.make_model({**settings, "device": device}, ENV_ID, seed=0)
+            settings = sb3.sb3_settings("sac-v-defaults", dataclasses.replace(args, min_pool=pool, buffer_size=100_000))
+        self.model = sb3.make_model({**settings, "device": device}, ENV_ID, seed=0)
         self.model.learn(pool)  # random actions until learning_starts = pool: the pool, and no gradient step yet
 
     def run(self, steps: int) -> None:
@@ -734,6 +737,10 @@ def check_args(bench: BenchArgs) -> None:
 
 def main() -> None:
     bench = tyro.cli(BenchArgs)
+    try:
+        bench.output = results_path(bench.output, bench.record, "benchmarks", "throughput.md", flag="--output")
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
     check_args(bench)
     if bench.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda was asked for, but torch sees no CUDA GPU")
@@ -748,5 +755,148 @@ def main() -> None:
     print(f"wrote {bench.output}")
 
 
+# Side by side: threads that share the cores
+
+
+DEFAULT, PASSIVE = {}, {"OMP_WAIT_POLICY": "passive"}  # libgomp's default: spin a while, then sleep
+SUITE = {"SUITE": "1"}  # not an environment variable: the case runs beside the test suite
+ONE, TWO = "one run, 1 thread", "one run, 2 threads"
+CASES = (  # (name, runs side by side, --threads of each run, extra environment)
+    ("one run, --threads auto (the default)", 1, "auto", DEFAULT),
+    (ONE, 1, "1", DEFAULT),
+    (TWO, 1, "2", DEFAULT),
+    ("one run, 2 threads sleeping (OMP_WAIT_POLICY=passive)", 1, "2", PASSIVE),
+    ("two runs, auto each", 2, "auto", DEFAULT),
+    ("two runs, 1 thread each", 2, "1", DEFAULT),
+    ("two runs, 2 threads each", 2, "2", DEFAULT),
+    ("two runs, 2 threads each, sleeping", 2, "2", PASSIVE),
+    ("one run, auto, beside the test suite", 1, "auto", SUITE),
+    ("one run, 1 thread, beside the test suite", 1, "1", SUITE),
+)
+
+
+@dataclasses.dataclass
+class SideBySideArgs:
+    """The flags of `throughput.py side-by-side`."""
+
+    seconds: float = 20.0
+    """length of the timed window of each case"""
+    warmup_s: float = 8.0
+    """time given to every run of a case to start and warm up before the window opens"""
+    hidden_sizes: tuple[int, ...] = (200, 200)
+    """hidden layers of every network (sac_v's default)"""
+    batch_size: int = 200
+    """minibatch of each gradient step (sac_v's default)"""
+    output: Path | None = None
+    """markdown file the table is written to (default runs/benchmarks/threads.md)"""
+    record: bool = False
+    """write the committed table, docs/benchmarks/threads.md"""
+
+
+def worker(threads: str, start_at: float, stop_at: float, batch_size: int, hidden_sizes: tuple[int, ...]) -> None:
+    """One run: warm up, wait for the window, print the steps per second it took within it. Its threads are sac_v's
+    (Threads): auto counts the idle cores again each second, as a training run does."""
+    args = sac_v.Args(device="cpu", batch_size=batch_size, hidden_sizes=hidden_sizes)
+    args.threads = threads if threads == "auto" else int(threads)
+    env = sac_v.make_env(ENV_ID)
+    torch_threads = sac_v.Threads(args, env)
+    step, sample_action = project_update_step(env, args, torch.device("cpu"))
+    loop = Loop(step, sample_action, args, torch.device("cpu"), pool=2_000)
+    loop.run(20)
+    while time.time() < start_at:
+        loop.run(10)  # warm up until the window opens: auto settles on its count as it would in a run
+        torch_threads.adapt()
+    start, steps = time.time(), 0  # later than start_at where the warm-up overran: the window is then shorter
+    while steps == 0 or time.time() < stop_at:
+        loop.run(10)
+        torch_threads.adapt()
+        steps += 10
+    print(steps / (time.time() - start))
+
+
+def run_case(runs: int, threads: str, extra_env: dict[str, str], bench: SideBySideArgs) -> list[float]:
+    """Steps per second of each of `runs` processes side by side."""
+    start_at = time.time() + bench.warmup_s
+    stop_at = start_at + bench.seconds
+    inherited = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    env = {**inherited, **({} if threads == "auto" else {"OMP_NUM_THREADS": threads}), **extra_env}
+    sizes = [str(bench.batch_size), *map(str, bench.hidden_sizes)]
+    command = [sys.executable, __file__, "--worker", threads, str(start_at), str(stop_at), *sizes]
+    suite = None
+    if env.pop("SUITE", None):  # the test suite, as a developer runs it beside a training run
+        suite = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, so that its test runs end with it
+        )
+    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(runs)]
+    speeds = [float(proc.communicate()[0].strip().splitlines()[-1]) for proc in procs]
+    if suite is not None:
+        if suite.poll() is not None:
+            sys.exit("error: the test suite ended before the window closed; its case did not run beside it")
+        os.killpg(suite.pid, signal.SIGKILL)
+        suite.wait()
+    return speeds
+
+
+def side_by_side(bench: SideBySideArgs) -> None:
+    """threads.md: each case of CASES, its runs side by side, in a section for these sizes."""
+    try:
+        output = results_path(bench.output, bench.record, "benchmarks", "threads.md", flag="--output")
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    speeds = {}
+    for name, runs, threads, extra_env in CASES:
+        speeds[name] = run_case(runs, threads, extra_env, bench)
+        print(name, " / ".join(f"{s:.0f}" for s in speeds[name]), flush=True)
+    one, two = speeds[ONE][0], speeds[TWO][0]  # one run alone: at 1 thread; at 2
+    rows = [
+        f"| {name} | {' / '.join(f'{s:.0f}' for s in each)} | {sum(each):.0f} | {min(each) / one:.2f} "
+        f"| {min(each) / two:.2f} |"
+        for name, each in speeds.items()
+    ]
+    sizes = f"{' × '.join(map(str, bench.hidden_sizes))}, batch {bench.batch_size}"
+    section = [
+        f"## {sizes}",
+        "",
+        "| case | env steps/s of each run | together | slowest / alone at 1 thread | slowest / alone at 2 threads |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+        f"Hardware: {cpu_name()} ({', '.join(cpu_flags())}), {os.cpu_count()} CPU cores, torch {torch.__version__}.",
+        f"Command: `python benchmarks/throughput.py side-by-side --hidden-sizes "
+        f"{' '.join(map(str, bench.hidden_sizes))} --batch-size {bench.batch_size}`.",
+        "",
+    ]
+    write_sizes_section(output, f"## {sizes}", section)
+    print(f"wrote {output}")
+
+
+def write_sizes_section(path: Path, heading: str, section: list[str]) -> None:
+    """Replace the section under `heading` in `path` (or add it), keeping the other sizes' sections."""
+    head = [
+        "# Threads that share the cores",
+        "",
+        "Env steps per second of sac_v's training step (act, env step, store, sample, one gradient step) on",
+        "LunarLanderContinuous-v3, each run its own process, all runs of a case timed over the same window.",
+        "",
+    ]
+    sections = {}
+    if path.exists():
+        for part in path.read_text().split("\n## ")[1:]:
+            sections["## " + part.splitlines()[0]] = [*("## " + part).rstrip("\n").splitlines(), ""]
+    sections[heading] = section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(head + [line for lines in sections.values() for line in lines]))
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--worker"]:  # one run of a side-by-side case, in a process of its own
+        worker(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), tuple(map(int, sys.argv[6:])))
+    elif sys.argv[1:2] == ["side-by-side"]:
+        side_by_side(tyro.cli(SideBySideArgs, args=sys.argv[2:]))
+    else:
+        main()

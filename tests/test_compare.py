@@ -103,3 +103,9 @@ def test_the_final_eval_column_is_each_seeds_last_evaluation(tmp_path):
     ]
     (tmp_path / "runs.csv").write_text("\n".join(lines) + "\n")
     assert "| 2.0 ± 1.0 |" in compare.row(tmp_path, 100.0)  # the last evaluations 3 and 1; the best would be 5 and 9
+
+
+def test_a_table_without_a_threshold_is_refused_in_one_sentence(tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        compare.main(compare.CompareArgs([write_record(tmp_path / "a", [1])]))
+    assert exit_.value.code == "error: the table needs --threshold, the eval return that counts as solved"

@@ -9,18 +9,19 @@ import sys
 import time
 from pathlib import Path
 
+import common
 import learning
 import numpy as np
 import pytest
 import torch
 
-from sac_v import Args, train
+from sac_v import Args, ConfigError, train
 from tests.helpers import ROOT, first_checkpoint, flags, run_cli, tiny_args
 
 pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
 
 
-def bench_args(out_dir: Path, **overrides) -> learning.BenchArgs:
+def bench_args(out_dir: Path | None, **overrides) -> learning.BenchArgs:
     train = tiny_args(total_timesteps=300, eval_every=150, **overrides)
     return learning.BenchArgs(train=train, seeds=2, workers=2, out_dir=out_dir, threshold=-1e9)
 
@@ -55,14 +56,24 @@ def test_benchmark_writes_curves_summary_and_plot_then_skips_finished_seeds(in_t
     assert (out / "curves.png").stat().st_size > 0
 
 
+def test_results_go_under_runs_by_default_and_into_docs_only_with_record(in_tmp_dir):
+    pytest.importorskip("matplotlib", reason="the plot needs the bench extra")
+    learning.main(dataclasses.replace(bench_args(None), seeds=1, workers=1))
+    assert (in_tmp_dir / "runs" / "benchmarks" / "Pendulum-v1" / "summary.md").is_file()
+    assert common.results_path(None, True, "benchmarks", "Pendulum-v1") == ROOT / "docs" / "benchmarks" / "Pendulum-v1"
+    with pytest.raises(ConfigError, match="--record writes the committed record under docs/, --out-dir elsewhere"):
+        learning.main(dataclasses.replace(bench_args(in_tmp_dir / "out"), record=True))
+    assert not (in_tmp_dir / "out").exists()
+
+
 def test_a_seed_run_later_keeps_the_earlier_seeds_commit_and_hardware(in_tmp_dir, monkeypatch):
     pytest.importorskip("matplotlib", reason="the plot needs the bench extra")
     out = in_tmp_dir / "out"
     learning.main(dataclasses.replace(bench_args(out), seeds=1, workers=1))
     summary = (out / "summary.md").read_text()
     hardware = summary.split("Hardware: ")[1].split(".\n")[0]
-    (out / "summary.md").write_text(summary.replace(learning.commit(), "aaaa"))  # seed 1 ran at another commit
-    monkeypatch.setattr(learning, "commit", lambda: "bbbb")
+    (out / "summary.md").write_text(summary.replace(common.commit(), "aaaa"))  # seed 1 ran at another commit
+    monkeypatch.setattr(common, "commit", lambda: "bbbb")
     learning.main(dataclasses.replace(bench_args(out), workers=1))  # runs seed 2 only
     summary = (out / "summary.md").read_text()
     assert "Commit: aaaa (seed 1); bbbb (seed 2).\n" in summary
@@ -80,28 +91,28 @@ def test_the_commit_is_dirty_when_code_changed_not_when_a_record_was_written(tmp
     head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout[:12]
     (tmp_path / "docs" / "runs.csv").write_text("seed\n1\n")  # a record being written as the runs go
     (tmp_path / "notes.txt").write_text("untracked\n")
-    assert learning.commit(tmp_path / "docs") == head
+    assert common.commit(tmp_path / "docs") == head
     (tmp_path / "code.py").write_text("a = 2\n")
-    assert learning.commit(tmp_path) == head + "-dirty"
-    assert learning.commit(tmp_path.parent) == "not recorded"  # not a checkout
+    assert common.commit(tmp_path) == head + "-dirty"
+    assert common.commit(tmp_path.parent) == "not recorded"  # not a checkout
 
 
 def test_seed_lines_read_back_what_they_wrote():
-    assert learning.seed_line({1: "a", 2: "a"}) == "a"
-    line = learning.seed_line({3: "b", 1: "a", 2: "a(R) x"})
+    assert common.seed_line({1: "a", 2: "a"}) == "a"
+    line = common.seed_line({3: "b", 1: "a", 2: "a(R) x"})
     assert line == "a (seed 1); a(R) x (seed 2); b (seed 3)"
-    assert learning.seed_values(line, {1, 2, 3}) == {1: "a", 2: "a(R) x", 3: "b"}
+    assert common.seed_values(line, {1, 2, 3}) == {1: "a", 2: "a(R) x", 3: "b"}
     one = "Intel(R) Xeon(R), 2 cores"  # a line from before seeds were told apart: every seed's
-    assert learning.seed_values(one, {1, 2}) == {1: one, 2: one}
-    assert learning.seed_values("not recorded", set()) == {}
-    assert learning.seed_values("a (seeds 1, 2)", {1, 2, 4}) == {1: "a", 2: "a", 4: "not recorded"}
+    assert common.seed_values(one, {1, 2}) == {1: one, 2: one}
+    assert common.seed_values("not recorded", set()) == {}
+    assert common.seed_values("a (seeds 1, 2)", {1, 2, 4}) == {1: "a", 2: "a", 4: "not recorded"}
 
 
 def test_a_summary_without_the_line_asked_for_gives_not_recorded(tmp_path):
-    assert learning.earlier_summary_line(tmp_path) == "not recorded"  # no summary at all
+    assert common.earlier_summary_line(tmp_path) == "not recorded"  # no summary at all
     (tmp_path / "summary.md").write_text("# Learning benchmark\n\nHardware: a 2-core CPU.\n")
-    assert learning.earlier_summary_line(tmp_path) == "a 2-core CPU"
-    assert learning.earlier_summary_line(tmp_path, "Commit") == "not recorded"
+    assert common.earlier_summary_line(tmp_path) == "a 2-core CPU"
+    assert common.earlier_summary_line(tmp_path, "Commit") == "not recorded"
 
 
 def test_benchmark_refuses_to_mix_results_of_other_settings(in_tmp_dir):
@@ -117,20 +128,20 @@ def test_benchmark_refuses_to_mix_results_of_other_settings(in_tmp_dir):
 def test_a_second_benchmark_on_a_folder_in_use_is_refused_before_it_runs_a_seed(in_tmp_dir):
     out = in_tmp_dir / "out"
     out.mkdir()
-    with learning.holding(out):  # as a benchmark still running on out would
+    with common.holding(out):  # as a benchmark still running on out would
         with pytest.raises(learning.ConfigError, match="is in use: another benchmark is writing it"):
             learning.main(bench_args(out))
         assert not (out / "runs.csv").exists() and not list(in_tmp_dir.glob("runs/*"))
     learning.main(dataclasses.replace(bench_args(out), seeds=1, workers=1))  # released: the same command runs
-    assert {r["seed"] for r in learning.load_rows(out / "runs.csv")} == {1}
+    assert {r["seed"] for r in common.read_rows(out / "runs.csv")} == {1}
 
 
 def test_a_row_cut_short_by_a_kill_is_dropped_and_its_seed_run_again(tmp_path):
     runs_csv = tmp_path / "runs.csv"
     runs_csv.write_text("seed,step,eval_mean,eval_std,wall_s\n1,300,-100.0,1.0,2.0\n2,300,-9")  # seed 2 cut short
-    assert learning.load_rows(runs_csv) == [dict(seed=1, step=300, eval_mean=-100.0, eval_std=1.0, wall_s=2.0)]
+    assert common.read_rows(runs_csv) == [dict(seed=1, step=300, eval_mean=-100.0, eval_std=1.0, wall_s=2.0)]
     runs_csv.write_text("seed,step,eval_mean,eval_std,wall_s\n1,300,-100.0,1.0,2.0\n2,300\n")  # fields missing
-    assert [r["seed"] for r in learning.load_rows(runs_csv)] == [1]
+    assert [r["seed"] for r in common.read_rows(runs_csv)] == [1]
 
 
 def test_a_damaged_config_counts_as_other_settings_and_is_rewritten_whole(in_tmp_dir):
@@ -139,8 +150,8 @@ def test_a_damaged_config_counts_as_other_settings_and_is_rewritten_whole(in_tmp
     (out / "runs.csv").write_text("seed,step,eval_mean,eval_std,wall_s\n1,300,-100.0,1.0,2.0\n")
     (out / "config.json").write_text('{"reward_sc')  # a write cut short
     with pytest.raises(learning.ConfigError, match="other settings: pass --overwrite"):
-        learning.check_earlier_results(out, {"reward_scale": 5.0}, overwrite=False)
-    learning.check_earlier_results(out, {"reward_scale": 5.0}, overwrite=True)
+        common.check_earlier_results(out, {"reward_scale": 5.0}, overwrite=False)
+    common.check_earlier_results(out, {"reward_scale": 5.0}, overwrite=True)
     assert json.loads((out / "config.json").read_text()) == {"reward_scale": 5.0}
     assert sorted(p.name for p in out.iterdir()) == ["config.json"]  # no .tmp left
 
@@ -171,8 +182,8 @@ def test_an_out_dir_that_cannot_be_a_folder_is_one_sentence(in_tmp_dir, out_dir)
 
 def test_steps_to_threshold_is_the_first_evaluation_at_or_above_it():
     rows = [{"step": s, "eval_mean": m} for s, m in [(1, -5.0), (2, 3.0), (3, -1.0), (4, 9.0)]]
-    assert learning.steps_to_threshold(rows, 3.0) == 2
-    assert learning.steps_to_threshold(rows, 10.0) == float("inf")
+    assert common.steps_to_threshold(rows, 3.0) == 2
+    assert common.steps_to_threshold(rows, 10.0) == float("inf")
 
 
 def test_benchmark_keeps_results_whose_config_predates_the_run_management_flags(in_tmp_dir):
@@ -180,7 +191,7 @@ def test_benchmark_keeps_results_whose_config_predates_the_run_management_flags(
     out = in_tmp_dir / "out"
     out.mkdir()
     bench = bench_args(out, capture_video=True, save_buffer="never")  # flags that do not change what is learned
-    old_config = {k: v for k, v in dataclasses.asdict(bench.train).items() if k not in learning.RUN_MANAGEMENT}
+    old_config = {k: v for k, v in dataclasses.asdict(bench.train).items() if k not in common.RUN_MANAGEMENT}
     del old_config["seed"]
     (out / "config.json").write_text(json.dumps(old_config))
     rows = "seed,step,eval_mean,eval_std,wall_s\n1,300,-100.0,1.0,2.0\n2,300,-90.0,1.0,2.0\n"
@@ -292,41 +303,41 @@ def test_committed_results_record_every_sac_v_setting(config_json):
     (A grid may vary a flag removed since: such a sweep is a record of the commit it ran at.)"""
     config = json.loads(config_json.read_text())
     settings, grid = (config["settings"], config["grid"]) if "settings" in config else (config, {})
-    not_recorded = {"seed", "exp_name", *learning.RUN_MANAGEMENT, *grid}
+    not_recorded = {"seed", "exp_name", *common.RUN_MANAGEMENT, *grid}
     assert set(settings) - {"exp_name"} == {f.name for f in dataclasses.fields(Args)} - not_recorded
 
 
 def test_summary_states_each_project_target_met_or_missed_and_by_how_much():
     reach = np.array([40_000, 60_000, np.inf, 45_000])
-    lines = learning.target_lines("LunarLanderContinuous-v3", 200, 100_000, reach, np.array([250.0, 230.0, 0.0, 240.0]))
+    lines = common.target_lines("LunarLanderContinuous-v3", 200, 100_000, reach, np.array([250.0, 230.0, 0.0, 240.0]))
     assert "- ≥ 200 within 50,000 env steps in at least 4 of 4 seeds: 2 of 4, **missed** by 2 seeds" in lines
     assert "- every seed ≥ 200 by 100,000 env steps: 3 of 4, **missed** by 1 seed" in lines
     assert "- final eval mean ≥ 240: 180.0, **missed** by 60" in lines
     # of ten seeds, nine must be solved within 50 000 steps; a seed solved at 50 000 itself counts
-    ten = learning.target_lines(
+    ten = common.target_lines(
         "LunarLanderContinuous-v3", 200, 100_000, np.array([40_000] * 8 + [50_000, 90_000]), np.full(10, 250.0)
     )
     assert "- ≥ 200 within 50,000 env steps in at least 9 of 10 seeds: 9 of 10, **met**" in ten
-    met = learning.target_lines("Pendulum-v1", -200, 10_000, np.array([5_000, 6_000]), np.array([-130.0, -140.0]))
+    met = common.target_lines("Pendulum-v1", -200, 10_000, np.array([5_000, 6_000]), np.array([-130.0, -140.0]))
     assert met[-1] == "- ≥ -200 within 10,000 env steps in at least 2 of 2 seeds: 2 of 2, **met**"
-    assert learning.target_lines("HalfCheetah-v5", 0, 10_000, reach, reach) == []
+    assert common.target_lines("HalfCheetah-v5", 0, 10_000, reach, reach) == []
 
 
 def test_thresholds_are_the_documented_ones_and_a_final_mean_target_counts_tenths():
     # as docs/results.md and docs/mujoco.md give them
     documented = {"LunarLanderContinuous-v3": 200, "Pendulum-v1": -200, "HalfCheetah-v5": 5000, "Hopper-v5": 2500}
     documented["Walker2d-v5"] = 2000
-    assert documented == learning.THRESHOLDS
-    lines = learning.target_lines("Walker2d-v5", 2000, 300_000, np.array([np.inf]), np.array([1999.6]))
+    assert documented == common.THRESHOLDS
+    lines = common.target_lines("Walker2d-v5", 2000, 300_000, np.array([np.inf]), np.array([1999.6]))
     assert lines[-1] == "- final eval mean ≥ 2000: 1999.6, **missed** by 0.4"
 
 
 def test_mujoco_summaries_hold_the_300k_target_and_only_for_300k_runs():
     finals = np.array([2000.0, 2600.0, 2300.0])
-    lines = learning.target_lines("Hopper-v5", 2500, 300_000, np.array([np.inf, 250_000, np.inf]), finals)
+    lines = common.target_lines("Hopper-v5", 2500, 300_000, np.array([np.inf, 250_000, np.inf]), finals)
     assert lines[-1] == "- final eval mean ≥ 2500: 2300.0, **missed** by 200"
     assert not any("within" in line for line in lines), "no share-of-seeds target for the MuJoCo tasks"
-    assert learning.target_lines("Hopper-v5", 2500, 1_000_000, np.array([np.inf]), np.array([3000.0])) == []
+    assert common.target_lines("Hopper-v5", 2500, 1_000_000, np.array([np.inf]), np.array([3000.0])) == []
 
 
 SUMMARY_ROWS = [  # eval_mean per seed at steps 5 000, 10 000, 15 000 and 20 000; the threshold is -200
@@ -339,8 +350,7 @@ SUMMARY_ROWS = [  # eval_mean per seed at steps 5 000, 10 000, 15 000 and 20 000
 
 def test_summary_counts_solved_seeds_and_takes_median_iqr_finals_and_bests_of_the_right_values(tmp_path):
     rows = [dict(seed=seed, step=step, eval_mean=m, eval_std=0.0, wall_s=step / 100) for seed, step, m in SUMMARY_ROWS]
-    bench = learning.BenchArgs(train=tiny_args(total_timesteps=20_000, eval_every=5000), threshold=-200.0)
-    learning.write_summary(rows, bench, -200.0, "hw", tmp_path, "abc")
+    common.write_summary(rows, tiny_args(total_timesteps=20_000, eval_every=5000), -200.0, "hw", tmp_path, "abc")
     lines = (tmp_path / "summary.md").read_text().splitlines()
     # steps to -200: seed 1 10 000, seed 2 15 000, seed 3 5 000 (then it falls back), seed 4 never
     assert "- seeds that reached the threshold: **3 / 4**" in lines
@@ -374,7 +384,7 @@ def test_the_plot_draws_each_seeds_curve_and_their_mean(tmp_path, monkeypatch):
 def write_runs_csv(path: Path, rows) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(learning.CSV_FIELDS)
+        writer.writerow(common.METRICS)
         writer.writerows(rows)
 
 
@@ -382,7 +392,7 @@ def test_finished_rows_keeps_only_the_seeds_that_reached_the_last_step(tmp_path)
     runs_csv = tmp_path / "runs.csv"
     # seed 2's rows stop at step 150: its second row never got written (a kill between two rows)
     write_runs_csv(runs_csv, [(1, 150, -1.0, 0.0, 1.0), (1, 300, -2.0, 0.0, 2.0), (2, 150, -3.0, 0.0, 1.0)])
-    assert [(r["seed"], r["step"]) for r in learning.finished_rows(runs_csv, 300)] == [(1, 150), (1, 300)]
+    assert [(r["seed"], r["step"]) for r in common.finished_rows(runs_csv, [], lambda key: 300)] == [(1, 150), (1, 300)]
 
 
 @pytest.mark.parametrize(
@@ -393,17 +403,17 @@ def test_finished_rows_keeps_only_the_seeds_that_reached_the_last_step(tmp_path)
 def test_a_damaged_row_is_dropped(tmp_path, last_line):
     runs_csv = tmp_path / "runs.csv"
     runs_csv.write_text("seed,step,eval_mean,eval_std,wall_s\n1,300,-100.0,1.0,2.0\n" + last_line)
-    assert [r["seed"] for r in learning.load_rows(runs_csv)] == [1]
+    assert [r["seed"] for r in common.read_rows(runs_csv)] == [1]
 
 
 def test_results_without_their_config_count_as_other_settings(tmp_path):
     write_runs_csv(tmp_path / "runs.csv", [(1, 300, -100.0, 1.0, 2.0)])
     with pytest.raises(learning.ConfigError, match="other settings"):
-        learning.check_earlier_results(tmp_path, {"reward_scale": 5.0}, overwrite=False)
+        common.check_earlier_results(tmp_path, {"reward_scale": 5.0}, overwrite=False)
 
 
 def bench_config(args: Args) -> dict:
-    return {k: v for k, v in dataclasses.asdict(args).items() if k not in ("seed", *learning.RUN_MANAGEMENT)}
+    return {k: v for k, v in dataclasses.asdict(args).items() if k not in ("seed", *common.RUN_MANAGEMENT)}
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["found in name order", "found in reverse order"])
@@ -425,4 +435,4 @@ def test_a_finished_run_is_not_resumed_for_an_unfinished_seed(in_tmp_dir):
 
 
 def test_the_last_seeds_below_two_to_the_32_are_accepted():
-    learning.check_counts(2, 1, 2**32 - 2)  # seeds 4294967294 and 4294967295
+    common.check_counts(2, 1, 2**32 - 2)  # seeds 4294967294 and 4294967295

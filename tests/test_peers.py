@@ -161,7 +161,7 @@ def test_a_second_peer_benchmark_on_a_folder_in_use_is_refused(in_tmp_dir):
     out = in_tmp_dir / "out"
     out.mkdir()
     bench = peers.PeerArgs(peer_train_args("zoo"), seeds=1, workers=1, out_dir=out, setting="zoo")
-    with peers.learning.holding(out), pytest.raises(ConfigError, match="is in use: another benchmark is writing it"):
+    with peers.common.holding(out), pytest.raises(ConfigError, match="is in use: another benchmark is writing it"):
         peers.main(bench)
     assert not (out / "runs.csv").exists()
 

@@ -1,9 +1,11 @@
+"""compare.py --logs: the evaluations of loose sac_v runs, from their TensorBoard logs, into one CSV."""
+
 import csv
 import errno
 from pathlib import Path
 
+import compare
 import pytest
-import runs_to_csv
 from torch.utils.tensorboard import SummaryWriter
 
 pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
@@ -38,16 +40,16 @@ def test_bad_paths_are_refused_in_one_sentence_before_the_logs_are_read(
 ):
     (tmp_path / "afile").write_text("kept\n")
     (tmp_path / "outdir").mkdir()
-    monkeypatch.setattr(runs_to_csv, "EventAccumulator", logs_must_not_be_read)
+    monkeypatch.setattr(compare, "EventAccumulator", logs_must_not_be_read)
     with pytest.raises(SystemExit) as exit_:
-        runs_to_csv.main(runs_to_csv.CollectArgs(tmp_path / folder, out=tmp_path / out))
+        compare.main(compare.CompareArgs(logs=tmp_path / folder, out=tmp_path / out))
     assert exit_.value.code == message.format(tmp=tmp_path)
     assert (tmp_path / "afile").read_text() == "kept\n" and list((tmp_path / "outdir").iterdir()) == []
 
 
 def test_a_write_that_fails_leaves_the_earlier_csv_whole(tmp_path, runs, monkeypatch):
     out = tmp_path / "evals.csv"
-    runs_to_csv.main(runs_to_csv.CollectArgs(runs, out=out))
+    compare.main(compare.CompareArgs(logs=runs, out=out))
     before = out.read_text()
     assert before.splitlines()[1:] == [
         "Pendulum-v1__probe__1__1700000000,Pendulum-v1,probe,1,100,-100.0",
@@ -65,9 +67,9 @@ def test_a_write_that_fails_leaves_the_earlier_csv_whole(tmp_path, runs, monkeyp
         def writerows(self, rows):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(runs_to_csv.csv, "writer", FullDisk)
+    monkeypatch.setattr(compare.csv, "writer", FullDisk)
     with pytest.raises(SystemExit) as exit_:
-        runs_to_csv.main(runs_to_csv.CollectArgs(runs, out=out))
+        compare.main(compare.CompareArgs(logs=runs, out=out))
     assert exit_.value.code == f"error: cannot write --out {out}: No space left on device"
     assert out.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["evals.csv", "runs"]
 
@@ -85,7 +87,7 @@ def test_csv_holds_each_runs_evaluations_in_run_name_order_to_two_decimals_and_s
     writer.close()
     real_iterdir = Path.iterdir  # the folder lists its runs in reverse name order
     monkeypatch.setattr(Path, "iterdir", lambda self: iter(sorted(real_iterdir(self), reverse=True)))
-    runs_to_csv.main(runs_to_csv.CollectArgs(runs, out=tmp_path / "evals.csv"))
+    compare.main(compare.CompareArgs(logs=runs, out=tmp_path / "evals.csv"))
     assert (tmp_path / "evals.csv").read_text().splitlines() == [
         "run,env_id,exp_name,seed,step,eval_mean",
         "Pendulum-v1__probe__1__1700000000,Pendulum-v1,probe,1,100,-3.0",
@@ -96,6 +98,12 @@ def test_csv_holds_each_runs_evaluations_in_run_name_order_to_two_decimals_and_s
 def test_a_folder_without_run_folders_is_refused_and_nothing_is_written(tmp_path):
     (tmp_path / "runs" / "notes").mkdir(parents=True)
     with pytest.raises(SystemExit) as exit_:
-        runs_to_csv.main(runs_to_csv.CollectArgs(tmp_path / "runs", out=tmp_path / "evals.csv"))
+        compare.main(compare.CompareArgs(logs=tmp_path / "runs", out=tmp_path / "evals.csv"))
     assert exit_.value.code == f"error: no run folders (env__exp__seed__time) in {tmp_path / 'runs'}"
     assert not (tmp_path / "evals.csv").exists()
+
+
+def test_logs_beside_record_folders_is_refused_in_one_sentence(tmp_path, runs):
+    with pytest.raises(SystemExit) as exit_:
+        compare.main(compare.CompareArgs([tmp_path], logs=runs))
+    assert exit_.value.code == "error: --logs collects the evaluations of run folders; give no record folders beside it"

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 import pytest
 import sweep
@@ -236,7 +237,7 @@ def test_sweep_refuses_the_flags_it_sets_for_each_run_rather_than_ignore_them(in
 def test_a_second_sweep_on_a_folder_in_use_is_refused_before_it_runs(in_tmp_dir):
     out = in_tmp_dir / "out"
     out.mkdir()
-    with sweep.holding(out), pytest.raises(ConfigError, match="is in use"):  # as a sweep still running on out would
+    with common.holding(out), pytest.raises(ConfigError, match="is in use"):  # as a sweep still running on out would
         sweep.main(sweep_args(out, "tau=0.01"))
     assert not (out / "runs.csv").exists() and not list(in_tmp_dir.glob("runs/*"))
 
@@ -254,7 +255,7 @@ def test_failing_run_is_recorded_and_the_others_finish(in_tmp_dir):
 def test_read_runs_drops_a_row_cut_short_by_a_kill(tmp_path):
     path = tmp_path / "runs.csv"
     path.write_text("reward_scale,seed,step,eval_mean,eval_std,wall_s\n5.0,1,150,-1.0,0.0,2.0\n5.0,1,300,-1.0\n")
-    assert sweep.read_runs(path, ["reward_scale"]) == [
+    assert common.read_rows(path, sweep.grid_value) == [
         {"reward_scale": 5.0, "seed": 1, "step": 150, "eval_mean": -1.0, "eval_std": 0.0, "wall_s": 2.0}
     ]
 
@@ -299,3 +300,14 @@ def test_ray_backend_finishes_every_run_on_a_local_ray_instance(in_tmp_dir):
     assert [float(r["eval_mean"]) for r in rows if (r["reward_scale"], r["seed"]) == ("5.0", "2")] == [
         e.mean for e in local
     ]
+
+
+def test_ray_backend_records_a_failing_trial_with_its_error_and_the_others_finish(in_tmp_dir):
+    pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
+    pytest.importorskip("pyarrow", reason="Ray Tune is not installed: pip install -e '.[ray]'")
+    out = in_tmp_dir / "out"
+    with pytest.raises(SystemExit, match=r"1 run\(s\) failed .* rerun the same command to retry them"):
+        sweep.main(sweep_args(out, "reward_scale=5,1e38", seeds=1, backend="ray"))
+    assert finished(read_rows(out / "runs.csv")) == {("5.0", "1")}
+    [failure] = read_rows(out / "failures.csv")
+    assert failure["error"].startswith("DivergenceError: qf1_loss is inf")

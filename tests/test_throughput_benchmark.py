@@ -323,3 +323,21 @@ def test_a_write_that_fails_keeps_the_measured_table_and_the_other_devices_secti
     )
     assert "the measured table" in capsys.readouterr().out
     assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["throughput.md"]
+
+
+def test_side_by_side_gives_each_case_against_one_run_alone_and_keeps_the_other_sizes_sections(tmp_path, monkeypatch):
+    speed = {"1": 100.0, "2": 200.0, "auto": 300.0}  # steps/s of each run, by its --threads
+    monkeypatch.setattr(throughput, "run_case", lambda runs, threads, env, bench: [speed[threads]] * runs)
+    out = tmp_path / "threads.md"
+    throughput.side_by_side(throughput.SideBySideArgs(hidden_sizes=(8, 8), batch_size=16, output=out))
+    throughput.side_by_side(throughput.SideBySideArgs(hidden_sizes=(4,), batch_size=8, output=out))
+    text = out.read_text()
+    assert "| two runs, 1 thread each | 100 / 100 | 200 | 1.00 | 0.50 |" in text  # the slowest over 100, over 200
+    assert "## 8 × 8, batch 16" in text and "## 4, batch 8" in text
+    assert "Command: `python benchmarks/throughput.py side-by-side --hidden-sizes 8 8 --batch-size 16`." in text
+
+
+def test_a_side_by_side_run_is_a_process_of_its_own_that_counts_its_steps_in_the_window():
+    bench = throughput.SideBySideArgs(seconds=0.2, warmup_s=0.1, hidden_sizes=(8, 8), batch_size=16)
+    [speed] = throughput.run_case(1, "1", {}, bench)
+    assert speed > 0

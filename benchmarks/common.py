@@ -1,0 +1,694 @@
+"""The floor of benchmarks/: what the tools share. It imports no tool; every tool imports it.
+
+Provenance (the CPU, the commit, the hardware line), writable checks, records (a results folder's runs.csv,
+config.json, lock and summary lines), statistics, plots, the flags every record tool takes, the worker pool, and
+run_record: the one loop that runs what a record still lacks and writes it as each run ends, for learning.py's seeds,
+peers.py's SB3 seeds and sweep.py's grid.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import csv
+import dataclasses
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+import numpy as np
+import torch
+import tyro
+
+import sac_v
+from buffer import atomic_path
+from sac_v import Args, ConfigError, Evaluation, lock_folder, paper_args, train
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]  # a runs.csv's columns, after a sweep's grid fields
+RUN_MANAGEMENT = ("resume", "save_buffer", "capture_video", "threads")  # how a run is kept or run, not what it learns
+# "Solved" lines; for the MuJoCo tasks, where published SAC curves stand at 300 000 env steps.
+THRESHOLDS = {
+    "LunarLanderContinuous-v3": 200.0,
+    "Pendulum-v1": -200.0,
+    "HalfCheetah-v5": 5000.0,
+    "Hopper-v5": 2500.0,
+    "Walker2d-v5": 2000.0,
+}
+T = TypeVar("T")
+
+
+# Provenance
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo on Linux, else what the platform module knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
+def cpu_flags() -> list[str]:
+    """The CPU extensions that decide how fast float32 and bfloat16 matmuls run, where Linux lists them."""
+    try:
+        listed = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    return [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in listed]
+
+
+def hardware_line(workers: int, threads: int | str, *versions: str) -> str:
+    """The hardware line of a record's summary: the machine, how its runs shared it, torch's version and others'."""
+    line = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
+    return ", ".join([line, f"torch {torch.__version__}", *versions])
+
+
+def commit(checkout: Path = ROOT) -> str:
+    """The commit of this checkout, marked -dirty when tracked code differs from it (docs/, where the records are
+    written, does not count). Read when the runs start: the checkout may move on while they run."""
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True)
+
+    try:
+        described = git("describe", "--always", "--abbrev=12")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)docs")
+    except OSError:
+        return "not recorded"
+    if described.returncode or changed.returncode:
+        return "not recorded"
+    return described.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
+
+
+def results_path(given: Path | None, record: bool, *parts: str, flag: str = "--out-dir") -> Path:
+    """Where a tool writes: `given`; else, with --record, the committed record under docs/; else the same path under
+    runs/, which git ignores, so that a rerun in a fresh clone edits no committed record."""
+    if given is not None and record:
+        raise ConfigError(f"--record writes the committed record under docs/, {flag} elsewhere: give one of them")
+    return given or (ROOT / "docs" if record else Path("runs")).joinpath(*parts)
+
+
+def check_writable(out: Path, flag: str = "--out", kind: str = "CSV file") -> None:
+    """Refuse an output file that cannot be written before the slow part (reading the logs, measuring) starts."""
+    if out.is_dir():
+        sys.exit(f"error: {flag} {out} is a folder; give the {kind} to write")
+    if under_file := next((p for p in out.parents if p.exists() and not p.is_dir()), None):
+        sys.exit(f"error: {flag} {out} lies under {under_file}, which is a file, not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out.parent).close()
+    except OSError as e:
+        sys.exit(f"error: cannot write {flag} {out}: {e.strerror or e}")
+
+
+# Records: a folder of runs.csv (every evaluation of every finished run), config.json, summary.md and curves.png
+
+
+def read_rows(path: Path, parse: Callable[[str, str], Any] = lambda column, text: text) -> list[dict[str, Any]]:
+    """The rows of a runs.csv: seed and step as integers, the other metrics as floats, any other column (a sweep's
+    grid field) through parse. A last row cut short by a kill or a full disk (no newline at its end) and a row with
+    fields missing or extra are dropped; a value that does not parse raises a ValueError."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        text = f.read()
+    text = text[: text.rfind("\n") + 1]
+    rows = []
+    for raw in csv.DictReader(text.splitlines()):
+        if None in raw or None in raw.values():
+            continue
+        rows.append(
+            {k: int(v) if k in METRICS[:2] else float(v) if k in METRICS else parse(k, v) for k, v in raw.items()}
+        )
+    return rows
+
+
+def append_rows(path: Path, columns: list[str], rows: list[dict[str, Any]], format: Callable[[Any], str] = str) -> None:
+    """Append rows, a value outside METRICS written by format; a new file gets its header first."""
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        if new:
+            writer.writeheader()
+        writer.writerows({k: (v if k in METRICS else format(v)) for k, v in row.items()} for row in rows)
+
+
+RunKey = tuple[tuple[Any, ...], int]  # a run of a record: its grid values (none outside a sweep) and its seed
+
+
+def run_key(row: dict[str, Any], fields: list[str]) -> RunKey:
+    return tuple(row[f] for f in fields), row["seed"]
+
+
+def finished_rows(
+    runs_csv: Path,
+    fields: list[str],
+    total: Callable[[RunKey], int],
+    parse: Callable[[str, str], Any] = lambda column, text: text,
+    format: Callable[[Any], str] = str,
+) -> list[dict[str, Any]]:
+    """The rows of the runs in runs.csv that reached their last step, total(key), with runs.csv rewritten to hold only
+    those (partial leftovers dropped), through a new file so that a kill now cannot lose them; new runs append to it."""
+    rows = read_rows(runs_csv, parse)
+    done = {run_key(r, fields) for r in rows if r["step"] == total(run_key(r, fields))}
+    rows = [r for r in rows if run_key(r, fields) in done]
+    kept = runs_csv.with_suffix(".csv.tmp")
+    kept.unlink(missing_ok=True)
+    append_rows(kept, [*fields, *METRICS], rows, format)
+    kept.replace(runs_csv)
+    return rows
+
+
+def check_earlier_results(out_dir: Path, config: dict[str, Any], overwrite: bool, what: str = "settings") -> None:
+    """Earlier results in out_dir count only if they were made with this config: refuse, or with overwrite discard
+    them; then record the config."""
+    runs_csv, config_json = out_dir / "runs.csv", out_dir / "config.json"
+    config = json.loads(json.dumps(config))  # tuples become lists, as when read back
+    try:
+        earlier = json.loads(config_json.read_text()) if config_json.exists() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        earlier = None  # damaged: its results cannot be told to match
+    if runs_csv.exists() and earlier != config:
+        if not overwrite:
+            raise ConfigError(f"{runs_csv} holds results made with other {what}: pass --overwrite or --out-dir")
+        runs_csv.unlink()
+    with atomic_path(config_json) as tmp:
+        tmp.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def holding(out_dir: Path) -> contextlib.AbstractContextManager:
+    """Create the results folder; one tool at a time writes it (sac_v's folder lock): a second one would run the runs
+    in flight again and append their rows twice."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"cannot create the results folder {out_dir}: a file has its name or its parent's") from None
+    except OSError as e:
+        raise ConfigError(f"cannot create the results folder {out_dir}: {e.strerror}") from None
+    in_use = "another benchmark is writing it; wait, or pass another --out-dir"
+    return lock_folder(out_dir, in_use) or contextlib.nullcontext()
+
+
+def earlier_summary_line(out_dir: Path, field: str = "Hardware") -> str:
+    """A line of the summary written when the runs ran (kept when nothing is left to run): hardware, or commit."""
+    summary = out_dir / "summary.md"
+    lines = summary.read_text().splitlines() if summary.exists() else []
+    found = [line.removeprefix(f"{field}: ").removesuffix(".") for line in lines if line.startswith(f"{field}: ")]
+    return found[0] if found else "not recorded"
+
+
+def seed_values(line: str, seeds: set[int]) -> dict[int, str]:
+    """Each seed's value in a summary line (commit, hardware): one value for all, or as `seed_line` groups them."""
+    values = {}
+    for part in line.split("; "):
+        if found := re.fullmatch(r"(.*) \(seeds? ([\d, ]+)\)", part):
+            values |= {int(s): found[1] for s in found[2].split(", ")}
+    return {s: values.get(s, "not recorded") for s in seeds} if values else dict.fromkeys(seeds, line)
+
+
+def earlier_seed_lines(out_dir: Path, seeds: set[int]) -> tuple[dict[int, str], dict[int, str]]:
+    """The hardware and the commit each finished seed ran with, from the summary written when it ran."""
+    hardware, ran_at = (seed_values(earlier_summary_line(out_dir, field), seeds) for field in ("Hardware", "Commit"))
+    return hardware, ran_at
+
+
+def seed_line(values: dict[int, str]) -> str:
+    """One value where every seed ran with it; else each value with its seeds: `a (seeds 1, 2); b (seed 3)`."""
+    groups: dict[str, list[int]] = {}
+    for seed in sorted(values):
+        groups.setdefault(values[seed], []).append(seed)
+    if len(groups) == 1:
+        return next(iter(groups))
+    return "; ".join(f"{v} (seed{'s' * (len(s) > 1)} {', '.join(map(str, s))})" for v, s in groups.items())
+
+
+# Statistics
+
+
+def steps_to_threshold(rows: list[dict[str, float]], threshold: float) -> float:
+    """First evaluation step with eval_mean >= threshold; inf if never."""
+    hits = [row["step"] for row in rows if row["eval_mean"] >= threshold]
+    return min(hits) if hits else float("inf")
+
+
+def by_seed(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    """The rows of each seed, sorted by step; seeds in order."""
+    seeds = sorted({int(r["seed"]) for r in rows})
+    return {seed: sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["step"]) for seed in seeds}
+
+
+def reach_and_finals(per_seed: dict[int, list[dict[str, Any]]], threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each seed's env steps to the threshold (inf: never) and its last evaluation's mean."""
+    reach = np.array([steps_to_threshold(rows, threshold) for rows in per_seed.values()])
+    return reach, np.array([rows[-1]["eval_mean"] for rows in per_seed.values()])
+
+
+def median_steps(reach: np.ndarray) -> float:
+    """The median of steps to the threshold, taken from the values themselves: unreached seeds count as inf."""
+    return np.percentile(reach, 50, method="inverted_cdf")
+
+
+def fmt(steps: float) -> str:
+    return "not reached" if np.isinf(steps) else f"{steps:,.0f}"
+
+
+# Summaries
+
+
+class Target(NamedTuple):
+    """One env's project targets, for runs of `total` env steps."""
+
+    total: int  # the run length the targets are set for
+    steps: int  # env steps within which ...
+    share: float | None  # ... at least this share of seeds must reach the threshold (None: no such target)
+    every_seed: bool  # whether every seed must reach it by the end of the run
+    least_final: float | None  # the least final eval mean over seeds
+
+
+TARGETS = {
+    "LunarLanderContinuous-v3": Target(100_000, 50_000, 0.9, True, 240.0),
+    "Pendulum-v1": Target(10_000, 10_000, 1.0, False, None),
+    **{
+        env_id: Target(300_000, 300_000, None, False, THRESHOLDS[env_id])
+        for env_id in ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")
+    },
+}
+# Published SAC (v2) at 1 000 000 env steps, for the MuJoCo summaries: CleanRL (3 seeds, -v4 envs, training returns),
+# Stable-Baselines3's zoo (1 run, deterministic, -v3 envs), the SAC v2 paper's curves (arXiv 1812.05905, read off).
+PUBLISHED = {
+    "HalfCheetah-v5": "CleanRL 9 635 ± 1 424, SB3 zoo 9 535, SAC v2 paper about 11 250",
+    "Hopper-v5": "CleanRL 2 310 ± 343, SB3 zoo 2 326, SAC v2 paper about 3 250",
+    "Walker2d-v5": "CleanRL 3 591 ± 911, SB3 zoo 3 863, SAC v2 paper about 4 800",
+}
+
+
+def target_lines(env_id: str, threshold: float, total: int, reach: np.ndarray, finals: np.ndarray) -> list[str]:
+    """The project's targets for this env, each met or missed and by how much (none for other envs)."""
+    if env_id not in TARGETS or TARGETS[env_id].total != total or len(reach) == 0:
+        return []
+    _, within, share, every_seed, least_final = TARGETS[env_id]
+    n = len(reach)
+
+    def verdict(shortfall: float, unit: str) -> str:
+        return (
+            "**met**"
+            if shortfall <= 0
+            else f"**missed** by {shortfall:g}{unit}{'s' if unit and shortfall != 1 else ''}"
+        )
+
+    lines = ["", "Project targets:", ""]
+    if share is not None:
+        need, got = int(np.ceil(share * n)), int((reach <= within).sum())
+        lines.append(
+            f"- ≥ {threshold:g} within {within:,} env steps in at least {need} of {n} seeds: {got} of {n}, "
+            + verdict(need - got, " seed")
+        )
+    if every_seed:
+        got = int(np.isfinite(reach).sum())
+        lines.append(f"- every seed ≥ {threshold:g} by {total:,} env steps: {got} of {n}, " + verdict(n - got, " seed"))
+    if least_final is not None:
+        shortfall = round(least_final - finals.mean(), 1)
+        lines.append(f"- final eval mean ≥ {least_final:g}: {finals.mean():.1f}, " + verdict(shortfall, ""))
+    return lines
+
+
+def write_summary(
+    rows: list[dict[str, float]],
+    train: Args,
+    threshold: float,
+    hardware: str,
+    out_dir: Path,
+    ran_at: str,
+    title: str | None = None,
+    settings_line: str | None = None,
+) -> None:
+    """The summary.md of a record of seeds; `title` and `settings_line` replace sac_v's (a peer's runs name their own
+    settings)."""
+    per_seed = by_seed(rows)
+    seeds = list(per_seed)
+    reach, finals = reach_and_finals(per_seed, threshold)
+    q1, median, q3 = np.percentile(reach, [25, 50, 75], method="inverted_cdf") if seeds else (np.inf,) * 3
+    lines = [
+        title or f"# Learning benchmark: {train.env_id}",
+        "",
+        f"Threshold: deterministic {train.eval_episodes}-episode eval mean ≥ {threshold:g}, "
+        f"checked every {train.eval_every:,} env steps, {train.total_timesteps:,} env steps per seed.",
+        "",
+        f"- seeds that reached the threshold: **{np.isfinite(reach).sum()} / {len(seeds)}**",
+    ]
+    if (target := TARGETS.get(train.env_id)) and target.share is not None:
+        within = (reach <= target.steps).sum()
+        lines.append(f"- seeds that reached it within {target.steps:,} env steps: **{within} / {len(seeds)}**")
+    lines += [
+        f"- median env steps to threshold: **{fmt(median)}** (IQR {fmt(q1)} – {fmt(q3)}; unreached seeds count as ∞)",
+        f"- final eval mean over seeds: **{finals.mean():.1f}** ± {finals.std():.1f} (std across seeds)",
+        *target_lines(train.env_id, threshold, train.total_timesteps, reach, finals),
+        *(
+            [f"- published SAC (v2) at 1 000 000 env steps: {PUBLISHED[train.env_id]}"]
+            if train.env_id in PUBLISHED
+            else []
+        ),
+        "",
+        "| seed | steps to threshold | final eval mean | best eval mean | wall time (min) | env steps/s |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for seed, steps, final in zip(seeds, reach, finals, strict=True):
+        best = max(r["eval_mean"] for r in per_seed[seed])
+        last = per_seed[seed][-1]
+        lines.append(
+            f"| {seed} | {fmt(steps)} | {final:.1f} | {best:.1f} | {last['wall_s'] / 60:.1f} "
+            f"| {last['step'] / last['wall_s']:.0f} |"
+        )
+    settings = {k: v for k, v in dataclasses.asdict(train).items() if k not in ("seed", "exp_name", *RUN_MANAGEMENT)}
+    lines += [
+        "",
+        settings_line or "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()),
+        "",
+        f"Hardware: {hardware}.",
+        "",
+        f"Commit: {ran_at}.",
+        "",
+    ]
+    (out_dir / "summary.md").write_text("\n".join(lines))
+
+
+# Plots
+
+
+def plot_seeds(ax: Any, per_seed: dict[int, list[dict[str, Any]]], color: Any, label: str | None = None) -> None:
+    """Each seed's evaluation curve thin, and their mean over the steps every seed has thick."""
+    curves = {seed: {r["step"]: r["eval_mean"] for r in rows} for seed, rows in per_seed.items()}
+    for curve in curves.values():
+        ax.plot(list(curve), list(curve.values()), color=color, alpha=0.25, linewidth=1)
+    common = sorted(set.intersection(*(set(c) for c in curves.values()))) if curves else []
+    if common:
+        mean = [np.mean([c[s] for c in curves.values()]) for s in common]
+        ax.plot(common, mean, color=color, linewidth=2.5, label=label)
+
+
+def plot_curves(path: Path, title: str, curves: list[tuple[dict, Any, str | None]], threshold: float) -> None:
+    """curves.png: each (per_seed, color, label) as plot_seeds draws it, under the threshold's dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="tight")
+    for per_seed, color, label in curves:
+        plot_seeds(ax, per_seed, color, label)
+    ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    ax.set(xlabel="env steps", ylabel="deterministic eval return", title=title)
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def seeds_title(per_seed: dict) -> str:
+    seeds = list(per_seed)
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds (thin) and their mean (thick)"
+
+
+# The flags every record tool takes
+
+
+@dataclasses.dataclass
+class RecordArgs:
+    """The flags of a tool that runs seeds into a record."""
+
+    train: tyro.conf.OmitArgPrefixes[Args]
+    """the sac_v settings shared by every seed (each run's --seed and --exp-name are the tool's)"""
+    seeds: int = 10
+    """number of seeds: first-seed, first-seed + 1, ..."""
+    first_seed: int = 1
+    """the first seed"""
+    workers: int = 0
+    """runs at a time on this machine (0: one per CPU core)"""
+    threshold: float | None = None
+    """eval return that counts as solved (default: LunarLander 200, Pendulum -200, HalfCheetah 5000, Hopper 2500,
+    Walker2d 2000)"""
+    out_dir: Path | None = None
+    """where results go"""
+    record: bool = False
+    """write the committed record under docs/ (default: the same path under runs/)"""
+    overwrite: bool = False
+    """discard earlier results in out_dir made with other settings"""
+
+
+def check_counts(seeds: int, workers: int, first_seed: int = 1, threshold: float = 0.0) -> None:
+    """Refuse counts, seeds and a threshold that no run could use, before anything is written."""
+    if seeds < 1 or workers < 0:
+        raise ConfigError("--seeds must be positive, --workers non-negative")
+    if not 0 <= first_seed <= 2**32 - seeds:
+        raise ConfigError(f"the seeds {first_seed} to {first_seed + seeds - 1} must be in [0, 2**32)")
+    if not math.isfinite(threshold):
+        raise ConfigError(f"--threshold must be a finite number, got {threshold}")
+
+
+def check_run_flags(train: Args, run_names: str) -> None:
+    """Refuse --seed and --exp-name, which a record tool sets for each of its runs, rather than ignore them."""
+    if train.seed != Args.seed:
+        raise ConfigError(f"--seed is set for each run from --first-seed and --seeds; pass --first-seed {train.seed}")
+    if train.exp_name != Args.exp_name:
+        raise ConfigError(f"--exp-name is set for each run: {run_names}")
+
+
+def threshold_of(given: float | None, env_id: str) -> float:
+    threshold = given if given is not None else THRESHOLDS.get(env_id)
+    if threshold is None:
+        raise ConfigError(f"no default threshold for {env_id}: pass --threshold")
+    return threshold
+
+
+def parse_with_paper(cls: type[T], argv: list[str] | None = None) -> T:
+    """The command line of a tool whose `train` field holds sac_v's flags; with --paper, the paper's settings for the
+    task are the defaults it overrides."""
+    argv = sys.argv[1:] if argv is None else argv
+    first = tyro.cli(cls, args=[a for a in argv if a not in ("-h", "--help")], default=cls(train=Args()))
+    train_defaults = paper_args(first.train.env_id) if first.train.paper else Args()
+    return tyro.cli(cls, args=argv, default=cls(train=train_defaults))
+
+
+# The worker pool
+
+
+def run_seed(args: Args) -> list[Evaluation]:
+    """One sac_v run in a worker: its evaluations."""
+    os.environ["TQDM_DISABLE"] = "1"  # parallel progress bars would garble one terminal; eval lines remain
+    result = train(args)
+    if result.stopped_by is not None:  # Ctrl-C reaches the workers too: a stopped run is not a finished seed
+        raise RuntimeError(f"seed {args.seed} was stopped by signal {result.stopped_by} at its checkpoint")
+    return result.evaluations
+
+
+class InterruptError(Exception):
+    """SIGINT or SIGTERM stopped the tool; the runs it had in flight saved their checkpoints."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+WORKER_BUSY = threading.Event()  # set while this worker process runs a job (start_worker)
+
+
+def run_job(fn: Callable[..., Any], *job: Any) -> Any:
+    WORKER_BUSY.set()
+    try:
+        return fn(*job)
+    finally:
+        WORKER_BUSY.clear()
+
+
+def start_worker(parent: int) -> None:
+    """A worker's initializer: a process group of its own (see run_in_workers), and a watch on its parent. Where the
+    parent dies without a word (SIGKILL, the out-of-memory killer), the worker's run saves and stops as on a SIGTERM,
+    and the worker exits, rather than train on with no one to record it and then wait for jobs forever."""
+    os.setpgrp()
+    # A run stopped here is continued by the tool's own command, not by sac_v.py --resume.
+    sac_v.resume_command = lambda checkpoint: "rerun the benchmark's own command"
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        if WORKER_BUSY.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+            deadline = time.monotonic() + 600  # an evaluation, then a checkpoint with its buffer
+            while WORKER_BUSY.is_set() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def run_in_workers(fn: Callable[..., Any], jobs: dict[Hashable, tuple], workers: int) -> Iterator[tuple[Hashable, Any]]:
+    """Runs fn(*job) for each job in at most `workers` spawned processes; yields (key, result or exception) as each
+    ends. SIGINT or SIGTERM to this process forwards one SIGTERM to each worker (sac_v.train saves and stops; a second
+    signal stops it at once), starts no new job, waits for the workers and raises InterruptError. Each worker has a
+    process group of its own: a signal to the terminal's group reaches it once, through this process, and a SIGTERM to
+    this process alone does not leave a worker training with no one to record it; nor does a SIGKILL (start_worker)."""
+    waiting = iter(jobs.items())
+    running: dict[cf.Future, Hashable] = {}
+    stopped: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        stopped.append(signum)
+        for child in multiprocessing.active_children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGTERM)
+
+    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        context = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(workers, context, initializer=start_worker, initargs=(os.getpid(),)) as pool:
+
+            def start_next() -> None:
+                """One job per free worker: a job queued inside the pool would start after a stop."""
+                for key, job in itertools.islice(waiting, 1):
+                    try:
+                        running[pool.submit(run_job, fn, *job)] = key
+                    except cf.process.BrokenProcessPool as e:  # a worker was killed (out of memory?): none can start
+                        failed: cf.Future = cf.Future()
+                        failed.set_exception(e)
+                        running[failed] = key
+
+            for _ in range(workers):
+                start_next()
+            while running:
+                finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for future in finished:
+                    key, error = running.pop(future), future.exception()
+                    if stopped and error is not None:  # stopped at its checkpoint, or killed: not an outcome
+                        continue
+                    if not stopped:
+                        start_next()
+                    yield key, error or future.result()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if stopped:
+        raise InterruptError(stopped[0])
+
+
+# The record runner
+
+Provenance = dict[RunKey, tuple[str, str]]  # each finished run's hardware line and commit
+Backend = Callable[[dict[RunKey, tuple], int], Iterator[tuple[RunKey, Any]]]  # (jobs, workers) -> (key, outcome)
+
+
+@dataclasses.dataclass
+class Record:
+    """A results folder: runs.csv (every evaluation of every finished run, appended as each run ends, so a crash never
+    loses finished runs), failures.csv (the runs that raised, with their error), config.json (what its runs were made
+    with), summary.md and curves.png, written by `report`."""
+
+    out_dir: Path
+    config: dict[str, Any]
+    report: Callable[[list[dict[str, Any]], Provenance], None]  # summary.md and curves.png from the rows
+    total: Callable[[RunKey], int]  # the env step at which a run is finished
+    fields: list[str] = dataclasses.field(default_factory=list)  # a sweep's grid fields, the columns before METRICS
+    parse: Callable[[str, str], Any] = lambda column, text: text  # a grid value from runs.csv
+    format: Callable[[Any], str] = str  # a grid value into runs.csv
+    what: str = "settings"  # what other results in out_dir could have been made with
+
+    def name(self, key: RunKey) -> str:
+        values, seed = key
+        setting = ",".join(f"{f}={self.format(v)}" for f, v in zip(self.fields, values, strict=True))
+        return f"{setting} seed {seed}".lstrip()
+
+
+def run_record(
+    record: Record,
+    keys: list[RunKey],
+    job: Callable[[RunKey], tuple],
+    backend: Backend,
+    hardware: Callable[[int], str],
+    workers: int,
+    overwrite: bool,
+) -> None:
+    """Run the runs among `keys` that the record lacks, each as backend runs job(key) with at most `workers` at a time,
+    appending each one's evaluations and rewriting the report as it ends; with nothing left to run, rewrite the report
+    from runs.csv. Each run keeps the hardware and commit it ran at (earlier ones from the summary)."""
+    out_dir, fields = record.out_dir, record.fields
+    runs_csv, failures_csv = out_dir / "runs.csv", out_dir / "failures.csv"
+    check_earlier_results(out_dir, record.config, overwrite, record.what)
+    failures_csv.unlink(missing_ok=True)  # every failed run is retried now, and recorded again if it fails again
+    rows = finished_rows(runs_csv, fields, record.total, record.parse, record.format)
+    done = {run_key(r, fields) for r in rows}
+    if done:
+        print(f"skipping {len(done)} of {len(keys)} runs already finished in {runs_csv}")
+    hardwares, commits = earlier_seed_lines(out_dir, {seed for _, seed in done})
+    ran = {key: (hardwares[key[1]], commits[key[1]]) for key in done}
+    jobs = {key: job(key) for key in keys if key not in done}
+    if not jobs:  # the summary and plot again, from every finished run in runs.csv
+        record.report(rows, ran)
+        print(f"all {len(keys)} runs are done; summary and plot rewritten in {out_dir}")
+        print("to run them again, pass --out-dir with a new folder")
+        return
+
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    line, ran_at = hardware(workers), commit()  # read now: the checkout may move on while the runs go
+    print(f"{len(jobs)} runs to go on {line}")
+    start, failures = time.time(), 0
+    outcomes = backend(jobs, workers)
+    with contextlib.closing(outcomes):  # on Ctrl-C, stop the backend's runs now, not when the generator is collected
+        for (values, seed), outcome in outcomes:
+            setting = dict(zip(fields, values, strict=True))
+            name = record.name((values, seed))
+            if isinstance(outcome, Exception):  # reported; the finished runs are on disk already
+                failures += 1
+                failure = setting | {"seed": seed, "error": error_text(outcome)}
+                append_rows(failures_csv, [*fields, "seed", "error"], [failure], record.format)
+                print(f"{name} failed: {error_text(outcome)}", file=sys.stderr)
+                continue
+            new = [
+                setting | dict(seed=seed, step=e.step, eval_mean=e.mean, eval_std=e.std, wall_s=e.wall_s)
+                for e in outcome
+            ]
+            append_rows(runs_csv, [*fields, *METRICS], new, record.format)
+            rows += new
+            ran[(values, seed)] = (line, ran_at)
+            record.report(rows, ran)
+            print(f"{name} done: final eval {outcome[-1].mean:.1f}, {outcome[-1].wall_s / 60:.1f} min")
+    print(f"{len(jobs) - failures} runs done in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
+    if failures:
+        sys.exit(f"error: {failures} run(s) failed (see {failures_csv}); rerun the same command to retry them")
+
+
+def seed_lines(ran: Provenance) -> tuple[str, str]:
+    """The hardware and commit lines of a summary of seeds: one value, or each with its seeds."""
+    hardware, commits = {seed: hw for (_, seed), (hw, _) in ran.items()}, {s: c for (_, s), (_, c) in ran.items()}
+    return seed_line(hardware), seed_line(commits)
+
+
+def error_text(error: Exception) -> str:
+    """The error in one line, for failures.csv."""
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+def cli(main: Callable[[], None], stopped: str) -> None:
+    """Run a tool: a ConfigError ends it in one line; a signal, after the runs in flight saved, with `stopped` (how the
+    same command goes on) and the exit status 128 + the signal."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill outside the pool stops it as Ctrl-C does
+    try:
+        main()
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    except (KeyboardInterrupt, InterruptError) as e:
+        print(f"{e if isinstance(e, InterruptError) else 'interrupted'}: {stopped}", file=sys.stderr)
+        sys.exit(128 + e.signum if isinstance(e, InterruptError) else 130)
