@@ -1,6 +1,6 @@
 """Mutation check of the test suite: does a test fail when a piece of the algorithm is broken?
 
-    python tests/mutants.py                  # every mutant: about 40 minutes on a 2-core CPU
+    python tests/mutants.py                  # every mutant: about 30 minutes on a 2-core CPU
     python tests/mutants.py --only M19 M20   # some of them
 
 Each mutant, in tests/mutants.txt, is one small change to sac_v.py, buffer.py or sac_v_eval.py that breaks what the
