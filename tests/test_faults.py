@@ -44,22 +44,16 @@ def test_bf16_on_a_cpu_without_fast_bfloat16_is_refused_saying_why(in_tmp_dir, m
     assert list(in_tmp_dir.iterdir()) == []
 
 
-@pytest.fixture
-def stopped_run(in_tmp_dir) -> Path:
-    """The checkpoint of a 200-step run, its buffer beside it."""
-    return train(tiny_args(total_timesteps=200, eval_every=100)).checkpoint
-
-
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
-def test_resume_with_a_damaged_buffer_is_refused_in_one_sentence_and_leaves_the_files(stopped_run, damage):
-    buffer = sac_v.buffer_path(stopped_run)
+def test_resume_with_a_damaged_buffer_is_refused_in_one_sentence_and_leaves_the_files(tiny_run_copy, damage):
+    buffer = sac_v.buffer_path(tiny_run_copy)
     data = buffer.read_bytes()
     buffer.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"not a zip file" * 100)
-    before = {p.name: p.read_bytes() for p in stopped_run.parent.iterdir()}
-    proc = run_cli("sac_v.py", "--resume", str(stopped_run.resolve()), "--total-timesteps", "300", cwd=Path.cwd())
+    before = {p.name: p.read_bytes() for p in tiny_run_copy.parent.iterdir()}
+    proc = run_cli("sac_v.py", "--resume", str(tiny_run_copy.resolve()), "--total-timesteps", "300", cwd=Path.cwd())
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "is not a readable replay buffer" in proc.stderr and proc.stderr.strip().count("\n") == 0
-    assert {p.name: p.read_bytes() for p in stopped_run.parent.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in tiny_run_copy.parent.iterdir()} == before
 
 
 def test_runs_as_a_link_to_a_missing_disk_is_one_sentence(in_tmp_dir):
@@ -184,11 +178,9 @@ def test_console_says_the_warm_up_takes_random_actions_and_evaluates_the_initial
 
 
 @pytest.fixture(scope="module")
-def sound_checkpoint(tmp_path_factory) -> dict:
-    """What sac_v writes: the checkpoint of a 100-step run, as torch loads it."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(tmp_path_factory.mktemp("sound"))
-        return torch.load(train(tiny_args(total_timesteps=100, eval_every=100)).checkpoint, weights_only=True)
+def sound_checkpoint(tiny_run) -> dict:
+    """What sac_v writes: the checkpoint of the shared 100-step run, as torch loads it."""
+    return torch.load(tiny_run, weights_only=True)
 
 
 def set_in(path: tuple, value: object):

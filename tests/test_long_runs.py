@@ -145,14 +145,13 @@ def test_resumed_run_continues_in_the_same_folder_and_tensorboard_curves(split_r
     assert [e.step for e in resumed.evaluations] == [60, 200, 400]
 
 
-def test_resume_hides_the_scalars_a_crash_logged_after_the_checkpoint(in_tmp_dir):
-    first = train(tiny_args(total_timesteps=100, eval_every=100))
-    saved = {path: path.read_bytes() for path in first.run_dir.glob("sac_v.*")}
-    train(tiny_args(total_timesteps=300, resume=first.checkpoint))
+def test_resume_hides_the_scalars_a_crash_logged_after_the_checkpoint(tiny_run_copy):
+    saved = {path: path.read_bytes() for path in tiny_run_copy.parent.glob("sac_v.*")}
+    train(tiny_args(total_timesteps=300, resume=tiny_run_copy))
     for path, content in saved.items():  # as if the run had crashed at step 300 with only its step-100 files saved
         path.write_bytes(content)
-    train(tiny_args(total_timesteps=300, resume=first.checkpoint))
-    events = EventAccumulator(str(first.run_dir)).Reload()
+    train(tiny_args(total_timesteps=300, resume=tiny_run_copy))
+    events = EventAccumulator(str(tiny_run_copy.parent)).Reload()
     assert [e.step for e in events.Scalars("losses/v_loss")] == [100, 200, 300]
 
 
@@ -162,9 +161,8 @@ def test_signal_handlers_are_restored_when_train_returns(in_tmp_dir):
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
-def test_resume_may_change_learning_rates(in_tmp_dir):
-    first = train(tiny_args(total_timesteps=100, eval_every=100))
-    resumed = train(tiny_args(total_timesteps=120, resume=first.checkpoint, policy_lr=1e-5, critic_lr=2e-5))
+def test_resume_may_change_learning_rates(tiny_run_copy):
+    resumed = train(tiny_args(total_timesteps=120, resume=tiny_run_copy, policy_lr=1e-5, critic_lr=2e-5))
     lrs = [load(resumed.checkpoint)[name]["param_groups"][0]["lr"] for name in OPTIMIZERS]
     assert lrs == [1e-5, 2e-5, 2e-5]
 
@@ -194,32 +192,15 @@ def test_resume_mid_episode_longer_than_the_buffer_says_it_is_not_exact(in_tmp_d
     assert "the episode in progress (130 steps) is longer than the buffer" in capsys.readouterr().out
 
 
-def test_paper_beside_resume_of_a_run_without_it_is_refused(run_copy):
+def test_paper_beside_resume_of_a_run_without_it_is_refused(tiny_run_copy):
     with pytest.raises(ConfigError, match="--paper sets the flags of a new run"):
-        sac_v.parse_args(["--resume", str(run_copy), "--paper"])
+        sac_v.parse_args(["--resume", str(tiny_run_copy), "--paper"])
 
 
 def test_resume_command_quotes_paths_and_names_this_script_from_here(in_tmp_dir):
     python, script, flag, checkpoint = shlex.split(sac_v.resume_command(Path("my runs/r/sac_v.pt")))
     assert (python, flag, checkpoint) == ("python", "--resume", "my runs/r/sac_v.pt")
     assert (in_tmp_dir / script).resolve() == ROOT / "sac_v.py"
-
-
-@pytest.fixture(scope="module")
-def short_run(tmp_path_factory) -> Path:
-    """A 100-step Pendulum checkpoint with its buffer, copied fresh into each test that changes it."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(tmp_path_factory.mktemp("short"))
-        return train(tiny_args(total_timesteps=100, eval_every=100)).checkpoint.resolve()
-
-
-@pytest.fixture
-def run_copy(short_run, in_tmp_dir) -> Path:
-    run_dir = in_tmp_dir / "runs" / short_run.parent.name
-    run_dir.mkdir(parents=True)
-    for path in short_run.parent.iterdir():
-        (run_dir / path.name).write_bytes(path.read_bytes())
-    return run_dir / short_run.name
 
 
 BAD_RESUMES = [
@@ -232,52 +213,54 @@ BAD_RESUMES = [
 
 
 @pytest.mark.parametrize(("overrides", "message"), BAD_RESUMES)
-def test_resume_that_cannot_continue_the_run_is_refused_before_anything_is_written(run_copy, overrides, message):
-    before = {path.name: path.read_bytes() for path in run_copy.parent.iterdir()}
+def test_resume_that_cannot_continue_the_run_is_refused_before_anything_is_written(tiny_run_copy, overrides, message):
+    before = {path.name: path.read_bytes() for path in tiny_run_copy.parent.iterdir()}
     with pytest.raises(ConfigError, match=message):
-        train(tiny_args(**{"total_timesteps": 200, **overrides}, resume=run_copy))
-    assert {path.name: path.read_bytes() for path in run_copy.parent.iterdir()} == before
+        train(tiny_args(**{"total_timesteps": 200, **overrides}, resume=tiny_run_copy))
+    assert {path.name: path.read_bytes() for path in tiny_run_copy.parent.iterdir()} == before
 
 
-def test_resume_from_a_newer_format_is_refused(run_copy):
-    data = load(run_copy)
+def test_resume_from_a_newer_format_is_refused(tiny_run_copy):
+    data = load(tiny_run_copy)
     data["format_version"] = CHECKPOINT_VERSION + 1
-    torch.save(data, run_copy)
+    torch.save(data, tiny_run_copy)
     with pytest.raises(ConfigError, match="newer"):
-        train(tiny_args(total_timesteps=200, resume=run_copy))
+        train(tiny_args(total_timesteps=200, resume=tiny_run_copy))
 
 
 @pytest.mark.parametrize("version", [1, 2])
-def test_resume_from_an_older_format_is_refused(run_copy, version):
-    data = load(run_copy)
-    torch.save({k: v for k, v in data.items() if k not in ("rng", "episode")} | {"format_version": version}, run_copy)
+def test_resume_from_an_older_format_is_refused(tiny_run_copy, version):
+    data = load(tiny_run_copy)
+    torch.save(
+        {k: v for k, v in data.items() if k not in ("rng", "episode")} | {"format_version": version}, tiny_run_copy
+    )
     with pytest.raises(ConfigError, match=f"format {version}, older"):
-        train(tiny_args(total_timesteps=200, resume=run_copy))
+        train(tiny_args(total_timesteps=200, resume=tiny_run_copy))
 
 
-def test_a_buffer_of_the_same_size_from_another_seed_is_refused(run_copy):
+def test_a_buffer_of_the_same_size_from_another_seed_is_refused(tiny_run_copy):
     """Its transition count matches: only the id both files of a save hold tells the two runs apart."""
     other = train(tiny_args(total_timesteps=100, eval_every=100, seed=2, exp_name="other"))
-    sac_v.buffer_path(run_copy).write_bytes(sac_v.buffer_path(other.checkpoint).read_bytes())
+    sac_v.buffer_path(tiny_run_copy).write_bytes(sac_v.buffer_path(other.checkpoint).read_bytes())
     with pytest.raises(ConfigError, match="were not saved together; move the buffer away"):
-        train(tiny_args(total_timesteps=200, resume=run_copy))
+        train(tiny_args(total_timesteps=200, resume=tiny_run_copy))
 
 
-def test_a_checkpoint_from_before_buffer_ids_pairs_its_buffer_by_count_and_says_so(run_copy, capsys):
-    data = load(run_copy)
+def test_a_checkpoint_from_before_buffer_ids_pairs_its_buffer_by_count_and_says_so(tiny_run_copy, capsys):
+    data = load(tiny_run_copy)
     del data["buffer_id"]
-    torch.save(data, run_copy)
-    result = train(tiny_args(total_timesteps=120, resume=run_copy))
+    torch.save(data, tiny_run_copy)
+    result = train(tiny_args(total_timesteps=120, resume=tiny_run_copy))
     assert "predates buffer ids: its buffer is paired by its transition count only" in capsys.readouterr().out
-    assert len(result.buffer) == 120 and load(run_copy)["buffer_id"] is not None
+    assert len(result.buffer) == 120 and load(tiny_run_copy)["buffer_id"] is not None
 
 
-def test_buffer_saved_at_another_step_than_the_checkpoint_is_refused(run_copy):
-    rb = ReplayBuffer.load(sac_v.buffer_path(run_copy))
+def test_buffer_saved_at_another_step_than_the_checkpoint_is_refused(tiny_run_copy):
+    rb = ReplayBuffer.load(sac_v.buffer_path(tiny_run_copy))
     rb.add(np.zeros(3), np.zeros(1), 0.0, np.zeros(3), False)  # as if a crash fell between the two writes
-    rb.save(sac_v.buffer_path(run_copy))
+    rb.save(sac_v.buffer_path(tiny_run_copy))
     with pytest.raises(ConfigError, match="not saved together"):
-        train(tiny_args(total_timesteps=200, resume=run_copy))
+        train(tiny_args(total_timesteps=200, resume=tiny_run_copy))
 
 
 TINY_FLAGS = [
@@ -357,19 +340,23 @@ def test_resume_of_a_run_another_process_trains_is_refused_before_anything_is_wr
     assert load(checkpoint)["global_step"] == step + 30
 
 
-def test_train_holds_its_run_folder_until_it_returns(run_copy):
-    held = sac_v.lock_folder(run_copy.parent, sac_v.RUN_IN_USE)  # as a process training this run would
-    before = {path.name: path.read_bytes() for path in run_copy.parent.iterdir()}
+def test_train_holds_its_run_folder_until_it_returns(tiny_run_copy):
+    held = sac_v.lock_folder(tiny_run_copy.parent, sac_v.RUN_IN_USE)  # as a process training this run would
+    before = {path.name: path.read_bytes() for path in tiny_run_copy.parent.iterdir()}
     with pytest.raises(ConfigError, match="is in use: another process is training this run"):
-        train(tiny_args(total_timesteps=200, resume=run_copy))
-    assert {path.name: path.read_bytes() for path in run_copy.parent.iterdir()} == before
+        train(tiny_args(total_timesteps=200, resume=tiny_run_copy))
+    assert {path.name: path.read_bytes() for path in tiny_run_copy.parent.iterdir()} == before
     held.close()
-    train(tiny_args(total_timesteps=200, resume=run_copy))
-    sac_v.lock_folder(run_copy.parent, sac_v.RUN_IN_USE).close()  # train released it: taking it again does not raise
+    train(tiny_args(total_timesteps=200, resume=tiny_run_copy))
+    sac_v.lock_folder(
+        tiny_run_copy.parent, sac_v.RUN_IN_USE
+    ).close()  # train released it: taking it again does not raise
 
 
-def test_cli_resume_with_another_env_is_refused_in_one_line(run_copy):
-    proc = run_cli("sac_v.py", "--resume", str(run_copy), "--env-id", "LunarLanderContinuous-v3", cwd=run_copy.parent)
+def test_cli_resume_with_another_env_is_refused_in_one_line(tiny_run_copy):
+    proc = run_cli(
+        "sac_v.py", "--resume", str(tiny_run_copy), "--env-id", "LunarLanderContinuous-v3", cwd=tiny_run_copy.parent
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "not LunarLanderContinuous-v3" in proc.stderr
 
@@ -461,21 +448,21 @@ def test_process_killed_while_saving_leaves_the_previous_files_intact(tmp_path, 
     assert rb.added == 1 and rb.rewards[0] == 1.0
 
 
-def test_cli_resume_of_a_run_folder_continues_its_checkpoint(run_copy):
-    args, checkpoint = sac_v.parse_args(["--resume", str(run_copy.parent), "--total-timesteps", "200"])
-    assert args.resume == run_copy and checkpoint["global_step"] == 100
+def test_cli_resume_of_a_run_folder_continues_its_checkpoint(tiny_run_copy):
+    args, checkpoint = sac_v.parse_args(["--resume", str(tiny_run_copy.parent), "--total-timesteps", "200"])
+    assert args.resume == tiny_run_copy and checkpoint["global_step"] == 100
     result = train(args, checkpoint)
-    assert result.checkpoint == run_copy and load(run_copy)["global_step"] == 200
+    assert result.checkpoint == tiny_run_copy and load(tiny_run_copy)["global_step"] == 200
 
 
-def test_cli_resume_reads_the_checkpoint_once(run_copy, monkeypatch):
+def test_cli_resume_reads_the_checkpoint_once(tiny_run_copy, monkeypatch):
     """parse_args reads the checkpoint for its flags and hands it to train, which does not read it again."""
     reads = []
     real_load = torch.load
     monkeypatch.setattr(torch, "load", lambda path, **kwargs: reads.append(path) or real_load(path, **kwargs))
-    monkeypatch.setattr(sys, "argv", ["sac_v.py", "--resume", str(run_copy), "--total-timesteps", "200"])
+    monkeypatch.setattr(sys, "argv", ["sac_v.py", "--resume", str(tiny_run_copy), "--total-timesteps", "200"])
     sac_v.main()
-    assert [Path(path) for path in reads].count(run_copy) == 1
+    assert [Path(path) for path in reads].count(tiny_run_copy) == 1
 
 
 def test_divergence_before_any_checkpoint_says_so(in_tmp_dir):
