@@ -3,9 +3,9 @@ Gaussian actor, twin soft Q critics, and a soft state-value network V whose movi
 Equation numbers refer to the paper.
 
 Part 1, the algorithm, defines all it uses but the one-line calls train makes to Part 2: Args, make_env, Actor,
-StackedLinear, SoftQNetwork, SoftVNetwork, sac_v_losses (Eqs. 5, 8, 12), update, make_optimizers, evaluate, train (the
-paper's Algorithm 1), main. Part 2, after the divider: flag checks, the --paper preset, checkpoints and exact resume,
-TensorBoard and console, signals, compile and CUDA graphs.
+StackedLinear, SoftQNetwork, SoftVNetwork, sac_v_losses (Eqs. 5, 8, 12), update, make_networks, make_optimizers,
+evaluate, train (the paper's Algorithm 1), main. Part 2, after the divider: flag checks, the --paper preset,
+checkpoints and exact resume, TensorBoard and console, signals, compile and CUDA graphs.
 
     python sac_v.py                              # LunarLanderContinuous-v3 with this project's defaults
     python sac_v.py --paper --env-id Hopper-v5   # the paper's settings for a MuJoCo task
@@ -254,6 +254,16 @@ def update(
     return {name: value.detach() for name, value in losses.items()}
 
 
+def make_networks(env: gym.Env, hidden_sizes: Sequence[int], device: torch.device) -> tuple[nn.Module, ...]:
+    """π, the twin critics, V, and V̄: an exact copy of V at first, then moved by the moving average alone."""
+    actor = Actor(env.observation_space, env.action_space, hidden_sizes).to(device)
+    qf = SoftQNetwork(env.observation_space, env.action_space, hidden_sizes).to(device)
+    vf = SoftVNetwork(env.observation_space, hidden_sizes).to(device)
+    vf_target = SoftVNetwork(env.observation_space, hidden_sizes).to(device)
+    vf_target.load_state_dict(vf.state_dict())
+    return actor, qf, vf, vf_target.requires_grad_(False)
+
+
 def make_optimizers(actor: Actor, qf: SoftQNetwork, vf: SoftVNetwork, args: Args) -> dict[str, torch.optim.Optimizer]:
     """Three Adams: the policy, both critics together, V. Fused: each step is one kernel over all its tensors; a
     CUDA graph needs the step counts kept on the GPU (capturable)."""
@@ -310,12 +320,7 @@ def train(args: Args, checkpoint: dict[str, Any] | None = None) -> TrainResult:
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
-    actor = Actor(env.observation_space, env.action_space, args.hidden_sizes).to(device)
-    qf = SoftQNetwork(env.observation_space, env.action_space, args.hidden_sizes).to(device)
-    vf = SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
-    vf_target = SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
-    vf_target.load_state_dict(vf.state_dict())  # V̄ starts as an exact copy of V
-    vf_target.requires_grad_(False)
+    actor, qf, vf, vf_target = make_networks(env, args.hidden_sizes, device)
     optimizers = make_optimizers(actor, qf, vf, args)
     rb = ReplayBuffer(env.observation_space.shape[0], env.action_space.shape[0], args.buffer_size, seed=args.seed)
     networks = {"actor": actor, "qf": qf, "vf": vf, "vf_target": vf_target}
@@ -691,12 +696,14 @@ class Threads:
         self.auto = args.threads == "auto"
         self.cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         self.counts = [1]  # the counts auto may take
-        self.last: tuple[float, float, float] | None = None  # (time, CPU seconds of all cores, of this process)
-        if self.auto and resolve_device(args.device).type == "cpu" and not args.compile and self.busy() is not None:
+        cpu = resolve_device(args.device).type == "cpu" and not args.compile
+        start = self.sample() if self.auto and cpu else None  # None also where /proc/stat is not there
+        if start is not None:
             most = min(TORCH_THREADS, len(self.cpus), cpu_quota() or len(self.cpus))
             self.counts = [n for n in range(1, most + 1) if n == 1 or same_numbers(args, env, n)]
         torch.set_num_threads(self.counts[-1] if self.auto else args.threads)
-        self.last = self.sample() if self.auto and len(self.counts) > 1 else None
+        # (time, CPU seconds of all cores, of this process) at the last count: only where auto has a choice
+        self.last = start if len(self.counts) > 1 else None
 
     def busy(self) -> float | None:
         """CPU seconds spent so far on this process's cores, by any process; None where /proc/stat is not there."""
@@ -747,10 +754,7 @@ def same_numbers(args: Args, env: gym.Env, threads: int) -> bool:
         for n in (1, threads):
             torch.set_num_threads(n)
             torch.manual_seed(0)
-            actor = Actor(env.observation_space, env.action_space, args.hidden_sizes)
-            qf = SoftQNetwork(env.observation_space, env.action_space, args.hidden_sizes)
-            vf, vf_target = (SoftVNetwork(env.observation_space, args.hidden_sizes) for _ in range(2))
-            vf_target.requires_grad_(False)
+            actor, qf, vf, vf_target = make_networks(env, args.hidden_sizes, torch.device("cpu"))
             optimizers = make_optimizers(actor, qf, vf, args).values()
             obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
             b = args.batch_size

@@ -276,12 +276,7 @@ def project_update_step(
 ) -> tuple[Callable, Callable]:
     """sac_v's gradient step and policy sampler, with the fast paths that args asks for; or, with reduce_overhead,
     the eager ones given to torch.compile(mode="reduce-overhead"), whose own CUDA graphs might replace --cudagraphs."""
-    actor = sac_v.Actor(env.observation_space, env.action_space, args.hidden_sizes).to(device)
-    qf = sac_v.SoftQNetwork(env.observation_space, env.action_space, args.hidden_sizes).to(device)
-    vf = sac_v.SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
-    vf_target = sac_v.SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
-    vf_target.load_state_dict(vf.state_dict())
-    vf_target.requires_grad_(False)
+    actor, qf, vf, vf_target = sac_v.make_networks(env, args.hidden_sizes, device)
     # a graphed optimizer step needs Adam's step counts on the GPU, as --cudagraphs has them
     optimizers = tuple(
         sac_v.make_optimizers(
