@@ -5,11 +5,13 @@ from pathlib import Path
 import pytest
 import torch
 
+import sac_v
 from sac_v import train
 from tests.helpers import tiny_args
 
 # One thread per test process: the suite must stay fast on a 2-core machine and bit-identical across runs.
 torch.set_num_threads(1)
+sac_v.TORCH_THREADS = 1  # so --threads auto, the default, stays at one thread in in-process runs too
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 

@@ -91,7 +91,7 @@ def test_a_run_whose_thread_count_changes_every_check_learns_the_same_weights_as
     two_idle_cores, monkeypatch, tmp_path
 ):
     # The paper's layer sizes, where two threads split the matmuls' work.
-    args = tiny_args(hidden_sizes=(256, 256), batch_size=256, min_pool=256, total_timesteps=600, eval_every=600)
+    args = tiny_args(hidden_sizes=(256, 256), batch_size=256, min_pool=256, total_timesteps=500, eval_every=500)
     checks = []
 
     def switch(self):
