@@ -503,10 +503,63 @@ def evaluation_env(args: Args, run_dir: Path, step: int) -> gym.Env:
     return env
 
 
+class Logs:
+    """What a person watches: TensorBoard's scalars in the run folder and the console's progress bar and lines."""
+
+    def __init__(self, args: Args, run_dir: Path):
+        self.args, self.run_dir = args, run_dir
+        self.writer: Any = None
+        self.console: Any = None
+        self.excepthook: Any = None  # threading's, while TensorBoard's writer thread is silenced (quiet_writer_thread)
+        self.last_log = (0, 0.0)  # env step and time of the last training speed
+
+    def open(self, step: int, saved_step: int | None) -> None:
+        self.excepthook, threading.excepthook = threading.excepthook, quiet_writer_thread(threading.excepthook)
+        # On resume, the same folder: scalars a crash logged after the checkpoint are hidden, new ones continue.
+        self.writer = SummaryWriter(str(self.run_dir), purge_step=saved_step and saved_step + 1)
+        table = "\n".join(f"|{k}|{v}|" for k, v in dataclasses.asdict(self.args).items())
+        self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table, step)
+        self.console = tqdm(total=self.args.total_timesteps, initial=step, disable=None, dynamic_ncols=True)
+        if self.args.paper:  # the effective settings, flags given beside --paper included
+            flags = {k: getattr(self.args, k) for k in ("reward_scale", "min_pool", *PAPER)}
+            self.console.write(
+                "--paper: " + " ".join(f"--{k.replace('_', '-')} {flag_value(v)}" for k, v in flags.items())
+            )
+
+    def close(self) -> None:
+        """Close the console and the writer, whose last flush raises what its thread met (a full disk)."""
+        try:
+            if self.console is not None:
+                self.console.close()
+            if self.writer is not None:
+                self.writer.close()
+        finally:
+            threading.excepthook = self.excepthook or threading.excepthook
+
+    def episode(self, step: int, episode: dict[str, Any]) -> None:
+        self.writer.add_scalar("charts/episodic_return", episode["return"], step)
+        self.writer.add_scalar("charts/episodic_length", episode["length"], step)
+
+    def training(self, step: int, stats: dict[str, float], log_std: float) -> None:
+        for name, value in stats.items():
+            group = "losses" if name.endswith("loss") else "policy" if name == "entropy" else "values"
+            self.writer.add_scalar(f"{group}/{name}", value, step)
+        self.writer.add_scalar("policy/log_std", log_std, step)
+
+    def progress(self, step: int, phase: str, train_return: float, eval_return: float) -> None:
+        """The speed since the last call (warm-up or training) to TensorBoard; the bar's returns and phase."""
+        if self.last_log[0]:
+            self.writer.add_scalar("charts/SPS", (step - self.last_log[0]) / (time.time() - self.last_log[1]), step)
+        self.last_log = (step, time.time())
+        self.console.set_postfix({"return": f"{train_return:.1f}", "eval": f"{eval_return:.1f}"}, False)
+        self.console.set_description(phase, refresh=False)
+
+
 @dataclasses.dataclass
 class Run:
-    """A training run beyond the math: its checkpoint (in the run folder), the episode in progress, the returns so
-    far, TensorBoard, the console and the lock on its folder. `save` writes what a resume needs to the checkpoint."""
+    """A training run beyond the math: its checkpoint (in the run folder) and the lock on that folder, the episode in
+    progress, the returns so far, its Logs and its Threads. `save` writes what a resume needs to the checkpoint; a
+    failed write or a diverged run ends in one sentence that says what is kept."""
 
     args: Args
     env: gym.Env
@@ -521,30 +574,18 @@ class Run:
     wall_s: float = 0.0  # training seconds in earlier processes
     saved_step: int | None = None  # of the last checkpoint
     start: float = dataclasses.field(default_factory=time.time)
-    last_log: tuple[int, float] = (0, 0.0)  # env step and time of the last training scalars
-    writer: Any = None
-    console: Any = None
     lock: IO[str] | None = None  # held while this process trains the run (lock_folder)
-    excepthook: Any = None  # threading's, while TensorBoard's writer thread is silenced (quiet_writer_thread)
+    logs: Logs | None = None
     threads: Threads | None = None
 
     def __enter__(self) -> Run:
         self.threads = Threads(self.args, self.env)
-        self.excepthook, threading.excepthook = threading.excepthook, quiet_writer_thread(threading.excepthook)
+        self.logs = Logs(self.args, self.checkpoint.parent)
         try:
-            # On resume, the same folder: scalars a crash logged after the checkpoint are hidden, new ones continue.
-            self.writer = SummaryWriter(str(self.checkpoint.parent), purge_step=self.saved_step and self.saved_step + 1)
-            table = "\n".join(f"|{k}|{v}|" for k, v in dataclasses.asdict(self.args).items())
-            self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table, self.step)
+            self.logs.open(self.step, self.saved_step)
         except OSError as e:  # a full or read-only disk: the one sentence of __exit__
             self.__exit__(type(e), e, e.__traceback__)
-        self.console = tqdm(total=self.args.total_timesteps, initial=self.step, disable=None, dynamic_ncols=True)
-        self.console.set_description(self.phase())
-        if self.args.paper:  # the effective settings, flags given beside --paper included
-            flags = {k: getattr(self.args, k) for k in ("reward_scale", "min_pool", *PAPER)}
-            self.console.write(
-                "--paper: " + " ".join(f"--{k.replace('_', '-')} {flag_value(v)}" for k, v in flags.items())
-            )
+        self.logs.console.set_description(self.phase())
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, traceback: object) -> None:
@@ -552,17 +593,13 @@ class Run:
         that a failed write ends before its first checkpoint leaves no folder behind."""
         failed = exc if isinstance(exc, OSError) else None
         try:
-            if self.console is not None:
-                self.console.close()
-            if self.writer is not None:
-                self.writer.close()  # its last flush, where the disk is full, raises what its thread met
+            self.logs.close()
         except OSError as e:
             failed = failed or (e if exc is None else None)
         finally:
             self.env.close()
             if self.lock:
                 self.lock.close()  # releases the run folder
-            threading.excepthook = self.excepthook or threading.excepthook
         if (failed or isinstance(exc, WriteError)) and self.saved_step is None and self.args.resume is None:
             shutil.rmtree(self.checkpoint.parent, ignore_errors=True)
             with contextlib.suppress(OSError):  # runs/ too, where this run was all it held
@@ -586,41 +623,36 @@ class Run:
 
     def next_episode(self, step: int) -> np.ndarray:
         """Log the episode that ended, reset the env, and note how the next one begins (see replay_episode)."""
-        self.writer.add_scalar("charts/episodic_return", self.episode["return"], step)
-        self.writer.add_scalar("charts/episodic_length", self.episode["length"], step)
+        self.logs.episode(step, self.episode)
         self.train_return = self.episode["return"]
         self.episode = {"seed": None, "rng": self.env.np_random.bit_generator.state, "length": 0, "return": 0.0}
         return self.env.reset()[0]
 
     def log_training(self, step: int, stats: dict[str, torch.Tensor], actor: Actor, obs: torch.Tensor) -> None:
-        """Losses, values and entropy to TensorBoard. A value is checked for NaN here only: .item() waits."""
-        for name, value in stats.items():
-            if not math.isfinite(value := value.item()):
+        """Losses, values, entropy and the policy's mean log σ on the batch. A value is checked for NaN here only:
+        .item() waits for the device."""
+        values = {name: value.item() for name, value in stats.items()}
+        for name, value in values.items():
+            if not math.isfinite(value):
                 raise self.diverged(f"{name} is {value}", step)
-            group = "losses" if name.endswith("loss") else "policy" if name == "entropy" else "values"
-            self.writer.add_scalar(f"{group}/{name}", value, step)
         with torch.no_grad():
-            self.writer.add_scalar("policy/log_std", actor(obs)[1].mean().item(), step)
+            self.logs.training(step, values, actor(obs)[1].mean().item())
 
     def record_evaluation(self, step: int, returns: np.ndarray) -> None:
         self.evaluations.append(Evaluation(step, float(returns.mean()), float(returns.std()), self.elapsed()))
-        self.writer.add_scalar("eval/episodic_return", returns.mean(), step)
+        self.logs.writer.add_scalar("eval/episodic_return", returns.mean(), step)
         self.save(step)
         trained = self.optimizers["actor_optimizer"].state  # Adam's moments exist from the first gradient step on
         policy = "the policy" if trained else "the initial policy (no gradient step yet)"
-        self.console.write(f"step {step}: eval return {returns.mean():.1f} ± {returns.std():.1f} of {policy}")
+        self.logs.console.write(f"step {step}: eval return {returns.mean():.1f} ± {returns.std():.1f} of {policy}")
 
     def advance(self, step: int) -> None:
         self.step = step
-        if step % LOG_EVERY == 0:  # the speed since the last log: the current one, warm-up or training
+        if step % LOG_EVERY == 0:
             self.threads.adapt()
-            if self.last_log[0]:
-                self.writer.add_scalar("charts/SPS", (step - self.last_log[0]) / (time.time() - self.last_log[1]), step)
-            self.last_log = (step, time.time())
             eval_return = self.evaluations[-1].mean if self.evaluations else float("nan")
-            self.console.set_postfix({"return": f"{self.train_return:.1f}", "eval": f"{eval_return:.1f}"}, False)
-            self.console.set_description(self.phase(), refresh=False)
-        self.console.update(1)
+            self.logs.progress(step, self.phase(), self.train_return, eval_return)
+        self.logs.console.update(1)
 
     def elapsed(self) -> float:
         return self.wall_s + time.time() - self.start
@@ -653,7 +685,7 @@ class Run:
         """Stopped by a signal: checkpoint this step (unless just done) and say how to resume."""
         if self.saved_step != self.step:
             self.save(self.step)
-        self.console.close()  # before the message, so the bar is not drawn again after it
+        self.logs.console.close()  # before the message, so the bar is not drawn again after it
         buffer = " and its replay buffer" if buffer_path(self.checkpoint).exists() else ""
         print(f"stopped by {signal.Signals(signum).name} at step {self.step}: saved {self.checkpoint}{buffer}")
         print(f"resume with: {resume_command(self.checkpoint)}")

@@ -121,12 +121,14 @@ class Recorder:
 def test_training_scalars_go_under_their_group_with_the_policys_mean_log_std_on_the_batch():
     env = make_env("Pendulum-v1")
     actor = Actor(env.observation_space, env.action_space, (16,))
-    run = sac_v.Run(tiny_args(), env, {}, {}, None, Path("sac_v.pt"), {}, writer=Recorder())
+    logs = sac_v.Logs(tiny_args(), Path("."))
+    logs.writer = Recorder()
+    run = sac_v.Run(tiny_args(), env, {}, {}, None, Path("sac_v.pt"), {}, logs=logs)
     obs = torch.randn(8, 3)
     stats = {"v_loss": torch.tensor(1.5), "qf1": torch.tensor(-2.0), "entropy": torch.tensor(0.5)}
     run.log_training(300, stats, actor, obs)
     log_std = actor(obs)[1].mean().item()
-    assert run.writer.scalars == {
+    assert logs.writer.scalars == {
         "losses/v_loss": (1.5, 300),
         "values/qf1": (-2.0, 300),
         "policy/entropy": (0.5, 300),
