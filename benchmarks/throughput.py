@@ -24,7 +24,6 @@ import collections
 import dataclasses
 import functools
 import importlib.metadata
-import itertools
 import math
 import os
 import re
@@ -98,30 +97,20 @@ def updates_per_s(step: Callable, batch: tuple[torch.Tensor, ...], steps: int, d
 
 # (e) The matmul floor. A gemm (stack, m, k, n) is `stack` independent (m×k)·(k×n) products in one call.
 
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 
-def mlp_gemms(dims: list[int], rows: int, params_grad: bool, input_grad: bool, stack: int = 1) -> list[tuple]:
-    """An MLP's matmuls, forward and backward: dW if its parameters need a gradient, dX where the input needs one."""
-    layers = list(itertools.pairwise(dims))
-    gemms = [(stack, rows, k, n) for k, n in layers]  # forward: x·W
-    if params_grad:
-        gemms += [(stack, k, rows, n) for k, n in layers]  # dW = xᵀ·g
-    if params_grad or input_grad:
-        gemms += [(stack, rows, n, k) for i, (k, n) in enumerate(layers) if i > 0 or input_grad]  # dX = g·Wᵀ
+
+def profiled_gemms(step: Callable, batch: tuple[torch.Tensor, ...]) -> list[tuple]:
+    """The matmuls that one call of the step runs, from torch's profiler."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        step(batch)
+    gemms = []
+    for event in prof.events():
+        if event.name not in MATMULS or (event.cpu_parent and event.cpu_parent.name in MATMULS):
+            continue  # autocast's matmul calls the matmul again, in bfloat16: one product
+        a, b = [shape for shape in event.input_shapes if shape][-2:]  # addmm's and baddbmm's bias comes first
+        gemms.append((a[0], a[1], a[2], b[2]) if len(a) == 3 else (1, a[0], a[1], b[1]))
     return gemms
-
-
-def step_gemms(obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...], batch_size: int) -> list[tuple]:
-    """Every matmul of one sac_v.update, as sac_v_losses and its one backward pass run them."""
-    b, trunk, last = batch_size, [obs_dim, *hidden_sizes], hidden_sizes[-1]
-    critics, value = [obs_dim + act_dim, *hidden_sizes, 1], [obs_dim, *hidden_sizes, 1]
-    return [
-        *mlp_gemms(trunk, b, params_grad=True, input_grad=False),  # the actor's trunk on s
-        *2 * mlp_gemms([last, act_dim], b, params_grad=True, input_grad=True),  # its heads μ and log σ, into the trunk
-        *mlp_gemms(critics, b, params_grad=False, input_grad=True, stack=2),  # Q(s, ã): θ detached, ∂/∂ã for π
-        *mlp_gemms(critics, b, params_grad=True, input_grad=False, stack=2),  # Q(s, a) of the buffer's a
-        *mlp_gemms(value, b, params_grad=True, input_grad=False),  # V(s)
-        *mlp_gemms(value, b, params_grad=False, input_grad=False),  # V̄(s'), no gradient
-    ]
 
 
 def matmul_floor(gemms: list[tuple], dtype: torch.dtype, device: torch.device, calls: int, rounds: int) -> float:
@@ -362,7 +351,8 @@ def measure_size(bench: BenchArgs, device: torch.device, size: tuple, all_cores:
     label, batch = f"{'×'.join(map(str, hidden_sizes))}, batch {batch_size}", synthetic_batch(env, batch_size, device)
     names = variants(device, bench, all_cores, size)
     threads = {name: flags.get("threads", run_threads) for name, flags in names.items()}
-    gemms, floors = step_gemms(*obs_act_dims(env), *size), {}
+    eager_args = sac_v.Args(hidden_sizes=hidden_sizes, batch_size=batch_size, device=bench.device)
+    gemms, floors = profiled_gemms(project_update_step(env, eager_args, device)[0], batch), {}
     for n in dict.fromkeys(threads.values()):  # a --threads variant's step is held to the floor at its own threads
         torch.set_num_threads(n)
         floors[n] = [matmul_floor(gemms, dtype, device, bench.update_steps, bench.repeats) for dtype in DTYPES]

@@ -1,4 +1,5 @@
 import collections
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -134,20 +135,29 @@ def test_without_sb3_the_table_says_its_loop_was_not_measured(tmp_path, monkeypa
     assert "SB3 SAC |" not in table and "(d) SB3 SAC: not measured, stable-baselines3 is not installed" in table
 
 
-MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
-
-
-def profiled_gemms(step, batch) -> list[tuple]:
-    """The matmuls that one call of the step runs, from torch's profiler, as (stack, m, k, n)."""
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
-        step(batch)
-    gemms = []
-    for event in prof.events():
-        if event.name not in MATMULS or (event.cpu_parent and event.cpu_parent.name in MATMULS):
-            continue  # autocast's matmul calls the matmul again, in bfloat16: one product
-        a, b = [shape for shape in event.input_shapes if shape][-2:]  # addmm's and baddbmm's bias comes first
-        gemms.append((a[0], a[1], a[2], b[2]) if len(a) == 3 else (1, a[0], a[1], b[1]))
+def mlp_gemms(dims: list[int], rows: int, params_grad: bool, input_grad: bool, stack: int = 1) -> list[tuple]:
+    """An MLP's matmuls, forward and backward: dW if its parameters need a gradient, dX where the input needs one."""
+    layers = list(itertools.pairwise(dims))
+    gemms = [(stack, rows, k, n) for k, n in layers]  # forward: x·W
+    if params_grad:
+        gemms += [(stack, k, rows, n) for k, n in layers]  # dW = xᵀ·g
+    if params_grad or input_grad:
+        gemms += [(stack, rows, n, k) for i, (k, n) in enumerate(layers) if i > 0 or input_grad]  # dX = g·Wᵀ
     return gemms
+
+
+def step_gemms(obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...], batch_size: int) -> list[tuple]:
+    """Every matmul of one sac_v.update, as sac_v_losses and its one backward pass run them."""
+    b, trunk, last = batch_size, [obs_dim, *hidden_sizes], hidden_sizes[-1]
+    critics, value = [obs_dim + act_dim, *hidden_sizes, 1], [obs_dim, *hidden_sizes, 1]
+    return [
+        *mlp_gemms(trunk, b, params_grad=True, input_grad=False),  # the actor's trunk on s
+        *2 * mlp_gemms([last, act_dim], b, params_grad=True, input_grad=True),  # its heads μ and log σ, into the trunk
+        *mlp_gemms(critics, b, params_grad=False, input_grad=True, stack=2),  # Q(s, ã): θ detached, ∂/∂ã for π
+        *mlp_gemms(critics, b, params_grad=True, input_grad=False, stack=2),  # Q(s, a) of the buffer's a
+        *mlp_gemms(value, b, params_grad=True, input_grad=False),  # V(s)
+        *mlp_gemms(value, b, params_grad=False, input_grad=False),  # V̄(s'), no gradient
+    ]
 
 
 def same_gemms(a: list[tuple], b: list[tuple]) -> bool:
@@ -157,14 +167,14 @@ def same_gemms(a: list[tuple], b: list[tuple]) -> bool:
 
 
 @pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
-def test_the_floors_matmuls_are_those_a_real_step_runs(bf16):
+def test_the_floors_matmuls_are_the_36_of_the_actor_critics_v_and_v_target_forward_and_backward(bf16):
     env = throughput.sac_v.make_env(throughput.ENV_ID)
     args = throughput.sac_v.Args(hidden_sizes=(8, 16), batch_size=32, bf16=bf16)  # every dimension tells apart
     step, _ = throughput.project_update_step(env, args, torch.device("cpu"))
     batch = throughput.synthetic_batch(env, 32, torch.device("cpu"))
     step(batch)
-    gemms = throughput.step_gemms(*throughput.obs_act_dims(env), (8, 16), 32)
-    profiled = profiled_gemms(step, batch)
+    gemms = step_gemms(*throughput.obs_act_dims(env), (8, 16), 32)
+    profiled = throughput.profiled_gemms(step, batch)
     assert len(gemms) == len(profiled) == 36 and same_gemms(gemms, profiled)
     assert not same_gemms(gemms, profiled[1:]) and not same_gemms(gemms, [*gemms[1:], (1, 9, 9, 9)])
 
