@@ -393,12 +393,8 @@ def measure_size(bench: BenchArgs, device: torch.device, size: tuple, all_cores:
         else:
             rates, floor = updates[name], floors[threads[name]][1 if flags.get("bf16") else 0]
             rate, plain = statistics.median(rates), statistics.median(updates["plain"])
-            cells = [
-                f"{rate:,.0f} ({min(rates):,.0f}–{max(rates):,.0f})",
-                f"{rate / plain:.2f}",
-                f"{1 / rate / floor:.1f}",
-            ]
-            cells += [f"{loop_rates[name]:,.0f}", f"{warmup_s[name]:.1f}"]
+            cells = [f"{rate:,.0f} ({min(rates):,.0f}–{max(rates):,.0f})", f"{rate / plain:.2f}"]
+            cells += [f"{1 / rate / floor:.1f}", f"{loop_rates[name]:,.0f}", f"{warmup_s[name]:.1f}"]
         rows.append(f"| {'×'.join(map(str, hidden_sizes))} | {batch_size} | {name} | {' | '.join(cells)} |")
         print(rows[-1], flush=True)
     ours = {name: rate for name, rate in loop_rates.items() if name not in PEERS}
@@ -512,7 +508,7 @@ class SideBySideArgs:
 
 
 def worker(threads: str, start_at: float, stop_at: float, batch_size: int, hidden_sizes: tuple[int, ...]) -> None:
-    """One run: warm up, then print its steps/s in the window; sac_v's Threads recounts auto's idle cores each second"""
+    """One run: warm up, then print its steps/s in the window; sac_v's Threads recounts auto's idle cores."""
     args = sac_v.Args(device="cpu", batch_size=batch_size, hidden_sizes=hidden_sizes)
     args.threads, env, cpu = threads if threads == "auto" else int(threads), sac_v.make_env(ENV_ID), torch.device("cpu")
     torch_threads, steps = sac_v.Threads(args, env), 0
@@ -559,26 +555,19 @@ def side_by_side(bench: SideBySideArgs) -> None:
         print(name, " / ".join(f"{s:.0f}" for s in speeds[name]), flush=True)
     one, two = speeds[ONE][0], speeds[TWO][0]  # one run alone: at 1 thread; at 2
     heading = f"## {' × '.join(map(str, bench.hidden_sizes))}, batch {bench.batch_size}"
-    section = [
-        heading,
-        "",
-        "| case | env steps/s of each run | together | slowest / alone at 1 thread | slowest / alone at 2 threads |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        *(
-            f"| {name} | {' / '.join(f'{s:.0f}' for s in each)} | {sum(each):.0f} | {min(each) / one:.2f} "
-            f"| {min(each) / two:.2f} |"
-            for name, each in speeds.items()
-        ),
-        "",
-        f"Hardware: {cpu_name()} ({', '.join(cpu_flags())}), {os.cpu_count()} CPU cores, torch {torch.__version__}.",
-        f"Command: `python benchmarks/throughput.py side-by-side --hidden-sizes "
-        f"{' '.join(map(str, bench.hidden_sizes))} --batch-size {bench.batch_size}`.",
-    ]
+    section = f"{heading}\n\n| case | env steps/s of each run | together | slowest / alone at 1 thread | slowest / "
+    section += "alone at 2 threads |\n| --- | ---: | ---: | ---: | ---: |\n"
+    for name, each in speeds.items():
+        runs = " / ".join(f"{s:.0f}" for s in each)
+        section += f"| {name} | {runs} | {sum(each):.0f} | {min(each) / one:.2f} | {min(each) / two:.2f} |\n"
+    section += f"\nHardware: {cpu_name()} ({', '.join(cpu_flags())}), {os.cpu_count()} CPU cores, torch "
+    section += f"{torch.__version__}.\nCommand: `python benchmarks/throughput.py side-by-side --hidden-sizes "
+    section += f"{' '.join(map(str, bench.hidden_sizes))} --batch-size {bench.batch_size}`.\n\n"
     head = "# Threads that share the cores\n\nEnv steps per second of sac_v's training step (act, env step, store, "
     head += "sample, one gradient step) on\nLunarLanderContinuous-v3, each run its own process, all runs of a case "
     head += "timed over the same window.\n"
     pattern = "^" + re.escape(heading) + r"\n.*?(?=^## |\Z)"  # up to the next section's heading
-    write_section(output, head, pattern, "\n".join(section) + "\n\n")
+    write_section(output, head, pattern, section)
     print(f"wrote {output}")
 
 
