@@ -57,6 +57,10 @@ PEERS = {  # what a peer's ratio line says of it; {} is stable-baselines3's vers
 SB3_CONFIGS = CONFIGS[:2]  # SB3 with sac_v's settings: the paper's sizes and sac_v's defaults
 CLEANRL_CONFIGS = CONFIGS[:1]  # CleanRL's, and SB3's defaults, are the paper's sizes: 256×256, batch 256
 CLEANRL_LEARNING_STARTS = 1_000
+try:
+    SB3_VERSION = importlib.metadata.version("stable-baselines3")
+except importlib.metadata.PackageNotFoundError:  # the `peers` extra is not installed
+    SB3_VERSION = None
 DTYPES = (torch.float32, torch.bfloat16)  # --bf16's step is held to the bfloat16 floor, every other to float32's
 
 
@@ -304,13 +308,6 @@ def training_rate(runs: Path, first: int, last: int) -> float:
     return (last - first) / (events[last] - events[first])
 
 
-def sb3_version() -> str | None:
-    try:
-        return importlib.metadata.version("stable-baselines3")
-    except importlib.metadata.PackageNotFoundError:  # the `peers` extra is not installed
-        return None
-
-
 # The table
 
 
@@ -325,9 +322,8 @@ def variants(device: torch.device, bench: BenchArgs, all_cores: int, size: tuple
         names["compile+cudagraphs"] = {"compile": True, "cudagraphs": True}
         names["compile+cudagraphs+bf16"] = {"compile": True, "cudagraphs": True, "bf16": True}
         names |= {REDUCE_OVERHEAD: {}} if bench.reduce_overhead else {}
-    has_sb3 = sb3_version() is not None
-    names |= {SB3: {}} if has_sb3 and size in SB3_CONFIGS else {}
-    names |= {SB3_OWN: {"threads": all_cores}} if has_sb3 and size in CLEANRL_CONFIGS else {}  # torch's own threads
+    names |= {SB3: {}} if SB3_VERSION and size in SB3_CONFIGS else {}
+    names |= {SB3_OWN: {"threads": all_cores}} if SB3_VERSION and size in CLEANRL_CONFIGS else {}  # torch's threads
     return names | ({CLEANRL: {}} if bench.cleanrl_python and size in CLEANRL_CONFIGS else {})
 
 
@@ -400,7 +396,7 @@ def measure_size(bench: BenchArgs, device: torch.device, size: tuple, all_cores:
     ours = {name: rate for name, rate in loop_rates.items() if name not in PEERS}
     for peer in [peer for peer in PEERS if peer in loop_rates]:  # ours as multiples of each peer's, the same rounds
         ratios = ", ".join(f"{name} {rate / loop_rates[peer]:.2f}×" for name, rate in ours.items())
-        about = f"{loop_rates[peer]:,.0f} ({PEERS[peer].format(sb3_version())})"
+        about = f"{loop_rates[peer]:,.0f} ({PEERS[peer].format(SB3_VERSION)})"
         notes.append(f"- {label}: (d) loop steps/s as a multiple of {peer}'s {about}: {ratios}.")
 
 
@@ -416,7 +412,7 @@ def measure(bench: BenchArgs) -> str:
     rows, notes = [], []
     for size in CONFIGS:
         measure_size(bench, device, size, all_cores, rows, notes)
-    if sb3_version() is None:
+    if SB3_VERSION is None:
         notes.append('- (d) SB3 SAC: not measured, stable-baselines3 is not installed (pip install -e ".[peers]").')
     if not bench.cleanrl_python:
         notes.append(

@@ -21,7 +21,7 @@ def tiny_bench(tmp_path: Path, **flags) -> throughput.BenchArgs:
 def one_size(monkeypatch):
     """Measure one tiny size only, without SB3 unless a test puts it back."""
     monkeypatch.setattr(throughput, "CONFIGS", (((8, 8), 16),))
-    monkeypatch.setattr(throughput, "sb3_version", lambda: None)
+    monkeypatch.setattr(throughput, "SB3_VERSION", None)
 
 
 def test_benchmark_measures_every_variant_and_size(tmp_path):
@@ -68,7 +68,7 @@ def test_a_variant_that_cannot_run_here_is_reported_as_failed_and_the_others_mea
 
 def test_sb3_sacs_loop_is_measured_beside_ours_with_its_ratio(tmp_path, monkeypatch, one_size):
     version = pytest.importorskip("stable_baselines3", reason="SB3 SAC is measured where the peers extra is installed")
-    monkeypatch.setattr(throughput, "sb3_version", lambda: version.__version__)
+    monkeypatch.setattr(throughput, "SB3_VERSION", version.__version__)
     monkeypatch.setattr(throughput, "SB3_CONFIGS", (((8, 8), 16),))
     table = throughput.measure(tiny_bench(tmp_path))
     assert "| 8×8 | 16 | SB3 SAC | – | – | – | " in table and "(d) loop steps/s as a multiple of SB3 SAC's" in table
@@ -87,7 +87,7 @@ def test_each_variants_update_rate_is_the_median_of_its_rounds_with_their_range(
 
 def test_the_loop_against_sb3s_is_the_median_of_ours_over_the_median_of_sb3s(tmp_path, monkeypatch, one_size):
     pytest.importorskip("stable_baselines3", reason="SB3 SAC is measured where the peers extra is installed")
-    monkeypatch.setattr(throughput, "sb3_version", lambda: "9.9")
+    monkeypatch.setattr(throughput, "SB3_VERSION", "9.9")
     monkeypatch.setattr(throughput, "SB3_CONFIGS", (((8, 8), 16),))
     sb3_rates, ours = iter([100.0, 90.0, 110.0]), 250.0
     monkeypatch.setattr(throughput.SB3Loop, "steps_per_s", lambda self, steps: next(sb3_rates))
