@@ -374,3 +374,13 @@ def test_a_side_by_side_run_is_a_process_of_its_own_that_counts_its_steps_in_the
     bench = throughput.SideBySideArgs(seconds=0.2, warmup_s=0.1, hidden_sizes=(8, 8), batch_size=16)
     [speed] = throughput.run_case(1, "1", {}, bench)
     assert speed > 0
+
+
+def test_on_cuda_the_cuda_graphed_variants_are_measured_too(tmp_path):
+    bench = tiny_bench(tmp_path, device="cuda", compile=True, reduce_overhead=True)
+    names = throughput.variants(torch.device("cuda"), bench, all_cores=1, size=((8, 8), 16))
+    assert list(names) == [
+        *("plain", "eager", "bf16", "compile", "cudagraphs", "compile+cudagraphs", "compile+cudagraphs+bf16"),
+        "compile(reduce-overhead)",
+    ]
+    assert names["compile+cudagraphs+bf16"] == {"compile": True, "cudagraphs": True, "bf16": True}
