@@ -5,39 +5,14 @@
     python benchmarks/throughput.py --device cuda         # adds --cudagraphs variants; rewrites only the CUDA section
     python benchmarks/throughput.py --cleanrl-python ~/cleanrl-venv/bin/python \
         --cleanrl-script ~/cleanrl/cleanrl/sac_continuous_action.py   # adds CleanRL's SAC (its venv: below)
+    python benchmarks/throughput.py side-by-side          # writes runs/benchmarks/threads.md (--record: docs/)
 
-Measures, at 256×256/batch 256 (the paper's networks), 200×200/batch 200 (sac_v's defaults) and 64×64/batch 100:
-  (a) env steps/s of LunarLanderContinuous-v3 alone, with random actions;
-  (b) update steps/s of sac_v's gradient step on a fixed synthetic batch, eager, --bf16 and --compile (and on CUDA
-      --cudagraphs with and without --compile and --bf16, and torch.compile(mode="reduce-overhead") of the eager step);
-  (c) update steps/s of a plain reference update written the straightforward way below: sequential Q, V and policy
-      steps, two separate critic modules, zero_grad/backward/step each, a per-parameter target update, default Adam;
-  (d) full-training-loop steps/s on LunarLander: act, env step, store, sample, gradient step, as `sac_v.train` does
-      once learning has begun (evaluation, checkpoints and logging excluded); at the first two sizes also
-      Stable-Baselines3's SAC in its own loop (`model.learn`), where it is installed (the `peers` extra); at 256×256
-      also CleanRL's sac_continuous_action.py at its defaults (256×256, batch 256, torch's default thread count) in
-      a process and venv of its own, learning from step 1 000: its training steps only, timed by the wall times of
-      its TensorBoard log's charts/SPS events (its printed SPS counts from the start, random steps included);
-  (e) the matmul floor of sac_v's step: every matmul one step runs (step_gemms, checked against torch's profiler of
-      the eager step), each shape timed alone in float32 and in bfloat16 at the run's thread count, summed. The table
-      gives each update's step time as a multiple of its dtype's floor (×floor): --bf16 against bfloat16's.
-The variants run interleaved, `--repeats` times, and the table gives medians; (b)/(c) comes from the same process.
+At each size of CONFIGS, in interleaved rounds, medians: (a) the env alone; (b) sac_v's update on a fixed batch, eager,
+--bf16, --compile (on CUDA with --cudagraphs); (c) plain_update_step's; (d) the training loop, ours and the peers'
+(SB3's SAC; CleanRL's script in its own venv, timed by its log once it learns); (e) the matmul floor of one step.
+Side by side: each run a process of (d)'s loop with sac_v's Threads, all runs of a case timed over one window.
 
-    python benchmarks/throughput.py side-by-side                            # writes runs/benchmarks/threads.md
-    python benchmarks/throughput.py side-by-side --record                   # the committed docs/benchmarks/threads.md
-    python benchmarks/throughput.py side-by-side --hidden-sizes 256 256 --batch-size 256  # the paper's sizes
-
-Side by side: threads that share the cores. Each run is its own process taking (d)'s training loop (Loop) with
-sac_v's torch threads (Threads). The runs of a case warm up, then all count their steps over the same `--seconds`
-window. Cases: one run at sac_v's default `--threads auto` (as many threads as the cores others leave idle, counted
-each second), at 1 and at 2 torch threads, OpenMP's idle threads waiting as libgomp does by default (spinning a while,
-then sleeping) or sleeping at once (OMP_WAIT_POLICY=passive); two runs side by side, each at auto, at 1 thread, and at
-2 threads in either way; one run at auto and at 1 thread beside the test suite (`pytest -q`, started before the
-window). Run it on a quiet machine: anything else on the cores skews every case.
-
-CleanRL's venv: its script wants gymnasium 0.29 (which calls LunarLanderContinuous-v3 -v2: --cleanrl-env-id) and
-imports cleanrl_utils from its repository (PyPI's cleanrl, 0.4.8, is a 2021 release without it). box2d 2.3.10 has
-wheels where gymnasium[box2d]'s box2d-py builds from source; numpy < 2 as gymnasium 0.29 predates it:
+CleanRL's venv (its script wants gymnasium 0.29, numpy < 2 and its repository's cleanrl_utils, not PyPI's 2021 cleanrl):
 
     git clone https://github.com/vwxyzjn/cleanrl ~/cleanrl && git -C ~/cleanrl checkout fe8d8a0  # tested there
     python3 -m venv ~/cleanrl-venv
@@ -45,135 +20,92 @@ wheels where gymnasium[box2d]'s box2d-py builds from source; numpy < 2 as gymnas
         tensorboard
 """
 
-from __future__ import annotations
-
 import collections
-import contextlib
 import dataclasses
 import functools
 import importlib.metadata
-import importlib.util
-import itertools
 import math
 import os
+import re
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import tyro
-from common import ROOT, check_writable, cpu_flags, cpu_name, results_path
-from torch import nn
+from common import ROOT, check_writable, cli, cpu_flags, cpu_name, results_path
 
 import sac_v
 from buffer import ReplayBuffer, atomic_path
-from sac_v import ConfigError
 
 ENV_ID = "LunarLanderContinuous-v3"
 CONFIGS = (((256, 256), 256), ((200, 200), 200), ((64, 64), 100))  # (hidden sizes, batch size)
 REDUCE_OVERHEAD = "compile(reduce-overhead)"  # CUDA: torch.compile's CUDA graphs instead of sac_v's CudaGraphed
-SB3 = "SB3 SAC"  # Stable-Baselines3's SAC, a (d) variant only: its loop, with sac_v's settings
-SB3_OWN = "SB3 SAC, its defaults"  # the same loop at SB3's own defaults (its sizes are the paper's: 256×256 only)
-SB3_CONFIGS = CONFIGS[:2]  # the paper's sizes and sac_v's defaults
-CLEANRL = "CleanRL SAC"  # CleanRL's sac_continuous_action.py, a (d) variant only: its own process, at its defaults
-CLEANRL_CONFIGS = CONFIGS[:1]  # its networks and batch are fixed: 256×256, 256
+SB3, SB3_OWN, CLEANRL = "SB3 SAC", "SB3 SAC, its defaults", "CleanRL SAC"  # the peers, (d) only: their own loops
+PEERS = {  # what a peer's ratio line says of it; {} is stable-baselines3's version
+    SB3: "stable-baselines3 {}, sac_v's settings, ent_coef fixed",
+    SB3_OWN: "stable-baselines3 {} at its defaults, ent_coef learned",
+    CLEANRL: "sac_continuous_action.py at its defaults, torch's default thread count, training steps only",
+}
+SB3_CONFIGS = CONFIGS[:2]  # SB3 with sac_v's settings: the paper's sizes and sac_v's defaults
+CLEANRL_CONFIGS = CONFIGS[:1]  # CleanRL's, and SB3's defaults, are the paper's sizes: 256×256, batch 256
 CLEANRL_LEARNING_STARTS = 1_000
-PEERS = (SB3, SB3_OWN, CLEANRL)
+try:
+    SB3_VERSION = importlib.metadata.version("stable-baselines3")
+except importlib.metadata.PackageNotFoundError:  # the `peers` extra is not installed
+    SB3_VERSION = None
+DTYPES = (torch.float32, torch.bfloat16)  # --bf16's step is held to the bfloat16 floor, every other to float32's
 
 
 @dataclasses.dataclass
 class BenchArgs:
-    device: Literal["cpu", "cuda"] = "cpu"
-    """where the networks live"""
-    repeats: int = 5
-    """timed rounds of every variant; the table reports medians"""
-    update_steps: int = 200
-    """gradient steps per timed round on the synthetic batch"""
-    loop_steps: int = 300
-    """env steps (each with a gradient step) per timed round of the full loop"""
-    env_steps: int = 5_000
-    """env steps per timed round of the env alone"""
-    warmup: int = 20
-    """untimed calls before timing each variant (compilation happens here and is timed separately)"""
-    pool: int = 2_000
-    """random-action transitions in each loop's buffer before its timed rounds"""
-    compile: bool = True
-    """also measure --compile"""
-    reduce_overhead: bool = False
-    """on CUDA, also measure torch.compile(mode="reduce-overhead") of the eager step (with torch 2.11 this crashed the
-    benchmark; docs/benchmarks/throughput.md gives its figure measured alone)"""
-    cold_compile: bool = True
-    """compile into a fresh, empty inductor cache, so that the warm-up column shows a first compile"""
-    threads: int | None = None
-    """torch threads (default: torch's own choice)"""
-    output: Path | None = None
-    """markdown file; a run rewrites only its own device's section (default runs/benchmarks/throughput.md)"""
-    record: bool = False
-    """write the committed table, docs/benchmarks/throughput.md"""
-    cleanrl_python: Path | None = None
-    """the python of a venv with CleanRL's dependencies (this module's docstring makes one): adds CleanRL's SAC"""
-    cleanrl_script: Path | None = None
-    """CleanRL's cleanrl/sac_continuous_action.py in a clone of its repository (its cleanrl_utils/ beside cleanrl/)"""
-    cleanrl_env_id: str = "LunarLanderContinuous-v2"
-    """the env's id in CleanRL's gymnasium: 0.29 calls LunarLanderContinuous-v3 v2"""
+    device: Literal["cpu", "cuda"] = "cpu"  # where the networks live
+    repeats: int = 5  # timed rounds of every variant; the table reports medians
+    update_steps: int = 200  # gradient steps per timed round on the synthetic batch
+    loop_steps: int = 300  # env steps (each with a gradient step) per timed round of the full loop
+    env_steps: int = 5_000  # env steps per timed round of the env alone
+    warmup: int = 20  # untimed calls before timing each variant (compilation happens here and is timed apart)
+    pool: int = 2_000  # random-action transitions in each loop's buffer before its timed rounds
+    compile: bool = True  # also measure --compile
+    reduce_overhead: bool = False  # CUDA: also torch.compile(mode="reduce-overhead") of the eager step
+    cold_compile: bool = True  # compile into a fresh inductor cache, so that the warm-up column shows a first compile
+    threads: int | None = None  # torch threads (default: torch's own choice)
+    output: Path | None = None  # markdown file; a run rewrites only its device's section (default under runs/)
+    record: bool = False  # write the committed table, docs/benchmarks/throughput.md
+    cleanrl_python: Path | None = None  # the python of a venv with CleanRL's dependencies: adds CleanRL's SAC
+    cleanrl_script: Path | None = None  # cleanrl/sac_continuous_action.py in a clone of CleanRL (cleanrl_utils/ beside)
+    cleanrl_env_id: str = "LunarLanderContinuous-v2"  # the env's id in CleanRL's gymnasium 0.29
 
 
-def hardware(device: torch.device) -> str:
-    text = f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} torch threads"
-    if device.type == "cuda":
-        text += f", GPU {torch.cuda.get_device_name(device)}"
-    return text
+def seconds(device: torch.device, calls: int, fn: Callable, *args: Any) -> float:
+    """Wall time of `calls` calls of fn(*args), the device synchronised before and after."""
+    sync = functools.partial(torch.cuda.synchronize, device) if device.type == "cuda" else lambda: None
+    sync()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn(*args)
+    sync()
+    return time.perf_counter() - start
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def updates_per_s(step: Callable, batch: tuple[torch.Tensor, ...], steps: int, device: torch.device) -> float:
+    return steps / seconds(device, steps, step, batch)
 
 
-Gemm = tuple[int, int, int, int]  # (stack, m, k, n): `stack` independent (m×k)·(k×n) products in one call
+# (e) The matmul floor. A gemm (stack, m, k, n) is `stack` independent (m×k)·(k×n) products in one call.
 
-
-def mlp_gemms(dims: list[int], rows: int, params_grad: bool, input_grad: bool, stack: int = 1) -> list[Gemm]:
-    """The matmuls of one pass of an MLP with layer widths `dims` over `rows` inputs, forward and backward: dW of
-    every layer where its parameters need a gradient, dX of every layer whose input needs one (the first layer's only
-    when the MLP's own input does)."""
-    layers = list(itertools.pairwise(dims))
-    gemms = [(stack, rows, k, n) for k, n in layers]  # forward: x·W
-    if params_grad:
-        gemms += [(stack, k, rows, n) for k, n in layers]  # dW = xᵀ·g
-    if params_grad or input_grad:
-        gemms += [(stack, rows, n, k) for i, (k, n) in enumerate(layers) if i > 0 or input_grad]  # dX = g·Wᵀ
-    return gemms
-
-
-def step_gemms(obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...], batch_size: int) -> list[Gemm]:
-    """Every matmul of one sac_v.update, as sac_v_losses and its one backward pass run them."""
-    b, trunk, last = batch_size, [obs_dim, *hidden_sizes], hidden_sizes[-1]
-    critics, value = [obs_dim + act_dim, *hidden_sizes, 1], [obs_dim, *hidden_sizes, 1]
-    return [
-        *mlp_gemms(trunk, b, params_grad=True, input_grad=False),  # the actor's trunk on s
-        *2 * mlp_gemms([last, act_dim], b, params_grad=True, input_grad=True),  # its heads μ and log σ, into the trunk
-        *mlp_gemms(critics, b, params_grad=False, input_grad=True, stack=2),  # Q(s, ã): θ detached, ∂/∂ã for π
-        *mlp_gemms(critics, b, params_grad=True, input_grad=False, stack=2),  # Q(s, a) of the buffer's a
-        *mlp_gemms(value, b, params_grad=True, input_grad=False),  # V(s)
-        *mlp_gemms(value, b, params_grad=False, input_grad=False),  # V̄(s'), no gradient
-    ]
-
-
-DTYPES = (torch.float32, torch.bfloat16)  # --bf16's step is held to the bfloat16 floor, every other to float32's
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 
 
-def profiled_gemms(step: Callable, batch: tuple[torch.Tensor, ...]) -> list[Gemm]:
-    """The matmuls that one call of the step runs, from torch's profiler: the check on step_gemms."""
+def profiled_gemms(step: Callable, batch: tuple[torch.Tensor, ...]) -> list[tuple]:
+    """The matmuls that one call of the step runs, from torch's profiler."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
         step(batch)
     gemms = []
@@ -185,84 +117,55 @@ def profiled_gemms(step: Callable, batch: tuple[torch.Tensor, ...]) -> list[Gemm
     return gemms
 
 
-def same_gemms(a: list[Gemm], b: list[Gemm]) -> bool:
-    """Whether two lists hold the same products, in any order and either orientation ((AB)ᵀ = BᵀAᵀ costs the same)."""
-    canonical = collections.Counter((stack, k, *sorted((m, n))) for stack, m, k, n in a)
-    return canonical == collections.Counter((stack, k, *sorted((m, n))) for stack, m, k, n in b)
+def matmul_floor(gemms: list[tuple], dtype: torch.dtype, device: torch.device, calls: int, rounds: int) -> float:
+    """Seconds of a step's matmuls alone, each shape timed as the step calls it (bmm or mm), in its fastest round."""
+    total = 0.0
+    for (stack, m, k, n), count in collections.Counter(gemms).items():
+        a, b = (torch.randn(stack, *shape, device=device, dtype=dtype) for shape in ((m, k), (k, n)))
+        matmul = torch.bmm if stack > 1 else lambda x, y: torch.mm(x[0], y[0])
+        seconds(device, 3, matmul, a, b)  # warm-up
+        total += count * min(seconds(device, calls, matmul, a, b) for _ in range(rounds)) / calls
+    return total
 
 
-def gemm_seconds(gemm: Gemm, dtype: torch.dtype, device: torch.device, calls: int, rounds: int) -> float:
-    """Seconds per call of one matmul shape alone, in its fastest of `rounds` rounds of `calls` calls."""
-    stack, m, k, n = gemm
-    a, b = torch.randn(stack, m, k, device=device, dtype=dtype), torch.randn(stack, k, n, device=device, dtype=dtype)
-    matmul = torch.bmm if stack > 1 else lambda x, y: torch.mm(x[0], y[0])  # as the step calls it: bmm or mm
-    for _ in range(3):
-        matmul(a, b)
-    best = math.inf
-    for _ in range(rounds):
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(calls):
-            matmul(a, b)
-        sync(device)
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
-
-
-def matmul_floor(gemms: list[Gemm], dtype: torch.dtype, device: torch.device, calls: int, rounds: int) -> float:
-    """Seconds of a step's matmuls and nothing else: each distinct shape timed alone, times how often the step runs
-    it. The step can be no faster than this at this thread count; the rest of it is overhead."""
-    counts = collections.Counter(gemms)
-    return sum(count * gemm_seconds(gemm, dtype, device, calls, rounds) for gemm, count in counts.items())
-
-
-class PlainQNetwork(nn.Module):
-    """One critic Q(s, a), as a straightforward implementation has two of."""
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...]):
-        super().__init__()
-        self.net = sac_v.mlp(obs_dim + act_dim, hidden_sizes, 1)
-
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+# (b) and (c): the update steps
 
 
 def plain_update_step(env, args: sac_v.Args, device: torch.device) -> tuple[Callable, Callable]:
-    """The reference: the textbook SAC-V update, written the straightforward way, one network at a time."""
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    """(c) The SAC-V update written the straightforward way: sequential Q, V and policy steps, two critic modules,
+    zero_grad/backward/step each, a per-parameter target update, default Adam."""
+    obs_dim, act_dim = obs_act_dims(env)
     actor = sac_v.Actor(env.observation_space, env.action_space, args.hidden_sizes).to(device)
-    qf1 = PlainQNetwork(obs_dim, act_dim, args.hidden_sizes).to(device)
-    qf2 = PlainQNetwork(obs_dim, act_dim, args.hidden_sizes).to(device)
-    vf = sac_v.SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
-    vf_target = sac_v.SoftVNetwork(env.observation_space, args.hidden_sizes).to(device)
+    qf1, qf2 = (sac_v.mlp(obs_dim + act_dim, args.hidden_sizes, 1).to(device) for _ in range(2))
+    vf, vf_target = (sac_v.SoftVNetwork(env.observation_space, args.hidden_sizes).to(device) for _ in range(2))
     vf_target.load_state_dict(vf.state_dict())
     actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
     q_optimizer = torch.optim.Adam([*qf1.parameters(), *qf2.parameters()], lr=args.critic_lr)
     v_optimizer = torch.optim.Adam(vf.parameters(), lr=args.critic_lr)
 
+    def critics(obs: torch.Tensor, actions: torch.Tensor) -> list[torch.Tensor]:
+        return [qf(torch.cat([obs, actions], dim=-1)).squeeze(-1) for qf in (qf1, qf2)]
+
     def step(batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         obs, actions, rewards, next_obs, terminated = batch
         with torch.no_grad():
             q_target = args.reward_scale * rewards + args.gamma * (1 - terminated) * vf_target(next_obs)
-        qf_loss = 0.5 * F.mse_loss(qf1(obs, actions), q_target) + 0.5 * F.mse_loss(qf2(obs, actions), q_target)
+        qf_loss = sum(0.5 * F.mse_loss(q, q_target) for q in critics(obs, actions))
         q_optimizer.zero_grad()
         qf_loss.backward()
         q_optimizer.step()
-
         with torch.no_grad():
             pi_actions, log_pi, _ = actor.get_action(obs)
-            v_target = torch.min(qf1(obs, pi_actions), qf2(obs, pi_actions)) - args.alpha * log_pi
+            v_target = torch.min(*critics(obs, pi_actions)) - args.alpha * log_pi
         v_loss = 0.5 * F.mse_loss(vf(obs), v_target)
         v_optimizer.zero_grad()
         v_loss.backward()
         v_optimizer.step()
-
         pi_actions, log_pi, _ = actor.get_action(obs)
-        actor_loss = (args.alpha * log_pi - torch.min(qf1(obs, pi_actions), qf2(obs, pi_actions))).mean()
+        actor_loss = (args.alpha * log_pi - torch.min(*critics(obs, pi_actions))).mean()
         actor_optimizer.zero_grad()
         actor_loss.backward()
         actor_optimizer.step()
-
         with torch.no_grad():
             for p_target, p in zip(vf_target.parameters(), vf.parameters(), strict=True):
                 p_target.data.copy_(args.tau * p.data + (1 - args.tau) * p_target.data)
@@ -271,21 +174,14 @@ def plain_update_step(env, args: sac_v.Args, device: torch.device) -> tuple[Call
     return step, actor.get_action
 
 
-def project_update_step(
-    env, args: sac_v.Args, device: torch.device, reduce_overhead: bool = False
-) -> tuple[Callable, Callable]:
-    """sac_v's gradient step and policy sampler, with the fast paths that args asks for; or, with reduce_overhead,
-    the eager ones given to torch.compile(mode="reduce-overhead"), whose own CUDA graphs might replace --cudagraphs."""
+def project_update_step(env, args: sac_v.Args, device: torch.device, reduce_overhead: bool = False) -> tuple:
+    """(b) sac_v's gradient step and policy sampler, with the fast paths that args asks for or reduce-overhead's."""
     actor, qf, vf, vf_target = sac_v.make_networks(env, args.hidden_sizes, device)
     # a graphed optimizer step needs Adam's step counts on the GPU, as --cudagraphs has them
-    optimizers = tuple(
-        sac_v.make_optimizers(
-            actor, qf, vf, dataclasses.replace(args, cudagraphs=args.cudagraphs or reduce_overhead)
-        ).values()
-    )
-    step = functools.partial(
-        sac_v.update, actor=actor, qf=qf, vf=vf, vf_target=vf_target, optimizers=optimizers, args=args
-    )
+    capturable = dataclasses.replace(args, cudagraphs=args.cudagraphs or reduce_overhead)
+    optimizers = tuple(sac_v.make_optimizers(actor, qf, vf, capturable).values())
+    networks = {"actor": actor, "qf": qf, "vf": vf, "vf_target": vf_target}
+    step = functools.partial(sac_v.update, **networks, optimizers=optimizers, args=args)
     step, sample_action = sac_v.fast_paths(step, actor.get_action, args)
     if reduce_overhead:
         step, sample_action = (torch.compile(f, mode="reduce-overhead") for f in (step, sample_action))
@@ -297,129 +193,14 @@ def obs_act_dims(env) -> tuple[int, int]:
 
 
 def synthetic_batch(env, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-    g = torch.Generator().manual_seed(0)
-    obs_dim, act_dim = obs_act_dims(env)
-    batch = (
-        torch.randn(batch_size, obs_dim, generator=g),
-        torch.rand(batch_size, act_dim, generator=g) * 2 - 1,
-        torch.randn(batch_size, generator=g),
-        torch.randn(batch_size, obs_dim, generator=g),
-        (torch.rand(batch_size, generator=g) < 0.05).float(),
-    )
-    return tuple(x.to(device) for x in batch)
+    g, (obs_dim, act_dim) = torch.Generator().manual_seed(0), obs_act_dims(env)
+    obs, next_obs = (torch.randn(batch_size, obs_dim, generator=g) for _ in range(2))
+    actions, rewards = torch.rand(batch_size, act_dim, generator=g) * 2 - 1, torch.randn(batch_size, generator=g)
+    terminated = (torch.rand(batch_size, generator=g) < 0.05).float()
+    return tuple(x.to(device) for x in (obs, actions, rewards, next_obs, terminated))
 
 
-class Loop:
-    """The hot path of sac_v.train once learning has begun, on its own env and buffer."""
-
-    def __init__(self, step: Callable, sample_action: Callable, args: sac_v.Args, device: torch.device, pool: int):
-        self.step, self.sample_action, self.args, self.device = step, sample_action, args, device
-        self.env = sac_v.make_env(ENV_ID)
-        obs_dim, act_dim = self.env.observation_space.shape[0], self.env.action_space.shape[0]
-        self.rb = ReplayBuffer(obs_dim, act_dim, 100_000, seed=0)
-        self.env.action_space.seed(0)
-        self.obs, _ = self.env.reset(seed=0)
-        for _ in range(max(pool, args.batch_size)):  # a pool of random-action transitions to learn from
-            self.env_step(self.env.action_space.sample())
-
-    def env_step(self, action: np.ndarray) -> None:
-        next_obs, reward, terminated, truncated, _ = self.env.step(action)
-        self.rb.add(self.obs, action, float(reward), next_obs, terminated)
-        self.obs = next_obs if not (terminated or truncated) else self.env.reset()[0]
-
-    def run(self, steps: int) -> None:
-        for _ in range(steps):
-            with torch.no_grad():
-                obs_t = torch.as_tensor(self.obs, dtype=torch.float32, device=self.device).unsqueeze(0)
-                action = self.sample_action(obs_t)[0][0].cpu().numpy()
-            self.env_step(action)
-            data = self.rb.sample(self.args.batch_size)
-            self.step(tuple(torch.as_tensor(x, device=self.device) for x in data))
-
-
-class SB3Loop:
-    """Stable-Baselines3's SAC in its own loop, model.learn, once learning has begun: per env step an action of the
-    policy, the env step (through SB3's VecEnv and Monitor), the store and one gradient step, as Loop times for sac_v.
-    Its settings are sac_v's (peers.py's sac-v-defaults: entropy coefficient fixed, no V network), or with
-    `own_defaults` SB3's own (a learned entropy coefficient, Adam 3e-4, 256×256, batch 256)."""
-
-    def __init__(self, args: sac_v.Args, device: torch.device, pool: int, own_defaults: bool = False):
-        import sb3  # needs stable-baselines3
-
-        pool = max(pool, args.batch_size)
-        if own_defaults:
-            settings = sb3.sb3_defaults(args.device) | {"learning_starts": pool, "buffer_size": 100_000}
-        else:
-            settings = sb3.sb3_settings("sac-v-defaults", dataclasses.replace(args, min_pool=pool, buffer_size=100_000))
-        self.model = sb3.make_model({**settings, "device": device}, ENV_ID, seed=0)
-        self.model.learn(pool)  # random actions until learning_starts = pool: the pool, and no gradient step yet
-
-    def run(self, steps: int) -> None:
-        updates = self.model._n_updates
-        self.model.learn(steps, reset_num_timesteps=False)
-        if self.model._n_updates - updates != steps:
-            raise RuntimeError(f"SB3 took {self.model._n_updates - updates} gradient steps in {steps} env steps")
-
-
-class CleanRLRun:
-    """CleanRL's SAC script in a process of its own, its venv's python: its defaults (256×256, batch 256, torch's
-    own thread count) but the env, the step count and learning from step 1 000. Each call of steps_per_s is one run,
-    timed by its TensorBoard log: it writes charts/SPS every 100 steps, each event stamped with its wall time, so the
-    training rate is the steps between two events over the time between them (the SPS values themselves count from
-    the start, random-action steps included)."""
-
-    def __init__(self, python: Path, script: Path, env_id: str, device: torch.device, warmup: int):
-        self.python, self.script, self.env_id, self.device, self.warmup = python, script, env_id, device, warmup
-        self.env = dict(os.environ)
-        repository = script.resolve().parents[1]
-        if (repository / "cleanrl_utils").is_dir():  # the script imports its replay buffer from there
-            self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repository), os.environ.get("PYTHONPATH")]))
-
-    def span(self, steps: int) -> tuple[int, int]:
-        """The logged steps that bound the timed part: after `warmup` training steps, `steps` more, each rounded up
-        to the log's 100."""
-        first = CLEANRL_LEARNING_STARTS + 100 * math.ceil(max(self.warmup, 1) / 100)
-        return first, first + 100 * math.ceil(steps / 100)
-
-    def command(self, steps: int) -> list[str]:
-        last = self.span(steps)[1]
-        command = [str(self.python), str(self.script), "--env-id", self.env_id, "--total-timesteps", str(last + 1)]
-        command += ["--learning-starts", str(CLEANRL_LEARNING_STARTS)]
-        return command + (["--no-cuda"] if self.device.type == "cpu" else [])  # where sac_v runs, even beside a GPU
-
-    def steps_per_s(self, steps: int) -> float:
-        with tempfile.TemporaryDirectory(prefix="cleanrl-") as folder:  # it writes runs/<its run>/ where it starts
-            result = subprocess.run(self.command(steps), cwd=folder, env=self.env, capture_output=True, text=True)
-            if result.returncode != 0:
-                lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
-                raise RuntimeError(f"CleanRL's script failed: {lines[-1]}")
-            return training_rate(sps_events(Path(folder) / "runs"), *self.span(steps))
-
-
-def sps_events(runs: Path) -> dict[int, float]:
-    """Step -> wall time of each charts/SPS event in the TensorBoard logs under runs/."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events: dict[int, float] = {}
-    if not runs.is_dir():  # a script that logged nothing
-        return events
-    for run in sorted(path for path in runs.iterdir() if path.is_dir()):
-        log = EventAccumulator(str(run), size_guidance={"scalars": 0})  # 0: every event, none sampled away
-        log.Reload()
-        if "charts/SPS" in log.Tags()["scalars"]:
-            events |= {event.step: event.wall_time for event in log.Scalars("charts/SPS")}
-    return events
-
-
-def training_rate(events: dict[int, float], first: int, last: int) -> float:
-    """Steps per second between the logged steps first and last."""
-    if first not in events or last not in events:
-        raise RuntimeError(f"CleanRL's log has no charts/SPS at step {first if first not in events else last}")
-    return (last - first) / (events[last] - events[first])
-
-
-def sb3_installed() -> bool:
-    return importlib.util.find_spec("stable_baselines3") is not None
+# (a) and (d): the env and the training loops, ours and the peers'
 
 
 def env_steps_per_s(steps: int) -> float:
@@ -429,341 +210,283 @@ def env_steps_per_s(steps: int) -> float:
     actions = [env.action_space.sample() for _ in range(steps)]
     start = time.perf_counter()
     for action in actions:
-        _, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:
+        if any(env.step(action)[2:4]):  # terminated or truncated
             env.reset()
     return steps / (time.perf_counter() - start)
 
 
-def variants(
-    device: torch.device, with_compile: bool, reduce_overhead: bool, all_cores: int = 1
-) -> dict[str, dict[str, Any]]:
-    """Name -> the sac_v flags of each variant of the project's step ('plain' is the reference); on CPU, where torch
-    would take more threads than the run's (`all_cores`), eager and bf16 again at that many (--threads)."""
-    names: dict[str, dict[str, Any]] = {"eager": {}, "bf16": {"bf16": True}}
+class Loop:
+    """The hot path of sac_v.train once learning has begun, on its own env and a buffer of `pool` random steps."""
+
+    def __init__(self, step: Callable, sample_action: Callable, args: sac_v.Args, device: torch.device, pool: int):
+        self.step, self.sample_action, self.args, self.device = step, sample_action, args, device
+        self.env = sac_v.make_env(ENV_ID)
+        self.rb = ReplayBuffer(*obs_act_dims(self.env), 100_000, seed=0)
+        self.env.action_space.seed(0)
+        self.obs, _ = self.env.reset(seed=0)
+        self.run(max(pool, args.batch_size), learn=False)
+
+    def run(self, steps: int, learn: bool = True) -> None:
+        for _ in range(steps):
+            action = self.env.action_space.sample()
+            if learn:
+                with torch.no_grad():
+                    obs_t = torch.as_tensor(self.obs, dtype=torch.float32, device=self.device).unsqueeze(0)
+                    action = self.sample_action(obs_t)[0][0].cpu().numpy()
+            next_obs, reward, terminated, truncated, _ = self.env.step(action)
+            self.rb.add(self.obs, action, float(reward), next_obs, terminated)
+            self.obs = next_obs if not (terminated or truncated) else self.env.reset()[0]
+            if learn:
+                self.step(tuple(torch.as_tensor(x, device=self.device) for x in self.rb.sample(self.args.batch_size)))
+
+    def steps_per_s(self, steps: int) -> float:
+        return steps / seconds(self.device, 1, self.run, steps)
+
+
+class SB3Loop(Loop):
+    """SB3's SAC in model.learn once learning has begun: sac_v's settings (α fixed, no V), or SB3's `own_defaults`."""
+
+    def __init__(self, args: sac_v.Args, device: torch.device, pool: int, own_defaults: bool = False):
+        import sb3  # needs stable-baselines3
+
+        self.device, pool = device, max(pool, args.batch_size)
+        if own_defaults:
+            settings = sb3.sb3_defaults(args.device) | {"learning_starts": pool, "buffer_size": 100_000}
+        else:
+            settings = sb3.sb3_settings("sac-v-defaults", dataclasses.replace(args, min_pool=pool, buffer_size=100_000))
+        self.model = sb3.make_model({**settings, "device": device}, ENV_ID, seed=0)
+        self.model.learn(pool)  # random actions until learning_starts = pool: the pool, and no gradient step yet
+
+    def run(self, steps: int) -> None:
+        self.model.learn(steps, reset_num_timesteps=False)  # one gradient step per env step
+
+
+class CleanRLRun:
+    """CleanRL's SAC script, a run in its own process and venv each round: at its defaults but the env, the step count
+    and learning from step 1 000, timed between two charts/SPS events of its log."""
+
+    def __init__(self, bench: BenchArgs, device: torch.device):
+        self.bench, self.device = bench, device
+
+    def run(self, steps: int) -> None:
+        """No warm-up here: its process warms up in each round."""
+
+    def span(self, steps: int) -> tuple[int, int]:
+        """The logged steps around the timed part: after --warmup training steps, `steps` more, rounded up to 100s."""
+        first = CLEANRL_LEARNING_STARTS + 100 * math.ceil(max(self.bench.warmup, 1) / 100)
+        return first, first + 100 * math.ceil(steps / 100)
+
+    def steps_per_s(self, steps: int) -> float:
+        bench, env, (first, last) = self.bench, dict(os.environ), self.span(steps)
+        repository = bench.cleanrl_script.resolve().parents[1]
+        if (repository / "cleanrl_utils").is_dir():  # the script imports its replay buffer from there
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repository), os.environ.get("PYTHONPATH")]))
+        command = [str(bench.cleanrl_python), str(bench.cleanrl_script), "--env-id", bench.cleanrl_env_id]
+        command += ["--total-timesteps", str(last + 1), "--learning-starts", str(CLEANRL_LEARNING_STARTS)]
+        command += ["--no-cuda"] if self.device.type == "cpu" else []  # where sac_v runs, even beside a GPU
+        with tempfile.TemporaryDirectory(prefix="cleanrl-") as folder:  # it writes runs/<its run>/ where it starts
+            result = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
+            if result.returncode != 0:
+                lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
+                raise RuntimeError(f"CleanRL's script failed: {lines[-1]}")
+            return training_rate(Path(folder) / "runs", first, last)
+
+
+def training_rate(runs: Path, first: int, last: int) -> float:
+    """Steps per second between logged steps first and last, by the wall times of CleanRL's charts/SPS events (the
+    values count from the start, random-action steps included)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events: dict[int, float] = {}
+    for run in sorted(path for path in runs.glob("*") if path.is_dir()):
+        log = EventAccumulator(str(run), size_guidance={"scalars": 0})  # 0: every event, none sampled away
+        log.Reload()
+        if "charts/SPS" in log.Tags()["scalars"]:
+            events |= {event.step: event.wall_time for event in log.Scalars("charts/SPS")}
+    if first not in events or last not in events:
+        raise RuntimeError(f"CleanRL's log has no charts/SPS at step {first if first not in events else last}")
+    return (last - first) / (events[last] - events[first])
+
+
+# The table
+
+
+def variants(device: torch.device, bench: BenchArgs, all_cores: int, size: tuple) -> dict[str, dict[str, Any]]:
+    """Name -> sac_v flags of each variant of ours (CPU: at torch's own thread count too), then the peers here."""
+    names: dict[str, dict[str, Any]] = {"plain": {}, "eager": {}, "bf16": {"bf16": True}}
     if device.type == "cpu" and all_cores > torch.get_num_threads():
-        names[f"eager, --threads {all_cores}"] = {"threads": all_cores}
-        names[f"bf16, --threads {all_cores}"] = {"bf16": True, "threads": all_cores}
-    if with_compile:
-        names["compile"] = {"compile": True}
-    if device.type == "cuda":
-        names["cudagraphs"] = {"cudagraphs": True}
-        if with_compile:
-            names["compile+cudagraphs"] = {"compile": True, "cudagraphs": True}
-            names["compile+cudagraphs+bf16"] = {"compile": True, "cudagraphs": True, "bf16": True}
-            if reduce_overhead:
-                names[REDUCE_OVERHEAD] = {}
-    return names
+        names |= {f"{name}, --threads {all_cores}": {**names[name], "threads": all_cores} for name in ("eager", "bf16")}
+    names |= {"compile": {"compile": True}} if bench.compile else {}
+    names |= {"cudagraphs": {"cudagraphs": True}} if device.type == "cuda" else {}
+    if device.type == "cuda" and bench.compile:
+        names["compile+cudagraphs"] = {"compile": True, "cudagraphs": True}
+        names["compile+cudagraphs+bf16"] = {"compile": True, "cudagraphs": True, "bf16": True}
+        names |= {REDUCE_OVERHEAD: {}} if bench.reduce_overhead else {}
+    names |= {SB3: {}} if SB3_VERSION and size in SB3_CONFIGS else {}
+    names |= {SB3_OWN: {"threads": all_cores}} if SB3_VERSION and size in CLEANRL_CONFIGS else {}  # torch's threads
+    return names | ({CLEANRL: {}} if bench.cleanrl_python and size in CLEANRL_CONFIGS else {})
+
+
+def make_variant(name: str, env, args: sac_v.Args, device: torch.device, bench: BenchArgs) -> tuple[Any, Any]:
+    """A variant's update step (None for a peer's) and its loop."""
+    if name == CLEANRL:
+        return None, CleanRLRun(bench, device)
+    if name in (SB3, SB3_OWN):
+        return None, SB3Loop(args, device, bench.pool, own_defaults=name == SB3_OWN)
+    if name == "plain":
+        step, sample_action = plain_update_step(env, args, device)
+    else:
+        step, sample_action = project_update_step(env, args, device, name == REDUCE_OVERHEAD)
+    return step, Loop(step, sample_action, args, device, bench.pool)
+
+
+def measure_size(bench: BenchArgs, device: torch.device, size: tuple, all_cores: int, rows: list, notes: list) -> None:
+    """One size's rows and notes: the matmul floors, then every variant set up, warmed up and timed in rounds."""
+    torch._dynamo.reset()
+    (hidden_sizes, batch_size), run_threads, env = size, torch.get_num_threads(), sac_v.make_env(ENV_ID)
+    label, batch = f"{'×'.join(map(str, hidden_sizes))}, batch {batch_size}", synthetic_batch(env, batch_size, device)
+    names = variants(device, bench, all_cores, size)
+    threads = {name: flags.get("threads", run_threads) for name, flags in names.items()}
+    eager_args = sac_v.Args(hidden_sizes=hidden_sizes, batch_size=batch_size, device=bench.device)
+    gemms, floors = profiled_gemms(project_update_step(env, eager_args, device)[0], batch), {}
+    for n in dict.fromkeys(threads.values()):  # a --threads variant's step is held to the floor at its own threads
+        torch.set_num_threads(n)
+        floors[n] = [matmul_floor(gemms, dtype, device, bench.update_steps, bench.repeats) for dtype in DTYPES]
+        notes.append(
+            f"- {label}: the matmul floor of one sac_v step, its {len(gemms)} matmuls each timed alone at {n} torch "
+            f"threads: {floors[n][0] * 1e3:.2f} ms in float32, {floors[n][1] * 1e3:.2f} ms in bfloat16 (×floor: a "
+            "variant's step time over its dtype's floor)."
+        )
+        print(notes[-1], flush=True)
+    setups, warmup_s, failed, updates, loops = {}, {}, {}, collections.defaultdict(list), collections.defaultdict(list)
+    for round_ in range(bench.repeats + 1):  # round 0 sets each variant up and warms it up; then interleaved rounds
+        for name, flags in [(name, flags) for name, flags in names.items() if name not in failed]:
+            torch.set_num_threads(threads[name])
+            try:
+                if round_ == 0:  # the first calls compile and record: timed apart, as a one-off cost
+                    torch.manual_seed(0)
+                    args = sac_v.Args(hidden_sizes=hidden_sizes, batch_size=batch_size, device=bench.device, **flags)
+                    setups[name] = step, loop = make_variant(name, env, args, device, bench)
+                    warmup_s[name] = seconds(device, bench.warmup if step is not None else 0, step, batch)
+                    warmup_s[name] += seconds(device, 1, loop.run, bench.warmup)
+                    continue
+                step, loop = setups[name]
+                update = updates_per_s(step, batch, bench.update_steps, device) if step is not None else math.nan
+                loops[name].append(loop.steps_per_s(bench.loop_steps))
+                updates[name].append(update)
+            except Exception as e:  # a variant this torch or device cannot run; the plain reference, which every
+                if name == "plain":  # ratio needs, ends the run
+                    raise
+                failed[name] = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:120]}".replace("|", "/")
+                print(f"  {label} {name}: failed, {failed[name]}", flush=True)
+    torch.set_num_threads(run_threads)
+    loop_rates = {name: statistics.median(loops[name]) for name in names if name not in failed}
+    for name, flags in names.items():
+        if name in failed:
+            cells = [f"failed: {failed[name]}", "–", "–", "–", "–"]
+        elif name in PEERS:  # CleanRL warms up inside each round
+            cells = ["–", "–", "–", f"{loop_rates[name]:,.0f}", "–" if name == CLEANRL else f"{warmup_s[name]:.1f}"]
+        else:
+            rates, floor = updates[name], floors[threads[name]][1 if flags.get("bf16") else 0]
+            rate, plain = statistics.median(rates), statistics.median(updates["plain"])
+            cells = [f"{rate:,.0f} ({min(rates):,.0f}–{max(rates):,.0f})", f"{rate / plain:.2f}"]
+            cells += [f"{1 / rate / floor:.1f}", f"{loop_rates[name]:,.0f}", f"{warmup_s[name]:.1f}"]
+        rows.append(f"| {'×'.join(map(str, hidden_sizes))} | {batch_size} | {name} | {' | '.join(cells)} |")
+        print(rows[-1], flush=True)
+    ours = {name: rate for name, rate in loop_rates.items() if name not in PEERS}
+    for peer in [peer for peer in PEERS if peer in loop_rates]:  # ours as multiples of each peer's, the same rounds
+        ratios = ", ".join(f"{name} {rate / loop_rates[peer]:.2f}×" for name, rate in ours.items())
+        about = f"{loop_rates[peer]:,.0f} ({PEERS[peer].format(SB3_VERSION)})"
+        notes.append(f"- {label}: (d) loop steps/s as a multiple of {peer}'s {about}: {ratios}.")
 
 
 def measure(bench: BenchArgs) -> str:
-    device = torch.device(bench.device)
-    all_cores = torch.get_num_threads()  # torch's own choice: what SB3's and CleanRL's defaults run at
-    if bench.threads:
-        torch.set_num_threads(bench.threads)
+    """The table: (a), then each size of CONFIGS, then what was not measured."""
+    device, all_cores = torch.device(bench.device), torch.get_num_threads()  # torch's own choice: the peers' count
+    torch.set_num_threads(bench.threads or all_cores)
     for name in ("recompile_limit", "cache_size_limit"):  # one compiled step per variant and size: more than 8
         if hasattr(torch._dynamo.config, name):
             setattr(torch._dynamo.config, name, 64)
-    env = sac_v.make_env(ENV_ID)
+    env_rate = statistics.median(env_steps_per_s(bench.env_steps) for _ in range(bench.repeats))
+    print(f"(a) env steps/s: {env_rate:,.0f}", flush=True)
     rows, notes = [], []
-    env_rates = [env_steps_per_s(bench.env_steps) for _ in range(bench.repeats)]
-    print(f"(a) env steps/s: {statistics.median(env_rates):,.0f}", flush=True)
-    for hidden_sizes, batch_size in CONFIGS:
-        torch._dynamo.reset()
-        batch = synthetic_batch(env, batch_size, device)
-        setups, warmup_s, failed = {}, {}, {}
-        names = variants(device, bench.compile, bench.reduce_overhead, all_cores)
-        if (hidden_sizes, batch_size) in SB3_CONFIGS and sb3_installed():
-            names[SB3] = {}
-        if (hidden_sizes, batch_size) in CLEANRL_CONFIGS and sb3_installed():
-            names[SB3_OWN] = {"threads": all_cores}  # at its defaults: torch's own thread count too
-        if (hidden_sizes, batch_size) in CLEANRL_CONFIGS and bench.cleanrl_python:
-            names[CLEANRL] = {}
-        for name, flags in {"plain": {}, **names}.items():
-            torch.manual_seed(0)
-            args = sac_v.Args(hidden_sizes=hidden_sizes, batch_size=batch_size, device=bench.device, **flags)
-            threads = flags.get("threads", torch.get_num_threads())
-            try:
-                if name == "plain":
-                    step, sample_action = plain_update_step(env, args, device)
-                elif name == SB3:  # its loop only: no update of ours to time on the synthetic batch
-                    step, loop = None, SB3Loop(args, device, bench.pool)
-                elif name == SB3_OWN:
-                    step, loop = None, SB3Loop(args, device, bench.pool, own_defaults=True)
-                elif name == CLEANRL:  # a process of its own each round, which warms up in it
-                    script, env_id = bench.cleanrl_script, bench.cleanrl_env_id
-                    step, loop = None, CleanRLRun(bench.cleanrl_python, script, env_id, device, bench.warmup)
-                else:
-                    reduce_overhead = name == REDUCE_OVERHEAD
-                    step, sample_action = project_update_step(env, args, device, reduce_overhead)
-                if step is not None:
-                    loop = Loop(step, sample_action, args, device, bench.pool)
-                start = time.perf_counter()  # the first calls compile and record: timed apart, as a one-off cost
-                with torch_threads(threads):
-                    if step is not None:
-                        for _ in range(bench.warmup):
-                            step(batch)
-                    if name != CLEANRL:
-                        loop.run(bench.warmup)
-                sync(device)
-            except Exception as e:
-                record_failure(failed, f"{hidden_sizes} batch {batch_size}", name, e)
-                continue
-            warmup_s[name] = time.perf_counter() - start
-            setups[name] = (step, loop, threads)
-            print(f"  {hidden_sizes} batch {batch_size} {name}: warm-up {warmup_s[name]:.1f} s", flush=True)
-        gemms = step_gemms(*obs_act_dims(env), hidden_sizes, batch_size)
-        floors_at = {}  # at the run's threads, then at each --threads variant's: its step is held to its own floor
-        for threads in dict.fromkeys(
-            [torch.get_num_threads(), *(f["threads"] for f in names.values() if "threads" in f)]
-        ):
-            with torch_threads(threads):
-                floors_at[threads] = {
-                    d: matmul_floor(gemms, d, device, bench.update_steps, bench.repeats) for d in DTYPES
-                }
-                notes.append(floor_note(hidden_sizes, batch_size, gemms, floors_at[threads]))
-        if "eager" in setups and not same_gemms(profiled := profiled_gemms(setups["eager"][0], batch), gemms):
-            notes[-1] += f" But the eager step runs {len(profiled)} matmuls of other shapes: update step_gemms."
-        print(notes[-1], flush=True)
-        update_rates: dict[str, list[float]] = {name: [] for name in setups}
-        loop_rates: dict[str, list[float]] = {name: [] for name in setups}
-        for _ in range(bench.repeats):  # interleaved, so that drifting load hits every variant alike
-            for name, (step, loop, threads) in list(setups.items()):
-                try:
-                    with torch_threads(threads):
-                        update_rate = (
-                            updates_per_s(step, batch, bench.update_steps, device) if step is not None else math.nan
-                        )
-                        loop_rate = loop_steps_per_s(loop, bench.loop_steps, device)
-                except Exception as e:
-                    record_failure(failed, f"{hidden_sizes} batch {batch_size}", name, e)
-                    del setups[name], update_rates[name], loop_rates[name]
-                    continue
-                update_rates[name].append(update_rate)
-                loop_rates[name].append(loop_rate)
-        plain = statistics.median(update_rates["plain"])
-        size = f"| {'×'.join(map(str, hidden_sizes))} | {batch_size} |"
-        for name, flags in {"plain": {}, **names}.items():
-            if name in failed:
-                rows.append(f"{size} {name} | failed: {failed[name]} | – | – | – | – |")
-            elif name in PEERS:
-                loop_rate = statistics.median(loop_rates[name])
-                warmup = "–" if name == CLEANRL else f"{warmup_s[name]:.1f}"  # CleanRL warms up inside each round
-                rows.append(f"{size} {name} | – | – | – | {loop_rate:,.0f} | {warmup} |")
-            else:
-                update_rate, loop_rate = statistics.median(update_rates[name]), statistics.median(loop_rates[name])
-                spread = f"{min(update_rates[name]):,.0f}–{max(update_rates[name]):,.0f}"
-                floor = floors_at[setups[name][2]][torch.bfloat16 if flags.get("bf16") else torch.float32]
-                rows.append(
-                    f"{size} {name} | {update_rate:,.0f} ({spread}) | {update_rate / plain:.2f} | "
-                    f"{1 / update_rate / floor:.1f} | {loop_rate:,.0f} | {warmup_s[name]:.1f} |"
-                )
-            print(rows[-1], flush=True)
-        notes += compile_break_even(hidden_sizes, batch_size, loop_rates, warmup_s)
-        notes += against_sb3(hidden_sizes, batch_size, loop_rates)
-        notes += against_cleanrl(hidden_sizes, batch_size, loop_rates)
-    if not sb3_installed():
+    for size in CONFIGS:
+        measure_size(bench, device, size, all_cores, rows, notes)
+    if SB3_VERSION is None:
         notes.append('- (d) SB3 SAC: not measured, stable-baselines3 is not installed (pip install -e ".[peers]").')
-        print(notes[-1], flush=True)
     if not bench.cleanrl_python:
         notes.append(
             "- (d) CleanRL SAC: not measured; add it with --cleanrl-python and --cleanrl-script (this module's "
             "docstring makes its venv)."
         )
-        print(notes[-1], flush=True)
-    header = [
-        f"Hardware: {hardware(device)}.",
-        f"Median of {bench.repeats} interleaved rounds; (b) {bench.update_steps} gradient steps per round on a fixed "
-        f"synthetic batch, (d) {bench.loop_steps} steps of the LunarLander training loop per round. "
-        f"(a) LunarLanderContinuous-v3 alone, random actions: {statistics.median(env_rates):,.0f} env steps/s.",
-        "",
-        "| hidden | batch | update | (b) or (c) updates/s (min–max) | ×plain | ×floor | (d) loop steps/s | warm-up s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    return "\n".join(header + rows + [""] + notes)
+    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    header = f"Hardware: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
+    header += f"torch threads{gpu}.\nMedian of {bench.repeats} interleaved rounds; (b) {bench.update_steps} gradient "
+    header += f"steps per round on a fixed synthetic batch, (d) {bench.loop_steps} steps of the LunarLander training "
+    header += f"loop per round. (a) LunarLanderContinuous-v3 alone, random actions: {env_rate:,.0f} env steps/s.\n\n"
+    header += "| hidden | batch | update | (b) or (c) updates/s (min–max) | ×plain | ×floor | (d) loop steps/s "
+    header += "| warm-up s |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    return header + "\n".join([*rows, "", *notes])
 
 
-def loop_steps_per_s(loop: Loop | SB3Loop | CleanRLRun, steps: int, device: torch.device) -> float:
-    """Training-loop steps per second over `steps` steps; CleanRL's process times its own."""
-    if isinstance(loop, CleanRLRun):
-        return loop.steps_per_s(steps)
-    sync(device)
-    start = time.perf_counter()
-    loop.run(steps)
-    sync(device)
-    return steps / (time.perf_counter() - start)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block at n torch threads, then go back to the run's."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def updates_per_s(step: Callable, batch: tuple[torch.Tensor, ...], steps: int, device: torch.device) -> float:
-    """Gradient steps per second over `steps` calls on one batch, the device synchronised before and after."""
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step(batch)
-    sync(device)
-    return steps / (time.perf_counter() - start)
-
-
-def record_failure(failed: dict[str, str], where: str, name: str, error: Exception) -> None:
-    """A variant that this torch or device cannot run is reported, not fatal; the plain reference, which every ratio
-    needs, is."""
-    if name == "plain":
-        raise error
-    failed[name] = failure(error)
-    print(f"  {where} {name}: failed, {failed[name]}", flush=True)
-
-
-def failure(error: Exception) -> str:
-    """One line for the table: the error's type and the first line of its message, without the table's pipes."""
-    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {message[:120]}".replace("|", "/")
-
-
-def compile_break_even(
-    hidden_sizes: tuple[int, ...], batch_size: int, loop_rates: dict[str, list[float]], warmup_s: dict[str, float]
-) -> list[str]:
-    """When --compile's one-off warm-up is paid back by its faster loop steps, against eager (one line per variant)."""
-    if "eager" not in loop_rates:
-        return []
-    eager = statistics.median(loop_rates["eager"])
-    lines = []
-    for name in loop_rates:
-        if "compile" not in name:
-            continue
-        rate, extra_s = statistics.median(loop_rates[name]), warmup_s[name] - warmup_s["eager"]
-        saved_per_step = 1 / eager - 1 / rate
-        verdict = (
-            f"pays back its extra {extra_s:.0f} s of warm-up after {extra_s / saved_per_step:,.0f} learning steps"
-            if saved_per_step > 0
-            else f"never pays back its extra {extra_s:.0f} s of warm-up: its loop is not faster than eager"
-        )
-        lines.append(f"- {'×'.join(map(str, hidden_sizes))}, batch {batch_size}: {name} {verdict}.")
-    return lines
-
-
-def against_peer(
-    peer: str, about: str, hidden_sizes: tuple[int, ...], batch_size: int, loop_rates: dict[str, list[float]]
-) -> list[str]:
-    """(d) of each variant of ours as a multiple of a peer's loop, measured in the same rounds."""
-    if not loop_rates.get(peer):
-        return []
-    theirs = statistics.median(loop_rates[peer])
-    ours = {name: statistics.median(rates) for name, rates in loop_rates.items() if name not in PEERS}
-    ratios = ", ".join(f"{name} {rate / theirs:.2f}×" for name, rate in ours.items())
-    return [
-        f"- {'×'.join(map(str, hidden_sizes))}, batch {batch_size}: (d) loop steps/s as a multiple of {peer}'s "
-        f"{theirs:,.0f} ({about}): {ratios}."
-    ]
-
-
-def against_sb3(hidden_sizes: tuple[int, ...], batch_size: int, loop_rates: dict[str, list[float]]) -> list[str]:
-    if not loop_rates.get(SB3) and not loop_rates.get(SB3_OWN):
-        return []
-    version = f"stable-baselines3 {importlib.metadata.version('stable-baselines3')}"
-    own = against_peer(SB3_OWN, f"{version} at its defaults, ent_coef learned", hidden_sizes, batch_size, loop_rates)
-    return against_peer(SB3, f"{version}, sac_v's settings, ent_coef fixed", hidden_sizes, batch_size, loop_rates) + own
-
-
-def against_cleanrl(hidden_sizes: tuple[int, ...], batch_size: int, loop_rates: dict[str, list[float]]) -> list[str]:
-    about = "sac_continuous_action.py at its defaults, torch's default thread count, training steps only"
-    return against_peer(CLEANRL, about, hidden_sizes, batch_size, loop_rates)
-
-
-def floor_note(
-    hidden_sizes: tuple[int, ...], batch_size: int, gemms: list[Gemm], floors: dict[torch.dtype, float]
-) -> str:
-    return (
-        f"- {'×'.join(map(str, hidden_sizes))}, batch {batch_size}: the matmul floor of one sac_v step, its "
-        f"{len(gemms)} matmuls each timed alone at {torch.get_num_threads()} torch threads: "
-        f"{floors[torch.float32] * 1e3:.2f} ms in float32, {floors[torch.bfloat16] * 1e3:.2f} ms in bfloat16 "
-        "(×floor: a variant's step time over its dtype's floor)."
-    )
-
-
-def write_section(path: Path, device: str, table: str, command: str) -> None:
-    """Put this device's results between its markers, keeping the other device's section as it was."""
-    begin, end = f"<!-- {device} -->", f"<!-- /{device} -->"
-    text = path.read_text() if path.exists() else "# Throughput benchmark\n\nWritten by `benchmarks/throughput.py`.\n"
-    section = f"{begin}\n## {device.upper()}\n\n`{command}` on {time.strftime('%Y-%m-%d')}\n\n{table}\n{end}"
-    if begin in text and end in text:
-        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
+def write_section(path: Path, head: str, pattern: str, section: str) -> None:
+    """Put `section` in place of the one `pattern` matches, or after the others, keeping the rest of the file."""
+    text = path.read_text() if path.exists() else head
+    found = re.search(pattern, text, re.DOTALL | re.MULTILINE)
+    text = text[: found.start()] + section + text[found.end() :] if found else text.rstrip("\n") + "\n\n" + section
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:  # the other device's section stays whole if this write fails
-        tmp.write_text(text if text.endswith("\n") else text + "\n")
+    with atomic_path(path) as tmp:  # the other sections stay whole if this write fails
+        tmp.write_text(text.rstrip("\n") + "\n")
 
 
 def check_args(bench: BenchArgs) -> None:
-    """Refuse, before minutes of measuring, counts that leave nothing to time and an --output that cannot be
-    written."""
-    for flag in ("repeats", "update_steps", "loop_steps", "env_steps"):  # each rate divides by one, or is a median
-        if getattr(bench, flag) < 1:
-            sys.exit(f"error: --{flag.replace('_', '-')} must be at least 1, got {getattr(bench, flag)}")
-    for flag in ("warmup", "pool"):
-        if getattr(bench, flag) < 0:
-            sys.exit(f"error: --{flag} must be 0 or more, got {getattr(bench, flag)}")
-    if bench.threads is not None and bench.threads < 1:
-        sys.exit(f"error: --threads must be at least 1, got {bench.threads}")
-    if (bench.cleanrl_python is None) != (bench.cleanrl_script is None):
+    """Refuse, before minutes of measuring, counts that leave nothing to time and an --output that cannot be written."""
+    for flag, least in dict(repeats=1, update_steps=1, loop_steps=1, env_steps=1, warmup=0, pool=0, threads=1).items():
+        if (value := getattr(bench, flag)) is not None and value < least:
+            sys.exit(f"error: --{flag.replace('_', '-')} must be {'at least 1' if least else '0 or more'}, got {value}")
+    python, script = bench.cleanrl_python, bench.cleanrl_script
+    if (python is None) != (script is None):
         sys.exit("error: --cleanrl-python and --cleanrl-script go together: give both or neither")
-    if bench.cleanrl_python and not (bench.cleanrl_python.is_file() and os.access(bench.cleanrl_python, os.X_OK)):
-        sys.exit(f"error: --cleanrl-python {bench.cleanrl_python} is not an executable file")
-    if bench.cleanrl_script and not bench.cleanrl_script.is_file():
-        sys.exit(f"error: --cleanrl-script {bench.cleanrl_script} is not a file")
+    if python and not (python.is_file() and os.access(python, os.X_OK)):
+        sys.exit(f"error: --cleanrl-python {python} is not an executable file")
+    if script and not script.is_file():
+        sys.exit(f"error: --cleanrl-script {script} is not a file")
     check_writable(bench.output, "--output", "markdown file")
-    try:
-        if bench.output.exists():  # its other device's section is kept, so it must read back
-            bench.output.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        sys.exit(f"error: cannot write --output {bench.output}: {getattr(e, 'strerror', None) or e}")
+    if bench.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda was asked for, but torch sees no CUDA GPU")
 
 
 def main() -> None:
     bench = tyro.cli(BenchArgs)
-    try:
-        bench.output = results_path(bench.output, bench.record, "benchmarks", "throughput.md", flag="--output")
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
+    bench.output = results_path(bench.output, bench.record, "benchmarks", "throughput.md", flag="--output")
     check_args(bench)
-    if bench.device == "cuda" and not torch.cuda.is_available():
-        sys.exit("error: --device cuda was asked for, but torch sees no CUDA GPU")
     if bench.cold_compile:  # read by inductor at each compile
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="throughput-inductor-")
     table = measure(bench)
     print(table)
-    try:
-        write_section(bench.output, bench.device, table, "python " + " ".join(sys.argv))
-    except OSError as e:  # a full disk, say: the table above is the measurement
-        sys.exit(f"error: cannot write --output {bench.output}: {e.strerror or e}; the table is printed above")
+    begin, end, command = f"<!-- {bench.device} -->", f"<!-- /{bench.device} -->", "python " + " ".join(sys.argv)
+    section = f"{begin}\n## {bench.device.upper()}\n\n`{command}` on {time.strftime('%Y-%m-%d')}\n\n{table}\n{end}"
+    head = "# Throughput benchmark\n\nWritten by `benchmarks/throughput.py`.\n"
+    try:  # the other device's section is kept as it was
+        write_section(bench.output, head, re.escape(begin) + ".*?" + re.escape(end), section)
+    except (OSError, UnicodeError) as e:  # a full disk, say: the table above is the measurement
+        why = getattr(e, "strerror", None) or e
+        sys.exit(f"error: cannot write --output {bench.output}: {why}; the table is printed above")
     print(f"wrote {bench.output}")
 
 
 # Side by side: threads that share the cores
 
-
-DEFAULT, PASSIVE = {}, {"OMP_WAIT_POLICY": "passive"}  # libgomp's default: spin a while, then sleep
-SUITE = {"SUITE": "1"}  # not an environment variable: the case runs beside the test suite
+PASSIVE, SUITE = {"OMP_WAIT_POLICY": "passive"}, {"SUITE": "1"}  # SUITE: the case runs beside the test suite
 ONE, TWO = "one run, 1 thread", "one run, 2 threads"
-CASES = (  # (name, runs side by side, --threads of each run, extra environment)
-    ("one run, --threads auto (the default)", 1, "auto", DEFAULT),
-    (ONE, 1, "1", DEFAULT),
-    (TWO, 1, "2", DEFAULT),
+CASES = (  # (name, runs side by side, --threads of each run, extra environment); libgomp's default: spin, then sleep
+    ("one run, --threads auto (the default)", 1, "auto", {}),
+    (ONE, 1, "1", {}),
+    (TWO, 1, "2", {}),
     ("one run, 2 threads sleeping (OMP_WAIT_POLICY=passive)", 1, "2", PASSIVE),
-    ("two runs, auto each", 2, "auto", DEFAULT),
-    ("two runs, 1 thread each", 2, "1", DEFAULT),
-    ("two runs, 2 threads each", 2, "2", DEFAULT),
+    ("two runs, auto each", 2, "auto", {}),
+    ("two runs, 1 thread each", 2, "1", {}),
+    ("two runs, 2 threads each", 2, "2", {}),
     ("two runs, 2 threads each, sleeping", 2, "2", PASSIVE),
     ("one run, auto, beside the test suite", 1, "auto", SUITE),
     ("one run, 1 thread, beside the test suite", 1, "1", SUITE),
@@ -772,36 +495,25 @@ CASES = (  # (name, runs side by side, --threads of each run, extra environment)
 
 @dataclasses.dataclass
 class SideBySideArgs:
-    """The flags of `throughput.py side-by-side`."""
-
-    seconds: float = 20.0
-    """length of the timed window of each case"""
-    warmup_s: float = 8.0
-    """time given to every run of a case to start and warm up before the window opens"""
-    hidden_sizes: tuple[int, ...] = (200, 200)
-    """hidden layers of every network (sac_v's default)"""
-    batch_size: int = 200
-    """minibatch of each gradient step (sac_v's default)"""
-    output: Path | None = None
-    """markdown file the table is written to (default runs/benchmarks/threads.md)"""
-    record: bool = False
-    """write the committed table, docs/benchmarks/threads.md"""
+    seconds: float = 20.0  # length of the timed window of each case
+    warmup_s: float = 8.0  # time given to every run of a case to start and warm up before the window opens
+    hidden_sizes: tuple[int, ...] = (200, 200)  # hidden layers of every network (sac_v's default)
+    batch_size: int = 200  # minibatch of each gradient step (sac_v's default)
+    output: Path | None = None  # markdown file the table is written to (default runs/benchmarks/threads.md)
+    record: bool = False  # write the committed table, docs/benchmarks/threads.md
 
 
 def worker(threads: str, start_at: float, stop_at: float, batch_size: int, hidden_sizes: tuple[int, ...]) -> None:
-    """One run: warm up, wait for the window, print the steps per second it took within it. Its threads are sac_v's
-    (Threads): auto counts the idle cores again each second, as a training run does."""
+    """One run: warm up, then print its steps/s in the window; sac_v's Threads recounts auto's idle cores."""
     args = sac_v.Args(device="cpu", batch_size=batch_size, hidden_sizes=hidden_sizes)
-    args.threads = threads if threads == "auto" else int(threads)
-    env = sac_v.make_env(ENV_ID)
-    torch_threads = sac_v.Threads(args, env)
-    step, sample_action = project_update_step(env, args, torch.device("cpu"))
-    loop = Loop(step, sample_action, args, torch.device("cpu"), pool=2_000)
+    args.threads, env, cpu = threads if threads == "auto" else int(threads), sac_v.make_env(ENV_ID), torch.device("cpu")
+    torch_threads, steps = sac_v.Threads(args, env), 0
+    loop = Loop(*project_update_step(env, args, cpu), args, cpu, pool=2_000)
     loop.run(20)
-    while time.time() < start_at:
-        loop.run(10)  # warm up until the window opens: auto settles on its count as it would in a run
+    while time.time() < start_at:  # warm up until the window opens: auto settles on its count as it would in a run
+        loop.run(10)
         torch_threads.adapt()
-    start, steps = time.time(), 0  # later than start_at where the warm-up overran: the window is then shorter
+    start = time.time()  # later than start_at where the warm-up overran: the window is then shorter
     while steps == 0 or time.time() < stop_at:
         loop.run(10)
         torch_threads.adapt()
@@ -812,86 +524,53 @@ def worker(threads: str, start_at: float, stop_at: float, batch_size: int, hidde
 def run_case(runs: int, threads: str, extra_env: dict[str, str], bench: SideBySideArgs) -> list[float]:
     """Steps per second of each of `runs` processes side by side."""
     start_at = time.time() + bench.warmup_s
-    stop_at = start_at + bench.seconds
-    inherited = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
-    env = {**inherited, **({} if threads == "auto" else {"OMP_NUM_THREADS": threads}), **extra_env}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")} | extra_env
+    env |= {} if threads == "auto" else {"OMP_NUM_THREADS": threads}
     sizes = [str(bench.batch_size), *map(str, bench.hidden_sizes)]
-    command = [sys.executable, __file__, "--worker", threads, str(start_at), str(stop_at), *sizes]
+    command = [sys.executable, __file__, "--worker", threads, str(start_at), str(start_at + bench.seconds), *sizes]
     suite = None
-    if env.pop("SUITE", None):  # the test suite, as a developer runs it beside a training run
-        suite = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group, so that its test runs end with it
-        )
+    if env.pop("SUITE", None):  # the test suite as a developer runs it beside a training run, in a process group
+        pytest = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        suite = subprocess.Popen(pytest, cwd=ROOT, env=env, start_new_session=True, **quiet)
     procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(runs)]
     speeds = [float(proc.communicate()[0].strip().splitlines()[-1]) for proc in procs]
     if suite is not None:
         if suite.poll() is not None:
             sys.exit("error: the test suite ended before the window closed; its case did not run beside it")
-        os.killpg(suite.pid, signal.SIGKILL)
+        os.killpg(suite.pid, signal.SIGKILL)  # its test runs end with it
         suite.wait()
     return speeds
 
 
 def side_by_side(bench: SideBySideArgs) -> None:
-    """threads.md: each case of CASES, its runs side by side, in a section for these sizes."""
-    try:
-        output = results_path(bench.output, bench.record, "benchmarks", "threads.md", flag="--output")
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
-    speeds = {}
+    """threads.md: each case of CASES, its runs side by side, in a section for these sizes (the others' are kept)."""
+    output, speeds = results_path(bench.output, bench.record, "benchmarks", "threads.md", flag="--output"), {}
     for name, runs, threads, extra_env in CASES:
         speeds[name] = run_case(runs, threads, extra_env, bench)
         print(name, " / ".join(f"{s:.0f}" for s in speeds[name]), flush=True)
     one, two = speeds[ONE][0], speeds[TWO][0]  # one run alone: at 1 thread; at 2
-    rows = [
-        f"| {name} | {' / '.join(f'{s:.0f}' for s in each)} | {sum(each):.0f} | {min(each) / one:.2f} "
-        f"| {min(each) / two:.2f} |"
-        for name, each in speeds.items()
-    ]
-    sizes = f"{' × '.join(map(str, bench.hidden_sizes))}, batch {bench.batch_size}"
-    section = [
-        f"## {sizes}",
-        "",
-        "| case | env steps/s of each run | together | slowest / alone at 1 thread | slowest / alone at 2 threads |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        *rows,
-        "",
-        f"Hardware: {cpu_name()} ({', '.join(cpu_flags())}), {os.cpu_count()} CPU cores, torch {torch.__version__}.",
-        f"Command: `python benchmarks/throughput.py side-by-side --hidden-sizes "
-        f"{' '.join(map(str, bench.hidden_sizes))} --batch-size {bench.batch_size}`.",
-        "",
-    ]
-    write_sizes_section(output, f"## {sizes}", section)
+    heading = f"## {' × '.join(map(str, bench.hidden_sizes))}, batch {bench.batch_size}"
+    section = f"{heading}\n\n| case | env steps/s of each run | together | slowest / alone at 1 thread | slowest / "
+    section += "alone at 2 threads |\n| --- | ---: | ---: | ---: | ---: |\n"
+    for name, each in speeds.items():
+        runs = " / ".join(f"{s:.0f}" for s in each)
+        section += f"| {name} | {runs} | {sum(each):.0f} | {min(each) / one:.2f} | {min(each) / two:.2f} |\n"
+    section += f"\nHardware: {cpu_name()} ({', '.join(cpu_flags())}), {os.cpu_count()} CPU cores, torch "
+    section += f"{torch.__version__}.\nCommand: `python benchmarks/throughput.py side-by-side --hidden-sizes "
+    section += f"{' '.join(map(str, bench.hidden_sizes))} --batch-size {bench.batch_size}`.\n\n"
+    head = "# Threads that share the cores\n\nEnv steps per second of sac_v's training step (act, env step, store, "
+    head += "sample, one gradient step) on\nLunarLanderContinuous-v3, each run its own process, all runs of a case "
+    head += "timed over the same window.\n"
+    pattern = "^" + re.escape(heading) + r"\n.*?(?=^## |\Z)"  # up to the next section's heading
+    write_section(output, head, pattern, section)
     print(f"wrote {output}")
-
-
-def write_sizes_section(path: Path, heading: str, section: list[str]) -> None:
-    """Replace the section under `heading` in `path` (or add it), keeping the other sizes' sections."""
-    head = [
-        "# Threads that share the cores",
-        "",
-        "Env steps per second of sac_v's training step (act, env step, store, sample, one gradient step) on",
-        "LunarLanderContinuous-v3, each run its own process, all runs of a case timed over the same window.",
-        "",
-    ]
-    sections = {}
-    if path.exists():
-        for part in path.read_text().split("\n## ")[1:]:
-            sections["## " + part.splitlines()[0]] = [*("## " + part).rstrip("\n").splitlines(), ""]
-    sections[heading] = section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(head + [line for lines in sections.values() for line in lines]))
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:  # one run of a side-by-side case, in a process of its own
         worker(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), tuple(map(int, sys.argv[6:])))
     elif sys.argv[1:2] == ["side-by-side"]:
-        side_by_side(tyro.cli(SideBySideArgs, args=sys.argv[2:]))
+        cli(lambda: side_by_side(tyro.cli(SideBySideArgs, args=sys.argv[2:])), "nothing was written")
     else:
-        main()
+        cli(main, "nothing was written")
