@@ -40,8 +40,8 @@ EVERY_FILE = tuple(
     f"tests/test_{name}.py"
     for name in ("update", "actor", "buffer", "train", "long_runs", "fast_paths", "faults", "eval")
 )
-# One mutant of the table: "NAME TEST_FILE[ cuda]: what", then "  - old" and "  + new" as Python string literals.
-BLOCK = re.compile(r"^(M\d+) (\S+\.py)( cuda)?: (.+)\n  - (.+)\n  \+ (.+)$", re.MULTILINE)
+LITERAL = r"""('(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")"""  # a Python string literal on one line
+LINE = re.compile(rf"^(M\d+) (\S+\.py)( cuda)?: (.+?): {LITERAL} -> {LITERAL}$", re.MULTILINE)  # see mutants.txt
 
 
 class Mutant(NamedTuple):
@@ -56,13 +56,13 @@ class Mutant(NamedTuple):
 
 def read_mutants(text: str) -> list[Mutant]:
     """The mutants of a table written as tests/mutants.txt is."""
-    _, *sections = re.split(r"^\[(.+)\]$", text, flags=re.MULTILINE)  # file, its mutants, the next file, ...
+    _, *sections = re.split(r"^\[(\S+)\].*$", text, flags=re.MULTILINE)  # file, its mutants, the next file, ...
     mutants = [
         Mutant(name, what, path, ast.literal_eval(old), ast.literal_eval(new), f"tests/{test_file}", bool(cuda))
-        for path, blocks in zip(sections[::2], sections[1::2], strict=True)
-        for name, test_file, cuda, what, old, new in BLOCK.findall(blocks)
+        for path, lines in zip(sections[::2], sections[1::2], strict=True)
+        for name, test_file, cuda, what, old, new in LINE.findall(lines)
     ]
-    if len(mutants) != len(re.findall(r"^M\d", text, re.MULTILINE)):  # a block the pattern missed would vanish
+    if len(mutants) != len(re.findall(r"^M\d", text, re.MULTILINE)):  # a line the pattern missed would vanish
         raise ValueError(f"{TABLE}: a mutant not written as its header says; see its first lines")
     return mutants
 
