@@ -1,26 +1,11 @@
-"""Mutation check of the test suite: does a test fail when a piece of the algorithm is broken?
+"""Mutation check: does a test fail when sac_v.py, buffer.py or sac_v_eval.py breaks as it must not? (docs/mutants.md)
 
-    python tests/mutants.py                  # every mutant: about 30 minutes on a 2-core CPU
-    python tests/mutants.py --only M19 M20   # some of them
-
-Each mutant, in tests/mutants.txt, is one small change to sac_v.py, buffer.py or sac_v_eval.py that breaks what the
-code promises: the twin minimum turned into a maximum, Q2 trained on Q1's output, V̄ left in place, exploration with
-tanh(μ), a random stream not restored on resume, a flag at the edge of its range refused, and so on. In a copy of the
-repository, each mutant in turn is applied and the test file that should catch it runs (then, if it passes, the eight
-files of EVERY_FILE); a mutant that every test passes is a gap in the suite. First the unmutated copy must pass them
-all. Not part of `pytest`: it runs on demand.
-
-Prints a table of the results. A mutant whose code has changed (its old string no longer occurs exactly once) is
-reported as "no longer applies" and listed apart below the table: update its strings in tests/mutants.txt. Exit
-status: 1 if a mutant survives, if the tests fail without any mutant, or if --only names an unknown mutant; otherwise
-0, also when some mutants no longer apply or need CUDA.
+python tests/mutants.py                  # every mutant of tests/mutants.txt: about 30 minutes on a 2-core CPU
+python tests/mutants.py --only M19 M20   # some of them
 """
-
-from __future__ import annotations
 
 import ast
 import collections
-import dataclasses
 import os
 import re
 import shutil
@@ -29,57 +14,27 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 import tyro
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = Path(__file__).with_name("mutants.txt")
-EVERY_FILE = tuple(
-    f"tests/test_{name}.py"
-    for name in ("update", "actor", "buffer", "train", "long_runs", "fast_paths", "faults", "eval")
-)
-# One mutant of the table: "NAME TEST_FILE[ cuda]: what", then "  - old" and "  + new" as Python string literals.
-BLOCK = re.compile(r"^(M\d+) (\S+\.py)( cuda)?: (.+)\n  - (.+)\n  \+ (.+)$", re.MULTILINE)
+TESTED = ("update", "actor", "buffer", "train", "long_runs", "fast_paths", "faults", "eval")
+EVERY_FILE = tuple(f"tests/test_{name}.py" for name in TESTED)  # run after a mutant's own test file passes
+LITERAL = r"""('(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")"""  # a Python string literal on one line
+LINE = re.compile(rf"^(M\d+) (\S+\.py)( cuda)?: (.+?): {LITERAL} -> {LITERAL}$", re.MULTILINE)  # see mutants.txt
+# In path, old (there exactly once) becomes new, breaking what; a test in test_file (on CUDA if cuda) should see it.
+Mutant = collections.namedtuple("Mutant", "name what path old new test_file cuda", defaults=[False])
 
-
-class Mutant(NamedTuple):
-    name: str
-    what: str  # what the change breaks
-    path: str  # the file it changes
-    old: str  # replaced once: it must occur exactly once in the file
-    new: str
-    test_file: str  # where the test that should catch it is
-    cuda: bool = False  # only a CUDA test can catch it
-
-
-def read_mutants(text: str) -> list[Mutant]:
-    """The mutants of a table written as tests/mutants.txt is."""
-    _, *sections = re.split(r"^\[(.+)\]$", text, flags=re.MULTILINE)  # file, its mutants, the next file, ...
-    mutants = [
-        Mutant(name, what, path, ast.literal_eval(old), ast.literal_eval(new), f"tests/{test_file}", bool(cuda))
-        for path, blocks in zip(sections[::2], sections[1::2], strict=True)
-        for name, test_file, cuda, what, old, new in BLOCK.findall(blocks)
-    ]
-    if len(mutants) != len(re.findall(r"^M\d", text, re.MULTILINE)):  # a block the pattern missed would vanish
-        raise ValueError(f"{TABLE}: a mutant not written as its header says; see its first lines")
-    return mutants
-
-
-MUTANTS = read_mutants(TABLE.read_text())
-
-
-@dataclasses.dataclass
-class MutantArgs:
-    only: tuple[str, ...] = ()
-    """the names of the mutants to run (default: all)"""
-
-
-def check_applies(mutant: Mutant, root: Path = ROOT) -> str | None:
-    """None, or why the mutant no longer applies to the file under root."""
-    count = (root / mutant.path).read_text().count(mutant.old)
-    return None if count == 1 else f"its code occurs {count} times in {mutant.path}, not once"
+_, *SECTIONS = re.split(r"^\[(\S+)\].*$", TABLE.read_text(), flags=re.MULTILINE)  # file, its mutants, the next, ...
+MUTANTS = [
+    Mutant(name, what, path, ast.literal_eval(old), ast.literal_eval(new), f"tests/{test_file}", bool(cuda))
+    for path, lines in zip(SECTIONS[::2], SECTIONS[1::2], strict=True)
+    for name, test_file, cuda, what, old, new in LINE.findall(lines)
+]
+if len(MUTANTS) != len(re.findall(r"^M\d", TABLE.read_text(), re.MULTILINE)):  # a line the pattern missed would vanish
+    raise ValueError(f"{TABLE}: a mutant not written as its first lines say")
 
 
 def copy_repository(to: Path) -> Path:
@@ -98,12 +53,11 @@ def run_pytest(root: Path, test_files: tuple[str, ...]) -> subprocess.CompletedP
 
 def run_mutant(mutant: Mutant, root: Path, every_file: tuple[str, ...]) -> str:
     """'killed', 'survived', 'no longer applies: ...' or 'skipped (needs CUDA)', restoring the file afterwards."""
-    if (why := check_applies(mutant, root)) is not None:
-        return f"no longer applies: {why}"
+    original = (path := root / mutant.path).read_text()
+    if (count := original.count(mutant.old)) != 1:
+        return f"no longer applies: its code occurs {count} times in {mutant.path}, not once"
     if mutant.cuda and not torch.cuda.is_available():
         return "skipped (needs CUDA)"
-    path = root / mutant.path
-    original = path.read_text()
     path.write_text(original.replace(mutant.old, mutant.new))
     try:
         survived = all(run_pytest(root, files).returncode == 0 for files in ((mutant.test_file,), every_file))
@@ -112,10 +66,15 @@ def run_mutant(mutant: Mutant, root: Path, every_file: tuple[str, ...]) -> str:
     return "survived" if survived else "killed"
 
 
-def main(args: MutantArgs) -> int:
-    if unknown := sorted(set(args.only) - {m.name for m in MUTANTS}):
+def main(only: tuple[str, ...] = ()) -> int:
+    """Prints each mutant's result; exits 1 if one survives, if the tests fail unmutated, or on an unknown --only name.
+
+    Args:
+        only: the names of the mutants to run (default: all)
+    """
+    if unknown := sorted(set(only) - {m.name for m in MUTANTS}):
         sys.exit(f"error: no mutant named {', '.join(unknown)}; they are M01 to M{len(MUTANTS):02}")
-    mutants = [m for m in MUTANTS if not args.only or m.name in args.only]
+    mutants = [m for m in MUTANTS if not only or m.name in only]
     with tempfile.TemporaryDirectory() as tmp:
         root = copy_repository(Path(tmp))
         files = tuple(dict.fromkeys([*EVERY_FILE, *(m.test_file for m in mutants)]))  # the mutants' own files too
@@ -129,12 +88,12 @@ def main(args: MutantArgs) -> int:
             start = time.time()
             results[mutant.name] = run_mutant(mutant, root, EVERY_FILE)
             print(f"| {mutant.name} | {mutant.what} | {results[mutant.name]} | {time.time() - start:.0f} |", flush=True)
-    counts = collections.Counter(result.split(":")[0] for result in results.values())
-    print(f"{len(results)} mutants: " + ", ".join(f"{n} {result}" for result, n in counts.items()))
+    kinds = [result.split(":")[0] for result in results.values()]
+    print(f"{len(results)} mutants: " + ", ".join(f"{kinds.count(kind)} {kind}" for kind in dict.fromkeys(kinds)))
     if stale := [name for name, result in results.items() if result.startswith("no longer applies")]:
         print(f"no longer applies (the code changed; update their strings in {TABLE.name}): {', '.join(stale)}")
     return 1 if "survived" in results.values() else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(tyro.cli(MutantArgs)))
+    sys.exit(tyro.cli(main))

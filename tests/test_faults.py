@@ -142,11 +142,10 @@ def test_disk_full_while_writing_the_checkpoint_keeps_a_resumable_checkpoint_and
 
 TWIN = """
 import sys, time
-sys.path.insert(0, sys.argv[1])
 real_time, start = time.time, time.time()
 time.time = lambda: 1_800_000_000.0 + (real_time() - start) * 1e-6  # both runs start, and stay, in the same second
 import sac_v
-sys.argv = ["sac_v.py", *sys.argv[2:]]
+sys.argv = ["sac_v.py", *sys.argv[1:]]
 sac_v.main()
 """
 
@@ -154,8 +153,8 @@ sac_v.main()
 def test_two_runs_started_in_the_same_second_get_two_folders_and_two_checkpoints(in_tmp_dir):
     flags = ["--env-id", "Pendulum-v1", "--total-timesteps", "150", "--min-pool", "100", "--batch-size", "32"]
     flags += ["--hidden-sizes", "16", "16", "--eval-every", "150", "--eval-episodes", "1", "--device", "cpu"]
-    command = [sys.executable, "-c", TWIN, str(ROOT), *flags]
-    procs = [subprocess.Popen(command, cwd=in_tmp_dir, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    command, env = [sys.executable, "-c", TWIN, *flags], dict(os.environ, PYTHONPATH=str(ROOT))  # this checkout's sac_v
+    procs = [subprocess.Popen(command, cwd=in_tmp_dir, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     assert [proc.wait(timeout=120) for proc in procs] == [0, 0], [proc.stderr.read() for proc in procs]
     folders = sorted(p.name for p in (in_tmp_dir / "runs").iterdir())
     assert folders == ["Pendulum-v1__sac_v__1__1800000000", "Pendulum-v1__sac_v__1__1800000000-2"]

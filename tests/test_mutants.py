@@ -29,7 +29,7 @@ def test_a_mutant_whose_code_changed_is_listed_apart_and_only_a_survivor_fails_t
     stale = MISCOUNTED._replace(name="X3", old="no such code")
     monkeypatch.setattr(mutants, "MUTANTS", [other, stale])
     monkeypatch.setattr(mutants, "EVERY_FILE", (BUFFER,))
-    assert mutants.main(mutants.MutantArgs()) == status
+    assert mutants.main() == status
     out = capsys.readouterr().out.splitlines()
     assert (
         "| X3 | additions miscounted | no longer applies: its code occurs 0 times in buffer.py, not once | 0 |" in out
