@@ -687,8 +687,9 @@ class Run:
             self.save(self.step)
         self.logs.console.close()  # before the message, so the bar is not drawn again after it
         buffer = " and its replay buffer" if buffer_path(self.checkpoint).exists() else ""
-        print(f"stopped by {signal.Signals(signum).name} at step {self.step}: saved {self.checkpoint}{buffer}")
-        print(f"resume with: {resume_command(self.checkpoint)}")
+        stopped = f"stopped by {signal.Signals(signum).name} at step {self.step}: saved {self.checkpoint}{buffer}"
+        # one write, whole lines: a second signal's message (stop_now) never lands in the middle of a line
+        sys.stdout.write(f"{stopped}\nresume with: {resume_command(self.checkpoint)}\n")
 
     def stop_now(self, signum: int) -> None:
         """A second signal (Ctrl-C twice): exit at once from the handler, saying what the last checkpoint holds. A save
