@@ -1,18 +1,17 @@
 """The floor of benchmarks/: what the tools share. It imports no tool; every tool imports it.
 
-Provenance (the CPU, the commit, the hardware line), writable checks, records (a results folder's runs.csv,
-config.json, lock and summary lines), statistics, plots, the flags every record tool takes, the worker pool, and
-run_record: the one loop that runs what a record still lacks and writes it as each run ends, for learning.py's seeds,
-peers.py's SB3 seeds and sweep.py's grid.
+Provenance, records (a folder's runs.csv, config.json, summary.md and curves.png), statistics, plots, the flags and
+checks of every record tool, the worker pool, and run_record: the one loop that runs what a record still lacks and
+writes it as each run ends, for learning.py's seeds, peers.py's SB3 seeds and sweep.py's grid.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import csv
 import dataclasses
-import itertools
+import functools
+import importlib.util
 import json
 import math
 import multiprocessing
@@ -26,6 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -35,7 +35,7 @@ import tyro
 
 import sac_v
 from buffer import atomic_path
-from sac_v import Args, ConfigError, Evaluation, lock_folder, paper_args, train
+from sac_v import Args, ConfigError, Evaluation, lock_folder, make_env, paper_args, train
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]  # a runs.csv's columns, after a sweep's grid fields
@@ -49,6 +49,9 @@ THRESHOLDS = {
     "Walker2d-v5": 2000.0,
 }
 T = TypeVar("T")
+RunKey = tuple[tuple[Any, ...], int]  # a run of a record: its grid values (none outside a sweep) and its seed
+Provenance = dict[RunKey, tuple[str, str]]  # each finished run's hardware line and commit
+Backend = Callable[[dict[RunKey, tuple], int], Iterator[tuple[RunKey, Any]]]  # (jobs, workers) -> (key, outcome)
 
 
 # Provenance
@@ -73,14 +76,13 @@ def cpu_flags() -> list[str]:
 
 
 def hardware_line(workers: int, threads: int | str, *versions: str) -> str:
-    """The hardware line of a record's summary: the machine, how its runs shared it, torch's version and others'."""
+    """The hardware line of a summary: the machine, how its runs shared it, torch's version and others'."""
     line = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
     return ", ".join([line, f"torch {torch.__version__}", *versions])
 
 
 def commit(checkout: Path = ROOT) -> str:
-    """The commit of this checkout, marked -dirty when tracked code differs from it (docs/, where the records are
-    written, does not count). Read when the runs start: the checkout may move on while they run."""
+    """The checkout's commit, -dirty when tracked code differs from it (docs/, where records go, does not count)."""
 
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True)
@@ -96,15 +98,14 @@ def commit(checkout: Path = ROOT) -> str:
 
 
 def results_path(given: Path | None, record: bool, *parts: str, flag: str = "--out-dir") -> Path:
-    """Where a tool writes: `given`; else, with --record, the committed record under docs/; else the same path under
-    runs/, which git ignores, so that a rerun in a fresh clone edits no committed record."""
+    """Where a tool writes: `given`; else under docs/ with --record, else the same path under runs/ (git-ignored)."""
     if given is not None and record:
         raise ConfigError(f"--record writes the committed record under docs/, {flag} elsewhere: give one of them")
     return given or (ROOT / "docs" if record else Path("runs")).joinpath(*parts)
 
 
 def check_writable(out: Path, flag: str = "--out", kind: str = "CSV file") -> None:
-    """Refuse an output file that cannot be written before the slow part (reading the logs, measuring) starts."""
+    """Refuse an output file that cannot be written before the slow part starts."""
     if out.is_dir():
         sys.exit(f"error: {flag} {out} is a folder; give the {kind} to write")
     if under_file := next((p for p in out.parents if p.exists() and not p.is_dir()), None):
@@ -116,26 +117,21 @@ def check_writable(out: Path, flag: str = "--out", kind: str = "CSV file") -> No
         sys.exit(f"error: cannot write {flag} {out}: {e.strerror or e}")
 
 
-# Records: a folder of runs.csv (every evaluation of every finished run), config.json, summary.md and curves.png
+# Records: runs.csv (every evaluation of every finished run), config.json, summary.md and curves.png
 
 
 def read_rows(path: Path, parse: Callable[[str, str], Any] = lambda column, text: text) -> list[dict[str, Any]]:
-    """The rows of a runs.csv: seed and step as integers, the other metrics as floats, any other column (a sweep's
-    grid field) through parse. A last row cut short by a kill or a full disk (no newline at its end) and a row with
-    fields missing or extra are dropped; a value that does not parse raises a ValueError."""
+    """A runs.csv's rows: seed and step as ints, metrics as floats, other columns (grid fields) through parse. A last
+    row cut short (no newline at its end) and rows with fields missing or extra are dropped."""
     if not path.exists():
         return []
-    with path.open(newline="") as f:
-        text = f.read()
-    text = text[: text.rfind("\n") + 1]
-    rows = []
-    for raw in csv.DictReader(text.splitlines()):
-        if None in raw or None in raw.values():
-            continue
-        rows.append(
-            {k: int(v) if k in METRICS[:2] else float(v) if k in METRICS else parse(k, v) for k, v in raw.items()}
-        )
-    return rows
+    text = path.read_text()
+    rows = csv.DictReader(text[: text.rfind("\n") + 1].splitlines())
+    return [
+        {k: int(v) if k in METRICS[:2] else float(v) if k in METRICS else parse(k, v) for k, v in raw.items()}
+        for raw in rows
+        if None not in raw and None not in raw.values()
+    ]
 
 
 def append_rows(path: Path, columns: list[str], rows: list[dict[str, Any]], format: Callable[[Any], str] = str) -> None:
@@ -148,35 +144,22 @@ def append_rows(path: Path, columns: list[str], rows: list[dict[str, Any]], form
         writer.writerows({k: (v if k in METRICS else format(v)) for k, v in row.items()} for row in rows)
 
 
-RunKey = tuple[tuple[Any, ...], int]  # a run of a record: its grid values (none outside a sweep) and its seed
-
-
-def run_key(row: dict[str, Any], fields: list[str]) -> RunKey:
-    return tuple(row[f] for f in fields), row["seed"]
-
-
-def finished_rows(
-    runs_csv: Path,
-    fields: list[str],
-    total: Callable[[RunKey], int],
-    parse: Callable[[str, str], Any] = lambda column, text: text,
-    format: Callable[[Any], str] = str,
-) -> list[dict[str, Any]]:
-    """The rows of the runs in runs.csv that reached their last step, total(key), with runs.csv rewritten to hold only
-    those (partial leftovers dropped), through a new file so that a kill now cannot lose them; new runs append to it."""
-    rows = read_rows(runs_csv, parse)
-    done = {run_key(r, fields) for r in rows if r["step"] == total(run_key(r, fields))}
-    rows = [r for r in rows if run_key(r, fields) in done]
+def finished_rows(record: Record, total: Callable[[RunKey], int]) -> list[dict[str, Any]]:
+    """The rows of the runs that reached their last step, total(key); runs.csv is rewritten, through a new file, to
+    hold only those (a kill while a run's rows were appended leaves some)."""
+    runs_csv, fields = record.out_dir / "runs.csv", record.fields
+    rows = read_rows(runs_csv, record.parse)
+    done = {record.key(r) for r in rows if r["step"] == total(record.key(r))}
+    rows = [r for r in rows if record.key(r) in done]
     kept = runs_csv.with_suffix(".csv.tmp")
     kept.unlink(missing_ok=True)
-    append_rows(kept, [*fields, *METRICS], rows, format)
+    append_rows(kept, [*fields, *METRICS], rows, record.format)
     kept.replace(runs_csv)
     return rows
 
 
 def check_earlier_results(out_dir: Path, config: dict[str, Any], overwrite: bool, what: str = "settings") -> None:
-    """Earlier results in out_dir count only if they were made with this config: refuse, or with overwrite discard
-    them; then record the config."""
+    """Earlier results count only if made with this config: refuse, or with overwrite discard them; record config."""
     runs_csv, config_json = out_dir / "runs.csv", out_dir / "config.json"
     config = json.loads(json.dumps(config))  # tuples become lists, as when read back
     try:
@@ -192,8 +175,7 @@ def check_earlier_results(out_dir: Path, config: dict[str, Any], overwrite: bool
 
 
 def holding(out_dir: Path) -> contextlib.AbstractContextManager:
-    """Create the results folder; one tool at a time writes it (sac_v's folder lock): a second one would run the runs
-    in flight again and append their rows twice."""
+    """Create the results folder and lock it: a second tool on it would run the runs in flight again."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -205,7 +187,7 @@ def holding(out_dir: Path) -> contextlib.AbstractContextManager:
 
 
 def earlier_summary_line(out_dir: Path, field: str = "Hardware") -> str:
-    """A line of the summary written when the runs ran (kept when nothing is left to run): hardware, or commit."""
+    """A line of the summary written when the runs ran (Hardware or Commit), or "not recorded"."""
     summary = out_dir / "summary.md"
     lines = summary.read_text().splitlines() if summary.exists() else []
     found = [line.removeprefix(f"{field}: ").removesuffix(".") for line in lines if line.startswith(f"{field}: ")]
@@ -213,18 +195,12 @@ def earlier_summary_line(out_dir: Path, field: str = "Hardware") -> str:
 
 
 def seed_values(line: str, seeds: set[int]) -> dict[int, str]:
-    """Each seed's value in a summary line (commit, hardware): one value for all, or as `seed_line` groups them."""
+    """Each seed's value in a summary line: one value for all, or as seed_line groups them."""
     values = {}
     for part in line.split("; "):
         if found := re.fullmatch(r"(.*) \(seeds? ([\d, ]+)\)", part):
             values |= {int(s): found[1] for s in found[2].split(", ")}
     return {s: values.get(s, "not recorded") for s in seeds} if values else dict.fromkeys(seeds, line)
-
-
-def earlier_seed_lines(out_dir: Path, seeds: set[int]) -> tuple[dict[int, str], dict[int, str]]:
-    """The hardware and the commit each finished seed ran with, from the summary written when it ran."""
-    hardware, ran_at = (seed_values(earlier_summary_line(out_dir, field), seeds) for field in ("Hardware", "Commit"))
-    return hardware, ran_at
 
 
 def seed_line(values: dict[int, str]) -> str:
@@ -242,8 +218,7 @@ def seed_line(values: dict[int, str]) -> str:
 
 def steps_to_threshold(rows: list[dict[str, float]], threshold: float) -> float:
     """First evaluation step with eval_mean >= threshold; inf if never."""
-    hits = [row["step"] for row in rows if row["eval_mean"] >= threshold]
-    return min(hits) if hits else float("inf")
+    return min((row["step"] for row in rows if row["eval_mean"] >= threshold), default=float("inf"))
 
 
 def by_seed(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
@@ -270,30 +245,25 @@ def fmt(steps: float) -> str:
 # Summaries
 
 
-class Target(NamedTuple):
-    """One env's project targets, for runs of `total` env steps."""
-
-    total: int  # the run length the targets are set for
-    steps: int  # env steps within which ...
-    share: float | None  # ... at least this share of seeds must reach the threshold (None: no such target)
+class Target(NamedTuple):  # an env's project targets, for runs of `total` env steps
+    total: int
+    steps: int  # env steps within which at least `share` of the seeds must reach the threshold (None: no such target)
+    share: float | None
     every_seed: bool  # whether every seed must reach it by the end of the run
     least_final: float | None  # the least final eval mean over seeds
 
 
-TARGETS = {
-    "LunarLanderContinuous-v3": Target(100_000, 50_000, 0.9, True, 240.0),
-    "Pendulum-v1": Target(10_000, 10_000, 1.0, False, None),
-    **{
-        env_id: Target(300_000, 300_000, None, False, THRESHOLDS[env_id])
-        for env_id in ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")
-    },
-}
 # Published SAC (v2) at 1 000 000 env steps, for the MuJoCo summaries: CleanRL (3 seeds, -v4 envs, training returns),
 # Stable-Baselines3's zoo (1 run, deterministic, -v3 envs), the SAC v2 paper's curves (arXiv 1812.05905, read off).
 PUBLISHED = {
     "HalfCheetah-v5": "CleanRL 9 635 ± 1 424, SB3 zoo 9 535, SAC v2 paper about 11 250",
     "Hopper-v5": "CleanRL 2 310 ± 343, SB3 zoo 2 326, SAC v2 paper about 3 250",
     "Walker2d-v5": "CleanRL 3 591 ± 911, SB3 zoo 3 863, SAC v2 paper about 4 800",
+}
+TARGETS = {
+    "LunarLanderContinuous-v3": Target(100_000, 50_000, 0.9, True, 240.0),
+    "Pendulum-v1": Target(10_000, 10_000, 1.0, False, None),
+    **{env_id: Target(300_000, 300_000, None, False, THRESHOLDS[env_id]) for env_id in PUBLISHED},  # MuJoCo's
 }
 
 
@@ -304,11 +274,9 @@ def target_lines(env_id: str, threshold: float, total: int, reach: np.ndarray, f
     _, within, share, every_seed, least_final = TARGETS[env_id]
     n = len(reach)
 
-    def verdict(shortfall: float, unit: str) -> str:
+    def verdict(shortfall: float, unit: str = "") -> str:
         return (
-            "**met**"
-            if shortfall <= 0
-            else f"**missed** by {shortfall:g}{unit}{'s' if unit and shortfall != 1 else ''}"
+            "**met**" if shortfall <= 0 else f"**missed** by {shortfall:g}{unit}{'s' * bool(unit and shortfall != 1)}"
         )
 
     lines = ["", "Project targets:", ""]
@@ -323,22 +291,20 @@ def target_lines(env_id: str, threshold: float, total: int, reach: np.ndarray, f
         lines.append(f"- every seed ≥ {threshold:g} by {total:,} env steps: {got} of {n}, " + verdict(n - got, " seed"))
     if least_final is not None:
         shortfall = round(least_final - finals.mean(), 1)
-        lines.append(f"- final eval mean ≥ {least_final:g}: {finals.mean():.1f}, " + verdict(shortfall, ""))
+        lines.append(f"- final eval mean ≥ {least_final:g}: {finals.mean():.1f}, " + verdict(shortfall))
     return lines
 
 
 def write_summary(
     rows: list[dict[str, float]],
+    ran: Provenance,
     train: Args,
     threshold: float,
-    hardware: str,
     out_dir: Path,
-    ran_at: str,
     title: str | None = None,
     settings_line: str | None = None,
 ) -> None:
-    """The summary.md of a record of seeds; `title` and `settings_line` replace sac_v's (a peer's runs name their own
-    settings)."""
+    """The summary.md of a record of seeds; `title` and `settings_line` replace sac_v's (a peer's name its own)."""
     per_seed = by_seed(rows)
     seeds = list(per_seed)
     reach, finals = reach_and_finals(per_seed, threshold)
@@ -368,41 +334,28 @@ def write_summary(
         "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for seed, steps, final in zip(seeds, reach, finals, strict=True):
-        best = max(r["eval_mean"] for r in per_seed[seed])
-        last = per_seed[seed][-1]
+        best, last = max(r["eval_mean"] for r in per_seed[seed]), per_seed[seed][-1]
         lines.append(
             f"| {seed} | {fmt(steps)} | {final:.1f} | {best:.1f} | {last['wall_s'] / 60:.1f} "
             f"| {last['step'] / last['wall_s']:.0f} |"
         )
     settings = {k: v for k, v in dataclasses.asdict(train).items() if k not in ("seed", "exp_name", *RUN_MANAGEMENT)}
+    hardware, commits = ({seed: line[i] for (_, seed), line in ran.items()} for i in (0, 1))
     lines += [
         "",
         settings_line or "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()),
         "",
-        f"Hardware: {hardware}.",
+        f"Hardware: {seed_line(hardware)}.",
         "",
-        f"Commit: {ran_at}.",
+        f"Commit: {seed_line(commits)}.",
         "",
     ]
     (out_dir / "summary.md").write_text("\n".join(lines))
 
 
-# Plots
-
-
-def plot_seeds(ax: Any, per_seed: dict[int, list[dict[str, Any]]], color: Any, label: str | None = None) -> None:
-    """Each seed's evaluation curve thin, and their mean over the steps every seed has thick."""
-    curves = {seed: {r["step"]: r["eval_mean"] for r in rows} for seed, rows in per_seed.items()}
-    for curve in curves.values():
-        ax.plot(list(curve), list(curve.values()), color=color, alpha=0.25, linewidth=1)
-    common = sorted(set.intersection(*(set(c) for c in curves.values()))) if curves else []
-    if common:
-        mean = [np.mean([c[s] for c in curves.values()]) for s in common]
-        ax.plot(common, mean, color=color, linewidth=2.5, label=label)
-
-
 def plot_curves(path: Path, title: str, curves: list[tuple[dict, Any, str | None]], threshold: float) -> None:
-    """curves.png: each (per_seed, color, label) as plot_seeds draws it, under the threshold's dashed line."""
+    """curves.png: for each (per_seed, color, label), each seed's curve thin and their mean over the steps every seed
+    has thick, under the threshold's dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -410,7 +363,11 @@ def plot_curves(path: Path, title: str, curves: list[tuple[dict, Any, str | None
 
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="tight")
     for per_seed, color, label in curves:
-        plot_seeds(ax, per_seed, color, label)
+        seeds = [{r["step"]: r["eval_mean"] for r in rows} for rows in per_seed.values()]
+        for curve in seeds:
+            ax.plot(list(curve), list(curve.values()), color=color, alpha=0.25, linewidth=1)
+        if steps := sorted(set.intersection(*(set(c) for c in seeds))) if seeds else []:
+            ax.plot(steps, [np.mean([c[s] for c in seeds]) for s in steps], color=color, linewidth=2.5, label=label)
     ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     ax.set(xlabel="env steps", ylabel="deterministic eval return", title=title)
     ax.legend(loc="best", fontsize="small")
@@ -424,7 +381,7 @@ def seeds_title(per_seed: dict) -> str:
     return f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds (thin) and their mean (thick)"
 
 
-# The flags every record tool takes
+# The flags and checks every record tool takes
 
 
 @dataclasses.dataclass
@@ -450,38 +407,36 @@ class RecordArgs:
     """discard earlier results in out_dir made with other settings"""
 
 
-def check_counts(seeds: int, workers: int, first_seed: int = 1, threshold: float = 0.0) -> None:
-    """Refuse counts, seeds and a threshold that no run could use, before anything is written."""
-    if seeds < 1 or workers < 0:
+def check_record(bench: RecordArgs, run_names: str, resumes: str) -> float:
+    """Refuse, before anything is written, what no run of the record could use, and the flags the tool sets for each
+    run (--seed, --exp-name, --resume) rather than ignore them; the threshold."""
+    train = bench.train
+    threshold = bench.threshold if bench.threshold is not None else THRESHOLDS.get(train.env_id)
+    if threshold is None:
+        raise ConfigError(f"no default threshold for {train.env_id}: pass --threshold")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError('the record is plotted with matplotlib: pip install -e ".[bench]"')
+    if bench.seeds < 1 or bench.workers < 0:
         raise ConfigError("--seeds must be positive, --workers non-negative")
-    if not 0 <= first_seed <= 2**32 - seeds:
-        raise ConfigError(f"the seeds {first_seed} to {first_seed + seeds - 1} must be in [0, 2**32)")
+    if not 0 <= bench.first_seed <= 2**32 - bench.seeds:
+        raise ConfigError(f"the seeds {bench.first_seed} to {bench.first_seed + bench.seeds - 1} must be in [0, 2**32)")
     if not math.isfinite(threshold):
         raise ConfigError(f"--threshold must be a finite number, got {threshold}")
-
-
-def check_run_flags(train: Args, run_names: str) -> None:
-    """Refuse --seed and --exp-name, which a record tool sets for each of its runs, rather than ignore them."""
     if train.seed != Args.seed:
         raise ConfigError(f"--seed is set for each run from --first-seed and --seeds; pass --first-seed {train.seed}")
     if train.exp_name != Args.exp_name:
         raise ConfigError(f"--exp-name is set for each run: {run_names}")
-
-
-def threshold_of(given: float | None, env_id: str) -> float:
-    threshold = given if given is not None else THRESHOLDS.get(env_id)
-    if threshold is None:
-        raise ConfigError(f"no default threshold for {env_id}: pass --threshold")
+    if train.resume is not None:
+        raise ConfigError(f"--resume continues one run; {resumes}")
+    make_env(train.env_id).close()
     return threshold
 
 
 def parse_with_paper(cls: type[T], argv: list[str] | None = None) -> T:
-    """The command line of a tool whose `train` field holds sac_v's flags; with --paper, the paper's settings for the
-    task are the defaults it overrides."""
+    """A tool's command line; with --paper, the paper's settings for the task are the defaults its flags override."""
     argv = sys.argv[1:] if argv is None else argv
     first = tyro.cli(cls, args=[a for a in argv if a not in ("-h", "--help")], default=cls(train=Args()))
-    train_defaults = paper_args(first.train.env_id) if first.train.paper else Args()
-    return tyro.cli(cls, args=argv, default=cls(train=train_defaults))
+    return tyro.cli(cls, args=argv, default=cls(train=paper_args(first.train.env_id) if first.train.paper else Args()))
 
 
 # The worker pool
@@ -504,181 +459,164 @@ class InterruptError(Exception):
         self.signum = signum
 
 
-WORKER_BUSY = threading.Event()  # set while this worker process runs a job (start_worker)
-
-
-def run_job(fn: Callable[..., Any], *job: Any) -> Any:
-    WORKER_BUSY.set()
-    try:
-        return fn(*job)
-    finally:
-        WORKER_BUSY.clear()
-
-
-def start_worker(parent: int) -> None:
-    """A worker's initializer: a process group of its own (see run_in_workers), and a watch on its parent. Where the
-    parent dies without a word (SIGKILL, the out-of-memory killer), the worker's run saves and stops as on a SIGTERM,
-    and the worker exits, rather than train on with no one to record it and then wait for jobs forever."""
+def work(conn: Connection, parent: int, fn: Callable[..., Any]) -> None:
+    """A worker process: fn(*job) for each job it receives, its result or exception sent back, until the tool closes
+    the pipe. In a process group of its own, it gets signals only through the tool; where the tool dies without a word
+    (SIGKILL, the out-of-memory killer), its run saves and stops as on a SIGTERM, and the worker ends."""
     os.setpgrp()
-    # A run stopped here is continued by the tool's own command, not by sac_v.py --resume.
-    sac_v.resume_command = lambda checkpoint: "rerun the benchmark's own command"
+    sac_v.resume_command = lambda checkpoint: "rerun the benchmark's own command"  # not sac_v.py --resume
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.2)
-        if WORKER_BUSY.is_set():
-            os.kill(os.getpid(), signal.SIGTERM)
-            deadline = time.monotonic() + 600  # an evaluation, then a checkpoint with its buffer
-            while WORKER_BUSY.is_set() and time.monotonic() < deadline:
-                time.sleep(0.2)
-        os._exit(1)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, daemon=True).start()
+    with contextlib.suppress(EOFError, OSError):  # the pipe closed: the tool is done, or gone
+        while True:
+            job = conn.recv()
+            try:
+                outcome = fn(*job)
+            except Exception as e:
+                outcome = e
+            conn.send(outcome)
 
 
 def run_in_workers(fn: Callable[..., Any], jobs: dict[Hashable, tuple], workers: int) -> Iterator[tuple[Hashable, Any]]:
-    """Runs fn(*job) for each job in at most `workers` spawned processes; yields (key, result or exception) as each
-    ends. SIGINT or SIGTERM to this process forwards one SIGTERM to each worker (sac_v.train saves and stops; a second
-    signal stops it at once), starts no new job, waits for the workers and raises InterruptError. Each worker has a
-    process group of its own: a signal to the terminal's group reaches it once, through this process, and a SIGTERM to
-    this process alone does not leave a worker training with no one to record it; nor does a SIGKILL (start_worker)."""
-    waiting = iter(jobs.items())
-    running: dict[cf.Future, Hashable] = {}
-    stopped: list[int] = []
+    """Runs fn(*job) for each job in `workers` spawned processes; yields (key, result or exception) as each ends.
+    SIGINT or SIGTERM forwards a SIGTERM to each worker (sac_v.train saves and stops; a second one stops it at once),
+    starts no new job, waits for the runs in flight and raises InterruptError."""
+    context, waiting = multiprocessing.get_context("spawn"), iter(jobs.items())
+    pipes = [context.Pipe() for _ in range(workers)]
+    processes = {conn: context.Process(target=work, args=(end, os.getpid(), fn)) for conn, end in pipes}
+    for (_, end), process in zip(pipes, processes.values(), strict=True):
+        process.start()
+        end.close()  # the worker's end: when the worker dies, this end reads EOF
+    idle, running, stopped = list(processes), {}, []
 
     def forward(signum: int, frame: object) -> None:
         stopped.append(signum)
-        for child in multiprocessing.active_children():
+        for process in processes.values():
             with contextlib.suppress(ProcessLookupError):
-                os.kill(child.pid, signal.SIGTERM)
+                os.kill(process.pid, signal.SIGTERM)
 
     previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        context = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(workers, context, initializer=start_worker, initargs=(os.getpid(),)) as pool:
-
-            def start_next() -> None:
-                """One job per free worker: a job queued inside the pool would start after a stop."""
-                for key, job in itertools.islice(waiting, 1):
-                    try:
-                        running[pool.submit(run_job, fn, *job)] = key
-                    except cf.process.BrokenProcessPool as e:  # a worker was killed (out of memory?): none can start
-                        failed: cf.Future = cf.Future()
-                        failed.set_exception(e)
-                        running[failed] = key
-
-            for _ in range(workers):
-                start_next()
-            while running:
-                finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                for future in finished:
-                    key, error = running.pop(future), future.exception()
-                    if stopped and error is not None:  # stopped at its checkpoint, or killed: not an outcome
-                        continue
-                    if not stopped:
-                        start_next()
-                    yield key, error or future.result()
+        while True:
+            while idle and not stopped and (item := next(waiting, None)):
+                running[idle[-1]] = item[0]
+                idle.pop().send(item[1])
+            if not running:  # done; or every worker was killed, and the runs left fail
+                for key, _ in [] if stopped else waiting:
+                    yield key, RuntimeError("no worker process was left to run it")
+                break
+            for conn in wait(list(running)):
+                key = running.pop(conn)
+                try:
+                    outcome = conn.recv()
+                    idle.append(conn)
+                except (EOFError, OSError):  # killed (out of memory?) before it could answer
+                    outcome = RuntimeError("its worker process was killed")
+                if not (stopped and isinstance(outcome, Exception)):  # stopped at its checkpoint: not an outcome
+                    yield key, outcome
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        for conn, process in processes.items():  # closed early, the runs in flight save and stop
+            conn.close()
+            if conn in running:
+                process.terminate()
+            process.join()
     if stopped:
         raise InterruptError(stopped[0])
 
 
 # The record runner
 
-Provenance = dict[RunKey, tuple[str, str]]  # each finished run's hardware line and commit
-Backend = Callable[[dict[RunKey, tuple], int], Iterator[tuple[RunKey, Any]]]  # (jobs, workers) -> (key, outcome)
-
 
 @dataclasses.dataclass
 class Record:
-    """A results folder: runs.csv (every evaluation of every finished run, appended as each run ends, so a crash never
-    loses finished runs), failures.csv (the runs that raised, with their error), config.json (what its runs were made
-    with), summary.md and curves.png, written by `report`."""
+    """A results folder: runs.csv (appended as each run ends, so a crash never loses finished runs), failures.csv
+    (the runs that raised, with their error), config.json (what its runs were made with), and what `report` writes."""
 
     out_dir: Path
     config: dict[str, Any]
     report: Callable[[list[dict[str, Any]], Provenance], None]  # summary.md and curves.png from the rows
-    total: Callable[[RunKey], int]  # the env step at which a run is finished
+    total: Callable[[RunKey], int] | None = None  # the env step at which a run is finished (None: --total-timesteps)
     fields: list[str] = dataclasses.field(default_factory=list)  # a sweep's grid fields, the columns before METRICS
     parse: Callable[[str, str], Any] = lambda column, text: text  # a grid value from runs.csv
     format: Callable[[Any], str] = str  # a grid value into runs.csv
     what: str = "settings"  # what other results in out_dir could have been made with
 
-    def name(self, key: RunKey) -> str:
-        values, seed = key
-        setting = ",".join(f"{f}={self.format(v)}" for f, v in zip(self.fields, values, strict=True))
-        return f"{setting} seed {seed}".lstrip()
+    def key(self, row: dict[str, Any]) -> RunKey:
+        return tuple(row[f] for f in self.fields), row["seed"]
 
 
 def run_record(
     record: Record,
-    keys: list[RunKey],
+    bench: RecordArgs,
     job: Callable[[RunKey], tuple],
     backend: Backend,
     hardware: Callable[[int], str],
-    workers: int,
-    overwrite: bool,
+    settings: list[tuple[Any, ...]] | None = None,
 ) -> None:
-    """Run the runs among `keys` that the record lacks, each as backend runs job(key) with at most `workers` at a time,
-    appending each one's evaluations and rewriting the report as it ends; with nothing left to run, rewrite the report
-    from runs.csv. Each run keeps the hardware and commit it ran at (earlier ones from the summary)."""
-    out_dir, fields = record.out_dir, record.fields
+    """Holding the folder, run each setting's seeds that the record lacks, each as backend runs job(key), at most
+    --workers at a time, appending each one's evaluations and rewriting the report as it ends; with nothing left to
+    run, rewrite the report. Each run keeps the hardware and commit it ran at (earlier ones from the summary)."""
+    out_dir, fields, format = record.out_dir, record.fields, record.format
     runs_csv, failures_csv = out_dir / "runs.csv", out_dir / "failures.csv"
-    check_earlier_results(out_dir, record.config, overwrite, record.what)
-    failures_csv.unlink(missing_ok=True)  # every failed run is retried now, and recorded again if it fails again
-    rows = finished_rows(runs_csv, fields, record.total, record.parse, record.format)
-    done = {run_key(r, fields) for r in rows}
-    if done:
-        print(f"skipping {len(done)} of {len(keys)} runs already finished in {runs_csv}")
-    hardwares, commits = earlier_seed_lines(out_dir, {seed for _, seed in done})
-    ran = {key: (hardwares[key[1]], commits[key[1]]) for key in done}
-    jobs = {key: job(key) for key in keys if key not in done}
-    if not jobs:  # the summary and plot again, from every finished run in runs.csv
-        record.report(rows, ran)
-        print(f"all {len(keys)} runs are done; summary and plot rewritten in {out_dir}")
-        print("to run them again, pass --out-dir with a new folder")
-        return
-
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
-    line, ran_at = hardware(workers), commit()  # read now: the checkout may move on while the runs go
-    print(f"{len(jobs)} runs to go on {line}")
-    start, failures = time.time(), 0
-    outcomes = backend(jobs, workers)
-    with contextlib.closing(outcomes):  # on Ctrl-C, stop the backend's runs now, not when the generator is collected
-        for (values, seed), outcome in outcomes:
-            setting = dict(zip(fields, values, strict=True))
-            name = record.name((values, seed))
-            if isinstance(outcome, Exception):  # reported; the finished runs are on disk already
-                failures += 1
-                failure = setting | {"seed": seed, "error": error_text(outcome)}
-                append_rows(failures_csv, [*fields, "seed", "error"], [failure], record.format)
-                print(f"{name} failed: {error_text(outcome)}", file=sys.stderr)
-                continue
-            new = [
-                setting | dict(seed=seed, step=e.step, eval_mean=e.mean, eval_std=e.std, wall_s=e.wall_s)
-                for e in outcome
-            ]
-            append_rows(runs_csv, [*fields, *METRICS], new, record.format)
-            rows += new
-            ran[(values, seed)] = (line, ran_at)
+    seeds = range(bench.first_seed, bench.first_seed + bench.seeds)
+    keys = [(values, seed) for values in settings or [()] for seed in seeds]
+    with holding(out_dir):
+        check_earlier_results(out_dir, record.config, bench.overwrite, record.what)
+        failures_csv.unlink(missing_ok=True)  # every failed run is retried now, and recorded again if it fails again
+        rows = finished_rows(record, record.total or (lambda key: bench.train.total_timesteps))
+        done = {record.key(r) for r in rows}
+        if done:
+            print(f"skipping {len(done)} of {len(keys)} runs already finished in {runs_csv}")
+        done_seeds = {seed for _, seed in done}
+        hardwares, commits = (seed_values(earlier_summary_line(out_dir, f), done_seeds) for f in ("Hardware", "Commit"))
+        ran = {key: (hardwares[key[1]], commits[key[1]]) for key in done}
+        jobs = {key: job(key) for key in keys if key not in done}
+        if not jobs:  # the summary and plot again, from every finished run in runs.csv
             record.report(rows, ran)
-            print(f"{name} done: final eval {outcome[-1].mean:.1f}, {outcome[-1].wall_s / 60:.1f} min")
-    print(f"{len(jobs) - failures} runs done in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
-    if failures:
-        sys.exit(f"error: {failures} run(s) failed (see {failures_csv}); rerun the same command to retry them")
+            print(f"all {len(keys)} runs are done; summary and plot rewritten in {out_dir}")
+            print("to run them again, pass --out-dir with a new folder")
+            return
+
+        workers = min(bench.workers or os.cpu_count() or 1, len(jobs))
+        line, ran_at = hardware(workers), commit()  # read now: the checkout may move on while the runs go
+        print(f"{len(jobs)} runs to go on {line}")
+        start, failures = time.time(), 0
+        with contextlib.closing(backend(jobs, workers)) as outcomes:  # on Ctrl-C, stop the backend's runs now
+            for (values, seed), outcome in outcomes:
+                setting = dict(zip(fields, values, strict=True))
+                name = f"{','.join(f'{f}={format(v)}' for f, v in setting.items())} seed {seed}".lstrip()
+                if isinstance(outcome, Exception):  # reported; the finished runs are on disk already
+                    failures += 1
+                    error = " ".join(f"{type(outcome).__name__}: {outcome}".split())
+                    append_rows(
+                        failures_csv, [*fields, "seed", "error"], [{**setting, "seed": seed, "error": error}], format
+                    )
+                    print(f"{name} failed: {error}", file=sys.stderr)
+                    continue
+                new = [
+                    setting | dict(seed=seed, step=e.step, eval_mean=e.mean, eval_std=e.std, wall_s=e.wall_s)
+                    for e in outcome
+                ]
+                append_rows(runs_csv, [*fields, *METRICS], new, format)
+                rows += new
+                ran[(values, seed)] = (line, ran_at)
+                record.report(rows, ran)
+                print(f"{name} done: final eval {outcome[-1].mean:.1f}, {outcome[-1].wall_s / 60:.1f} min")
+        print(f"{len(jobs) - failures} runs done in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
+        if failures:
+            sys.exit(f"error: {failures} run(s) failed (see {failures_csv}); rerun the same command to retry them")
 
 
-def seed_lines(ran: Provenance) -> tuple[str, str]:
-    """The hardware and commit lines of a summary of seeds: one value, or each with its seeds."""
-    hardware, commits = {seed: hw for (_, seed), (hw, _) in ran.items()}, {s: c for (_, s), (_, c) in ran.items()}
-    return seed_line(hardware), seed_line(commits)
-
-
-def error_text(error: Exception) -> str:
-    """The error in one line, for failures.csv."""
-    return " ".join(f"{type(error).__name__}: {error}".split())
+def seed_pool(fn: Callable[..., list[Evaluation]], threads: int | str, *versions: str) -> tuple[Backend, Callable]:
+    """The local backend of run_record, each run fn(*job) in the worker pool, and its hardware line."""
+    return functools.partial(run_in_workers, fn), lambda workers: hardware_line(workers, threads, *versions)
 
 
 def cli(main: Callable[[], None], stopped: str) -> None:

@@ -26,18 +26,13 @@ def bench_args(out_dir: Path | None, **overrides) -> learning.BenchArgs:
     return learning.BenchArgs(train=train, seeds=2, workers=2, out_dir=out_dir, threshold=-1e9)
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
-
-
 def test_benchmark_writes_curves_summary_and_plot_then_skips_finished_seeds(in_tmp_dir):
     pytest.importorskip("matplotlib", reason="the plot needs the bench extra")
     out = in_tmp_dir / "out"
     learning.main(bench_args(out))
-    rows = read_rows(out / "runs.csv")
+    rows = common.read_rows(out / "runs.csv")
     assert list(rows[0]) == ["seed", "step", "eval_mean", "eval_std", "wall_s"]
-    assert sorted((r["seed"], r["step"]) for r in rows) == [("1", "150"), ("1", "300"), ("2", "150"), ("2", "300")]
+    assert sorted((r["seed"], r["step"]) for r in rows) == [(1, 150), (1, 300), (2, 150), (2, 300)]
     summary = (out / "summary.md").read_text()
     assert "**2 / 2**" in summary and "| 1 | 150 |" in summary  # threshold -1e9: reached at the first eval
     assert (out / "curves.png").stat().st_size > 0
@@ -45,7 +40,7 @@ def test_benchmark_writes_curves_summary_and_plot_then_skips_finished_seeds(in_t
     runs_before = sorted(p.name for p in (in_tmp_dir / "runs").iterdir())
     learning.main(bench_args(out))  # same settings again: nothing reruns, nothing is lost
     assert sorted(p.name for p in (in_tmp_dir / "runs").iterdir()) == runs_before
-    assert read_rows(out / "runs.csv") == rows
+    assert common.read_rows(out / "runs.csv") == rows
 
     # with nothing to run, the summary and plot are written again from runs.csv, keeping the runs' hardware line
     (out / "summary.md").write_text("Hardware: the machine that ran them.\n")
@@ -227,8 +222,8 @@ def test_benchmark_continues_an_unfinished_seed_from_its_checkpoint_in_its_run_f
     learning.main(bench)
     runs = sorted((in_tmp_dir / "runs").iterdir())
     assert len(runs) == 2, "the unfinished seed went on in its own folder, not a new one"
-    rows = read_rows(in_tmp_dir / "out" / "runs.csv")
-    assert next((r["step"], float(r["eval_mean"])) for r in rows) == ("150", stopped.evaluations[0].mean)
+    rows = common.read_rows(in_tmp_dir / "out" / "runs.csv")
+    assert (rows[0]["step"], rows[0]["eval_mean"]) == (150, stopped.evaluations[0].mean)
     assert torch.load(stopped.checkpoint, weights_only=True)["global_step"] == 300
     learning.main(dataclasses.replace(bench, overwrite=True, train=dataclasses.replace(bench.train, reward_scale=2.0)))
     assert len(list((in_tmp_dir / "runs").iterdir())) == 3, "other settings start a fresh run"
@@ -279,7 +274,8 @@ def test_a_signal_to_the_benchmark_alone_stops_its_worker_at_a_checkpoint_and_st
 
 
 def test_benchmark_takes_the_papers_settings_with_paper_and_lets_flags_win():
-    bench = learning.parse_bench_args(["--paper", "--env-id", "HalfCheetah-v5", "--min-pool", "500", "--seeds", "3"])
+    argv = ["--paper", "--env-id", "HalfCheetah-v5", "--min-pool", "500", "--seeds", "3"]
+    bench = common.parse_with_paper(learning.BenchArgs, argv)
     assert (bench.train.reward_scale, bench.train.min_pool, bench.train.policy_lr, bench.seeds) == (5.0, 500, 3e-4, 3)
 
 
@@ -350,7 +346,8 @@ SUMMARY_ROWS = [  # eval_mean per seed at steps 5 000, 10 000, 15 000 and 20 000
 
 def test_summary_counts_solved_seeds_and_takes_median_iqr_finals_and_bests_of_the_right_values(tmp_path):
     rows = [dict(seed=seed, step=step, eval_mean=m, eval_std=0.0, wall_s=step / 100) for seed, step, m in SUMMARY_ROWS]
-    common.write_summary(rows, tiny_args(total_timesteps=20_000, eval_every=5000), -200.0, "hw", tmp_path, "abc")
+    ran = {((), seed): ("hw", "abc") for seed in (1, 2, 3, 4)}
+    common.write_summary(rows, ran, tiny_args(total_timesteps=20_000, eval_every=5000), -200.0, tmp_path)
     lines = (tmp_path / "summary.md").read_text().splitlines()
     # steps to -200: seed 1 10 000, seed 2 15 000, seed 3 5 000 (then it falls back), seed 4 never
     assert "- seeds that reached the threshold: **3 / 4**" in lines
@@ -361,6 +358,7 @@ def test_summary_counts_solved_seeds_and_takes_median_iqr_finals_and_bests_of_th
     assert f"- final eval mean over seeds: **{finals.mean():.1f}** ± {finals.std():.1f} (std across seeds)" in lines
     assert "| 3 | 5,000 | -300.0 | -100.0 | 3.3 | 100 |" in lines  # final -300, best -100
     assert "| 4 | not reached | -250.0 | -250.0 | 3.3 | 100 |" in lines
+    assert lines[-3:] == ["Hardware: hw.", "", "Commit: abc."]
 
 
 def test_the_plot_draws_each_seeds_curve_and_their_mean(tmp_path, monkeypatch):
@@ -376,7 +374,7 @@ def test_the_plot_draws_each_seeds_curve_and_their_mean(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Figure, "savefig", savefig)
     rows = [dict(seed=seed, step=step, eval_mean=seed * step) for seed in (1, 2) for step in (10, 20)]
-    learning.plot(rows, "Pendulum-v1", -200.0, tmp_path)
+    common.plot_curves(tmp_path / "curves.png", "sac_v", [(common.by_seed(rows), "tab:blue", None)], -200.0)
     curves = [([10, 20], [10, 20]), ([10, 20], [20, 40]), ([10, 20], [15, 30])]  # seed 1, seed 2, their mean
     assert drawn[:3] == curves and (tmp_path / "curves.png").stat().st_size > 0
 
@@ -392,7 +390,9 @@ def test_finished_rows_keeps_only_the_seeds_that_reached_the_last_step(tmp_path)
     runs_csv = tmp_path / "runs.csv"
     # seed 2's rows stop at step 150: its second row never got written (a kill between two rows)
     write_runs_csv(runs_csv, [(1, 150, -1.0, 0.0, 1.0), (1, 300, -2.0, 0.0, 2.0), (2, 150, -3.0, 0.0, 1.0)])
-    assert [(r["seed"], r["step"]) for r in common.finished_rows(runs_csv, [], lambda key: 300)] == [(1, 150), (1, 300)]
+    rows = common.finished_rows(common.Record(tmp_path, {}, report=print), lambda key: 300)
+    assert [(r["seed"], r["step"]) for r in rows] == [(1, 150), (1, 300)]
+    assert common.read_rows(runs_csv) == rows, "runs.csv keeps only the finished seeds' rows"
 
 
 @pytest.mark.parametrize(
@@ -435,4 +435,5 @@ def test_a_finished_run_is_not_resumed_for_an_unfinished_seed(in_tmp_dir):
 
 
 def test_the_last_seeds_below_two_to_the_32_are_accepted():
-    common.check_counts(2, 1, 2**32 - 2)  # seeds 4294967294 and 4294967295
+    bench = dataclasses.replace(bench_args(None), first_seed=2**32 - 2)  # seeds 4294967294 and 4294967295
+    assert common.check_record(bench, "", "") == -1e9

@@ -1,6 +1,5 @@
 """benchmarks/peers.py: Stable-Baselines3's SAC under sac_v's learning-benchmark protocol."""
 
-import csv
 import dataclasses
 import re
 import tempfile
@@ -35,11 +34,6 @@ def trained(request):
     train = peer_train_args(request.param)
     model, evaluations = peers.train_seed(train, peers.sb3_settings(request.param, train), seed=1)
     return train, model, evaluations
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
 
 
 def test_evaluations_come_every_eval_every_env_steps_and_at_the_last_step(trained):
@@ -137,8 +131,8 @@ def test_runner_writes_learning_benchmark_results_for_sb3_then_skips_finished_se
     out = in_tmp_dir / "out"
     bench = peers.PeerArgs(peer_train_args(setting), seeds=1, workers=1, out_dir=out, setting=setting)
     peers.main(bench)
-    first = read_rows(out / "runs.csv")
-    assert [(r["seed"], int(r["step"])) for r in first] == [("1", step) for step in STEPS]
+    first = peers.common.read_rows(out / "runs.csv")
+    assert [(r["seed"], r["step"]) for r in first] == [(1, step) for step in STEPS]
     summary = (out / "summary.md").read_text()
     assert summary.startswith(f"# Learning benchmark: Stable-Baselines3's SAC, setting {setting}, on Pendulum-v1")
     assert f"Settings: stable-baselines3 {peers.stable_baselines3.__version__}" in summary
@@ -146,7 +140,7 @@ def test_runner_writes_learning_benchmark_results_for_sb3_then_skips_finished_se
 
     (out / "curves.png").unlink()
     peers.main(dataclasses.replace(bench, workers=2))  # seed 1 is done: kept as it was, wall times too
-    assert read_rows(out / "runs.csv") == first
+    assert peers.common.read_rows(out / "runs.csv") == first
     assert (out / "summary.md").read_text() == summary and (out / "curves.png").stat().st_size > 0
 
 
@@ -274,6 +268,6 @@ def test_runner_resumes_an_unfinished_seed_from_its_checkpoint(in_tmp_dir):
     stopped_seed(folder, 150)
     at_stop = torch.load(folder / peers.CHECKPOINT, weights_only=True)["evaluations"][0]
     peers.main(bench)
-    rows = read_rows(in_tmp_dir / "out" / "runs.csv")
-    assert [int(r["step"]) for r in rows] == STEPS
-    assert (float(rows[0]["eval_mean"]), float(rows[0]["wall_s"])) == (at_stop[1], at_stop[3])
+    rows = peers.common.read_rows(in_tmp_dir / "out" / "runs.csv")
+    assert [r["step"] for r in rows] == STEPS
+    assert (rows[0]["eval_mean"], rows[0]["wall_s"]) == (at_stop[1], at_stop[3])

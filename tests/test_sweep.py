@@ -1,5 +1,4 @@
 import contextlib
-import csv
 import dataclasses
 import importlib.util
 import itertools
@@ -11,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import common
 import numpy as np
@@ -34,17 +34,12 @@ def sweep_args(out_dir: Path, *grid: str, **overrides) -> sweep.SweepArgs:
     return sweep.SweepArgs(**{**settings, **overrides})
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
-
-
-def finished(rows: list[dict[str, str]]) -> set[tuple[str, str]]:
+def finished(rows: list[dict[str, Any]]) -> set[tuple[float, int]]:
     """The (reward_scale, seed) pairs whose last evaluation, at TOTAL steps, is in the rows."""
-    return {(r["reward_scale"], r["seed"]) for r in rows if r["step"] == str(TOTAL)}
+    return {(r["reward_scale"], r["seed"]) for r in rows if r["step"] == TOTAL}
 
 
-def run_folders(runs: Path, reward_scale: str, seed: str) -> list[Path]:
+def run_folders(runs: Path, reward_scale: float, seed: int) -> list[Path]:
     return list(runs.glob(f"Pendulum-v1__sweep-reward_scale={reward_scale}__{seed}__*"))
 
 
@@ -104,9 +99,9 @@ def test_cli_reports_a_bad_grid_as_one_error_line_and_writes_nothing(tmp_path):
 def test_sweep_writes_every_run_a_summary_and_a_plot_then_skips_finished_runs(in_tmp_dir):
     out = in_tmp_dir / "out"
     sweep.main(sweep_args(out, "reward_scale=1,5"))
-    rows = read_rows(out / "runs.csv")
+    rows = common.read_rows(out / "runs.csv", sweep.grid_value)
     assert list(rows[0]) == ["reward_scale", "seed", "step", "eval_mean", "eval_std", "wall_s"]
-    expected = {(r, s, step) for r in ("1.0", "5.0") for s in ("1", "2") for step in ("150", "300")}
+    expected = {(r, s, step) for r in (1.0, 5.0) for s in (1, 2) for step in (150, 300)}
     assert sorted((r["reward_scale"], r["seed"], r["step"]) for r in rows) == sorted(expected)
     summary = (out / "summary.md").read_text()
     assert "| 1.0 | 2 | 2 / 2 | 2 / 2 | 150 |" in summary  # threshold -1e9: reached at the first eval
@@ -116,10 +111,10 @@ def test_sweep_writes_every_run_a_summary_and_a_plot_then_skips_finished_runs(in
     folders = sorted((in_tmp_dir / "runs").iterdir())
     sweep.main(sweep_args(out, "reward_scale=1,5"))  # same arguments again: nothing reruns, nothing is lost
     assert sorted((in_tmp_dir / "runs").iterdir()) == folders
-    assert read_rows(out / "runs.csv") == rows
+    assert common.read_rows(out / "runs.csv", sweep.grid_value) == rows
     sweep.main(sweep_args(out, "reward_scale=5,1"))  # the same grid in another order is the same sweep
     assert sorted((in_tmp_dir / "runs").iterdir()) == folders
-    assert sorted(read_rows(out / "runs.csv"), key=str) == sorted(rows, key=str)
+    assert sorted(common.read_rows(out / "runs.csv", sweep.grid_value), key=str) == sorted(rows, key=str)
 
     # with nothing to run, the summary and plot are written again from runs.csv, keeping the runs' hardware line
     (out / "summary.md").write_text("Hardware: the machine that ran them.\n")
@@ -149,7 +144,7 @@ def test_interrupted_sweep_resumes_without_repeating_or_missing_runs(tmp_path):
     )
     try:
         deadline = time.time() + 90
-        while not (out / "runs.csv").exists() or not finished(read_rows(out / "runs.csv")):
+        while not (out / "runs.csv").exists() or not finished(common.read_rows(out / "runs.csv", sweep.grid_value)):
             assert process.poll() is None and time.time() < deadline, "the sweep ended or stalled before a run finished"
             time.sleep(0.05)
         children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
@@ -162,14 +157,14 @@ def test_interrupted_sweep_resumes_without_repeating_or_missing_runs(tmp_path):
     while alive := [pid for pid in children if not ended(int(pid))]:
         assert time.time() < deadline, f"processes {alive} of the killed sweep are still running"
         time.sleep(0.1)
-    before = read_rows(out / "runs.csv")
+    before = common.read_rows(out / "runs.csv", sweep.grid_value)
     done_before = finished(before)
     assert 0 < len(done_before) < 4
 
     result = run_cli("benchmarks/sweep.py", *argv, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    after = read_rows(out / "runs.csv")
-    assert finished(after) == {(r, s) for r in ("1.0", "5.0") for s in ("1", "2")}
+    after = common.read_rows(out / "runs.csv", sweep.grid_value)
+    assert finished(after) == {(r, s) for r in (1.0, 5.0) for s in (1, 2)}
     assert len(after) == 8  # two evaluations per run, none twice
     assert [r for r in after if (r["reward_scale"], r["seed"]) in done_before] == [
         r for r in before if (r["reward_scale"], r["seed"]) in done_before
@@ -179,10 +174,11 @@ def test_interrupted_sweep_resumes_without_repeating_or_missing_runs(tmp_path):
 
 
 def test_paper_gives_the_sweeps_runs_the_papers_settings_and_flags_beside_it_win():
-    sweep_args = sweep.parse_sweep_args(["--paper", "--env-id", "Hopper-v5", "--min-pool", "500", "--grid", "tau=0.01"])
-    assert (sweep_args.train.batch_size, sweep_args.train.policy_lr, sweep_args.train.min_pool) == (256, 3e-4, 500)
+    argv = ["--paper", "--env-id", "Hopper-v5", "--min-pool", "500", "--grid", "tau=0.01"]
+    train = common.parse_with_paper(sweep.SweepArgs, argv).train
+    assert (train.batch_size, train.policy_lr, train.min_pool) == (256, 3e-4, 500)
     with pytest.raises(ConfigError, match="--paper knows the paper's MuJoCo tasks"):
-        sweep.parse_sweep_args(["--paper", "--env-id", "Pendulum-v1", "--grid", "tau=0.01"])
+        common.parse_with_paper(sweep.SweepArgs, ["--paper", "--env-id", "Pendulum-v1", "--grid", "tau=0.01"])
 
 
 def test_a_grid_cannot_vary_paper(in_tmp_dir):
@@ -220,10 +216,13 @@ def test_summary_rows_count_solved_seeds_median_and_finals_of_each_setting_of_a_
 def test_a_grid_over_total_timesteps_finds_each_setting_finished_at_its_own_length(in_tmp_dir):
     out = in_tmp_dir / "out"
     sweep.main(sweep_args(out, "total_timesteps=150,300", seeds=1))
-    folders, rows = sorted((in_tmp_dir / "runs").iterdir()), read_rows(out / "runs.csv")
-    assert sorted((r["total_timesteps"], r["step"]) for r in rows) == [("150", "150"), ("300", "150"), ("300", "300")]
+    folders, rows = sorted((in_tmp_dir / "runs").iterdir()), common.read_rows(out / "runs.csv", sweep.grid_value)
+    assert sorted((r["total_timesteps"], r["step"]) for r in rows) == [(150, 150), (300, 150), (300, 300)]
     sweep.main(sweep_args(out, "total_timesteps=150,300", seeds=1))  # both finished: nothing reruns
-    assert sorted((in_tmp_dir / "runs").iterdir()) == folders and read_rows(out / "runs.csv") == rows
+    assert (
+        sorted((in_tmp_dir / "runs").iterdir()) == folders
+        and common.read_rows(out / "runs.csv", sweep.grid_value) == rows
+    )
 
 
 @pytest.mark.parametrize(("field", "value"), [("seed", 3), ("exp_name", "mine")])
@@ -246,9 +245,9 @@ def test_failing_run_is_recorded_and_the_others_finish(in_tmp_dir):
     out = in_tmp_dir / "out"
     with pytest.raises(SystemExit, match=r"1 run\(s\) failed .* rerun the same command to retry them"):
         sweep.main(sweep_args(out, "reward_scale=5,1e38", seeds=1))  # 1e38 overflows the Q target: DivergenceError
-    assert finished(read_rows(out / "runs.csv")) == {("5.0", "1")}
-    [failure] = read_rows(out / "failures.csv")
-    assert failure["reward_scale"] == "1e+38" and failure["seed"] == "1"
+    assert finished(common.read_rows(out / "runs.csv", sweep.grid_value)) == {(5.0, 1)}
+    [failure] = common.read_rows(out / "failures.csv")
+    assert failure["reward_scale"] == "1e+38" and failure["seed"] == 1
     assert failure["error"].startswith("DivergenceError: qf1_loss is inf")
 
 
@@ -291,15 +290,13 @@ def test_ray_backend_finishes_every_run_on_a_local_ray_instance(in_tmp_dir):
     pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
     out = in_tmp_dir / "out"
     sweep.main(sweep_args(out, "reward_scale=1,5", backend="ray"))  # a local Ray instance of 2 CPUs
-    rows = read_rows(out / "runs.csv")
-    assert finished(rows) == {(r, s) for r in ("1.0", "5.0") for s in ("1", "2")}
+    rows = common.read_rows(out / "runs.csv", sweep.grid_value)
+    assert finished(rows) == {(r, s) for r in (1.0, 5.0) for s in (1, 2)}
     assert len(rows) == 8
     assert (out / "summary.md").exists() and (out / "curves.png").exists()
     # A Ray task runs the very training a local run does: same seed, same evaluations.
     local = train(dataclasses.replace(tiny_train(), reward_scale=5.0, seed=2)).evaluations
-    assert [float(r["eval_mean"]) for r in rows if (r["reward_scale"], r["seed"]) == ("5.0", "2")] == [
-        e.mean for e in local
-    ]
+    assert [r["eval_mean"] for r in rows if (r["reward_scale"], r["seed"]) == (5.0, 2)] == [e.mean for e in local]
 
 
 def test_ray_backend_records_a_failing_trial_with_its_error_and_the_others_finish(in_tmp_dir):
@@ -308,6 +305,6 @@ def test_ray_backend_records_a_failing_trial_with_its_error_and_the_others_finis
     out = in_tmp_dir / "out"
     with pytest.raises(SystemExit, match=r"1 run\(s\) failed .* rerun the same command to retry them"):
         sweep.main(sweep_args(out, "reward_scale=5,1e38", seeds=1, backend="ray"))
-    assert finished(read_rows(out / "runs.csv")) == {("5.0", "1")}
-    [failure] = read_rows(out / "failures.csv")
+    assert finished(common.read_rows(out / "runs.csv", sweep.grid_value)) == {(5.0, 1)}
+    [failure] = common.read_rows(out / "failures.csv")
     assert failure["error"].startswith("DivergenceError: qf1_loss is inf")
