@@ -1,9 +1,5 @@
-"""The floor of benchmarks/: what the tools share. It imports no tool; every tool imports it.
-
-Provenance, records (a folder's runs.csv, config.json, summary.md and curves.png), statistics, plots, the flags and
-checks of every record tool, the worker pool, and run_record: the one loop that runs what a record still lacks and
-writes it as each run ends, for learning.py's seeds, peers.py's SB3 seeds and sweep.py's grid.
-"""
+"""The floor of benchmarks/, which every tool imports: provenance, records, statistics, summaries, plots, the flags
+and checks of a record tool, the worker pool, and run_record, which runs what a record lacks and writes each run."""
 
 from __future__ import annotations
 
@@ -40,21 +36,10 @@ from sac_v import Args, ConfigError, Evaluation, lock_folder, make_env, paper_ar
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]  # a runs.csv's columns, after a sweep's grid fields
 RUN_MANAGEMENT = ("resume", "save_buffer", "capture_video", "threads")  # how a run is kept or run, not what it learns
-# "Solved" lines; for the MuJoCo tasks, where published SAC curves stand at 300 000 env steps.
-THRESHOLDS = {
-    "LunarLanderContinuous-v3": 200.0,
-    "Pendulum-v1": -200.0,
-    "HalfCheetah-v5": 5000.0,
-    "Hopper-v5": 2500.0,
-    "Walker2d-v5": 2000.0,
-}
 T = TypeVar("T")
 RunKey = tuple[tuple[Any, ...], int]  # a run of a record: its grid values (none outside a sweep) and its seed
 Provenance = dict[RunKey, tuple[str, str]]  # each finished run's hardware line and commit
 Backend = Callable[[dict[RunKey, tuple], int], Iterator[tuple[RunKey, Any]]]  # (jobs, workers) -> (key, outcome)
-
-
-# Provenance
 
 
 def cpu_name() -> str:
@@ -117,15 +102,10 @@ def check_writable(out: Path, flag: str = "--out", kind: str = "CSV file") -> No
         sys.exit(f"error: cannot write {flag} {out}: {e.strerror or e}")
 
 
-# Records: runs.csv (every evaluation of every finished run), config.json, summary.md and curves.png
-
-
 def read_rows(path: Path, parse: Callable[[str, str], Any] = lambda column, text: text) -> list[dict[str, Any]]:
     """A runs.csv's rows: seed and step as ints, metrics as floats, other columns (grid fields) through parse. A last
     row cut short (no newline at its end) and rows with fields missing or extra are dropped."""
-    if not path.exists():
-        return []
-    text = path.read_text()
+    text = path.read_text() if path.exists() else ""
     rows = csv.DictReader(text[: text.rfind("\n") + 1].splitlines())
     return [
         {k: int(v) if k in METRICS[:2] else float(v) if k in METRICS else parse(k, v) for k, v in raw.items()}
@@ -144,62 +124,15 @@ def append_rows(path: Path, columns: list[str], rows: list[dict[str, Any]], form
         writer.writerows({k: (v if k in METRICS else format(v)) for k, v in row.items()} for row in rows)
 
 
-def finished_rows(record: Record, total: Callable[[RunKey], int]) -> list[dict[str, Any]]:
-    """The rows of the runs that reached their last step, total(key); runs.csv is rewritten, through a new file, to
-    hold only those (a kill while a run's rows were appended leaves some)."""
-    runs_csv, fields = record.out_dir / "runs.csv", record.fields
-    rows = read_rows(runs_csv, record.parse)
-    done = {record.key(r) for r in rows if r["step"] == total(record.key(r))}
-    rows = [r for r in rows if record.key(r) in done]
-    kept = runs_csv.with_suffix(".csv.tmp")
-    kept.unlink(missing_ok=True)
-    append_rows(kept, [*fields, *METRICS], rows, record.format)
-    kept.replace(runs_csv)
-    return rows
-
-
-def check_earlier_results(out_dir: Path, config: dict[str, Any], overwrite: bool, what: str = "settings") -> None:
-    """Earlier results count only if made with this config: refuse, or with overwrite discard them; record config."""
-    runs_csv, config_json = out_dir / "runs.csv", out_dir / "config.json"
-    config = json.loads(json.dumps(config))  # tuples become lists, as when read back
-    try:
-        earlier = json.loads(config_json.read_text()) if config_json.exists() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        earlier = None  # damaged: its results cannot be told to match
-    if runs_csv.exists() and earlier != config:
-        if not overwrite:
-            raise ConfigError(f"{runs_csv} holds results made with other {what}: pass --overwrite or --out-dir")
-        runs_csv.unlink()
-    with atomic_path(config_json) as tmp:
-        tmp.write_text(json.dumps(config, indent=2) + "\n")
-
-
-def holding(out_dir: Path) -> contextlib.AbstractContextManager:
-    """Create the results folder and lock it: a second tool on it would run the runs in flight again."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ConfigError(f"cannot create the results folder {out_dir}: a file has its name or its parent's") from None
-    except OSError as e:
-        raise ConfigError(f"cannot create the results folder {out_dir}: {e.strerror}") from None
-    in_use = "another benchmark is writing it; wait, or pass another --out-dir"
-    return lock_folder(out_dir, in_use) or contextlib.nullcontext()
-
-
-def earlier_summary_line(out_dir: Path, field: str = "Hardware") -> str:
-    """A line of the summary written when the runs ran (Hardware or Commit), or "not recorded"."""
+def earlier_values(out_dir: Path, field: str, seeds: set[int]) -> dict[int, str]:
+    """Each seed's value in the summary's Hardware or Commit line: one for all, or as seed_line groups them."""
     summary = out_dir / "summary.md"
     lines = summary.read_text().splitlines() if summary.exists() else []
-    found = [line.removeprefix(f"{field}: ").removesuffix(".") for line in lines if line.startswith(f"{field}: ")]
-    return found[0] if found else "not recorded"
-
-
-def seed_values(line: str, seeds: set[int]) -> dict[int, str]:
-    """Each seed's value in a summary line: one value for all, or as seed_line groups them."""
-    values = {}
+    found = [x.removeprefix(f"{field}: ").removesuffix(".") for x in lines if x.startswith(f"{field}: ")]
+    values, line = {}, found[0] if found else "not recorded"
     for part in line.split("; "):
-        if found := re.fullmatch(r"(.*) \(seeds? ([\d, ]+)\)", part):
-            values |= {int(s): found[1] for s in found[2].split(", ")}
+        if match := re.fullmatch(r"(.*) \(seeds? ([\d, ]+)\)", part):
+            values |= {int(s): match[1] for s in match[2].split(", ")}
     return {s: values.get(s, "not recorded") for s in seeds} if values else dict.fromkeys(seeds, line)
 
 
@@ -213,12 +146,9 @@ def seed_line(values: dict[int, str]) -> str:
     return "; ".join(f"{v} (seed{'s' * (len(s) > 1)} {', '.join(map(str, s))})" for v, s in groups.items())
 
 
-# Statistics
-
-
-def steps_to_threshold(rows: list[dict[str, float]], threshold: float) -> float:
-    """First evaluation step with eval_mean >= threshold; inf if never."""
-    return min((row["step"] for row in rows if row["eval_mean"] >= threshold), default=float("inf"))
+def settings_of(train: Args, *left_out: str) -> dict[str, Any]:
+    """What a run learns from: the flags less its seed, how it is kept (RUN_MANAGEMENT) and `left_out`."""
+    return {k: v for k, v in dataclasses.asdict(train).items() if k not in ("seed", *RUN_MANAGEMENT, *left_out)}
 
 
 def by_seed(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
@@ -229,8 +159,10 @@ def by_seed(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
 
 def reach_and_finals(per_seed: dict[int, list[dict[str, Any]]], threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Each seed's env steps to the threshold (inf: never) and its last evaluation's mean."""
-    reach = np.array([steps_to_threshold(rows, threshold) for rows in per_seed.values()])
-    return reach, np.array([rows[-1]["eval_mean"] for rows in per_seed.values()])
+    reach = [
+        min((r["step"] for r in rows if r["eval_mean"] >= threshold), default=np.inf) for rows in per_seed.values()
+    ]
+    return np.array(reach, dtype=float), np.array([rows[-1]["eval_mean"] for rows in per_seed.values()])
 
 
 def median_steps(reach: np.ndarray) -> float:
@@ -242,10 +174,8 @@ def fmt(steps: float) -> str:
     return "not reached" if np.isinf(steps) else f"{steps:,.0f}"
 
 
-# Summaries
-
-
-class Target(NamedTuple):  # an env's project targets, for runs of `total` env steps
+class Target(NamedTuple):  # an env's "solved" line, and the project's targets for runs of `total` env steps
+    threshold: float  # for MuJoCo, where published SAC curves stand at 300 000 env steps
     total: int
     steps: int  # env steps within which at least `share` of the seeds must reach the threshold (None: no such target)
     share: float | None
@@ -253,6 +183,14 @@ class Target(NamedTuple):  # an env's project targets, for runs of `total` env s
     least_final: float | None  # the least final eval mean over seeds
 
 
+TARGETS = {
+    "LunarLanderContinuous-v3": Target(200.0, 100_000, 50_000, 0.9, True, 240.0),
+    "Pendulum-v1": Target(-200.0, 10_000, 10_000, 1.0, False, None),
+    "HalfCheetah-v5": Target(5000.0, 300_000, 300_000, None, False, 5000.0),
+    "Hopper-v5": Target(2500.0, 300_000, 300_000, None, False, 2500.0),
+    "Walker2d-v5": Target(2000.0, 300_000, 300_000, None, False, 2000.0),
+}
+THRESHOLDS = {env_id: target.threshold for env_id, target in TARGETS.items()}
 # Published SAC (v2) at 1 000 000 env steps, for the MuJoCo summaries: CleanRL (3 seeds, -v4 envs, training returns),
 # Stable-Baselines3's zoo (1 run, deterministic, -v3 envs), the SAC v2 paper's curves (arXiv 1812.05905, read off).
 PUBLISHED = {
@@ -260,26 +198,19 @@ PUBLISHED = {
     "Hopper-v5": "CleanRL 2 310 ± 343, SB3 zoo 2 326, SAC v2 paper about 3 250",
     "Walker2d-v5": "CleanRL 3 591 ± 911, SB3 zoo 3 863, SAC v2 paper about 4 800",
 }
-TARGETS = {
-    "LunarLanderContinuous-v3": Target(100_000, 50_000, 0.9, True, 240.0),
-    "Pendulum-v1": Target(10_000, 10_000, 1.0, False, None),
-    **{env_id: Target(300_000, 300_000, None, False, THRESHOLDS[env_id]) for env_id in PUBLISHED},  # MuJoCo's
-}
 
 
 def target_lines(env_id: str, threshold: float, total: int, reach: np.ndarray, finals: np.ndarray) -> list[str]:
     """The project's targets for this env, each met or missed and by how much (none for other envs)."""
     if env_id not in TARGETS or TARGETS[env_id].total != total or len(reach) == 0:
         return []
-    _, within, share, every_seed, least_final = TARGETS[env_id]
-    n = len(reach)
+    _, _, within, share, every_seed, least_final = TARGETS[env_id]
+    n, lines = len(reach), ["", "Project targets:", ""]
 
     def verdict(shortfall: float, unit: str = "") -> str:
-        return (
-            "**met**" if shortfall <= 0 else f"**missed** by {shortfall:g}{unit}{'s' * bool(unit and shortfall != 1)}"
-        )
+        plural = "s" if unit and shortfall != 1 else ""
+        return "**met**" if shortfall <= 0 else f"**missed** by {shortfall:g}{unit}{plural}"
 
-    lines = ["", "Project targets:", ""]
     if share is not None:
         need, got = int(np.ceil(share * n)), int((reach <= within).sum())
         lines.append(
@@ -306,51 +237,38 @@ def write_summary(
 ) -> None:
     """The summary.md of a record of seeds; `title` and `settings_line` replace sac_v's (a peer's name its own)."""
     per_seed = by_seed(rows)
-    seeds = list(per_seed)
     reach, finals = reach_and_finals(per_seed, threshold)
-    q1, median, q3 = np.percentile(reach, [25, 50, 75], method="inverted_cdf") if seeds else (np.inf,) * 3
+    q1, median, q3 = np.percentile(reach, [25, 50, 75], method="inverted_cdf") if per_seed else (np.inf,) * 3
     lines = [
         title or f"# Learning benchmark: {train.env_id}",
         "",
         f"Threshold: deterministic {train.eval_episodes}-episode eval mean ≥ {threshold:g}, "
         f"checked every {train.eval_every:,} env steps, {train.total_timesteps:,} env steps per seed.",
         "",
-        f"- seeds that reached the threshold: **{np.isfinite(reach).sum()} / {len(seeds)}**",
+        f"- seeds that reached the threshold: **{np.isfinite(reach).sum()} / {len(per_seed)}**",
     ]
     if (target := TARGETS.get(train.env_id)) and target.share is not None:
         within = (reach <= target.steps).sum()
-        lines.append(f"- seeds that reached it within {target.steps:,} env steps: **{within} / {len(seeds)}**")
+        lines.append(f"- seeds that reached it within {target.steps:,} env steps: **{within} / {len(per_seed)}**")
     lines += [
         f"- median env steps to threshold: **{fmt(median)}** (IQR {fmt(q1)} – {fmt(q3)}; unreached seeds count as ∞)",
         f"- final eval mean over seeds: **{finals.mean():.1f}** ± {finals.std():.1f} (std across seeds)",
         *target_lines(train.env_id, threshold, train.total_timesteps, reach, finals),
-        *(
-            [f"- published SAC (v2) at 1 000 000 env steps: {PUBLISHED[train.env_id]}"]
-            if train.env_id in PUBLISHED
-            else []
-        ),
-        "",
-        "| seed | steps to threshold | final eval mean | best eval mean | wall time (min) | env steps/s |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for seed, steps, final in zip(seeds, reach, finals, strict=True):
-        best, last = max(r["eval_mean"] for r in per_seed[seed]), per_seed[seed][-1]
+    if train.env_id in PUBLISHED:
+        lines.append(f"- published SAC (v2) at 1 000 000 env steps: {PUBLISHED[train.env_id]}")
+    lines += ["", "| seed | steps to threshold | final eval mean | best eval mean | wall time (min) | env steps/s |"]
+    lines.append("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for (seed, seed_rows), steps, final in zip(per_seed.items(), reach, finals, strict=True):
+        best, last = max(r["eval_mean"] for r in seed_rows), seed_rows[-1]
         lines.append(
             f"| {seed} | {fmt(steps)} | {final:.1f} | {best:.1f} | {last['wall_s'] / 60:.1f} "
             f"| {last['step'] / last['wall_s']:.0f} |"
         )
-    settings = {k: v for k, v in dataclasses.asdict(train).items() if k not in ("seed", "exp_name", *RUN_MANAGEMENT)}
+    settings = ", ".join(f"`{k}={v}`" for k, v in settings_of(train, "exp_name").items())
     hardware, commits = ({seed: line[i] for (_, seed), line in ran.items()} for i in (0, 1))
-    lines += [
-        "",
-        settings_line or "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()),
-        "",
-        f"Hardware: {seed_line(hardware)}.",
-        "",
-        f"Commit: {seed_line(commits)}.",
-        "",
-    ]
-    (out_dir / "summary.md").write_text("\n".join(lines))
+    lines += ["", settings_line or f"Settings: {settings}", "", f"Hardware: {seed_line(hardware)}.", ""]
+    (out_dir / "summary.md").write_text("\n".join([*lines, f"Commit: {seed_line(commits)}.", ""]))
 
 
 def plot_curves(path: Path, title: str, curves: list[tuple[dict, Any, str | None]], threshold: float) -> None:
@@ -377,11 +295,9 @@ def plot_curves(path: Path, title: str, curves: list[tuple[dict, Any, str | None
 
 
 def seeds_title(per_seed: dict) -> str:
-    seeds = list(per_seed)
-    return f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds (thin) and their mean (thick)"
-
-
-# The flags and checks every record tool takes
+    return (
+        f"seed {next(iter(per_seed))}" if len(per_seed) == 1 else f"{len(per_seed)} seeds (thin) and their mean (thick)"
+    )
 
 
 @dataclasses.dataclass
@@ -400,7 +316,7 @@ class RecordArgs:
     """eval return that counts as solved (default: LunarLander 200, Pendulum -200, HalfCheetah 5000, Hopper 2500,
     Walker2d 2000)"""
     out_dir: Path | None = None
-    """where results go"""
+    """where results go (default: the tool's folder under runs/; with --record, the same under docs/)"""
     record: bool = False
     """write the committed record under docs/ (default: the same path under runs/)"""
     overwrite: bool = False
@@ -414,20 +330,18 @@ def check_record(bench: RecordArgs, run_names: str, resumes: str) -> float:
     threshold = bench.threshold if bench.threshold is not None else THRESHOLDS.get(train.env_id)
     if threshold is None:
         raise ConfigError(f"no default threshold for {train.env_id}: pass --threshold")
-    if importlib.util.find_spec("matplotlib") is None:
-        raise ConfigError('the record is plotted with matplotlib: pip install -e ".[bench]"')
-    if bench.seeds < 1 or bench.workers < 0:
-        raise ConfigError("--seeds must be positive, --workers non-negative")
-    if not 0 <= bench.first_seed <= 2**32 - bench.seeds:
-        raise ConfigError(f"the seeds {bench.first_seed} to {bench.first_seed + bench.seeds - 1} must be in [0, 2**32)")
-    if not math.isfinite(threshold):
-        raise ConfigError(f"--threshold must be a finite number, got {threshold}")
-    if train.seed != Args.seed:
-        raise ConfigError(f"--seed is set for each run from --first-seed and --seeds; pass --first-seed {train.seed}")
-    if train.exp_name != Args.exp_name:
-        raise ConfigError(f"--exp-name is set for each run: {run_names}")
-    if train.resume is not None:
-        raise ConfigError(f"--resume continues one run; {resumes}")
+    first, last = bench.first_seed, bench.first_seed + bench.seeds - 1
+    for ok, message in [
+        (importlib.util.find_spec("matplotlib"), 'the record is plotted with matplotlib: pip install -e ".[bench]"'),
+        (bench.seeds > 0 and bench.workers >= 0, "--seeds must be positive, --workers non-negative"),
+        (0 <= first <= last < 2**32, f"the seeds {first} to {last} must be in [0, 2**32)"),
+        (math.isfinite(threshold), f"--threshold must be a finite number, got {threshold}"),
+        (train.seed == Args.seed, f"--seed is set per run from --first-seed; pass --first-seed {train.seed}"),
+        (train.exp_name == Args.exp_name, f"--exp-name is set per run: {run_names}"),
+        (train.resume is None, f"--resume continues one run; {resumes}"),
+    ]:
+        if not ok:
+            raise ConfigError(message)
     make_env(train.env_id).close()
     return threshold
 
@@ -437,9 +351,6 @@ def parse_with_paper(cls: type[T], argv: list[str] | None = None) -> T:
     argv = sys.argv[1:] if argv is None else argv
     first = tyro.cli(cls, args=[a for a in argv if a not in ("-h", "--help")], default=cls(train=Args()))
     return tyro.cli(cls, args=argv, default=cls(train=paper_args(first.train.env_id) if first.train.paper else Args()))
-
-
-# The worker pool
 
 
 def run_seed(args: Args) -> list[Evaluation]:
@@ -473,8 +384,7 @@ def work(conn: Connection, parent: int, fn: Callable[..., Any]) -> None:
 
     threading.Thread(target=watch, daemon=True).start()
     with contextlib.suppress(EOFError, OSError):  # the pipe closed: the tool is done, or gone
-        while True:
-            job = conn.recv()
+        for job in iter(conn.recv, None):
             try:
                 outcome = fn(*job)
             except Exception as e:
@@ -531,7 +441,9 @@ def run_in_workers(fn: Callable[..., Any], jobs: dict[Hashable, tuple], workers:
         raise InterruptError(stopped[0])
 
 
-# The record runner
+def seed_pool(fn: Callable[..., list[Evaluation]], threads: int | str, *versions: str) -> tuple[Backend, Callable]:
+    """The local backend of run_record, each run fn(*job) in the worker pool, and its hardware line."""
+    return functools.partial(run_in_workers, fn), lambda workers: hardware_line(workers, threads, *versions)
 
 
 @dataclasses.dataclass
@@ -551,6 +463,31 @@ class Record:
     def key(self, row: dict[str, Any]) -> RunKey:
         return tuple(row[f] for f in self.fields), row["seed"]
 
+    def earlier_rows(self, overwrite: bool, total: Callable[[RunKey], int]) -> list[dict[str, Any]]:
+        """The rows of earlier runs that count: made with this config (else refused, or with overwrite discarded) and
+        finished; runs.csv is rewritten, through a new file, to hold only those, and config.json to hold the config."""
+        runs_csv, config_json = self.out_dir / "runs.csv", self.out_dir / "config.json"
+        config = json.loads(json.dumps(self.config))  # tuples become lists, as when read back
+        try:
+            earlier = json.loads(config_json.read_text()) if config_json.exists() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            earlier = None  # damaged: its results cannot be told to match
+        if runs_csv.exists() and earlier != config:
+            if not overwrite:
+                raise ConfigError(
+                    f"{runs_csv} holds results made with other {self.what}: pass --overwrite or --out-dir"
+                )
+            runs_csv.unlink()
+        with atomic_path(config_json) as tmp:
+            tmp.write_text(json.dumps(config, indent=2) + "\n")
+        rows = read_rows(runs_csv, self.parse)
+        done = {self.key(r) for r in rows if r["step"] == total(self.key(r))}
+        rows = [r for r in rows if self.key(r) in done]
+        with atomic_path(runs_csv) as tmp:
+            tmp.unlink(missing_ok=True)  # left by a kill
+            append_rows(tmp, [*self.fields, *METRICS], rows, self.format)
+        return rows
+
 
 def run_record(
     record: Record,
@@ -565,25 +502,31 @@ def run_record(
     run, rewrite the report. Each run keeps the hardware and commit it ran at (earlier ones from the summary)."""
     out_dir, fields, format = record.out_dir, record.fields, record.format
     runs_csv, failures_csv = out_dir / "runs.csv", out_dir / "failures.csv"
-    seeds = range(bench.first_seed, bench.first_seed + bench.seeds)
-    keys = [(values, seed) for values in settings or [()] for seed in seeds]
-    with holding(out_dir):
-        check_earlier_results(out_dir, record.config, bench.overwrite, record.what)
+    keys = [
+        (values, seed)
+        for values in settings or [()]
+        for seed in range(bench.first_seed, bench.first_seed + bench.seeds)
+    ]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the results folder {out_dir}: {e.strerror}") from None
+    with (
+        lock_folder(out_dir, "another benchmark is writing it; wait, or pass another --out-dir")
+        or contextlib.nullcontext()
+    ):
+        rows = record.earlier_rows(bench.overwrite, record.total or (lambda key: bench.train.total_timesteps))
         failures_csv.unlink(missing_ok=True)  # every failed run is retried now, and recorded again if it fails again
-        rows = finished_rows(record, record.total or (lambda key: bench.train.total_timesteps))
         done = {record.key(r) for r in rows}
         if done:
             print(f"skipping {len(done)} of {len(keys)} runs already finished in {runs_csv}")
-        done_seeds = {seed for _, seed in done}
-        hardwares, commits = (seed_values(earlier_summary_line(out_dir, f), done_seeds) for f in ("Hardware", "Commit"))
+        hardwares, commits = (earlier_values(out_dir, f, {seed for _, seed in done}) for f in ("Hardware", "Commit"))
         ran = {key: (hardwares[key[1]], commits[key[1]]) for key in done}
-        jobs = {key: job(key) for key in keys if key not in done}
-        if not jobs:  # the summary and plot again, from every finished run in runs.csv
+        if not (jobs := {key: job(key) for key in keys if key not in done}):  # the report again, from runs.csv
             record.report(rows, ran)
             print(f"all {len(keys)} runs are done; summary and plot rewritten in {out_dir}")
             print("to run them again, pass --out-dir with a new folder")
             return
-
         workers = min(bench.workers or os.cpu_count() or 1, len(jobs))
         line, ran_at = hardware(workers), commit()  # read now: the checkout may move on while the runs go
         print(f"{len(jobs)} runs to go on {line}")
@@ -596,14 +539,13 @@ def run_record(
                     failures += 1
                     error = " ".join(f"{type(outcome).__name__}: {outcome}".split())
                     append_rows(
-                        failures_csv, [*fields, "seed", "error"], [{**setting, "seed": seed, "error": error}], format
+                        failures_csv, [*fields, "seed", "error"], [setting | {"seed": seed, "error": error}], format
                     )
                     print(f"{name} failed: {error}", file=sys.stderr)
                     continue
                 new = [
-                    setting | dict(seed=seed, step=e.step, eval_mean=e.mean, eval_std=e.std, wall_s=e.wall_s)
-                    for e in outcome
-                ]
+                    setting | dict(zip(METRICS, (seed, *e), strict=True)) for e in outcome
+                ]  # e: step, mean, std, wall
                 append_rows(runs_csv, [*fields, *METRICS], new, format)
                 rows += new
                 ran[(values, seed)] = (line, ran_at)
@@ -612,11 +554,6 @@ def run_record(
         print(f"{len(jobs) - failures} runs done in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
         if failures:
             sys.exit(f"error: {failures} run(s) failed (see {failures_csv}); rerun the same command to retry them")
-
-
-def seed_pool(fn: Callable[..., list[Evaluation]], threads: int | str, *versions: str) -> tuple[Backend, Callable]:
-    """The local backend of run_record, each run fn(*job) in the worker pool, and its hardware line."""
-    return functools.partial(run_in_workers, fn), lambda workers: hardware_line(workers, threads, *versions)
 
 
 def cli(main: Callable[[], None], stopped: str) -> None:

@@ -1,16 +1,13 @@
-"""One table from several learning records (benchmarks/learning.py or benchmarks/peers.py folders) of the same task;
-or, with --logs, the evaluations of loose sac_v runs collected from their TensorBoard logs into one CSV.
+"""Records of one task side by side (learning.py or peers.py folders); or, with --logs, the evaluations of loose sac_v
+runs collected from their TensorBoard logs into one CSV (run, env_id, exp_name, seed, step, eval_mean).
 
     python benchmarks/compare.py --threshold -200 \\
         docs/benchmarks/Pendulum-v1/beside-sb3 docs/benchmarks/Pendulum-v1/peers/sb3-sac-v-defaults
     python benchmarks/compare.py --logs runs/ --out probes.csv
 
-The table gives, per folder: the seeds, how many reached the threshold and the median env steps to it (unreached seeds
-count as ∞), the final evaluation's mean ± std across seeds, the mean ± std across seeds of each seed's last five
-evaluations (steadier than the final one alone), and the median wall time of a seed. Only the seeds every record has
-are compared (--all-seeds: each record's own), so that a 10-seed record stands beside a 5-seed one on the same seeds.
-The CSV of --logs has one row per evaluation: run, env_id, exp_name, seed, step, eval_mean (the `eval/episodic_return`
-scalar).
+Per record: its seeds, how many reached the threshold and the median env steps to it (unreached seeds count as ∞), the
+final evaluation's mean ± std across seeds, that of each seed's last five evaluations (steadier), and the median wall
+time of a seed; on the seeds every record has (--all-seeds: each record's own).
 """
 
 from __future__ import annotations
@@ -48,10 +45,9 @@ def load_record(record: Path) -> dict[int, list[dict[str, float]]]:
     if not runs_csv.is_file():
         sys.exit(f"error: no runs.csv in {record}")
     try:
-        with runs_csv.open(newline="") as f:
-            columns = next(csv.reader(f), [])
-        # benchmarks/sweep.py writes its grid fields before these columns, one curve per setting and seed: merged by
-        # seed, the settings would pass for one
+        columns = next(csv.reader(runs_csv.read_text().splitlines()[:1]), [])
+        # a sweep's grid fields come before these columns, a curve per setting and seed: merged by seed, they would
+        # pass for one setting
         if grid := [c for c in columns if c not in METRICS]:
             sys.exit(f"error: {runs_csv} is a sweep's output (grid: {', '.join(grid)}), not a learning record")
         if missing := [c for c in METRICS if c not in columns]:
@@ -59,7 +55,7 @@ def load_record(record: Path) -> dict[int, list[dict[str, float]]]:
         per_seed = by_seed(read_rows(runs_csv))
     except OSError as e:
         sys.exit(f"error: cannot read {runs_csv}: {e.strerror or e}")
-    except (TypeError, ValueError):  # a value that is not a number, or a row cut short (float(None))
+    except ValueError:
         sys.exit(f"error: {runs_csv} has a row that is not all numbers")
     if not per_seed:
         sys.exit(f"error: {runs_csv} holds no evaluation")
@@ -71,9 +67,8 @@ def row(record: Path, threshold: float, seeds: set[int] | None = None) -> str:
     reach, finals = reach_and_finals(per_seed, threshold)
     last_five = np.array([np.mean([r["eval_mean"] for r in rows[-5:]]) for rows in per_seed.values()])
     wall = np.median([rows[-1]["wall_s"] for rows in per_seed.values()]) / 60
-    median = median_steps(reach)
     return (
-        f"| {record} | {len(reach)} | {np.isfinite(reach).sum()} / {len(reach)} | {fmt(median)} "
+        f"| {record} | {len(reach)} | {np.isfinite(reach).sum()} / {len(reach)} | {fmt(median_steps(reach))} "
         f"| {finals.mean():.1f} ± {finals.std():.1f} | {last_five.mean():.1f} ± {last_five.std():.1f} | {wall:.1f} |"
     )
 
@@ -90,12 +85,10 @@ def collect(runs: Path, out: Path) -> None:
     check_writable(out)
     rows = []
     for run_dir in run_dirs:
-        env_id, exp_name, seed, _ = run_dir.name.split("__")
         events = EventAccumulator(str(run_dir)).Reload()
-        if "eval/episodic_return" not in events.Tags()["scalars"]:
-            continue
-        for event in events.Scalars("eval/episodic_return"):
-            rows.append([run_dir.name, env_id, exp_name, seed, event.step, round(event.value, 2)])
+        if "eval/episodic_return" in events.Tags()["scalars"]:
+            for event in events.Scalars("eval/episodic_return"):
+                rows.append([run_dir.name, *run_dir.name.split("__")[:3], event.step, round(event.value, 2)])
     try:
         with atomic_path(out) as tmp, tmp.open("w", newline="") as f:  # an earlier CSV stays whole if this fails
             writer = csv.writer(f)
@@ -119,11 +112,8 @@ def main(args: CompareArgs) -> None:
     common = None if args.all_seeds else set.intersection(*seeds)
     if common is not None and not common:
         sys.exit("error: the records share no seed (--all-seeds compares each record's own)")
-    print(
-        f"| record | seeds | ≥ {args.threshold:g} | median steps to it | final eval | last five evals "
-        "| minutes per seed |"
-    )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    head = f"| record | seeds | ≥ {args.threshold:g} | median steps to it | final eval | last five evals"
+    print(f"{head} | minutes per seed |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for record in args.records:
         print(row(record, args.threshold, common))
     if common is not None and any(own != common for own in seeds):

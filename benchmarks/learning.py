@@ -1,16 +1,12 @@
 """Multi-seed learning benchmark: does sac_v learn, how fast, and how reliably?
 
     python benchmarks/learning.py --env-id LunarLanderContinuous-v3 --seeds 10
-    python benchmarks/learning.py --env-id Pendulum-v1 --total-timesteps 10000 --min-pool 1000 --reward-scale 40 \
-        --eval-every 1000
     python benchmarks/learning.py --paper --env-id Hopper-v5 --total-timesteps 300000 --seeds 3 --record
 
-Runs `sac_v.train` once per seed in worker processes (--threads torch threads each) into a record (common.Record) in
-runs/benchmarks/<env>/ (with --record the committed docs/benchmarks/<env>/): runs.csv, failures.csv, config.json,
-summary.md (steps to the threshold per seed, success count, median and IQR) and curves.png. Run again with the same
-settings, it skips the seeds in runs.csv and continues each unfinished seed from its last checkpoint, in its run folder
-runs/<env>__bench__<seed>__<time> (of any run length: a longer benchmark continues a shorter one's runs). Needs the
-`bench` extra (matplotlib).
+Runs `sac_v.train` once per seed in worker processes into a record (common.Record) in runs/benchmarks/<env>/ (with
+--record the committed docs/benchmarks/<env>/). A rerun skips the seeds in runs.csv and continues each unfinished seed
+from the last checkpoint in its run folder, runs/<env>__bench__<seed>__<time>, of any run length. Needs the `bench`
+extra (matplotlib).
 """
 
 from __future__ import annotations
@@ -24,11 +20,7 @@ import common
 
 from sac_v import Args, ConfigError, load_checkpoint, path_name, validate_args
 
-
-@dataclasses.dataclass
-class BenchArgs(common.RecordArgs):
-    out_dir: Path | None = None
-    """where results go (default runs/benchmarks/<env-id>; with --record docs/benchmarks/<env-id>)"""
+BenchArgs = common.RecordArgs  # the flags of every record tool
 
 
 def resumable_checkpoint(args: Args, config: dict[str, Any]) -> Path | None:
@@ -54,7 +46,7 @@ def main(bench: BenchArgs) -> None:
     threshold = common.check_record(bench, names, "the benchmark continues its unfinished seeds by itself")
     validate_args(train)
     out_dir = common.results_path(bench.out_dir, bench.record, "benchmarks", train.env_id)
-    config = {k: v for k, v in dataclasses.asdict(train).items() if k not in ("seed", *common.RUN_MANAGEMENT)}
+    config = common.settings_of(train)
 
     def report(rows: list[dict[str, Any]], ran: common.Provenance) -> None:
         common.write_summary(rows, ran, train, threshold, out_dir)

@@ -1,21 +1,15 @@
-"""Stable-Baselines3's SAC under this project's learning-benchmark protocol, beside sac_v's own record.
+"""Stable-Baselines3's SAC under sac_v's learning-benchmark protocol, beside sac_v's own record.
 
     python benchmarks/peers.py --setting zoo --env-id LunarLanderContinuous-v3 --seeds 5
-    python benchmarks/peers.py --setting zoo --env-id Hopper-v5 --total-timesteps 300000 --eval-every 10000 --seeds 1
     python benchmarks/peers.py --setting sac-v-defaults --env-id Pendulum-v1 --total-timesteps 10000 \\
         --eval-every 1000 --min-pool 1000 --reward-scale 40
 
-Two settings of SB3's SAC (twin Q critics with target copies, no V network), set up by benchmarks/sb3.py:
-  zoo: rl-zoo3's tuned hyperparameters for the env (its hyperparams/sac.yml), for this benchmark's step budget;
-  sac-v-defaults: sac_v's settings (networks, batch, buffer, gamma, tau, one learning rate, learning_starts =
-      --min-pool), the entropy coefficient fixed at alpha / reward_scale: sac_v's objective, without V.
-The protocol is sac_v's: Python, numpy and torch seeded with the seed; every --eval-every env steps (after that step's
-gradient step) and at the last step, --eval-episodes episodes of the deterministic policy, episode i reset with seed +
-10 000 + i. (SB3 takes its first gradient step after env step learning_starts + 1, sac_v after min_pool.) The record,
-learning.py's, goes to runs/benchmarks/<env>/peers/sb3-<setting>/ (with --record under docs/); its curves show sac_v's
-record beside where that ran the same protocol. At each evaluation a seed saves SB3's networks, optimizers, entropy
-coefficient, replay buffer and random streams to runs/<env>__sb3-<setting>__<seed>__<settings digest>/ (loaded with
-weights_only); a rerun resumes it from there with a new training episode, so not exactly. Needs the `peers` extra.
+--setting zoo takes rl-zoo3's tuned settings for the env (sb3.py); sac-v-defaults takes sac_v's, the entropy coefficient
+fixed at alpha / reward_scale: sac_v's objective without V. (SB3 takes its first gradient step after env step
+learning_starts + 1, sac_v after min_pool.) The record is learning.py's, in runs/benchmarks/<env>/peers/sb3-<setting>/
+(with --record under docs/). A seed checkpoints at each evaluation (read back with weights_only) in
+runs/<env>__sb3-<setting>__<seed>__<settings digest>/, whence a rerun resumes it, in a new training episode: not
+exactly. Needs the `peers` extra.
 """
 
 from __future__ import annotations
@@ -59,8 +53,6 @@ BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "don
 class PeerArgs(common.RecordArgs):
     """benchmarks/learning.py's flags, and which settings SB3's SAC learns with."""
 
-    out_dir: Path | None = None
-    """where results go (default runs/benchmarks/<env-id>/peers/sb3-<setting>; with --record under docs/)"""
     setting: Setting = "zoo"
     """zoo: rl-zoo3's hyperparameters for the env; sac-v-defaults: the sac_v settings given, entropy coefficient fixed
     at alpha / reward_scale"""
@@ -101,13 +93,10 @@ class ProtocolEvaluation(BaseCallback):
     def _on_training_end(self) -> None:
         self.record()
         if self.folder is not None:  # the seed is done: its evaluations stay, its buffer is not needed
-            save_checkpoint(self.model, self.evaluations, self.elapsed(), self.folder, with_buffer=False)
+            self.save(with_buffer=False)
 
     def _on_step(self) -> bool:
         return True
-
-    def elapsed(self) -> float:
-        return self.wall_s + time.time() - self.start
 
     def record(self) -> None:
         """Evaluate at this step, unless done already (at the last step's periodic evaluation, or before a resume)."""
@@ -116,10 +105,67 @@ class ProtocolEvaluation(BaseCallback):
             return
         with contextlib.closing(make_env(self.train.env_id)) as env:
             returns = evaluate(self.model, env, self.train.eval_episodes, seed=self.seed + 10_000)
-        self.evaluations.append(Evaluation(step, float(returns.mean()), float(returns.std()), self.elapsed()))
+        wall_s = self.wall_s + time.time() - self.start
+        self.evaluations.append(Evaluation(step, float(returns.mean()), float(returns.std()), wall_s))
         print(f"seed {self.seed} step {step}: eval return {returns.mean():.1f} ± {returns.std():.1f}", flush=True)
         if self.folder is not None and step < self.train.total_timesteps:
-            save_checkpoint(self.model, self.evaluations, self.elapsed(), self.folder)
+            self.save()
+
+    def save(self, with_buffer: bool = True) -> None:
+        """What a resume needs: the tensors SB3's model.save writes, the replay buffer's arrays, the counters, the
+        evaluations and the random streams. The buffer goes first, the checkpoint last, each atomically, with the
+        step."""
+        model, folder = self.model, self.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        step, rb = model.num_timesteps, model.replay_buffer
+        if with_buffer:
+            arrays = {name: getattr(rb, name)[: rb.buffer_size if rb.full else rb.pos] for name in BUFFER_ARRAYS}
+            with atomic_path(folder / BUFFER) as tmp, open(tmp, "wb") as f:
+                np.savez(f, step=step, pos=rb.pos, full=rb.full, **arrays)
+        state_dicts, tensors = model._get_torch_save_params()
+        contents = {name: recursive_getattr(model, name).state_dict() for name in state_dicts}
+        contents |= {name: recursive_getattr(model, name).detach() for name in tensors}
+        contents |= dict(step=step, n_updates=model._n_updates, evaluations=[tuple(e) for e in self.evaluations])
+        contents |= dict(wall_s=self.wall_s + time.time() - self.start, rng=rng_states(model.action_space))
+        with atomic_path(folder / CHECKPOINT) as tmp:
+            torch.save(contents | {"with_buffer": with_buffer}, tmp)
+        if not with_buffer:
+            (folder / BUFFER).unlink(missing_ok=True)
+
+    def load(self, model: SAC) -> bool:
+        """Bring a new model and this callback to the seed's last checkpoint in the folder; False, with a note where
+        there is none to resume from."""
+        folder, seed = self.folder, self.seed
+        if folder is None or not (folder / CHECKPOINT).is_file():
+            return False
+        try:
+            saved = torch.load(folder / CHECKPOINT, map_location=model.device, weights_only=True)
+            buffer = {}
+            if saved["with_buffer"]:
+                with np.load(folder / BUFFER) as data:  # allow_pickle stays off: only plain arrays are read
+                    buffer = {name: data[name] for name in data.files}
+        except Exception as e:  # missing, truncated or corrupted: whatever torch, zipfile or numpy meets first
+            print(f"note: seed {seed} starts again: its checkpoint in {folder} is unreadable ({type(e).__name__})")
+            return False
+        if buffer and int(buffer["step"]) != saved["step"]:
+            print(f"note: seed {seed} starts again: the buffer in {folder} was not saved with its checkpoint")
+            return False
+        if buffer:
+            rb = model.replay_buffer
+            for name in BUFFER_ARRAYS:
+                getattr(rb, name)[: len(buffer[name])] = buffer[name]
+            rb.pos, rb.full = int(buffer["pos"]), bool(buffer["full"])
+        state_dicts, tensors = model._get_torch_save_params()
+        for name in state_dicts:
+            recursive_getattr(model, name).load_state_dict(saved[name])
+        with torch.no_grad():  # in place: the entropy coefficient's optimizer holds this very tensor
+            for name in tensors:
+                recursive_getattr(model, name).copy_(saved[name])
+        model.num_timesteps, model._n_updates = saved["step"], saved["n_updates"]
+        set_rng_states(saved["rng"], model.action_space)
+        self.evaluations, self.wall_s = [Evaluation(*e) for e in saved["evaluations"]], saved["wall_s"]
+        print(f"seed {seed}: resumed at step {saved['step']} from {folder}", flush=True)
+        return True
 
 
 def checkpoint_dir(config: dict[str, Any], seed: int) -> Path:
@@ -128,68 +174,11 @@ def checkpoint_dir(config: dict[str, Any], seed: int) -> Path:
     return Path("runs") / f"{path_name(config['env_id'])}__sb3-{config['setting']}__{seed}__{digest}"
 
 
-def save_checkpoint(
-    model: SAC, evaluations: list[Evaluation], wall_s: float, folder: Path, with_buffer: bool = True
-) -> None:
-    """What a resume needs: the tensors SB3's model.save writes, the replay buffer's arrays, the counters, the
-    evaluations and the random streams. The buffer goes first, the checkpoint last, each atomically, with the step."""
-    folder.mkdir(parents=True, exist_ok=True)
-    step, rb = model.num_timesteps, model.replay_buffer
-    if with_buffer:
-        arrays = {name: getattr(rb, name)[: rb.buffer_size if rb.full else rb.pos] for name in BUFFER_ARRAYS}
-        with atomic_path(folder / BUFFER) as tmp, open(tmp, "wb") as f:
-            np.savez(f, step=step, pos=rb.pos, full=rb.full, **arrays)
-    state_dicts, tensors = model._get_torch_save_params()
-    contents = {name: recursive_getattr(model, name).state_dict() for name in state_dicts}
-    contents |= {name: recursive_getattr(model, name).detach() for name in tensors}
-    contents |= dict(step=step, n_updates=model._n_updates, wall_s=wall_s, evaluations=[tuple(e) for e in evaluations])
-    contents |= dict(rng=rng_states(model.action_space), with_buffer=with_buffer)
-    with atomic_path(folder / CHECKPOINT) as tmp:
-        torch.save(contents, tmp)
-    if not with_buffer:
-        (folder / BUFFER).unlink(missing_ok=True)
-
-
-def load_checkpoint(model: SAC, callback: ProtocolEvaluation, folder: Path) -> bool:
-    """Bring a new model and its callback to the seed's last checkpoint in folder; False, with a note where it has
-    none to resume from."""
-    if not (folder / CHECKPOINT).is_file():
-        return False
-    try:
-        saved = torch.load(folder / CHECKPOINT, map_location=model.device, weights_only=True)
-        buffer = {}
-        if saved["with_buffer"]:
-            with np.load(folder / BUFFER) as data:  # allow_pickle stays off: only plain arrays are read
-                buffer = {name: data[name] for name in data.files}
-    except Exception as e:  # missing, truncated or corrupted: whatever torch, zipfile or numpy meets first
-        print(f"note: seed {callback.seed} starts again: its checkpoint in {folder} is unreadable ({type(e).__name__})")
-        return False
-    if buffer:
-        if int(buffer["step"]) != saved["step"]:
-            print(f"note: seed {callback.seed} starts again: the buffer in {folder} was not saved with its checkpoint")
-            return False
-        rb = model.replay_buffer
-        for name in BUFFER_ARRAYS:
-            getattr(rb, name)[: len(buffer[name])] = buffer[name]
-        rb.pos, rb.full = int(buffer["pos"]), bool(buffer["full"])
-    state_dicts, tensors = model._get_torch_save_params()
-    for name in state_dicts:
-        recursive_getattr(model, name).load_state_dict(saved[name])
-    with torch.no_grad():  # in place: the entropy coefficient's optimizer holds this very tensor
-        for name in tensors:
-            recursive_getattr(model, name).copy_(saved[name])
-    model.num_timesteps, model._n_updates = saved["step"], saved["n_updates"]
-    set_rng_states(saved["rng"], model.action_space)
-    callback.evaluations, callback.wall_s = [Evaluation(*e) for e in saved["evaluations"]], saved["wall_s"]
-    print(f"seed {callback.seed}: resumed at step {saved['step']} from {folder}", flush=True)
-    return True
-
-
 def train_seed(train: Args, settings: dict[str, Any], seed: int, folder: Path | None = None) -> tuple[SAC, list]:
     """One seed of SB3's SAC, evaluated under sac_v's protocol; with a folder, checkpointed there and resumed."""
     model, callback = make_model(settings, train.env_id, seed), ProtocolEvaluation(train, seed, folder)
     model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's own makes an empty tempdir/SB3-<time> per seed
-    resumed = folder is not None and load_checkpoint(model, callback, folder)
+    resumed = callback.load(model)
     if model.num_timesteps < train.total_timesteps:
         model.learn(train.total_timesteps - model.num_timesteps, callback=callback, reset_num_timesteps=not resumed)
     return model, callback.evaluations

@@ -3,11 +3,10 @@
     python benchmarks/published.py           # writes runs/published-sac/beside.md and runs/published-sac/<Task>.png
     python benchmarks/published.py --record  # the committed ones, docs/published-sac/beside.md and <Task>.png
 
-Reads sac_v's records (docs/benchmarks/<Task>-v5/runs.csv at 300 000 steps; its 1m/runs.csv, seeds run to
-1 000 000 steps, for that column) and the published curves in docs/published-sac/raw/ (sources.md there cites each).
-For each task: mean ± std over seeds (population std, as every summary here) at 100 000, 300 000 and 1 000 000 env
-steps, with the seeds that reached each step, and how far sac_v's mean at 300 000 stands from each source's, in that
-source's standard deviations. Needs the `bench` extra (matplotlib).
+Reads sac_v's records (docs/benchmarks/<Task>-v5/runs.csv, and 1m/runs.csv for 1 000 000 steps) and the published
+curves in docs/published-sac/raw/ (sources.md there cites each). Per task: mean ± std over seeds (population std) at
+100 000, 300 000 and 1 000 000 env steps, with the seeds that reached each, and how far sac_v's mean at 300 000 stands
+from each source's, in that source's standard deviations. Needs the `bench` extra (matplotlib).
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import tyro
+from common import ROOT, by_seed, read_rows
 
-ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "docs" / "published-sac"
 TASKS = ("HalfCheetah", "Hopper", "Walker2d", "Ant")
 STEPS = (100_000, 300_000, 1_000_000)
@@ -32,41 +31,36 @@ SOURCES = {
     "nnabla_rl_sac": ("[S5] nnabla-rl SAC, -v2, det.", 0),
     "nnabla_rl_icml2018sac": ("[S6] nnabla-rl SAC v1 (with V), -v2, det.", 0),
 }
+Curves = dict[int, dict[int, float]]  # {seed: {env step: eval mean}}
 
 
-def read_curves(path: Path, offset: int = 0) -> dict[int, dict[int, float]]:
-    """{seed: {env step: eval mean}} from a published raw/ file (env_step, then a column per seed)."""
+@dataclasses.dataclass
+class PublishedArgs:
+    record: bool = False
+    """write the committed table and plots, docs/published-sac/ (default runs/published-sac/)"""
+
+
+def read_curves(path: Path, offset: int = 0) -> Curves:
+    """The curves of a published raw/ file (env_step, then a column per seed)."""
     with path.open() as f:
         rows = list(csv.DictReader(f))
     seeds = [name for name in rows[0] if name.startswith("seed_")]
     return {i: {int(float(r["env_step"])) + offset: float(r[s]) for r in rows if r[s]} for i, s in enumerate(seeds)}
 
 
-def read_sac_v(path: Path) -> dict[int, dict[int, float]]:
-    """{seed: {env step: eval mean}} of a sac_v record's runs.csv (none where it is missing)."""
-    curves: dict[int, dict[int, float]] = {}
-    if path.exists():
-        with path.open() as f:
-            for row in csv.DictReader(f):
-                curves.setdefault(int(row["seed"]), {})[int(row["step"])] = float(row["eval_mean"])
-    return curves
+def read_sac_v(path: Path) -> Curves:
+    """The curves of a sac_v record's runs.csv (none where it is missing)."""
+    return {seed: {r["step"]: r["eval_mean"] for r in rows} for seed, rows in by_seed(read_rows(path)).items()}
 
 
-def at(curves: dict[int, dict[int, float]], step: int, tolerance: int = 10_000) -> np.ndarray:
+def at(curves: Curves, step: int, tolerance: int = 10_000) -> np.ndarray:
     """Each seed's evaluation at the logged step nearest `step`, within `tolerance`: seeds not there drop out."""
-    values = []
-    for curve in curves.values():
-        nearest = min(curve, key=lambda s: abs(s - step))
-        if abs(nearest - step) <= tolerance:
-            values.append(curve[nearest])
-    return np.array(values)
+    nearest = [(curve, min(curve, key=lambda s: abs(s - step))) for curve in curves.values()]
+    return np.array([curve[s] for curve, s in nearest if abs(s - step) <= tolerance])
 
 
 def cell(values: np.ndarray) -> str:
     return f"{values.mean():,.0f} ± {values.std():,.0f} ({len(values)})".replace(",", " ") if len(values) else "–"
-
-
-Curves = dict[int, dict[int, float]]
 
 
 def table(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves]) -> list[str]:
@@ -86,12 +80,6 @@ def table(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves]) -> l
     return [*lines, ""]
 
 
-@dataclasses.dataclass
-class PublishedArgs:
-    record: bool = False
-    """write the committed table and plots, docs/published-sac/ (default runs/published-sac/)"""
-
-
 def plot(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves], out: Path) -> Path:
     import matplotlib
 
@@ -103,14 +91,12 @@ def plot(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves], out: 
         steps = sorted(set.intersection(*(set(c) for c in curves.values())))
         ax.plot(steps, [np.mean([c[s] for c in curves.values()]) for s in steps], linewidth=1, label=label)
     steps = sorted({s for c in ours.values() for s in c})
-    mean = [at(ours, s, tolerance=0).mean() for s in steps]
-    std = [at(ours, s, tolerance=0).std() for s in steps]
+    mean, std = np.array([[at(ours, s, tolerance=0).mean(), at(ours, s, tolerance=0).std()] for s in steps]).T
     ax.plot(steps, mean, color="black", linewidth=2, label=f"sac_v, {len(ours)} seeds (± std)")
-    ax.fill_between(steps, np.subtract(mean, std), np.add(mean, std), color="black", alpha=0.15)
+    ax.fill_between(steps, mean - std, mean + std, color="black", alpha=0.15)
     for seed, curve in long.items():  # a seed run on to 1 000 000 steps: a run of its own, not the record's seed
-        ax.plot(
-            sorted(curve), [curve[s] for s in sorted(curve)], "k--", linewidth=1, label=f"sac_v seed {seed}, 1M run"
-        )
+        steps = sorted(curve)
+        ax.plot(steps, [curve[s] for s in steps], "k--", linewidth=1, label=f"sac_v seed {seed}, 1M run")
     ax.set(xlabel="env steps", ylabel="evaluation return (mean over seeds)", title=task, xlim=(0, 1_000_000))
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -1,7 +1,5 @@
-"""Stable-Baselines3's SAC as this project sets it up, for peers.py's records and throughput.py's loop: SB3's own
-defaults, rl-zoo3's tuned settings for a task, or sac_v's settings without V; and the model they make. Needs the
-`peers` extra.
-"""
+"""Stable-Baselines3's SAC as peers.py and throughput.py set it up: SB3's own defaults, rl-zoo3's tuned settings for a
+task, or sac_v's settings without V; and the model they make. Needs the `peers` extra."""
 
 from __future__ import annotations
 
@@ -24,36 +22,20 @@ class ZooEntry(NamedTuple):
 
 
 # lin_<x>: x times the share of the run still to go (the zoo's SimpleLinearSchedule), over this benchmark's run.
-ZOO = {
-    "LunarLanderContinuous-v3": ZooEntry(
-        500_000,
-        dict(
-            learning_rate="lin_7.3e-4",
-            buffer_size=1_000_000,
-            batch_size=256,
-            ent_coef="auto",
-            gamma=0.99,
-            tau=0.01,
-            train_freq=1,
-            gradient_steps=1,
-            learning_starts=10_000,
-            net_arch=[400, 300],
-        ),
-    ),
-    "Pendulum-v1": ZooEntry(20_000, dict(learning_rate=1e-3)),
-}
+LUNAR = dict(learning_rate="lin_7.3e-4", buffer_size=1_000_000, batch_size=256, ent_coef="auto", gamma=0.99, tau=0.01)
+LUNAR |= dict(train_freq=1, gradient_steps=1, learning_starts=10_000, net_arch=[400, 300])
+ZOO = {"LunarLanderContinuous-v3": ZooEntry(500_000, LUNAR), "Pendulum-v1": ZooEntry(20_000, dict(learning_rate=1e-3))}
 # The zoo tunes MuJoCo's -v4 envs only, all alike (SB3's defaults, learning_starts 10 000); -v5 are the same tasks.
 for task in ("HalfCheetah", "Hopper", "Walker2d"):
     ZOO[f"{task}-v5"] = ZooEntry(1_000_000, dict(learning_starts=10_000), listed_as=f"{task}-v4")
 SB3_HYPERPARAMETERS = ("learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma", "train_freq")
 SB3_HYPERPARAMETERS += ("gradient_steps", "ent_coef", "target_update_interval", "target_entropy")
-SB3_NET_ARCH = [256, 256]  # SB3's SAC default for the actor and each critic (stable_baselines3/sac/policies.py)
 
 
 def sb3_defaults(device: str) -> dict[str, Any]:
     """SB3's own SAC defaults for the hyperparameters this benchmark sets (the entropy coefficient stays learned)."""
     defaults = {name: inspect.signature(SAC).parameters[name].default for name in SB3_HYPERPARAMETERS}
-    return defaults | {"net_arch": SB3_NET_ARCH, "device": device}
+    return defaults | {"net_arch": [256, 256], "device": device}  # 256×256: SB3's actor and critics (sac/policies.py)
 
 
 def sb3_settings(setting: Setting, train: Args) -> dict[str, Any]:
@@ -87,11 +69,5 @@ def learning_rate(value: float | str) -> float | Callable[[float], float]:
 def make_model(settings: dict[str, Any], env_id: str, seed: int) -> SAC:
     """SB3's SAC with these settings, learning on a new env; SB3 seeds Python, numpy, torch and the env with seed."""
     kwargs = {k: v for k, v in settings.items() if k not in ("net_arch", "learning_rate")}
-    return SAC(
-        "MlpPolicy",
-        make_env(env_id),
-        learning_rate=learning_rate(settings["learning_rate"]),
-        policy_kwargs={"net_arch": list(settings["net_arch"])},
-        seed=seed,
-        **kwargs,
-    )
+    kwargs |= {"learning_rate": learning_rate(settings["learning_rate"]), "seed": seed}
+    return SAC("MlpPolicy", make_env(env_id), policy_kwargs={"net_arch": list(settings["net_arch"])}, **kwargs)

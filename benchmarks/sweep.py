@@ -4,21 +4,17 @@
     python benchmarks/sweep.py --grid min_pool=300,10000,20000 --grid hidden_sizes=64x64,256x256 --seeds 5
     python benchmarks/sweep.py --grid reward_scale=1,5,20,40 --backend ray --ray-address auto
 
-Each (setting, seed) is one `sac_v.train` run. `--grid field=v1,v2,...` varies any `Args` field (repeat it for a cross
-product); values take the field's type: numbers, true/false, a choice, or layer widths joined by x (64x64). Every other
-sac_v flag is shared by all runs. The record (common.Record) goes to runs/experiments/<env-id>__<grid fields>/ (with
---record the committed docs/experiments/<env-id>__<grid fields>/): runs.csv, failures.csv, config.json, summary.md (a
-row per setting) and curves.png. Run again with the same arguments, it runs only the missing and failed runs.
-
-Backends: `local` runs a process pool sized to the CPU cores; `ray` runs the runs still missing as one Ray Tune
-experiment, a trial per run, on a local Ray instance, or with --ray-address on that cluster, to which this checkout's
-code is shipped (Ray's working_dir, without docs/, runs/ and git-ignored files). Every node needs the project's
-dependencies, with the driver's Python and Ray versions (pip install -e ".[ray]"); the results come back to the driver,
-each run's TensorBoard folder stays on its node. Needs the `bench` extra (matplotlib); `ray` needs the `ray` extra.
+`--grid field=v1,v2,...` varies any `Args` field (several give their cross product): numbers, true/false, a choice, or
+layer widths joined by x (64x64). The record (common.Record, a summary row per setting) goes to
+runs/experiments/<env-id>__<grid fields>/ (with --record under docs/); a rerun runs only the missing and failed runs.
+`--backend ray` runs them as one Ray Tune experiment, a trial per run, on a local Ray instance or on the cluster at
+--ray-address, to which this checkout's code is shipped: every node needs the project's dependencies (pip install -e
+".[ray]") with the driver's Python and Ray; each run's TensorBoard folder stays on its node.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import functools
@@ -65,9 +61,6 @@ GRID_TYPES: dict[Any, tuple[str, Callable[[str], Any]]] = {
 
 @dataclasses.dataclass
 class SweepArgs(common.RecordArgs):
-    train: tyro.conf.OmitArgPrefixes[Args]
-    """the sac_v settings shared by every run (the grid overrides its fields; each run's --seed and --exp-name are
-    the sweep's)"""
     grid: tyro.conf.UseAppendAction[tuple[tuple[str, ...], ...]] = ()
     """field=value1,value2,... (e.g. reward_scale=1,5,20,40 or hidden_sizes=64x64,256x256); several give a cross
     product"""
@@ -78,8 +71,6 @@ class SweepArgs(common.RecordArgs):
     --ray-address"""
     ray_address: str | None = None
     """address of a running Ray cluster (e.g. auto, or ray://head:10001); default: start a local Ray instance"""
-    out_dir: Path | None = None
-    """where results go (default runs/experiments/<env-id>__<grid fields>; with --record under docs/)"""
 
 
 def grid_value(field: str, text: str) -> Any:
@@ -103,67 +94,48 @@ def format_value(value: Any) -> str:
     return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
-    """`field=v1,v2,...` items to {field: typed values}, in the order given; bad items raise a ConfigError."""
+def label(setting: dict[str, Any], sep: str = ",") -> str:
+    return sep.join(f"{field}={format_value(value)}" for field, value in setting.items())
+
+
+def parse_grid(items: Sequence[str]) -> list[dict[str, Any]]:
+    """`field=v1,v2,...` items to the settings of their cross product, {field: typed value} each; bad items raise a
+    ConfigError."""
     if not items:
-        raise ConfigError(
-            "give at least one --grid field=value1,value2,... (for seeds alone use benchmarks/learning.py)"
-        )
+        raise ConfigError("give at least one --grid field=value1,value2,... (seeds alone: benchmarks/learning.py)")
     grid: dict[str, list[Any]] = {}
     for item in items:
         name, sep, values = item.partition("=")
-        field = name.strip().replace("-", "_")
+        field, texts = name.strip().replace("-", "_"), [text.strip() for text in values.split(",")]
         if not sep or not field:
             raise ConfigError(f"--grid {item!r} needs the form field=value1,value2,... (e.g. reward_scale=1,5,20,40)")
         if field not in TYPES:
-            close = difflib.get_close_matches(field, TYPES, n=1)
-            raise ConfigError(
-                f"--grid: {field!r} is not a sac_v field" + (f"; did you mean {close[0]}?" if close else "")
-            )
+            close = [f"; did you mean {name}?" for name in difflib.get_close_matches(field, TYPES, n=1)]
+            raise ConfigError(f"--grid: {field!r} is not a sac_v field{''.join(close)}")
         if field in FIXED_FIELDS:
             raise ConfigError(f"--grid cannot vary {field}: {FIXED_FIELDS[field]}")
         if field in grid:
             raise ConfigError(f"--grid gives {field} twice; list all its values in one item, e.g. {field}=1,2")
-        texts = [text.strip() for text in values.split(",")]
         if "" in texts:
             raise ConfigError(f"--grid {item!r} has an empty value; separate the values by single commas")
         grid[field] = [grid_value(field, text) for text in texts]
         if len(set(grid[field])) < len(grid[field]):
             raise ConfigError(f"--grid {item!r} repeats a value")
-    return grid
-
-
-def grid_settings(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """The cross product of the grid's values, one {field: value} per setting."""
     return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
-def label(setting: dict[str, Any], sep: str = ",") -> str:
-    return sep.join(f"{field}={format_value(value)}" for field, value in setting.items())
-
-
-def shared_settings(train: Args, fields: Sequence[str]) -> dict[str, Any]:
-    """The settings every run of the sweep shares: what a run learns from, less the grid's fields."""
-    excluded = ("seed", "exp_name", *RUN_MANAGEMENT, *fields)
-    return {k: v for k, v in dataclasses.asdict(train).items() if k not in excluded}
-
-
-def runs_of(rows: list[dict[str, Any]], setting: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
-    """The rows of one setting by seed, each seed's sorted by step."""
-    return common.by_seed([r for r in rows if all(r[k] == v for k, v in setting.items())])
-
-
-def write_summary(
-    rows: list[dict[str, Any]],
-    settings: list[dict[str, Any]],
+def report(
+    rows: list[dict],
+    ran: common.Provenance,
+    settings: list[dict],
     sweep: SweepArgs,
     threshold: float,
-    hardware: str,
     command: str,
     out_dir: Path,
 ) -> None:
-    """summary.md: a row per setting, with its seeds' success count, median steps to the threshold and finals."""
+    """summary.md, a row per setting: its seeds' success count, median steps to the threshold and finals; curves.png."""
     fields, train = list(settings[0]), sweep.train
+    per_setting = [common.by_seed([r for r in rows if all(r[k] == v for k, v in s.items())]) for s in settings]
     target = common.TARGETS[train.env_id].steps if train.env_id in common.TARGETS else None
     header = [*fields, "runs", f"reached {threshold:g}", *([f"within {target:,} steps"] if target else [])]
     header += ["median steps to threshold", "final eval mean ± std"]
@@ -177,8 +149,7 @@ def write_summary(
         "| " + " | ".join(header) + " |",
         "| " + " | ".join("---:" for _ in header) + " |",
     ]
-    for setting in settings:
-        per_seed = runs_of(rows, setting)
+    for setting, per_seed in zip(settings, per_setting, strict=True):
         reach, finals = common.reach_and_finals(per_seed, threshold)
         cells = [format_value(v) for v in setting.values()] + [str(len(per_seed))]
         if per_seed:
@@ -186,47 +157,36 @@ def write_summary(
             cells += [f"{(reach <= target).sum()} / {len(per_seed)}"] if target else []
             cells += [common.fmt(common.median_steps(reach)), f"{finals.mean():.1f} ± {finals.std():.1f}"]
         lines.append("| " + " | ".join(cells + ["–"] * (len(header) - len(cells))) + " |")
-    shared = ", ".join(f"`{k}={v}`" for k, v in shared_settings(train, fields).items())
+    shared = ", ".join(f"`{k}={v}`" for k, v in common.settings_of(train, "exp_name", *fields).items())
+    hardware = "; ".join(dict.fromkeys(hw for hw, _ in ran.values()))
     lines += ["", f"Shared settings: {shared}", "", f"Hardware: {hardware}.", ""]
     lines += ["Command:", "", "```", command, "```", ""] if command else []
     (out_dir / "summary.md").write_text("\n".join(lines))
 
-
-def plot(rows: list[dict[str, Any]], settings: list[dict[str, Any]], env_id: str, threshold: float, path: Path) -> None:
     import matplotlib
 
     colors = matplotlib.colormaps["tab10" if len(settings) <= 10 else "tab20"]
-    curves = [(runs_of(rows, s), colors(i % colors.N), label(s, ", ")) for i, s in enumerate(settings)]
-    curves = [(per_seed, color, f"{name} ({len(per_seed)} seeds)") for per_seed, color, name in curves]
-    title = f"sac_v on {env_id}: seeds (thin) and their mean (thick) per setting"
-    common.plot_curves(path, title, curves, threshold)
+    curves = [
+        (p, colors(i % colors.N), f"{label(s, ', ')} ({len(p)} seeds)")
+        for i, (s, p) in enumerate(zip(settings, per_setting, strict=True))
+    ]
+    title = f"sac_v on {train.env_id}: seeds (thin) and their mean (thick) per setting"
+    common.plot_curves(out_dir / "curves.png", title, curves, threshold)
 
 
-def check_ray_address(address: str) -> None:
-    """Refuse at once a Ray cluster address that nothing answers at: ray.init would wait minutes, silent, first."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not port.isdigit():  # "auto", or a form Ray resolves itself
-        return
-    try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=10).close()
-    except OSError as e:
-        raise ConfigError(f"cannot connect to the Ray cluster at {address}: {e.strerror or e}") from None
-
-
-def start_ray(address: str | None, cpus: int) -> None:
-    """A local Ray instance of `cpus` CPUs, whose workers import this checkout and write runs/ here as local ones do;
-    or the cluster at `address`, to which this checkout's code is shipped, so every node runs the driver's version."""
-    import ray
-
-    if address is None:
-        path = os.pathsep.join([str(common.ROOT / "benchmarks"), *filter(None, [os.environ.get("PYTHONPATH")])])
-        ray.init("local", num_cpus=cpus, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
-        return
-    env = {"working_dir": str(common.ROOT), "excludes": ["docs/", "runs/", "videos/"]}
-    try:
-        ray.init(address=address, runtime_env=env | {"env_vars": {"PYTHONPATH": "benchmarks"}})
-    except (ConnectionError, ray.exceptions.RayError) as e:
-        raise ConfigError(f"cannot connect to the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+def check_ray(backend: str, address: str | None) -> None:
+    """Refuse a Ray backend that cannot start: no Ray, or an address that nothing answers at (ray.init would wait
+    minutes, silent, first)."""
+    if address is not None and backend != "ray":
+        raise ConfigError("--ray-address needs --backend ray")
+    if backend == "ray" and not all(importlib.util.find_spec(name) for name in ("ray", "pandas", "pyarrow")):
+        raise ConfigError('--backend ray needs Ray: pip install -e ".[ray]"')
+    host, _, port = (address or "").removeprefix("ray://").rpartition(":")
+    if port.isdigit():  # not "auto", nor a form Ray resolves itself
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=10).close()
+        except OSError as e:
+            raise ConfigError(f"cannot connect to the Ray cluster at {address}: {e.strerror or e}") from None
 
 
 def tune_trial(config: dict[str, int], jobs: list[tuple[Args]]) -> dict[str, Any]:
@@ -239,13 +199,22 @@ def tune_trial(config: dict[str, int], jobs: list[tuple[Args]]) -> dict[str, Any
 
 
 def run_tune(jobs: dict[RunKey, tuple[Args]], workers: int, address: str | None, threads: int) -> Iterator[tuple]:
-    """Runs the jobs as one Ray Tune experiment, `threads` CPUs a trial, and yields (key, its evaluations or
-    exception) as each trial ends: Tune's fit runs in a thread of its own. The record, not Tune's experiment state
-    (under runs/tune/), is what a rerun resumes."""
+    """Runs the jobs as one Ray Tune experiment on a local Ray instance or the cluster at `address`, `threads` CPUs a
+    trial, and yields (key, its evaluations or exception) as each trial ends, Tune's fit running in a thread of its own.
+    The record, not Tune's experiment state (under runs/tune/), is what a rerun resumes."""
     import ray
     from ray import tune
 
-    start_ray(address, workers * threads)
+    if address is None:  # a local instance, whose workers import this checkout and write runs/ here
+        path = os.pathsep.join([str(common.ROOT / "benchmarks"), *filter(None, [os.environ.get("PYTHONPATH")])])
+        env = {"env_vars": {"PYTHONPATH": path}}
+        ray.init("local", num_cpus=workers * threads, include_dashboard=False, runtime_env=env)
+    else:  # the cluster, to which this checkout's code is shipped, so that every node runs the driver's version
+        env = {"working_dir": str(common.ROOT), "excludes": ["docs/", "runs/", "videos/"]}
+        try:
+            ray.init(address=address, runtime_env=env | {"env_vars": {"PYTHONPATH": "benchmarks"}})
+        except (ConnectionError, ray.exceptions.RayError) as e:
+            raise ConfigError(f"cannot connect to the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
     keys, ended = list(jobs), queue.Queue()
 
     class Ended(tune.Callback):
@@ -279,14 +248,12 @@ def run_tune(jobs: dict[RunKey, tuple[Args]], workers: int, address: str | None,
     fit.start()
     try:
         for _ in keys:  # each trial ends once, complete or errored
-            while True:
-                try:
-                    outcome = ended.get(timeout=1)
+            while fit.is_alive() or not ended.empty():
+                with contextlib.suppress(queue.Empty):
+                    yield ended.get(timeout=1)
                     break
-                except queue.Empty:
-                    if not fit.is_alive():
-                        raise RuntimeError("Ray Tune stopped before every trial ended") from None
-            yield outcome
+            else:
+                raise RuntimeError("Ray Tune stopped before every trial ended")
     finally:
         ray.shutdown()
 
@@ -301,28 +268,21 @@ def ray_backend(address: str | None, threads: int | str) -> tuple[common.Backend
 
 def main(sweep: SweepArgs, command: str = "") -> None:
     """The runs of the grid × seeds not yet in the record, on the backend; then the summary and plot."""
-    grid = parse_grid([item for group in sweep.grid for item in group])
-    fields, settings, train = list(grid), grid_settings(grid), sweep.train
+    settings, train = parse_grid([item for group in sweep.grid for item in group]), sweep.train
+    fields = list(settings[0])
     threshold = common.check_record(sweep, FIXED_FIELDS["exp_name"], FIXED_FIELDS["resume"])
-    if sweep.ray_address is not None and sweep.backend != "ray":
-        raise ConfigError("--ray-address needs --backend ray")
-    if sweep.ray_address is not None:
-        check_ray_address(sweep.ray_address)
-    if sweep.backend == "ray" and not all(importlib.util.find_spec(name) for name in ("ray", "pandas", "pyarrow")):
-        raise ConfigError('--backend ray needs Ray: pip install -e ".[ray]"')
+    check_ray(sweep.backend, sweep.ray_address)
     for setting in settings:  # a bad combination is refused before anything runs
         try:
             validate_args(dataclasses.replace(train, **setting))
         except ConfigError as e:
             raise ConfigError(f"grid setting {label(setting)}: {e}") from None
     out_dir = common.results_path(sweep.out_dir, sweep.record, "experiments", "__".join([train.env_id, *fields]))
-    same_runs = {field: sorted(grid[field]) for field in sorted(grid)}  # the grid in another order is the same runs
-    config = {"settings": shared_settings(train, fields), "grid": same_runs}
+    same_runs = {f: sorted({s[f] for s in settings}) for f in sorted(fields)}  # the grid in any order: the same runs
+    config = {"settings": common.settings_of(train, "exp_name", *fields), "grid": same_runs}
 
-    def report(rows: list[dict[str, Any]], ran: common.Provenance) -> None:
-        hardware = "; ".join(dict.fromkeys(hw for hw, _ in ran.values()))
-        write_summary(rows, settings, sweep, threshold, hardware, command, out_dir)
-        plot(rows, settings, train.env_id, threshold, out_dir / "curves.png")
+    def write(rows: list[dict[str, Any]], ran: common.Provenance) -> None:
+        report(rows, ran, settings, sweep, threshold, command, out_dir)
 
     def total(key: RunKey) -> int:
         return dict(zip(fields, key[0], strict=True)).get("total_timesteps", train.total_timesteps)
@@ -334,7 +294,7 @@ def main(sweep: SweepArgs, command: str = "") -> None:
     backend, hardware = common.seed_pool(common.run_seed, train.threads)  # sac_v's --threads, per run
     if sweep.backend == "ray":
         backend, hardware = ray_backend(sweep.ray_address, train.threads)
-    record = common.Record(out_dir, config, report, total, fields, grid_value, format_value, what="settings or grid")
+    record = common.Record(out_dir, config, write, total, fields, grid_value, format_value, what="settings or grid")
     common.run_record(record, sweep, job, backend, hardware, [tuple(setting.values()) for setting in settings])
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from sac_v import Args, ConfigError, train
+from sac_v import Args, ConfigError, lock_folder, train
 from tests.helpers import ROOT, first_checkpoint, flags, run_cli, tiny_args
 
 pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
@@ -92,22 +92,21 @@ def test_the_commit_is_dirty_when_code_changed_not_when_a_record_was_written(tmp
     assert common.commit(tmp_path.parent) == "not recorded"  # not a checkout
 
 
-def test_seed_lines_read_back_what_they_wrote():
+def test_seed_lines_read_back_what_they_wrote(tmp_path):
+    def read_back(line: str, seeds: set[int]) -> dict[int, str]:
+        (tmp_path / "summary.md").write_text(f"# Learning benchmark\n\nHardware: {line}.\n")
+        return common.earlier_values(tmp_path, "Hardware", seeds)
+
     assert common.seed_line({1: "a", 2: "a"}) == "a"
     line = common.seed_line({3: "b", 1: "a", 2: "a(R) x"})
     assert line == "a (seed 1); a(R) x (seed 2); b (seed 3)"
-    assert common.seed_values(line, {1, 2, 3}) == {1: "a", 2: "a(R) x", 3: "b"}
+    assert read_back(line, {1, 2, 3}) == {1: "a", 2: "a(R) x", 3: "b"}
     one = "Intel(R) Xeon(R), 2 cores"  # a line from before seeds were told apart: every seed's
-    assert common.seed_values(one, {1, 2}) == {1: one, 2: one}
-    assert common.seed_values("not recorded", set()) == {}
-    assert common.seed_values("a (seeds 1, 2)", {1, 2, 4}) == {1: "a", 2: "a", 4: "not recorded"}
-
-
-def test_a_summary_without_the_line_asked_for_gives_not_recorded(tmp_path):
-    assert common.earlier_summary_line(tmp_path) == "not recorded"  # no summary at all
-    (tmp_path / "summary.md").write_text("# Learning benchmark\n\nHardware: a 2-core CPU.\n")
-    assert common.earlier_summary_line(tmp_path) == "a 2-core CPU"
-    assert common.earlier_summary_line(tmp_path, "Commit") == "not recorded"
+    assert read_back(one, {1, 2}) == {1: one, 2: one}
+    assert read_back("a (seeds 1, 2)", {1, 2, 4}) == {1: "a", 2: "a", 4: "not recorded"}
+    assert common.earlier_values(tmp_path, "Commit", {1}) == {1: "not recorded"}  # no such line
+    (tmp_path / "summary.md").unlink()
+    assert common.earlier_values(tmp_path, "Hardware", {1}) == {1: "not recorded"}  # no summary at all
 
 
 def test_benchmark_refuses_to_mix_results_of_other_settings(in_tmp_dir):
@@ -123,7 +122,7 @@ def test_benchmark_refuses_to_mix_results_of_other_settings(in_tmp_dir):
 def test_a_second_benchmark_on_a_folder_in_use_is_refused_before_it_runs_a_seed(in_tmp_dir):
     out = in_tmp_dir / "out"
     out.mkdir()
-    with common.holding(out):  # as a benchmark still running on out would
+    with lock_folder(out, "another benchmark is writing it"):  # as a benchmark still running on out would
         with pytest.raises(learning.ConfigError, match="is in use: another benchmark is writing it"):
             learning.main(bench_args(out))
         assert not (out / "runs.csv").exists() and not list(in_tmp_dir.glob("runs/*"))
@@ -144,11 +143,12 @@ def test_a_damaged_config_counts_as_other_settings_and_is_rewritten_whole(in_tmp
     out.mkdir()
     (out / "runs.csv").write_text("seed,step,eval_mean,eval_std,wall_s\n1,300,-100.0,1.0,2.0\n")
     (out / "config.json").write_text('{"reward_sc')  # a write cut short
+    record = common.Record(out, {"reward_scale": 5.0}, report=print)
     with pytest.raises(learning.ConfigError, match="other settings: pass --overwrite"):
-        common.check_earlier_results(out, {"reward_scale": 5.0}, overwrite=False)
-    common.check_earlier_results(out, {"reward_scale": 5.0}, overwrite=True)
+        record.earlier_rows(overwrite=False, total=lambda key: 300)
+    assert record.earlier_rows(overwrite=True, total=lambda key: 300) == []
     assert json.loads((out / "config.json").read_text()) == {"reward_scale": 5.0}
-    assert sorted(p.name for p in out.iterdir()) == ["config.json"]  # no .tmp left
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "runs.csv"]  # no .tmp left
 
 
 @pytest.mark.parametrize(
@@ -177,8 +177,8 @@ def test_an_out_dir_that_cannot_be_a_folder_is_one_sentence(in_tmp_dir, out_dir)
 
 def test_steps_to_threshold_is_the_first_evaluation_at_or_above_it():
     rows = [{"step": s, "eval_mean": m} for s, m in [(1, -5.0), (2, 3.0), (3, -1.0), (4, 9.0)]]
-    assert common.steps_to_threshold(rows, 3.0) == 2
-    assert common.steps_to_threshold(rows, 10.0) == float("inf")
+    assert common.reach_and_finals({1: rows}, 3.0)[0].tolist() == [2]
+    assert common.reach_and_finals({1: rows}, 10.0)[0].tolist() == [float("inf")]
 
 
 def test_benchmark_keeps_results_whose_config_predates_the_run_management_flags(in_tmp_dir):
@@ -198,7 +198,7 @@ def test_benchmark_keeps_results_whose_config_predates_the_run_management_flags(
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (dict(seed=3), "--seed is set for each run .*; pass --first-seed 3"),
+        (dict(seed=3), "--seed is set per run .*; pass --first-seed 3"),
         (dict(exp_name="mine"), "--exp-name is set"),
     ],
 )
@@ -390,7 +390,7 @@ def test_finished_rows_keeps_only_the_seeds_that_reached_the_last_step(tmp_path)
     runs_csv = tmp_path / "runs.csv"
     # seed 2's rows stop at step 150: its second row never got written (a kill between two rows)
     write_runs_csv(runs_csv, [(1, 150, -1.0, 0.0, 1.0), (1, 300, -2.0, 0.0, 2.0), (2, 150, -3.0, 0.0, 1.0)])
-    rows = common.finished_rows(common.Record(tmp_path, {}, report=print), lambda key: 300)
+    rows = common.Record(tmp_path, {}, report=print).earlier_rows(overwrite=False, total=lambda key: 300)
     assert [(r["seed"], r["step"]) for r in rows] == [(1, 150), (1, 300)]
     assert common.read_rows(runs_csv) == rows, "runs.csv keeps only the finished seeds' rows"
 
@@ -409,7 +409,7 @@ def test_a_damaged_row_is_dropped(tmp_path, last_line):
 def test_results_without_their_config_count_as_other_settings(tmp_path):
     write_runs_csv(tmp_path / "runs.csv", [(1, 300, -100.0, 1.0, 2.0)])
     with pytest.raises(learning.ConfigError, match="other settings"):
-        common.check_earlier_results(tmp_path, {"reward_scale": 5.0}, overwrite=False)
+        common.Record(tmp_path, {"reward_scale": 5.0}, report=print).earlier_rows(False, total=lambda key: 300)
 
 
 def bench_config(args: Args) -> dict:

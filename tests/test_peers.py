@@ -13,7 +13,7 @@ import peers
 import torch
 from torch import nn
 
-from sac_v import Args, ConfigError, make_env
+from sac_v import Args, ConfigError, lock_folder, make_env
 from tests.helpers import tiny_args
 
 pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
@@ -146,7 +146,7 @@ def test_runner_writes_learning_benchmark_results_for_sb3_then_skips_finished_se
 
 def test_peer_benchmark_refuses_a_seed_rather_than_ignore_it(in_tmp_dir):
     train = dataclasses.replace(peer_train_args("zoo"), seed=3)
-    with pytest.raises(ConfigError, match=r"--seed is set for each run .*; pass --first-seed 3"):
+    with pytest.raises(ConfigError, match=r"--seed is set per run .*; pass --first-seed 3"):
         peers.main(peers.PeerArgs(train, seeds=1, workers=1, out_dir=in_tmp_dir / "out", setting="zoo"))
     assert not (in_tmp_dir / "out").exists()
 
@@ -155,7 +155,10 @@ def test_a_second_peer_benchmark_on_a_folder_in_use_is_refused(in_tmp_dir):
     out = in_tmp_dir / "out"
     out.mkdir()
     bench = peers.PeerArgs(peer_train_args("zoo"), seeds=1, workers=1, out_dir=out, setting="zoo")
-    with peers.common.holding(out), pytest.raises(ConfigError, match="is in use: another benchmark is writing it"):
+    with (
+        lock_folder(out, "another benchmark is writing it"),
+        pytest.raises(ConfigError, match="is in use: another benchmark is writing it"),
+    ):
         peers.main(bench)
     assert not (out / "runs.csv").exists()
 
@@ -165,11 +168,13 @@ class KilledError(Exception):
 
 
 def stop_after_the_checkpoint_at(monkeypatch, step: int, keep: dict | None = None) -> None:
-    """peers.save_checkpoint, then a stop once the checkpoint of `step` is written; `keep` gets the model's state."""
-    save = peers.save_checkpoint
+    """A checkpoint as ProtocolEvaluation.save writes it, then a stop once the checkpoint of `step` is written; `keep`
+    gets the model's state."""
+    save = peers.ProtocolEvaluation.save
 
-    def save_then_stop(model, *args, **kwargs):
-        save(model, *args, **kwargs)
+    def save_then_stop(callback, *args, **kwargs):
+        save(callback, *args, **kwargs)
+        model = callback.model
         if model.num_timesteps == step:
             if keep is not None:
                 keep["policy"] = {k: v.clone() for k, v in model.policy.state_dict().items()}
@@ -180,7 +185,7 @@ def stop_after_the_checkpoint_at(monkeypatch, step: int, keep: dict | None = Non
                 keep["torch_rng"] = torch.get_rng_state()
             raise KilledError
 
-    monkeypatch.setattr(peers, "save_checkpoint", save_then_stop)
+    monkeypatch.setattr(peers.ProtocolEvaluation, "save", save_then_stop)
 
 
 def stopped_seed(folder: Path, step: int, keep: dict | None = None) -> tuple[Args, dict]:
@@ -198,7 +203,7 @@ def test_a_checkpoint_restores_networks_optimizers_entropy_coefficient_buffer_co
     train, settings = stopped_seed(in_tmp_dir / "ckpt", 300, stopped)
     model = peers.make_model(settings, train.env_id, seed=1)
     callback = peers.ProtocolEvaluation(train, 1, in_tmp_dir / "ckpt")
-    assert peers.load_checkpoint(model, callback, in_tmp_dir / "ckpt")
+    assert callback.load(model)
     policy = model.policy.state_dict()
     assert policy.keys() == stopped["policy"].keys() and all(policy[k].equal(stopped["policy"][k]) for k in policy)
     adam = model.actor.optimizer.state_dict()["state"]

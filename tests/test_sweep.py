@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import sweep
 
-from sac_v import Args, ConfigError, train
+from sac_v import Args, ConfigError, lock_folder, train
 from tests.helpers import ROOT, flags, run_cli, tiny_args
 
 pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
@@ -44,21 +44,19 @@ def run_folders(runs: Path, reward_scale: float, seed: int) -> list[Path]:
 
 
 def test_grid_values_take_the_type_of_their_field():
-    grid = sweep.parse_grid(
+    settings = sweep.parse_grid(
         ["reward-scale=1,5", "min_pool=300, 20000", "hidden_sizes=64x64,256", "bf16=true,False", "device=cpu"]
     )
-    assert grid == {
-        "reward_scale": [1.0, 5.0],
-        "min_pool": [300, 20_000],
-        "hidden_sizes": [(64, 64), (256,)],
-        "bf16": [True, False],
-        "device": ["cpu"],
-    }
-    assert [type(v) for v in grid["reward_scale"] + grid["min_pool"]] == [float, float, int, int]
+    assert (len(settings), settings[0]) == (
+        16,
+        dict(reward_scale=1.0, min_pool=300, hidden_sizes=(64, 64), bf16=True, device="cpu"),
+    )
+    assert settings[-1] == dict(reward_scale=5.0, min_pool=20_000, hidden_sizes=(256,), bf16=False, device="cpu")
+    assert [type(v) for v in (settings[0]["reward_scale"], settings[0]["min_pool"])] == [float, int]
 
 
 def test_grid_settings_are_the_cross_product_of_the_fields():
-    settings = sweep.grid_settings(sweep.parse_grid(["reward_scale=1,5", "min_pool=300,10000,20000"]))
+    settings = sweep.parse_grid(["reward_scale=1,5", "min_pool=300,10000,20000"])
     assert settings == [
         {"reward_scale": r, "min_pool": m} for r, m in itertools.product([1.0, 5.0], [300, 10_000, 20_000])
     ]
@@ -191,7 +189,7 @@ def test_labels_and_run_names_write_each_value_as_the_grid_reads_it():
 
 
 def test_summary_rows_count_solved_seeds_median_and_finals_of_each_setting_of_a_two_field_grid(tmp_path):
-    settings = sweep.grid_settings(sweep.parse_grid(["reward_scale=1,5", "tau=0.005,0.01"]))
+    settings = sweep.parse_grid(["reward_scale=1,5", "tau=0.005,0.01"])
     evals = {  # seed: eval_mean at 5 000 and 10 000 env steps, for reward_scale 1 and tau 0.005
         1: (-150.0, -100.0),  # reaches -200 at 5 000
         2: (-300.0, -190.0),  # at 10 000, Pendulum's target step: it counts as within it
@@ -206,11 +204,14 @@ def test_summary_rows_count_solved_seeds_median_and_finals_of_each_setting_of_a_
         rows += [
             setting | dict(seed=1, step=step, eval_mean=-500.0, eval_std=0.0, wall_s=1.0) for step in (5000, 10000)
         ]
-    sweep.write_summary(rows, settings, sweep_args(tmp_path), -200.0, "hw", "", tmp_path)
+    ran = {(tuple(s.values()), 1): ("hw", "abc") for s in settings}
+    sweep.report(rows, ran, settings, sweep_args(tmp_path), -200.0, "python benchmarks/sweep.py", tmp_path)
     lines = (tmp_path / "summary.md").read_text().splitlines()
     finals = np.array([-100.0, -190.0, -350.0])
     assert f"| 1.0 | 0.005 | 3 | 2 / 3 | 2 / 3 | 10,000 | {finals.mean():.1f} ± {finals.std():.1f} |" in lines
     assert "| 5.0 | 0.01 | 1 | 0 / 1 | 0 / 1 | not reached | -500.0 ± 0.0 |" in lines
+    assert lines[-7:] == ["Hardware: hw.", "", "Command:", "", "```", "python benchmarks/sweep.py", "```"]
+    assert (tmp_path / "curves.png").stat().st_size > 0
 
 
 def test_a_grid_over_total_timesteps_finds_each_setting_finished_at_its_own_length(in_tmp_dir):
@@ -228,7 +229,7 @@ def test_a_grid_over_total_timesteps_finds_each_setting_finished_at_its_own_leng
 @pytest.mark.parametrize(("field", "value"), [("seed", 3), ("exp_name", "mine")])
 def test_sweep_refuses_the_flags_it_sets_for_each_run_rather_than_ignore_them(in_tmp_dir, field, value):
     train = dataclasses.replace(tiny_train(), **{field: value})
-    with pytest.raises(ConfigError, match=f"--{field.replace('_', '-')} is set for each run"):
+    with pytest.raises(ConfigError, match=f"--{field.replace('_', '-')} is set per run"):
         sweep.main(sweep_args(in_tmp_dir / "out", "reward_scale=1,5", train=train))
     assert not (in_tmp_dir / "out").exists()
 
@@ -236,7 +237,10 @@ def test_sweep_refuses_the_flags_it_sets_for_each_run_rather_than_ignore_them(in
 def test_a_second_sweep_on_a_folder_in_use_is_refused_before_it_runs(in_tmp_dir):
     out = in_tmp_dir / "out"
     out.mkdir()
-    with common.holding(out), pytest.raises(ConfigError, match="is in use"):  # as a sweep still running on out would
+    with (
+        lock_folder(out, "a sweep"),
+        pytest.raises(ConfigError, match="is in use"),
+    ):  # as a sweep still running on out would
         sweep.main(sweep_args(out, "tau=0.01"))
     assert not (out / "runs.csv").exists() and not list(in_tmp_dir.glob("runs/*"))
 
