@@ -226,16 +226,9 @@ def target_lines(env_id: str, threshold: float, total: int, reach: np.ndarray, f
     return lines
 
 
-def write_summary(
-    rows: list[dict[str, float]],
-    ran: Provenance,
-    train: Args,
-    threshold: float,
-    out_dir: Path,
-    title: str | None = None,
-    settings_line: str | None = None,
-) -> None:
-    """The summary.md of a record of seeds; `title` and `settings_line` replace sac_v's (a peer's name its own)."""
+def summary(rows: list[dict], ran: Provenance, train: Args, threshold: float, heading: tuple | None = None) -> str:
+    """The summary.md of a record of seeds; `heading`, a title and a Settings line, replaces sac_v's (a peer's)."""
+    title, settings_line = heading or (None, None)
     per_seed = by_seed(rows)
     reach, finals = reach_and_finals(per_seed, threshold)
     q1, median, q3 = np.percentile(reach, [25, 50, 75], method="inverted_cdf") if per_seed else (np.inf,) * 3
@@ -268,7 +261,7 @@ def write_summary(
     settings = ", ".join(f"`{k}={v}`" for k, v in settings_of(train, "exp_name").items())
     hardware, commits = ({seed: line[i] for (_, seed), line in ran.items()} for i in (0, 1))
     lines += ["", settings_line or f"Settings: {settings}", "", f"Hardware: {seed_line(hardware)}.", ""]
-    (out_dir / "summary.md").write_text("\n".join([*lines, f"Commit: {seed_line(commits)}.", ""]))
+    return "\n".join([*lines, f"Commit: {seed_line(commits)}.", ""])
 
 
 def plot_curves(path: Path, title: str, curves: list[tuple[dict, Any, str | None]], threshold: float) -> None:
@@ -454,11 +447,13 @@ class Record:
     out_dir: Path
     config: dict[str, Any]
     report: Callable[[list[dict[str, Any]], Provenance], None]  # summary.md and curves.png from the rows
+    job: Callable[[RunKey], tuple]  # what the backend runs for a run: fn(*job(key))
+    backend: Backend
+    hardware: Callable[[int], str]  # the hardware line of runs that share the machine `workers` at a time
     total: Callable[[RunKey], int] | None = None  # the env step at which a run is finished (None: --total-timesteps)
     fields: list[str] = dataclasses.field(default_factory=list)  # a sweep's grid fields, the columns before METRICS
     parse: Callable[[str, str], Any] = lambda column, text: text  # a grid value from runs.csv
     format: Callable[[Any], str] = str  # a grid value into runs.csv
-    what: str = "settings"  # what other results in out_dir could have been made with
 
     def key(self, row: dict[str, Any]) -> RunKey:
         return tuple(row[f] for f in self.fields), row["seed"]
@@ -489,15 +484,8 @@ class Record:
         return rows
 
 
-def run_record(
-    record: Record,
-    bench: RecordArgs,
-    job: Callable[[RunKey], tuple],
-    backend: Backend,
-    hardware: Callable[[int], str],
-    settings: list[tuple[Any, ...]] | None = None,
-) -> None:
-    """Holding the folder, run each setting's seeds that the record lacks, each as backend runs job(key), at most
+def run_record(record: Record, bench: RecordArgs, settings: list[tuple[Any, ...]] | None = None) -> None:
+    """Holding the folder, run each setting's seeds that the record lacks, each as its backend runs job(key), at most
     --workers at a time, appending each one's evaluations and rewriting the report as it ends; with nothing left to
     run, rewrite the report. Each run keeps the hardware and commit it ran at (earlier ones from the summary)."""
     out_dir, fields, format = record.out_dir, record.fields, record.format
@@ -522,16 +510,16 @@ def run_record(
             print(f"skipping {len(done)} of {len(keys)} runs already finished in {runs_csv}")
         hardwares, commits = (earlier_values(out_dir, f, {seed for _, seed in done}) for f in ("Hardware", "Commit"))
         ran = {key: (hardwares[key[1]], commits[key[1]]) for key in done}
-        if not (jobs := {key: job(key) for key in keys if key not in done}):  # the report again, from runs.csv
+        if not (jobs := {key: record.job(key) for key in keys if key not in done}):  # the report again, from runs.csv
             record.report(rows, ran)
             print(f"all {len(keys)} runs are done; summary and plot rewritten in {out_dir}")
             print("to run them again, pass --out-dir with a new folder")
             return
         workers = min(bench.workers or os.cpu_count() or 1, len(jobs))
-        line, ran_at = hardware(workers), commit()  # read now: the checkout may move on while the runs go
+        line, ran_at = record.hardware(workers), commit()  # read now: the checkout may move on while the runs go
         print(f"{len(jobs)} runs to go on {line}")
         start, failures = time.time(), 0
-        with contextlib.closing(backend(jobs, workers)) as outcomes:  # on Ctrl-C, stop the backend's runs now
+        with contextlib.closing(record.backend(jobs, workers)) as outcomes:  # on Ctrl-C, stop the backend's runs now
             for (values, seed), outcome in outcomes:
                 setting = dict(zip(fields, values, strict=True))
                 name = f"{','.join(f'{f}={format(v)}' for f, v in setting.items())} seed {seed}".lstrip()

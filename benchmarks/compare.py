@@ -1,13 +1,10 @@
-"""Records of one task side by side (learning.py or peers.py folders); or, with --logs, the evaluations of loose sac_v
-runs collected from their TensorBoard logs into one CSV (run, env_id, exp_name, seed, step, eval_mean).
+"""Records of one task side by side: per learning.py or peers.py folder, its seeds, how many reached the threshold and
+the median env steps to it (unreached seeds count as ∞), the mean ± std across seeds of the final evaluation and of each
+seed's last five (steadier), and a seed's median wall time, on the seeds every record has (--all-seeds: each its own).
+With --logs, the evaluations in the TensorBoard logs of loose sac_v runs, into one CSV.
 
-    python benchmarks/compare.py --threshold -200 \\
-        docs/benchmarks/Pendulum-v1/beside-sb3 docs/benchmarks/Pendulum-v1/peers/sb3-sac-v-defaults
+    python benchmarks/compare.py --threshold -200 docs/benchmarks/Pendulum-v1/beside-sb3 docs/benchmarks/Pendulum-v1
     python benchmarks/compare.py --logs runs/ --out probes.csv
-
-Per record: its seeds, how many reached the threshold and the median env steps to it (unreached seeds count as ∞), the
-final evaluation's mean ± std across seeds, that of each seed's last five evaluations (steadier), and the median wall
-time of a seed; on the seeds every record has (--all-seeds: each record's own).
 """
 
 from __future__ import annotations
@@ -46,12 +43,8 @@ def load_record(record: Path) -> dict[int, list[dict[str, float]]]:
         sys.exit(f"error: no runs.csv in {record}")
     try:
         columns = next(csv.reader(runs_csv.read_text().splitlines()[:1]), [])
-        # a sweep's grid fields come before these columns, a curve per setting and seed: merged by seed, they would
-        # pass for one setting
-        if grid := [c for c in columns if c not in METRICS]:
-            sys.exit(f"error: {runs_csv} is a sweep's output (grid: {', '.join(grid)}), not a learning record")
-        if missing := [c for c in METRICS if c not in columns]:
-            sys.exit(f"error: {runs_csv} is not a learning record: it has no {', '.join(missing)} column")
+        if set(columns) != set(METRICS):  # a sweep's has its grid fields too, and one curve per setting and seed
+            sys.exit(f"error: {runs_csv} is not a learning record: its columns are {', '.join(columns)}")
         per_seed = by_seed(read_rows(runs_csv))
     except OSError as e:
         sys.exit(f"error: cannot read {runs_csv}: {e.strerror or e}")

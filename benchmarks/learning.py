@@ -49,7 +49,7 @@ def main(bench: BenchArgs) -> None:
     config = common.settings_of(train)
 
     def report(rows: list[dict[str, Any]], ran: common.Provenance) -> None:
-        common.write_summary(rows, ran, train, threshold, out_dir)
+        (out_dir / "summary.md").write_text(common.summary(rows, ran, train, threshold))
         per_seed = common.by_seed(rows)
         title = f"sac_v on {train.env_id}: {common.seeds_title(per_seed)}"
         common.plot_curves(out_dir / "curves.png", title, [(per_seed, "tab:blue", None)], threshold)
@@ -61,8 +61,8 @@ def main(bench: BenchArgs) -> None:
             args = dataclasses.replace(args, resume=checkpoint)
         return (args,)
 
-    pool, hardware = common.seed_pool(common.run_seed, train.threads)  # sac_v's --threads, per worker
-    common.run_record(common.Record(out_dir, config, report), bench, job, pool, hardware)
+    pool = common.seed_pool(common.run_seed, train.threads)  # sac_v's --threads, per worker
+    common.run_record(common.Record(out_dir, config, report, job, *pool), bench)
 
 
 if __name__ == "__main__":

@@ -252,7 +252,9 @@ def main(peer: PeerArgs) -> None:
     config = peer_config(peer, settings)
 
     def report(rows: list[dict[str, Any]], ran: common.Provenance) -> None:
-        common.write_summary(rows, ran, train, threshold, out_dir, *describe(setting, settings, train))
+        (out_dir / "summary.md").write_text(
+            common.summary(rows, ran, train, threshold, describe(setting, settings, train))
+        )
         per_seed = common.by_seed(rows)
         curves = [(per_seed, "tab:orange", f"SB3 SAC ({setting}), mean")]
         beside = common.by_seed(common.read_rows(sac_v_record / "runs.csv"))
@@ -265,8 +267,8 @@ def main(peer: PeerArgs) -> None:
         return train, settings, key[1], checkpoint_dir(config, key[1])
 
     threads = 1 if train.threads == "auto" else train.threads  # sac_v's --threads, per worker, as run_seed takes it
-    pool, hardware = common.seed_pool(run_seed, threads, f"stable-baselines3 {stable_baselines3.__version__}")
-    common.run_record(common.Record(out_dir, config, report), peer, job, pool, hardware)
+    pool = common.seed_pool(run_seed, threads, f"stable-baselines3 {stable_baselines3.__version__}")
+    common.run_record(common.Record(out_dir, config, report, job, *pool), peer)
 
 
 if __name__ == "__main__":

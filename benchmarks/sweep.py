@@ -218,7 +218,7 @@ def run_tune(jobs: dict[RunKey, tuple[Args]], workers: int, address: str | None,
     keys, ended = list(jobs), queue.Queue()
 
     class Ended(tune.Callback):
-        """Puts (key, outcome) on a queue as each trial ends."""
+        """Puts (key, outcome) on a queue as each trial ends, complete or lost (its worker or node died)."""
 
         def __init__(self, keys: list[RunKey], ended: queue.Queue) -> None:
             self.keys, self.ended = keys, ended
@@ -227,13 +227,11 @@ def run_tune(jobs: dict[RunKey, tuple[Args]], workers: int, address: str | None,
             return {}
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            result = trial.last_result
-            outcome = result["error"] if "error" in result else [Evaluation(*e) for e in result["evaluations"]]
+            result = {"error": RuntimeError(f"Ray lost the trial: see {trial.error_file}")} | (trial.last_result or {})
+            outcome = [Evaluation(*e) for e in result["evaluations"]] if "evaluations" in result else result["error"]
             self.ended.put((self.keys[trial.config["run"]], outcome))
 
-        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            error = RuntimeError(f"Ray lost the trial: see {trial.error_file}")  # its worker or node died
-            self.ended.put((self.keys[trial.config["run"]], error))
+        on_trial_error = on_trial_complete
 
     trainable = tune.with_resources(tune.with_parameters(tune_trial, jobs=list(jobs.values())), {"cpu": threads})
     tuner = tune.Tuner(
@@ -291,11 +289,11 @@ def main(sweep: SweepArgs, command: str = "") -> None:
         setting = dict(zip(fields, key[0], strict=True))
         return (dataclasses.replace(train, **setting, seed=key[1], exp_name=f"sweep-{label(setting)}"),)
 
-    backend, hardware = common.seed_pool(common.run_seed, train.threads)  # sac_v's --threads, per run
+    backend = common.seed_pool(common.run_seed, train.threads)  # sac_v's --threads, per run
     if sweep.backend == "ray":
-        backend, hardware = ray_backend(sweep.ray_address, train.threads)
-    record = common.Record(out_dir, config, write, total, fields, grid_value, format_value, what="settings or grid")
-    common.run_record(record, sweep, job, backend, hardware, [tuple(setting.values()) for setting in settings])
+        backend = ray_backend(sweep.ray_address, train.threads)
+    record = common.Record(out_dir, config, write, job, *backend, total, fields, grid_value, format_value)
+    common.run_record(record, sweep, [tuple(setting.values()) for setting in settings])
 
 
 if __name__ == "__main__":

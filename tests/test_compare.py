@@ -64,12 +64,12 @@ def test_no_folder_given_is_one_line_on_stderr(tmp_path):
         (
             # a sweep's runs.csv: the same seed once per grid setting, which must not be merged into one curve
             lambda tmp: [write_record(tmp / "sweep", [1], "reward_scale,seed,step,eval_mean,eval_std,wall_s", "5.0,")],
-            "error: {tmp}/sweep/runs.csv is a sweep's output (grid: reward_scale), not a learning record",
+            "error: {tmp}/sweep/runs.csv is not a learning record: its columns are reward_scale, seed, step,",
         ),
         (lambda tmp: [write_record(tmp / "a", [])], "error: {tmp}/a/runs.csv holds no evaluation"),
         (
             lambda tmp: [write_record(tmp / "a", [1], "seed,step,eval_mean,wall_s")],
-            "error: {tmp}/a/runs.csv is not a learning record: it has no eval_std column",
+            "error: {tmp}/a/runs.csv is not a learning record: its columns are seed, step, eval_mean, wall_s",
         ),
         (
             lambda tmp: [write_record(tmp / "a", [1], prefix="x")],  # seeds x1: not a number

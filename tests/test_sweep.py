@@ -268,7 +268,7 @@ def test_sweep_refuses_to_mix_results_of_other_settings(in_tmp_dir):
     out.mkdir()
     (out / "runs.csv").write_text("reward_scale,seed,step,eval_mean,eval_std,wall_s\n5.0,1,300,-100.0,1.0,2.0\n")
     (out / "config.json").write_text(json.dumps({"settings": {}, "grid": {"reward_scale": [5.0]}}))
-    with pytest.raises(ConfigError, match="other settings or grid: pass --overwrite or --out-dir"):
+    with pytest.raises(ConfigError, match="other settings: pass --overwrite or --out-dir"):
         sweep.main(sweep_args(out, "reward_scale=5"))
     assert "5.0,1,300,-100.0" in (out / "runs.csv").read_text()
 
