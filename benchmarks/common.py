@@ -60,12 +60,6 @@ def cpu_flags() -> list[str]:
     return [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in listed]
 
 
-def hardware_line(workers: int, threads: int | str, *versions: str) -> str:
-    """The hardware line of a summary: the machine, how its runs shared it, torch's version and others'."""
-    line = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
-    return ", ".join([line, f"torch {torch.__version__}", *versions])
-
-
 def commit(checkout: Path = ROOT) -> str:
     """The checkout's commit, -dirty when tracked code differs from it (docs/, where records go, does not count)."""
 
@@ -103,8 +97,7 @@ def check_writable(out: Path, flag: str = "--out", kind: str = "CSV file") -> No
 
 
 def read_rows(path: Path, parse: Callable[[str, str], Any] = lambda column, text: text) -> list[dict[str, Any]]:
-    """A runs.csv's rows: seed and step as ints, metrics as floats, other columns (grid fields) through parse. A last
-    row cut short (no newline at its end) and rows with fields missing or extra are dropped."""
+    """A runs.csv's whole rows (a kill cuts the last): seed and step as ints, metrics as floats, others parsed."""
     text = path.read_text() if path.exists() else ""
     rows = csv.DictReader(text[: text.rfind("\n") + 1].splitlines())
     return [
@@ -116,10 +109,9 @@ def read_rows(path: Path, parse: Callable[[str, str], Any] = lambda column, text
 
 def append_rows(path: Path, columns: list[str], rows: list[dict[str, Any]], format: Callable[[Any], str] = str) -> None:
     """Append rows, a value outside METRICS written by format; a new file gets its header first."""
-    new = not path.exists()
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, columns)
-        if new:
+        if f.tell() == 0:
             writer.writeheader()
         writer.writerows({k: (v if k in METRICS else format(v)) for k, v in row.items()} for row in rows)
 
@@ -265,8 +257,7 @@ def summary(rows: list[dict], ran: Provenance, train: Args, threshold: float, he
 
 
 def plot_curves(path: Path, title: str, curves: list[tuple[dict, Any, str | None]], threshold: float) -> None:
-    """curves.png: for each (per_seed, color, label), each seed's curve thin and their mean over the steps every seed
-    has thick, under the threshold's dashed line."""
+    """curves.png: for each (per_seed, color, label), each seed's curve thin, their mean thick, the threshold dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -297,28 +288,18 @@ def seeds_title(per_seed: dict) -> str:
 class RecordArgs:
     """The flags of a tool that runs seeds into a record."""
 
-    train: tyro.conf.OmitArgPrefixes[Args]
-    """the sac_v settings shared by every seed (each run's --seed and --exp-name are the tool's)"""
-    seeds: int = 10
-    """number of seeds: first-seed, first-seed + 1, ..."""
-    first_seed: int = 1
-    """the first seed"""
-    workers: int = 0
-    """runs at a time on this machine (0: one per CPU core)"""
-    threshold: float | None = None
-    """eval return that counts as solved (default: LunarLander 200, Pendulum -200, HalfCheetah 5000, Hopper 2500,
-    Walker2d 2000)"""
-    out_dir: Path | None = None
-    """where results go (default: the tool's folder under runs/; with --record, the same under docs/)"""
-    record: bool = False
-    """write the committed record under docs/ (default: the same path under runs/)"""
-    overwrite: bool = False
-    """discard earlier results in out_dir made with other settings"""
+    train: tyro.conf.OmitArgPrefixes[Args]  # sac_v's settings, shared by every run (the tool sets --seed, --exp-name)
+    seeds: int = 10  # number of seeds: first-seed, first-seed + 1, ...
+    first_seed: int = 1  # the first seed
+    workers: int = 0  # runs at a time on this machine (0: one per CPU core)
+    threshold: float | None = None  # eval return that counts as solved (default per env: LunarLander 200, ...)
+    out_dir: Path | None = None  # where results go (default: the tool's folder under runs/, or docs/ with --record)
+    record: bool = False  # write the committed record under docs/ (default: the same path under runs/)
+    overwrite: bool = False  # discard earlier results in out_dir made with other settings
 
 
 def check_record(bench: RecordArgs, run_names: str, resumes: str) -> float:
-    """Refuse, before anything is written, what no run of the record could use, and the flags the tool sets for each
-    run (--seed, --exp-name, --resume) rather than ignore them; the threshold."""
+    """The threshold; before anything is written, refuse what no run could use and the flags the tool sets per run."""
     train = bench.train
     threshold = bench.threshold if bench.threshold is not None else THRESHOLDS.get(train.env_id)
     if threshold is None:
@@ -355,18 +336,9 @@ def run_seed(args: Args) -> list[Evaluation]:
     return result.evaluations
 
 
-class InterruptError(Exception):
-    """SIGINT or SIGTERM stopped the tool; the runs it had in flight saved their checkpoints."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
-        self.signum = signum
-
-
 def work(conn: Connection, parent: int, fn: Callable[..., Any]) -> None:
-    """A worker process: fn(*job) for each job it receives, its result or exception sent back, until the tool closes
-    the pipe. In a process group of its own, it gets signals only through the tool; where the tool dies without a word
-    (SIGKILL, the out-of-memory killer), its run saves and stops as on a SIGTERM, and the worker ends."""
+    """A worker process: sends back fn(*job), or its exception, for each job until the tool closes the pipe. In a
+    process group of its own, it gets signals only through the tool; if the tool dies unheard, its run saves, stops."""
     os.setpgrp()
     sac_v.resume_command = lambda checkpoint: "rerun the benchmark's own command"  # not sac_v.py --resume
 
@@ -388,7 +360,7 @@ def work(conn: Connection, parent: int, fn: Callable[..., Any]) -> None:
 def run_in_workers(fn: Callable[..., Any], jobs: dict[Hashable, tuple], workers: int) -> Iterator[tuple[Hashable, Any]]:
     """Runs fn(*job) for each job in `workers` spawned processes; yields (key, result or exception) as each ends.
     SIGINT or SIGTERM forwards a SIGTERM to each worker (sac_v.train saves and stops; a second one stops it at once),
-    starts no new job, waits for the runs in flight and raises InterruptError."""
+    starts no new job, waits for the runs in flight and raises KeyboardInterrupt(message, signal)."""
     context, waiting = multiprocessing.get_context("spawn"), iter(jobs.items())
     pipes = [context.Pipe() for _ in range(workers)]
     processes = {conn: context.Process(target=work, args=(end, os.getpid(), fn)) for conn, end in pipes}
@@ -431,18 +403,22 @@ def run_in_workers(fn: Callable[..., Any], jobs: dict[Hashable, tuple], workers:
                 process.terminate()
             process.join()
     if stopped:
-        raise InterruptError(stopped[0])
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(stopped[0]).name}", stopped[0])
 
 
 def seed_pool(fn: Callable[..., list[Evaluation]], threads: int | str, *versions: str) -> tuple[Backend, Callable]:
-    """The local backend of run_record, each run fn(*job) in the worker pool, and its hardware line."""
-    return functools.partial(run_in_workers, fn), lambda workers: hardware_line(workers, threads, *versions)
+    """The local backend of run_record, each run fn(*job) in the worker pool, and the hardware line of its runs."""
+
+    def hardware(workers: int) -> str:
+        line = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
+        return ", ".join([line, f"torch {torch.__version__}", *versions])
+
+    return functools.partial(run_in_workers, fn), hardware
 
 
 @dataclasses.dataclass
 class Record:
-    """A results folder: runs.csv (appended as each run ends, so a crash never loses finished runs), failures.csv
-    (the runs that raised, with their error), config.json (what its runs were made with), and what `report` writes."""
+    """A results folder: runs.csv (appended as each run ends), failures.csv, config.json and what `report` writes."""
 
     out_dir: Path
     config: dict[str, Any]
@@ -450,7 +426,6 @@ class Record:
     job: Callable[[RunKey], tuple]  # what the backend runs for a run: fn(*job(key))
     backend: Backend
     hardware: Callable[[int], str]  # the hardware line of runs that share the machine `workers` at a time
-    total: Callable[[RunKey], int] | None = None  # the env step at which a run is finished (None: --total-timesteps)
     fields: list[str] = dataclasses.field(default_factory=list)  # a sweep's grid fields, the columns before METRICS
     parse: Callable[[str, str], Any] = lambda column, text: text  # a grid value from runs.csv
     format: Callable[[Any], str] = str  # a grid value into runs.csv
@@ -458,9 +433,9 @@ class Record:
     def key(self, row: dict[str, Any]) -> RunKey:
         return tuple(row[f] for f in self.fields), row["seed"]
 
-    def earlier_rows(self, overwrite: bool, total: Callable[[RunKey], int]) -> list[dict[str, Any]]:
-        """The rows of earlier runs that count: made with this config (else refused, or with overwrite discarded) and
-        finished; runs.csv is rewritten, through a new file, to hold only those, and config.json to hold the config."""
+    def earlier_rows(self, overwrite: bool, total_timesteps: int) -> list[dict[str, Any]]:
+        """The finished earlier runs' rows, kept alone in runs.csv; refused (or, with overwrite, discarded) if made
+        with another config. config.json records this one."""
         runs_csv, config_json = self.out_dir / "runs.csv", self.out_dir / "config.json"
         config = json.loads(json.dumps(self.config))  # tuples become lists, as when read back
         try:
@@ -469,14 +444,14 @@ class Record:
             earlier = None  # damaged: its results cannot be told to match
         if runs_csv.exists() and earlier != config:
             if not overwrite:
-                raise ConfigError(
-                    f"{runs_csv} holds results made with other {self.what}: pass --overwrite or --out-dir"
-                )
+                raise ConfigError(f"{runs_csv} holds results made with other settings: pass --overwrite or --out-dir")
             runs_csv.unlink()
         with atomic_path(config_json) as tmp:
             tmp.write_text(json.dumps(config, indent=2) + "\n")
         rows = read_rows(runs_csv, self.parse)
-        done = {self.key(r) for r in rows if r["step"] == total(self.key(r))}
+        done = {
+            self.key(r) for r in rows if r["step"] == r.get("total_timesteps", total_timesteps)
+        }  # a grid may vary it
         rows = [r for r in rows if self.key(r) in done]
         with atomic_path(runs_csv) as tmp:
             tmp.unlink(missing_ok=True)  # left by a kill
@@ -503,7 +478,7 @@ def run_record(record: Record, bench: RecordArgs, settings: list[tuple[Any, ...]
         lock_folder(out_dir, "another benchmark is writing it; wait, or pass another --out-dir")
         or contextlib.nullcontext()
     ):
-        rows = record.earlier_rows(bench.overwrite, record.total or (lambda key: bench.train.total_timesteps))
+        rows = record.earlier_rows(bench.overwrite, bench.train.total_timesteps)
         failures_csv.unlink(missing_ok=True)  # every failed run is retried now, and recorded again if it fails again
         done = {record.key(r) for r in rows}
         if done:
@@ -545,13 +520,13 @@ def run_record(record: Record, bench: RecordArgs, settings: list[tuple[Any, ...]
 
 
 def cli(main: Callable[[], None], stopped: str) -> None:
-    """Run a tool: a ConfigError ends it in one line; a signal, after the runs in flight saved, with `stopped` (how the
-    same command goes on) and the exit status 128 + the signal."""
+    """Run a tool: a ConfigError ends it in one line; a signal with `stopped` (how to go on) and status 128 + signal."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill outside the pool stops it as Ctrl-C does
     try:
         main()
     except ConfigError as e:
         sys.exit(f"error: {e}")
-    except (KeyboardInterrupt, InterruptError) as e:
-        print(f"{e if isinstance(e, InterruptError) else 'interrupted'}: {stopped}", file=sys.stderr)
-        sys.exit(128 + e.signum if isinstance(e, InterruptError) else 130)
+    except KeyboardInterrupt as e:  # Ctrl-C or a kill; from the pool, with the signal that stopped its runs
+        message, signum = e.args or ("interrupted", signal.SIGINT)
+        print(f"{message}: {stopped}", file=sys.stderr)
+        sys.exit(128 + signum)

@@ -1,10 +1,10 @@
-"""Records of one task side by side: per learning.py or peers.py folder, its seeds, how many reached the threshold and
-the median env steps to it (unreached seeds count as ∞), the mean ± std across seeds of the final evaluation and of each
-seed's last five (steadier), and a seed's median wall time, on the seeds every record has (--all-seeds: each its own).
-With --logs, the evaluations in the TensorBoard logs of loose sac_v runs, into one CSV.
+"""Records of one task side by side; or, with --logs, the evaluations in loose sac_v runs' TensorBoard logs as a CSV.
 
     python benchmarks/compare.py --threshold -200 docs/benchmarks/Pendulum-v1/beside-sb3 docs/benchmarks/Pendulum-v1
     python benchmarks/compare.py --logs runs/ --out probes.csv
+
+Per record, on the seeds every record has (--all-seeds: its own): seeds that reached the threshold, median env steps to
+it (unreached count as ∞), mean ± std across seeds of the final and of the last five evaluations, minutes per seed.
 """
 
 from __future__ import annotations
@@ -24,16 +24,11 @@ from buffer import atomic_path
 
 @dataclasses.dataclass
 class CompareArgs:
-    records: tyro.conf.Positional[list[Path]] = dataclasses.field(default_factory=list)
-    """folders holding a runs.csv"""
-    threshold: float | None = None
-    """the eval return that counts as solved"""
-    all_seeds: bool = False
-    """each record's own seeds, not only those every record has"""
-    logs: Path | None = None
-    """a folder of sac_v run folders (runs/): write the evaluations in their TensorBoard logs to --out, no table"""
-    out: Path = Path("evals.csv")
-    """the CSV that --logs writes"""
+    records: tyro.conf.Positional[list[Path]] = dataclasses.field(default_factory=list)  # folders holding a runs.csv
+    threshold: float | None = None  # the eval return that counts as solved
+    all_seeds: bool = False  # each record's own seeds, not only those every record has
+    logs: Path | None = None  # a folder of sac_v run folders: their TensorBoard logs' evaluations to --out, no table
+    out: Path = Path("evals.csv")  # the CSV that --logs writes
 
 
 def load_record(record: Path) -> dict[int, list[dict[str, float]]]:

@@ -3,10 +3,8 @@
     python benchmarks/learning.py --env-id LunarLanderContinuous-v3 --seeds 10
     python benchmarks/learning.py --paper --env-id Hopper-v5 --total-timesteps 300000 --seeds 3 --record
 
-Runs `sac_v.train` once per seed in worker processes into a record (common.Record) in runs/benchmarks/<env>/ (with
---record the committed docs/benchmarks/<env>/). A rerun skips the seeds in runs.csv and continues each unfinished seed
-from the last checkpoint in its run folder, runs/<env>__bench__<seed>__<time>, of any run length. Needs the `bench`
-extra (matplotlib).
+One sac_v run per seed into a record (common.Record) in runs/benchmarks/<env>/, with --record docs/benchmarks/<env>/;
+a rerun continues each unfinished seed from its last checkpoint, in runs/<env>__bench__<seed>__<time>.
 """
 
 from __future__ import annotations

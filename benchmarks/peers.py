@@ -1,15 +1,13 @@
-"""Stable-Baselines3's SAC under sac_v's learning-benchmark protocol, beside sac_v's own record.
+"""Stable-Baselines3's SAC under sac_v's learning-benchmark protocol, into a record beside sac_v's own.
 
     python benchmarks/peers.py --setting zoo --env-id LunarLanderContinuous-v3 --seeds 5
-    python benchmarks/peers.py --setting sac-v-defaults --env-id Pendulum-v1 --total-timesteps 10000 \\
-        --eval-every 1000 --min-pool 1000 --reward-scale 40
+    python benchmarks/peers.py --setting sac-v-defaults --env-id Pendulum-v1 --total-timesteps 10000 --min-pool 1000
 
---setting zoo takes rl-zoo3's tuned settings for the env (sb3.py); sac-v-defaults takes sac_v's, the entropy coefficient
-fixed at alpha / reward_scale: sac_v's objective without V. (SB3 takes its first gradient step after env step
-learning_starts + 1, sac_v after min_pool.) The record is learning.py's, in runs/benchmarks/<env>/peers/sb3-<setting>/
-(with --record under docs/). A seed checkpoints at each evaluation (read back with weights_only) in
-runs/<env>__sb3-<setting>__<seed>__<settings digest>/, whence a rerun resumes it, in a new training episode: not
-exactly. Needs the `peers` extra.
+zoo: rl-zoo3's tuned settings for the env (sb3.py); sac-v-defaults: sac_v's, the entropy coefficient fixed at alpha /
+reward_scale (sac_v's objective without V). The record goes to runs/benchmarks/<env>/peers/sb3-<setting>/ (--record:
+docs/); a rerun resumes each unfinished seed from its checkpoint (weights_only) in runs/<env>__sb3-<setting>__<seed>__
+<digest>/, in a new training episode. SB3 takes its first gradient step after env step learning_starts + 1, sac_v after
+min_pool.
 """
 
 from __future__ import annotations
@@ -53,9 +51,7 @@ BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "don
 class PeerArgs(common.RecordArgs):
     """benchmarks/learning.py's flags, and which settings SB3's SAC learns with."""
 
-    setting: Setting = "zoo"
-    """zoo: rl-zoo3's hyperparameters for the env; sac-v-defaults: the sac_v settings given, entropy coefficient fixed
-    at alpha / reward_scale"""
+    setting: Setting = "zoo"  # zoo: rl-zoo3's settings for the env; sac-v-defaults: sac_v's, ent_coef alpha / scale
 
 
 def evaluate(model: SAC, env: gym.Env, episodes: int, seed: int) -> np.ndarray:
@@ -72,9 +68,8 @@ def evaluate(model: SAC, env: gym.Env, episodes: int, seed: int) -> np.ndarray:
 
 
 class ProtocolEvaluation(BaseCallback):
-    """sac_v's evaluations inside SB3's model.learn: SB3 calls _on_rollout_start before each env step, after the
-    previous step's gradient step, where sac_v evaluates; the last step's comes at the end. With a folder, each
-    evaluation is followed by a checkpoint there."""
+    """sac_v's evaluations in SB3's model.learn, each followed by a checkpoint in the folder if one is given. SB3 calls
+    _on_rollout_start before each env step, after the last one's gradient step: where sac_v evaluates."""
 
     def __init__(self, train: Args, seed: int, folder: Path | None = None):
         super().__init__()
@@ -112,9 +107,8 @@ class ProtocolEvaluation(BaseCallback):
             self.save()
 
     def save(self, with_buffer: bool = True) -> None:
-        """What a resume needs: the tensors SB3's model.save writes, the replay buffer's arrays, the counters, the
-        evaluations and the random streams. The buffer goes first, the checkpoint last, each atomically, with the
-        step."""
+        """What a resume needs: the tensors SB3's model.save writes, the replay buffer's arrays (saved first, each file
+        atomically, both with the step), the counters, the evaluations and the random streams."""
         model, folder = self.model, self.folder
         folder.mkdir(parents=True, exist_ok=True)
         step, rb = model.num_timesteps, model.replay_buffer
@@ -133,8 +127,7 @@ class ProtocolEvaluation(BaseCallback):
             (folder / BUFFER).unlink(missing_ok=True)
 
     def load(self, model: SAC) -> bool:
-        """Bring a new model and this callback to the seed's last checkpoint in the folder; False, with a note where
-        there is none to resume from."""
+        """Bring a new model and this callback to the seed's checkpoint in the folder; False if there is none to use."""
         folder, seed = self.folder, self.seed
         if folder is None or not (folder / CHECKPOINT).is_file():
             return False

@@ -1,12 +1,8 @@
-"""sac_v's MuJoCo records beside published multi-seed SAC: one table and one plot per task.
+"""sac_v's MuJoCo records beside published multi-seed SAC (docs/published-sac/raw/, cited in sources.md there): per
+task, mean ± std over seeds at 100 000, 300 000 and 1 000 000 env steps, and a plot.
 
     python benchmarks/published.py           # writes runs/published-sac/beside.md and runs/published-sac/<Task>.png
     python benchmarks/published.py --record  # the committed ones, docs/published-sac/beside.md and <Task>.png
-
-Reads sac_v's records (docs/benchmarks/<Task>-v5/runs.csv, and 1m/runs.csv for 1 000 000 steps) and the published
-curves in docs/published-sac/raw/ (sources.md there cites each). Per task: mean ± std over seeds (population std) at
-100 000, 300 000 and 1 000 000 env steps, with the seeds that reached each, and how far sac_v's mean at 300 000 stands
-from each source's, in that source's standard deviations. Needs the `bench` extra (matplotlib).
 """
 
 from __future__ import annotations
@@ -36,21 +32,17 @@ Curves = dict[int, dict[int, float]]  # {seed: {env step: eval mean}}
 
 @dataclasses.dataclass
 class PublishedArgs:
-    record: bool = False
-    """write the committed table and plots, docs/published-sac/ (default runs/published-sac/)"""
+    record: bool = False  # write the committed table and plots, docs/published-sac/ (default runs/published-sac/)
 
 
 def read_curves(path: Path, offset: int = 0) -> Curves:
-    """The curves of a published raw/ file (env_step, then a column per seed)."""
+    """The curves of a published raw/ file (env_step, then a column per seed), or of a sac_v record's runs.csv."""
+    if path.name == "runs.csv":
+        return {seed: {r["step"]: r["eval_mean"] for r in rows} for seed, rows in by_seed(read_rows(path)).items()}
     with path.open() as f:
         rows = list(csv.DictReader(f))
     seeds = [name for name in rows[0] if name.startswith("seed_")]
     return {i: {int(float(r["env_step"])) + offset: float(r[s]) for r in rows if r[s]} for i, s in enumerate(seeds)}
-
-
-def read_sac_v(path: Path) -> Curves:
-    """The curves of a sac_v record's runs.csv (none where it is missing)."""
-    return {seed: {r["step"]: r["eval_mean"] for r in rows} for seed, rows in by_seed(read_rows(path)).items()}
 
 
 def at(curves: Curves, step: int, tolerance: int = 10_000) -> np.ndarray:
@@ -64,15 +56,12 @@ def cell(values: np.ndarray) -> str:
 
 
 def table(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves]) -> list[str]:
-    lines = [
-        f"### {task}",
-        "",
-        "| run | 100 000 | 300 000 | 1 000 000 | sac_v at 300 000, in the source's stds |",
+    mine, at_steps = at(ours, 300_000), [at(ours, STEPS[0]), at(ours, STEPS[1]), at(long, STEPS[2])]
+    lines = [f"### {task}", "", "| run | 100 000 | 300 000 | 1 000 000 | sac_v at 300 000, in the source's stds |"]
+    lines += [
         "| --- | ---: | ---: | ---: | ---: |",
-        f"| **sac_v, `-v5`, det.** | {cell(at(ours, STEPS[0]))} | {cell(at(ours, STEPS[1]))} "
-        f"| {cell(at(long, STEPS[2]))} | |",
+        f"| **sac_v, `-v5`, det.** | {' | '.join(map(cell, at_steps))} | |",
     ]
-    mine = at(ours, 300_000)
     for label, curves in theirs.items():
         other = at(curves, 300_000)
         gap = f"{(mine.mean() - other.mean()) / other.std():+.1f}" if len(mine) and len(other) else "–"
@@ -95,8 +84,9 @@ def plot(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves], out: 
     ax.plot(steps, mean, color="black", linewidth=2, label=f"sac_v, {len(ours)} seeds (± std)")
     ax.fill_between(steps, mean - std, mean + std, color="black", alpha=0.15)
     for seed, curve in long.items():  # a seed run on to 1 000 000 steps: a run of its own, not the record's seed
-        steps = sorted(curve)
-        ax.plot(steps, [curve[s] for s in steps], "k--", linewidth=1, label=f"sac_v seed {seed}, 1M run")
+        ax.plot(
+            sorted(curve), [curve[s] for s in sorted(curve)], "k--", linewidth=1, label=f"sac_v seed {seed}, 1M run"
+        )
     ax.set(xlabel="env steps", ylabel="evaluation return (mean over seeds)", title=task, xlim=(0, 1_000_000))
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -118,11 +108,11 @@ def main(args: PublishedArgs) -> None:
     ]
     for task in TASKS:
         theirs = {
-            label: read_curves(PUBLISHED / "raw" / name / f"{task}.csv", offset)
-            for name, (label, offset) in SOURCES.items()
+            label: read_curves(PUBLISHED / "raw" / name / f"{task}.csv", skip)
+            for name, (label, skip) in SOURCES.items()
         }
         record = ROOT / "docs" / "benchmarks" / f"{task}-v5"
-        ours, long = read_sac_v(record / "runs.csv"), read_sac_v(record / "1m" / "runs.csv")
+        ours, long = read_curves(record / "runs.csv"), read_curves(record / "1m" / "runs.csv")
         lines += table(task, ours, long, theirs)
         if ours:
             lines += [f"![{task}]({plot(task, ours, long, theirs, out).name})", ""]

@@ -1,15 +1,11 @@
 """Grid sweep: sac_v over a grid of `Args` settings × seeds, on this machine or on a Ray cluster.
 
     python benchmarks/sweep.py --env-id LunarLanderContinuous-v3 --grid reward_scale=1,5,20,40 --seeds 5
-    python benchmarks/sweep.py --grid min_pool=300,10000,20000 --grid hidden_sizes=64x64,256x256 --seeds 5
-    python benchmarks/sweep.py --grid reward_scale=1,5,20,40 --backend ray --ray-address auto
+    python benchmarks/sweep.py --grid min_pool=300,10000 --grid hidden_sizes=64x64,256x256 --backend ray
 
-`--grid field=v1,v2,...` varies any `Args` field (several give their cross product): numbers, true/false, a choice, or
-layer widths joined by x (64x64). The record (common.Record, a summary row per setting) goes to
-runs/experiments/<env-id>__<grid fields>/ (with --record under docs/); a rerun runs only the missing and failed runs.
-`--backend ray` runs them as one Ray Tune experiment, a trial per run, on a local Ray instance or on the cluster at
---ray-address, to which this checkout's code is shipped: every node needs the project's dependencies (pip install -e
-".[ray]") with the driver's Python and Ray; each run's TensorBoard folder stays on its node.
+The record (common.Record, a summary row per setting) goes to runs/experiments/<env-id>__<grid fields>/ (--record:
+docs/); a rerun runs the missing and failed runs. With --ray-address, Ray ships this checkout's code to the cluster,
+whose nodes need the project's dependencies (pip install -e ".[ray]") and the driver's Python and Ray versions.
 """
 
 from __future__ import annotations
@@ -54,33 +50,26 @@ GRID_TYPES: dict[Any, tuple[str, Callable[[str], Any]]] = {
     bool: ("true or false", lambda text: {"true": True, "false": False}[text.lower()]),
     int: ("an integer", int),
     float: ("a number", float),
-    str: ("text", str),
     tuple[int, ...]: ("layer widths joined by x, e.g. 64x64", lambda text: tuple(map(int, text.split("x")))),
 }
 
 
+Grid = tyro.conf.UseAppendAction[tuple[tuple[str, ...], ...]]  # --grid a=1,2 --grid b=3 or --grid a=1,2 b=3
+
+
 @dataclasses.dataclass
 class SweepArgs(common.RecordArgs):
-    grid: tyro.conf.UseAppendAction[tuple[tuple[str, ...], ...]] = ()
-    """field=value1,value2,... (e.g. reward_scale=1,5,20,40 or hidden_sizes=64x64,256x256); several give a cross
-    product"""
-    seeds: int = 5
-    """runs per setting, with seeds first-seed, first-seed + 1, ..."""
-    backend: Literal["local", "ray"] = "local"
-    """local: a process pool on this machine; ray: a Ray Tune experiment on a local Ray instance or the cluster at
-    --ray-address"""
-    ray_address: str | None = None
-    """address of a running Ray cluster (e.g. auto, or ray://head:10001); default: start a local Ray instance"""
+    grid: Grid = ()  # field=value1,value2,... (e.g. reward_scale=1,5,20,40); several: their cross product
+    seeds: int = 5  # runs per setting, with seeds first-seed, first-seed + 1, ...
+    backend: Literal["local", "ray"] = "local"  # local: a process pool; ray: Ray Tune, local or at --ray-address
+    ray_address: str | None = None  # a running Ray cluster (e.g. auto, ray://head:10001); default: a local Ray instance
 
 
 def grid_value(field: str, text: str) -> Any:
     """One grid value (as given, or in runs.csv) as the field's type, or a ConfigError."""
     hint = TYPES[field]
-    if typing.get_origin(hint) is Literal:
-        if text in typing.get_args(hint):
-            return text
-        raise ConfigError(f"--grid {field}: {text!r} is not one of {', '.join(typing.get_args(hint))}")
-    kind, parse = GRID_TYPES[hint]
+    choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+    kind, parse = (f"one of {', '.join(choices)}", {c: c for c in choices}.__getitem__) if choices else GRID_TYPES[hint]
     try:
         return parse(text)
     except (KeyError, ValueError):
@@ -99,8 +88,7 @@ def label(setting: dict[str, Any], sep: str = ",") -> str:
 
 
 def parse_grid(items: Sequence[str]) -> list[dict[str, Any]]:
-    """`field=v1,v2,...` items to the settings of their cross product, {field: typed value} each; bad items raise a
-    ConfigError."""
+    """`field=v1,v2,...` items to the settings of their cross product, {field: typed value} each, or a ConfigError."""
     if not items:
         raise ConfigError("give at least one --grid field=value1,value2,... (seeds alone: benchmarks/learning.py)")
     grid: dict[str, list[Any]] = {}
@@ -110,7 +98,7 @@ def parse_grid(items: Sequence[str]) -> list[dict[str, Any]]:
         if not sep or not field:
             raise ConfigError(f"--grid {item!r} needs the form field=value1,value2,... (e.g. reward_scale=1,5,20,40)")
         if field not in TYPES:
-            close = [f"; did you mean {name}?" for name in difflib.get_close_matches(field, TYPES, n=1)]
+            close = [f"; did you mean {match}?" for match in difflib.get_close_matches(field, TYPES, n=1)]
             raise ConfigError(f"--grid: {field!r} is not a sac_v field{''.join(close)}")
         if field in FIXED_FIELDS:
             raise ConfigError(f"--grid cannot vary {field}: {FIXED_FIELDS[field]}")
@@ -125,13 +113,13 @@ def parse_grid(items: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def report(
-    rows: list[dict],
-    ran: common.Provenance,
     settings: list[dict],
     sweep: SweepArgs,
     threshold: float,
     command: str,
     out_dir: Path,
+    rows: list[dict],
+    ran: common.Provenance,
 ) -> None:
     """summary.md, a row per setting: its seeds' success count, median steps to the threshold and finals; curves.png."""
     fields, train = list(settings[0]), sweep.train
@@ -175,8 +163,7 @@ def report(
 
 
 def check_ray(backend: str, address: str | None) -> None:
-    """Refuse a Ray backend that cannot start: no Ray, or an address that nothing answers at (ray.init would wait
-    minutes, silent, first)."""
+    """Refuse a Ray backend without Ray, or at an address nothing answers at (ray.init would wait minutes, silent)."""
     if address is not None and backend != "ray":
         raise ConfigError("--ray-address needs --backend ray")
     if backend == "ray" and not all(importlib.util.find_spec(name) for name in ("ray", "pandas", "pyarrow")):
@@ -190,8 +177,7 @@ def check_ray(backend: str, address: str | None) -> None:
 
 
 def tune_trial(config: dict[str, int], jobs: list[tuple[Args]]) -> dict[str, Any]:
-    """One Ray Tune trial, one sac_v run: its evaluations, or the exception it raised (kept as the local pool keeps
-    it, and not retried by Tune)."""
+    """One Ray Tune trial, one sac_v run: its evaluations, or the exception it raised (recorded, not retried)."""
     try:
         return {"evaluations": [tuple(e) for e in common.run_seed(*jobs[config["run"]])]}
     except Exception as e:
@@ -256,14 +242,6 @@ def run_tune(jobs: dict[RunKey, tuple[Args]], workers: int, address: str | None,
         ray.shutdown()
 
 
-def ray_backend(address: str | None, threads: int | str) -> tuple[common.Backend, Callable[[int], str]]:
-    """run_tune on the cluster at `address` (None: a local Ray instance), and the hardware line of its runs."""
-    where = f"the Ray cluster at {address}" if address else f"a local Ray instance on {common.cpu_name()}"
-    line = f"{where}, {threads} torch thread(s) per run, torch {torch.__version__}"
-    cpus = 1 if threads == "auto" else threads
-    return functools.partial(run_tune, address=address, threads=cpus), lambda workers: line
-
-
 def main(sweep: SweepArgs, command: str = "") -> None:
     """The runs of the grid × seeds not yet in the record, on the backend; then the summary and plot."""
     settings, train = parse_grid([item for group in sweep.grid for item in group]), sweep.train
@@ -279,20 +257,18 @@ def main(sweep: SweepArgs, command: str = "") -> None:
     same_runs = {f: sorted({s[f] for s in settings}) for f in sorted(fields)}  # the grid in any order: the same runs
     config = {"settings": common.settings_of(train, "exp_name", *fields), "grid": same_runs}
 
-    def write(rows: list[dict[str, Any]], ran: common.Provenance) -> None:
-        report(rows, ran, settings, sweep, threshold, command, out_dir)
-
-    def total(key: RunKey) -> int:
-        return dict(zip(fields, key[0], strict=True)).get("total_timesteps", train.total_timesteps)
-
     def job(key: RunKey) -> tuple[Args]:
         setting = dict(zip(fields, key[0], strict=True))
         return (dataclasses.replace(train, **setting, seed=key[1], exp_name=f"sweep-{label(setting)}"),)
 
     backend = common.seed_pool(common.run_seed, train.threads)  # sac_v's --threads, per run
     if sweep.backend == "ray":
-        backend = ray_backend(sweep.ray_address, train.threads)
-    record = common.Record(out_dir, config, write, job, *backend, total, fields, grid_value, format_value)
+        address, cpus = sweep.ray_address, 1 if train.threads == "auto" else train.threads
+        where = f"the Ray cluster at {address}" if address else f"a local Ray instance on {common.cpu_name()}"
+        line = f"{where}, {train.threads} torch thread(s) per run, torch {torch.__version__}"
+        backend = functools.partial(run_tune, address=address, threads=cpus), lambda workers: line
+    write = functools.partial(report, settings, sweep, threshold, command, out_dir)
+    record = common.Record(out_dir, config, write, job, *backend, fields, grid_value, format_value)
     common.run_record(record, sweep, [tuple(setting.values()) for setting in settings])
 
 

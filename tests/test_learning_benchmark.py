@@ -26,6 +26,11 @@ def bench_args(out_dir: Path | None, **overrides) -> learning.BenchArgs:
     return learning.BenchArgs(train=train, seeds=2, workers=2, out_dir=out_dir, threshold=-1e9)
 
 
+def runs_only(folder: Path, config: dict) -> common.Record:
+    """A record of seeds made with `config`, to read back; it runs nothing."""
+    return common.Record(folder, config, report=print, job=print, backend=print, hardware=print)
+
+
 def test_benchmark_writes_curves_summary_and_plot_then_skips_finished_seeds(in_tmp_dir):
     pytest.importorskip("matplotlib", reason="the plot needs the bench extra")
     out = in_tmp_dir / "out"
@@ -143,10 +148,10 @@ def test_a_damaged_config_counts_as_other_settings_and_is_rewritten_whole(in_tmp
     out.mkdir()
     (out / "runs.csv").write_text("seed,step,eval_mean,eval_std,wall_s\n1,300,-100.0,1.0,2.0\n")
     (out / "config.json").write_text('{"reward_sc')  # a write cut short
-    record = common.Record(out, {"reward_scale": 5.0}, report=print)
+    record = runs_only(out, {"reward_scale": 5.0})
     with pytest.raises(learning.ConfigError, match="other settings: pass --overwrite"):
-        record.earlier_rows(overwrite=False, total=lambda key: 300)
-    assert record.earlier_rows(overwrite=True, total=lambda key: 300) == []
+        record.earlier_rows(overwrite=False, total_timesteps=300)
+    assert record.earlier_rows(overwrite=True, total_timesteps=300) == []
     assert json.loads((out / "config.json").read_text()) == {"reward_scale": 5.0}
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "runs.csv"]  # no .tmp left
 
@@ -344,11 +349,10 @@ SUMMARY_ROWS = [  # eval_mean per seed at steps 5 000, 10 000, 15 000 and 20 000
 ]
 
 
-def test_summary_counts_solved_seeds_and_takes_median_iqr_finals_and_bests_of_the_right_values(tmp_path):
+def test_summary_counts_solved_seeds_and_takes_median_iqr_finals_and_bests_of_the_right_values():
     rows = [dict(seed=seed, step=step, eval_mean=m, eval_std=0.0, wall_s=step / 100) for seed, step, m in SUMMARY_ROWS]
     ran = {((), seed): ("hw", "abc") for seed in (1, 2, 3, 4)}
-    common.write_summary(rows, ran, tiny_args(total_timesteps=20_000, eval_every=5000), -200.0, tmp_path)
-    lines = (tmp_path / "summary.md").read_text().splitlines()
+    lines = common.summary(rows, ran, tiny_args(total_timesteps=20_000, eval_every=5000), -200.0).splitlines()
     # steps to -200: seed 1 10 000, seed 2 15 000, seed 3 5 000 (then it falls back), seed 4 never
     assert "- seeds that reached the threshold: **3 / 4**" in lines
     assert "- seeds that reached it within 10,000 env steps: **2 / 4**" in lines  # Pendulum's target: 10 000
@@ -390,7 +394,7 @@ def test_finished_rows_keeps_only_the_seeds_that_reached_the_last_step(tmp_path)
     runs_csv = tmp_path / "runs.csv"
     # seed 2's rows stop at step 150: its second row never got written (a kill between two rows)
     write_runs_csv(runs_csv, [(1, 150, -1.0, 0.0, 1.0), (1, 300, -2.0, 0.0, 2.0), (2, 150, -3.0, 0.0, 1.0)])
-    rows = common.Record(tmp_path, {}, report=print).earlier_rows(overwrite=False, total=lambda key: 300)
+    rows = runs_only(tmp_path, {}).earlier_rows(overwrite=False, total_timesteps=300)
     assert [(r["seed"], r["step"]) for r in rows] == [(1, 150), (1, 300)]
     assert common.read_rows(runs_csv) == rows, "runs.csv keeps only the finished seeds' rows"
 
@@ -409,7 +413,7 @@ def test_a_damaged_row_is_dropped(tmp_path, last_line):
 def test_results_without_their_config_count_as_other_settings(tmp_path):
     write_runs_csv(tmp_path / "runs.csv", [(1, 300, -100.0, 1.0, 2.0)])
     with pytest.raises(learning.ConfigError, match="other settings"):
-        common.Record(tmp_path, {"reward_scale": 5.0}, report=print).earlier_rows(False, total=lambda key: 300)
+        runs_only(tmp_path, {"reward_scale": 5.0}).earlier_rows(overwrite=False, total_timesteps=300)
 
 
 def bench_config(args: Args) -> dict:

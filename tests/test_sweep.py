@@ -205,7 +205,7 @@ def test_summary_rows_count_solved_seeds_median_and_finals_of_each_setting_of_a_
             setting | dict(seed=1, step=step, eval_mean=-500.0, eval_std=0.0, wall_s=1.0) for step in (5000, 10000)
         ]
     ran = {(tuple(s.values()), 1): ("hw", "abc") for s in settings}
-    sweep.report(rows, ran, settings, sweep_args(tmp_path), -200.0, "python benchmarks/sweep.py", tmp_path)
+    sweep.report(settings, sweep_args(tmp_path), -200.0, "python benchmarks/sweep.py", tmp_path, rows, ran)
     lines = (tmp_path / "summary.md").read_text().splitlines()
     finals = np.array([-100.0, -190.0, -350.0])
     assert f"| 1.0 | 0.005 | 3 | 2 / 3 | 2 / 3 | 10,000 | {finals.mean():.1f} ± {finals.std():.1f} |" in lines
