@@ -50,17 +50,6 @@ def load_record(record: Path) -> dict[int, list[dict[str, float]]]:
     return per_seed
 
 
-def row(record: Path, threshold: float, seeds: set[int] | None = None) -> str:
-    per_seed = {s: rows for s, rows in load_record(record).items() if seeds is None or s in seeds}
-    reach, finals = reach_and_finals(per_seed, threshold)
-    last_five = np.array([np.mean([r["eval_mean"] for r in rows[-5:]]) for rows in per_seed.values()])
-    wall = np.median([rows[-1]["wall_s"] for rows in per_seed.values()]) / 60
-    return (
-        f"| {record} | {len(reach)} | {np.isfinite(reach).sum()} / {len(reach)} | {fmt(median_steps(reach))} "
-        f"| {finals.mean():.1f} ± {finals.std():.1f} | {last_five.mean():.1f} ± {last_five.std():.1f} | {wall:.1f} |"
-    )
-
-
 def collect(runs: Path, out: Path) -> None:
     """Every evaluation logged by the run folders in `runs` (sac_v's env__exp__seed__time), in run-name order."""
     if not runs.exists():
@@ -96,15 +85,21 @@ def main(args: CompareArgs) -> None:
         sys.exit("error: no record folders given")
     if args.threshold is None:
         sys.exit("error: the table needs --threshold, the eval return that counts as solved")
-    seeds = [set(load_record(record)) for record in args.records]  # every record checked before the table starts
-    common = None if args.all_seeds else set.intersection(*seeds)
+    loaded = [(record, load_record(record)) for record in args.records]  # every record checked before the table
+    common = None if args.all_seeds else set.intersection(*(set(per_seed) for _, per_seed in loaded))
     if common is not None and not common:
         sys.exit("error: the records share no seed (--all-seeds compares each record's own)")
     head = f"| record | seeds | ≥ {args.threshold:g} | median steps to it | final eval | last five evals"
     print(f"{head} | minutes per seed |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for record in args.records:
-        print(row(record, args.threshold, common))
-    if common is not None and any(own != common for own in seeds):
+    for record, per_seed in loaded:
+        per_seed = {s: rows for s, rows in per_seed.items() if common is None or s in common}
+        reach, finals = reach_and_finals(per_seed, args.threshold)
+        last_five = np.array([np.mean([r["eval_mean"] for r in rows[-5:]]) for rows in per_seed.values()])
+        minutes = np.median([rows[-1]["wall_s"] for rows in per_seed.values()]) / 60
+        cells = [len(reach), f"{np.isfinite(reach).sum()} / {len(reach)}", fmt(median_steps(reach))]
+        cells += [f"{finals.mean():.1f} ± {finals.std():.1f}", f"{last_five.mean():.1f} ± {last_five.std():.1f}"]
+        print(f"| {record} | {' | '.join(map(str, cells))} | {minutes:.1f} |")
+    if common is not None and any(set(per_seed) != common for _, per_seed in loaded):
         print(f"\nseeds every record has: {sorted(common)} (--all-seeds: each record's own)")
 
 

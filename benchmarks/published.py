@@ -55,20 +55,6 @@ def cell(values: np.ndarray) -> str:
     return f"{values.mean():,.0f} ± {values.std():,.0f} ({len(values)})".replace(",", " ") if len(values) else "–"
 
 
-def table(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves]) -> list[str]:
-    mine, at_steps = at(ours, 300_000), [at(ours, STEPS[0]), at(ours, STEPS[1]), at(long, STEPS[2])]
-    lines = [f"### {task}", "", "| run | 100 000 | 300 000 | 1 000 000 | sac_v at 300 000, in the source's stds |"]
-    lines += [
-        "| --- | ---: | ---: | ---: | ---: |",
-        f"| **sac_v, `-v5`, det.** | {' | '.join(map(cell, at_steps))} | |",
-    ]
-    for label, curves in theirs.items():
-        other = at(curves, 300_000)
-        gap = f"{(mine.mean() - other.mean()) / other.std():+.1f}" if len(mine) and len(other) else "–"
-        lines.append(f"| {label} | {' | '.join(cell(at(curves, s)) for s in STEPS)} | {gap} |")
-    return [*lines, ""]
-
-
 def plot(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves], out: Path) -> Path:
     import matplotlib
 
@@ -113,7 +99,17 @@ def main(args: PublishedArgs) -> None:
         }
         record = ROOT / "docs" / "benchmarks" / f"{task}-v5"
         ours, long = read_curves(record / "runs.csv"), read_curves(record / "1m" / "runs.csv")
-        lines += table(task, ours, long, theirs)
+        mine, at_steps = at(ours, 300_000), [at(ours, STEPS[0]), at(ours, STEPS[1]), at(long, STEPS[2])]
+        lines += [f"### {task}", "", "| run | 100 000 | 300 000 | 1 000 000 | sac_v at 300 000, in the source's stds |"]
+        lines += [
+            "| --- | ---: | ---: | ---: | ---: |",
+            f"| **sac_v, `-v5`, det.** | {' | '.join(map(cell, at_steps))} | |",
+        ]
+        for label, curves in theirs.items():
+            other = at(curves, 300_000)
+            gap = f"{(mine.mean() - other.mean()) / other.std():+.1f}" if len(mine) and len(other) else "–"
+            lines.append(f"| {label} | {' | '.join(cell(at(curves, s)) for s in STEPS)} | {gap} |")
+        lines.append("")
         if ours:
             lines += [f"![{task}]({plot(task, ours, long, theirs, out).name})", ""]
     (out / "beside.md").write_text("\n".join(lines))

@@ -3,8 +3,9 @@ task, or sac_v's settings without V; and the model they make. Needs the `peers` 
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Callable
+import operator
 from typing import Any, Literal, NamedTuple
 
 from stable_baselines3 import SAC
@@ -58,16 +59,12 @@ def sb3_settings(setting: Setting, train: Args) -> dict[str, Any]:
     )
 
 
-def learning_rate(value: float | str) -> float | Callable[[float], float]:
-    """A float, or the zoo's lin_<x>: x times SB3's progress_remaining (1 at the start of the run, 0 at its end)."""
-    if isinstance(value, str):
-        initial = float(value.removeprefix("lin_"))
-        return lambda progress_remaining: progress_remaining * initial
-    return value
-
-
 def make_model(settings: dict[str, Any], env_id: str, seed: int) -> SAC:
     """SB3's SAC with these settings, learning on a new env; SB3 seeds Python, numpy, torch and the env with seed."""
     kwargs = {k: v for k, v in settings.items() if k not in ("net_arch", "learning_rate")}
-    kwargs |= {"learning_rate": learning_rate(settings["learning_rate"]), "seed": seed}
+    if isinstance(
+        rate := settings["learning_rate"], str
+    ):  # the zoo's lin_<x>: x times SB3's progress_remaining (1 to 0)
+        rate = functools.partial(operator.mul, float(rate.removeprefix("lin_")))
+    kwargs |= {"learning_rate": rate, "seed": seed}
     return SAC("MlpPolicy", make_env(env_id), policy_kwargs={"net_arch": list(settings["net_arch"])}, **kwargs)

@@ -162,20 +162,6 @@ def report(
     common.plot_curves(out_dir / "curves.png", title, curves, threshold)
 
 
-def check_ray(backend: str, address: str | None) -> None:
-    """Refuse a Ray backend without Ray, or at an address nothing answers at (ray.init would wait minutes, silent)."""
-    if address is not None and backend != "ray":
-        raise ConfigError("--ray-address needs --backend ray")
-    if backend == "ray" and not all(importlib.util.find_spec(name) for name in ("ray", "pandas", "pyarrow")):
-        raise ConfigError('--backend ray needs Ray: pip install -e ".[ray]"')
-    host, _, port = (address or "").removeprefix("ray://").rpartition(":")
-    if port.isdigit():  # not "auto", nor a form Ray resolves itself
-        try:
-            socket.create_connection((host or "127.0.0.1", int(port)), timeout=10).close()
-        except OSError as e:
-            raise ConfigError(f"cannot connect to the Ray cluster at {address}: {e.strerror or e}") from None
-
-
 def tune_trial(config: dict[str, int], jobs: list[tuple[Args]]) -> dict[str, Any]:
     """One Ray Tune trial, one sac_v run: its evaluations, or the exception it raised (recorded, not retried)."""
     try:
@@ -247,7 +233,16 @@ def main(sweep: SweepArgs, command: str = "") -> None:
     settings, train = parse_grid([item for group in sweep.grid for item in group]), sweep.train
     fields = list(settings[0])
     threshold = common.check_record(sweep, FIXED_FIELDS["exp_name"], FIXED_FIELDS["resume"])
-    check_ray(sweep.backend, sweep.ray_address)
+    if sweep.ray_address is not None and sweep.backend != "ray":
+        raise ConfigError("--ray-address needs --backend ray")
+    if sweep.backend == "ray" and not all(importlib.util.find_spec(name) for name in ("ray", "pandas", "pyarrow")):
+        raise ConfigError('--backend ray needs Ray: pip install -e ".[ray]"')
+    host, _, port = (sweep.ray_address or "").removeprefix("ray://").rpartition(":")
+    if port.isdigit():  # refused at once: ray.init would wait minutes, silent, at an address nothing answers at
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=10).close()
+        except OSError as e:
+            raise ConfigError(f"cannot connect to the Ray cluster at {sweep.ray_address}: {e.strerror or e}") from None
     for setting in settings:  # a bad combination is refused before anything runs
         try:
             validate_args(dataclasses.replace(train, **setting))
