@@ -279,9 +279,8 @@ def plot_curves(path: Path, title: str, curves: list[tuple[dict, Any, str | None
 
 
 def seeds_title(per_seed: dict) -> str:
-    return (
-        f"seed {next(iter(per_seed))}" if len(per_seed) == 1 else f"{len(per_seed)} seeds (thin) and their mean (thick)"
-    )
+    n = len(per_seed)
+    return f"seed {next(iter(per_seed))}" if n == 1 else f"{n} seeds (thin) and their mean (thick)"
 
 
 @dataclasses.dataclass
@@ -449,9 +448,8 @@ class Record:
         with atomic_path(config_json) as tmp:
             tmp.write_text(json.dumps(config, indent=2) + "\n")
         rows = read_rows(runs_csv, self.parse)
-        done = {
-            self.key(r) for r in rows if r["step"] == r.get("total_timesteps", total_timesteps)
-        }  # a grid may vary it
+        # a run is finished at --total-timesteps, or at its grid value
+        done = {self.key(r) for r in rows if r["step"] == r.get("total_timesteps", total_timesteps)}
         rows = [r for r in rows if self.key(r) in done]
         with atomic_path(runs_csv) as tmp:
             tmp.unlink(missing_ok=True)  # left by a kill
@@ -465,19 +463,14 @@ def run_record(record: Record, bench: RecordArgs, settings: list[tuple[Any, ...]
     run, rewrite the report. Each run keeps the hardware and commit it ran at (earlier ones from the summary)."""
     out_dir, fields, format = record.out_dir, record.fields, record.format
     runs_csv, failures_csv = out_dir / "runs.csv", out_dir / "failures.csv"
-    keys = [
-        (values, seed)
-        for values in settings or [()]
-        for seed in range(bench.first_seed, bench.first_seed + bench.seeds)
-    ]
+    seeds = range(bench.first_seed, bench.first_seed + bench.seeds)
+    keys = [(values, seed) for values in settings or [()] for seed in seeds]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create the results folder {out_dir}: {e.strerror}") from None
-    with (
-        lock_folder(out_dir, "another benchmark is writing it; wait, or pass another --out-dir")
-        or contextlib.nullcontext()
-    ):
+    lock = lock_folder(out_dir, "another benchmark is writing it; wait, or pass another --out-dir")
+    with lock or contextlib.nullcontext():
         rows = record.earlier_rows(bench.overwrite, bench.train.total_timesteps)
         failures_csv.unlink(missing_ok=True)  # every failed run is retried now, and recorded again if it fails again
         done = {record.key(r) for r in rows}
@@ -501,14 +494,12 @@ def run_record(record: Record, bench: RecordArgs, settings: list[tuple[Any, ...]
                 if isinstance(outcome, Exception):  # reported; the finished runs are on disk already
                     failures += 1
                     error = " ".join(f"{type(outcome).__name__}: {outcome}".split())
-                    append_rows(
-                        failures_csv, [*fields, "seed", "error"], [setting | {"seed": seed, "error": error}], format
-                    )
+                    failure = setting | {"seed": seed, "error": error}
+                    append_rows(failures_csv, [*fields, "seed", "error"], [failure], format)
                     print(f"{name} failed: {error}", file=sys.stderr)
                     continue
-                new = [
-                    setting | dict(zip(METRICS, (seed, *e), strict=True)) for e in outcome
-                ]  # e: step, mean, std, wall
+                # each evaluation e is (step, mean, std, wall_s)
+                new = [setting | dict(zip(METRICS, (seed, *e), strict=True)) for e in outcome]
                 append_rows(runs_csv, [*fields, *METRICS], new, format)
                 rows += new
                 ran[(values, seed)] = (line, ran_at)

@@ -245,9 +245,8 @@ def main(peer: PeerArgs) -> None:
     config = peer_config(peer, settings)
 
     def report(rows: list[dict[str, Any]], ran: common.Provenance) -> None:
-        (out_dir / "summary.md").write_text(
-            common.summary(rows, ran, train, threshold, describe(setting, settings, train))
-        )
+        text = common.summary(rows, ran, train, threshold, describe(setting, settings, train))
+        (out_dir / "summary.md").write_text(text)
         per_seed = common.by_seed(rows)
         curves = [(per_seed, "tab:orange", f"SB3 SAC ({setting}), mean")]
         beside = common.by_seed(common.read_rows(sac_v_record / "runs.csv"))

@@ -46,17 +46,11 @@ def sb3_settings(setting: Setting, train: Args) -> dict[str, Any]:
         if train.env_id not in ZOO:
             raise ConfigError(f"rl-zoo3 hyperparameters are copied here for {', '.join(ZOO)}, not {train.env_id}")
         return defaults | ZOO[train.env_id].hyperparameters
-    return defaults | dict(
-        learning_rate=train.critic_lr,  # SB3 has one learning rate, for the actor, the critics and ent_coef
-        buffer_size=train.buffer_size,
-        learning_starts=train.min_pool,
-        batch_size=train.batch_size,
-        tau=train.tau,
-        gamma=train.gamma,
-        gradient_steps=train.gradient_steps,
-        ent_coef=train.alpha / train.reward_scale,  # the Q target of r * reward_scale with alpha, divided by the scale
-        net_arch=list(train.hidden_sizes),
-    )
+    same = {name: getattr(train, name) for name in ("buffer_size", "batch_size", "tau", "gamma", "gradient_steps")}
+    ours = dict(learning_rate=train.critic_lr, learning_starts=train.min_pool, net_arch=list(train.hidden_sizes))
+    # SB3 has one learning rate (actor, critics, ent_coef); the Q target of r * reward_scale with alpha, divided by the
+    # scale, fixes ent_coef at alpha / reward_scale
+    return defaults | same | ours | {"ent_coef": train.alpha / train.reward_scale}
 
 
 def make_model(settings: dict[str, Any], env_id: str, seed: int) -> SAC:

@@ -112,15 +112,7 @@ def parse_grid(items: Sequence[str]) -> list[dict[str, Any]]:
     return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
-def report(
-    settings: list[dict],
-    sweep: SweepArgs,
-    threshold: float,
-    command: str,
-    out_dir: Path,
-    rows: list[dict],
-    ran: common.Provenance,
-) -> None:
+def report(settings: list, sweep: SweepArgs, threshold: float, command: str, out: Path, rows: list, ran: dict) -> None:
     """summary.md, a row per setting: its seeds' success count, median steps to the threshold and finals; curves.png."""
     fields, train = list(settings[0]), sweep.train
     per_setting = [common.by_seed([r for r in rows if all(r[k] == v for k, v in s.items())]) for s in settings]
@@ -149,7 +141,7 @@ def report(
     hardware = "; ".join(dict.fromkeys(hw for hw, _ in ran.values()))
     lines += ["", f"Shared settings: {shared}", "", f"Hardware: {hardware}.", ""]
     lines += ["Command:", "", "```", command, "```", ""] if command else []
-    (out_dir / "summary.md").write_text("\n".join(lines))
+    (out / "summary.md").write_text("\n".join(lines))
 
     import matplotlib
 
@@ -159,7 +151,7 @@ def report(
         for i, (s, p) in enumerate(zip(settings, per_setting, strict=True))
     ]
     title = f"sac_v on {train.env_id}: seeds (thin) and their mean (thick) per setting"
-    common.plot_curves(out_dir / "curves.png", title, curves, threshold)
+    common.plot_curves(out / "curves.png", title, curves, threshold)
 
 
 def tune_trial(config: dict[str, int], jobs: list[tuple[Args]]) -> dict[str, Any]:
@@ -206,14 +198,11 @@ def run_tune(jobs: dict[RunKey, tuple[Args]], workers: int, address: str | None,
         on_trial_error = on_trial_complete
 
     trainable = tune.with_resources(tune.with_parameters(tune_trial, jobs=list(jobs.values())), {"cpu": threads})
-    tuner = tune.Tuner(
-        trainable,
-        param_space={"run": tune.grid_search(list(range(len(keys))))},
-        tune_config=tune.TuneConfig(max_concurrent_trials=workers),
-        run_config=tune.RunConfig(
-            storage_path=str(Path("runs/tune").resolve()), callbacks=[Ended(keys, ended)], verbose=0
-        ),
+    run_config = tune.RunConfig(
+        storage_path=str(Path("runs/tune").resolve()), callbacks=[Ended(keys, ended)], verbose=0
     )
+    space, limit = {"run": tune.grid_search(list(range(len(keys))))}, tune.TuneConfig(max_concurrent_trials=workers)
+    tuner = tune.Tuner(trainable, param_space=space, tune_config=limit, run_config=run_config)
     fit = threading.Thread(target=tuner.fit, daemon=True)
     fit.start()
     try:
