@@ -43,7 +43,7 @@ from sac_v import Args, ConfigError, Evaluation, make_env, path_name, rng_states
 PROTOCOL = ("env_id", "total_timesteps", "eval_every", "eval_episodes")  # what both settings take from sac_v's flags
 SAC_V_SETTINGS = ("reward_scale", "alpha", "min_pool", "buffer_size", "batch_size", "gradient_steps", "gamma", "tau")
 SAC_V_SETTINGS += ("policy_lr", "critic_lr", "hidden_sizes")  # what sac-v-defaults takes besides
-CHECKPOINT, BUFFER = "sb3_sac.pt", "sb3_sac.buffer.npz"
+CHECKPOINT = "sb3_sac.pt"
 BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
 
@@ -107,57 +107,44 @@ class ProtocolEvaluation(BaseCallback):
             self.save()
 
     def save(self, with_buffer: bool = True) -> None:
-        """What a resume needs: the tensors SB3's model.save writes, the replay buffer's arrays (saved first, each file
-        atomically, both with the step), the counters, the evaluations and the random streams."""
-        model, folder = self.model, self.folder
-        folder.mkdir(parents=True, exist_ok=True)
-        step, rb = model.num_timesteps, model.replay_buffer
-        if with_buffer:
-            arrays = {name: getattr(rb, name)[: rb.buffer_size if rb.full else rb.pos] for name in BUFFER_ARRAYS}
-            with atomic_path(folder / BUFFER) as tmp, open(tmp, "wb") as f:
-                np.savez(f, step=step, pos=rb.pos, full=rb.full, **arrays)
+        """What a resume needs, in one file written atomically: the tensors SB3's model.save writes, the replay
+        buffer's arrays, the counters, the evaluations and the random streams."""
+        model, rb = self.model, self.model.replay_buffer
         state_dicts, tensors = model._get_torch_save_params()
         contents = {name: recursive_getattr(model, name).state_dict() for name in state_dicts}
         contents |= {name: recursive_getattr(model, name).detach() for name in tensors}
-        contents |= dict(step=step, n_updates=model._n_updates, evaluations=[tuple(e) for e in self.evaluations])
-        contents |= dict(wall_s=self.wall_s + time.time() - self.start, rng=rng_states(model.action_space))
-        with atomic_path(folder / CHECKPOINT) as tmp:
-            torch.save(contents | {"with_buffer": with_buffer}, tmp)
-        if not with_buffer:
-            (folder / BUFFER).unlink(missing_ok=True)
+        size = (rb.buffer_size if rb.full else rb.pos) if with_buffer else 0
+        contents["buffer"] = {name: torch.from_numpy(getattr(rb, name)[:size]) for name in BUFFER_ARRAYS}
+        contents |= dict(step=model.num_timesteps, n_updates=model._n_updates, pos=rb.pos, full=rb.full)
+        contents |= dict(evaluations=[tuple(e) for e in self.evaluations], rng=rng_states(model.action_space))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.folder / CHECKPOINT) as tmp:
+            torch.save(contents | {"wall_s": self.wall_s + time.time() - self.start}, tmp)
 
     def load(self, model: SAC) -> bool:
         """Bring a new model and this callback to the seed's checkpoint in the folder; False if there is none to use."""
-        folder, seed = self.folder, self.seed
+        folder, rb = self.folder, model.replay_buffer
         if folder is None or not (folder / CHECKPOINT).is_file():
             return False
-        try:
-            saved = torch.load(folder / CHECKPOINT, map_location=model.device, weights_only=True)
-            buffer = {}
-            if saved["with_buffer"]:
-                with np.load(folder / BUFFER) as data:  # allow_pickle stays off: only plain arrays are read
-                    buffer = {name: data[name] for name in data.files}
-        except Exception as e:  # missing, truncated or corrupted: whatever torch, zipfile or numpy meets first
-            print(f"note: seed {seed} starts again: its checkpoint in {folder} is unreadable ({type(e).__name__})")
+        try:  # weights_only: nothing is unpickled
+            saved = torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True)
+            buffer = saved["buffer"]  # none in a checkpoint of an older format
+        except Exception as e:  # truncated or corrupted: whatever torch or zipfile meets first
+            print(f"note: seed {self.seed} starts again: its checkpoint in {folder} is unusable ({type(e).__name__})")
             return False
-        if buffer and int(buffer["step"]) != saved["step"]:
-            print(f"note: seed {seed} starts again: the buffer in {folder} was not saved with its checkpoint")
-            return False
-        if buffer:
-            rb = model.replay_buffer
-            for name in BUFFER_ARRAYS:
-                getattr(rb, name)[: len(buffer[name])] = buffer[name]
-            rb.pos, rb.full = int(buffer["pos"]), bool(buffer["full"])
         state_dicts, tensors = model._get_torch_save_params()
         for name in state_dicts:
             recursive_getattr(model, name).load_state_dict(saved[name])
         with torch.no_grad():  # in place: the entropy coefficient's optimizer holds this very tensor
             for name in tensors:
                 recursive_getattr(model, name).copy_(saved[name])
+        for name, array in buffer.items():
+            getattr(rb, name)[: len(array)] = array.numpy()
+        rb.pos, rb.full = (saved["pos"], saved["full"]) if len(buffer["rewards"]) else (0, False)
         model.num_timesteps, model._n_updates = saved["step"], saved["n_updates"]
         set_rng_states(saved["rng"], model.action_space)
         self.evaluations, self.wall_s = [Evaluation(*e) for e in saved["evaluations"]], saved["wall_s"]
-        print(f"seed {seed}: resumed at step {saved['step']} from {folder}", flush=True)
+        print(f"seed {self.seed}: resumed at step {saved['step']} from {folder}", flush=True)
         return True
 
 
