@@ -205,10 +205,8 @@ def target_lines(env_id: str, threshold: float, total: int, reach: np.ndarray, f
 
     if share is not None:
         need, got = int(np.ceil(share * n)), int((reach <= within).sum())
-        lines.append(
-            f"- ≥ {threshold:g} within {within:,} env steps in at least {need} of {n} seeds: {got} of {n}, "
-            + verdict(need - got, " seed")
-        )
+        text = f"- ≥ {threshold:g} within {within:,} env steps in at least {need} of {n} seeds: {got} of {n}, "
+        lines.append(text + verdict(need - got, " seed"))
     if every_seed:
         got = int(np.isfinite(reach).sum())
         lines.append(f"- every seed ≥ {threshold:g} by {total:,} env steps: {got} of {n}, " + verdict(n - got, " seed"))
@@ -245,11 +243,9 @@ def summary(rows: list[dict], ran: Provenance, train: Args, threshold: float, he
     lines += ["", "| seed | steps to threshold | final eval mean | best eval mean | wall time (min) | env steps/s |"]
     lines.append("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for (seed, seed_rows), steps, final in zip(per_seed.items(), reach, finals, strict=True):
-        best, last = max(r["eval_mean"] for r in seed_rows), seed_rows[-1]
-        lines.append(
-            f"| {seed} | {fmt(steps)} | {final:.1f} | {best:.1f} | {last['wall_s'] / 60:.1f} "
-            f"| {last['step'] / last['wall_s']:.0f} |"
-        )
+        last = seed_rows[-1]
+        best, minutes, rate = max(r["eval_mean"] for r in seed_rows), last["wall_s"] / 60, last["step"] / last["wall_s"]
+        lines.append(f"| {seed} | {fmt(steps)} | {final:.1f} | {best:.1f} | {minutes:.1f} | {rate:.0f} |")
     settings = ", ".join(f"`{k}={v}`" for k, v in settings_of(train, "exp_name").items())
     hardware, commits = ({seed: line[i] for (_, seed), line in ran.items()} for i in (0, 1))
     lines += ["", settings_line or f"Settings: {settings}", "", f"Hardware: {seed_line(hardware)}.", ""]

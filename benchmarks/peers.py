@@ -196,18 +196,14 @@ def describe(setting: Setting, settings: dict[str, Any], train: Args) -> tuple[s
     line = f'Settings: stable-baselines3 {stable_baselines3.__version__} `SAC("MlpPolicy")` with {used}'
     if setting == "zoo":
         entry, total = ZOO[train.env_id], train.total_timesteps
-        line += (
-            f"; from rl-zoo3 {RL_ZOO3}'s hyperparams/sac.yml for {entry.listed_as or train.env_id} (the rest SB3's "
-            f"defaults), whose n_timesteps {entry.n_timesteps:,} this benchmark replaces by {total:,}"
-        )
+        line += f"; from rl-zoo3 {RL_ZOO3}'s hyperparams/sac.yml for {entry.listed_as or train.env_id} (the rest SB3's "
+        line += f"defaults), whose n_timesteps {entry.n_timesteps:,} this benchmark replaces by {total:,}"
         if isinstance(settings["learning_rate"], str):
             line += f" (so {settings['learning_rate']} falls to 0 over {total:,} steps)"
     else:
-        line += (
-            f"; sac_v's settings: `learning_rate` its critic_lr (policy_lr {train.policy_lr:g}), `learning_starts` "
-            f"its min_pool, `ent_coef` fixed at alpha / reward_scale = {train.alpha:g} / {train.reward_scale:g}; "
-            "no V network, rewards unscaled"
-        )
+        line += f"; sac_v's settings: `learning_rate` its critic_lr (policy_lr {train.policy_lr:g}), `learning_starts` "
+        line += f"its min_pool, `ent_coef` fixed at alpha / reward_scale = {train.alpha:g} / {train.reward_scale:g}; "
+        line += "no V network, rewards unscaled"
     return title, line + "."
 
 
