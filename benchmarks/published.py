@@ -70,9 +70,8 @@ def plot(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves], out: 
     ax.plot(steps, mean, color="black", linewidth=2, label=f"sac_v, {len(ours)} seeds (± std)")
     ax.fill_between(steps, mean - std, mean + std, color="black", alpha=0.15)
     for seed, curve in long.items():  # a seed run on to 1 000 000 steps: a run of its own, not the record's seed
-        ax.plot(
-            sorted(curve), [curve[s] for s in sorted(curve)], "k--", linewidth=1, label=f"sac_v seed {seed}, 1M run"
-        )
+        steps = sorted(curve)
+        ax.plot(steps, [curve[s] for s in steps], "k--", linewidth=1, label=f"sac_v seed {seed}, 1M run")
     ax.set(xlabel="env steps", ylabel="evaluation return (mean over seeds)", title=task, xlim=(0, 1_000_000))
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -92,11 +91,9 @@ def main(args: PublishedArgs) -> None:
         "protocols: [sources.md](sources.md). Written by `python benchmarks/published.py --record`.",
         "",
     ]
+    raw = PUBLISHED / "raw"
     for task in TASKS:
-        theirs = {
-            label: read_curves(PUBLISHED / "raw" / name / f"{task}.csv", skip)
-            for name, (label, skip) in SOURCES.items()
-        }
+        theirs = {label: read_curves(raw / name / f"{task}.csv", skip) for name, (label, skip) in SOURCES.items()}
         record = ROOT / "docs" / "benchmarks" / f"{task}-v5"
         ours, long = read_curves(record / "runs.csv"), read_curves(record / "1m" / "runs.csv")
         mine, at_steps = at(ours, 300_000), [at(ours, STEPS[0]), at(ours, STEPS[1]), at(long, STEPS[2])]
