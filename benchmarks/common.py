@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Hashable, Iterator
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -36,7 +36,6 @@ from sac_v import Args, ConfigError, Evaluation, lock_folder, make_env, paper_ar
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]  # a runs.csv's columns, after a sweep's grid fields
 RUN_MANAGEMENT = ("resume", "save_buffer", "capture_video", "threads")  # how a run is kept or run, not what it learns
-T = TypeVar("T")
 RunKey = tuple[tuple[Any, ...], int]  # a run of a record: its grid values (none outside a sweep) and its seed
 Provenance = dict[RunKey, tuple[str, str]]  # each finished run's hardware line and commit
 Backend = Callable[[dict[RunKey, tuple], int], Iterator[tuple[RunKey, Any]]]  # (jobs, workers) -> (key, outcome)
@@ -64,14 +63,12 @@ def commit(checkout: Path = ROOT) -> str:
     """The checkout's commit, -dirty when tracked code differs from it (docs/, where records go, does not count)."""
 
     def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True)
+        return subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True, check=True)
 
     try:
         described = git("describe", "--always", "--abbrev=12")
         changed = git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)docs")
-    except OSError:
-        return "not recorded"
-    if described.returncode or changed.returncode:
+    except (OSError, subprocess.CalledProcessError):  # no git, or not a checkout
         return "not recorded"
     return described.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
 
@@ -274,9 +271,8 @@ def plot_curves(path: Path, title: str, curves: list[tuple[dict, Any, str | None
     plt.close(fig)
 
 
-def seeds_title(per_seed: dict) -> str:
-    n = len(per_seed)
-    return f"seed {next(iter(per_seed))}" if n == 1 else f"{n} seeds (thin) and their mean (thick)"
+def seeds_title(seeds: dict) -> str:
+    return f"seed {next(iter(seeds))}" if len(seeds) == 1 else f"{len(seeds)} seeds (thin) and their mean (thick)"
 
 
 @dataclasses.dataclass
@@ -315,7 +311,7 @@ def check_record(bench: RecordArgs, run_names: str, resumes: str) -> float:
     return threshold
 
 
-def parse_with_paper(cls: type[T], argv: list[str] | None = None) -> T:
+def parse_with_paper(cls: type, argv: list[str] | None = None) -> Any:
     """A tool's command line; with --paper, the paper's settings for the task are the defaults its flags override."""
     argv = sys.argv[1:] if argv is None else argv
     first = tyro.cli(cls, args=[a for a in argv if a not in ("-h", "--help")], default=cls(train=Args()))
@@ -332,8 +328,7 @@ def run_seed(args: Args) -> list[Evaluation]:
 
 
 def work(conn: Connection, parent: int, fn: Callable[..., Any]) -> None:
-    """A worker process: sends back fn(*job), or its exception, for each job until the tool closes the pipe. In a
-    process group of its own, it gets signals only through the tool; if the tool dies unheard, its run saves, stops."""
+    """A worker in a process group of its own: fn(*job), or its exception, for each job; saves and stops if orphaned."""
     os.setpgrp()
     sac_v.resume_command = lambda checkpoint: "rerun the benchmark's own command"  # not sac_v.py --resume
 
@@ -353,9 +348,8 @@ def work(conn: Connection, parent: int, fn: Callable[..., Any]) -> None:
 
 
 def run_in_workers(fn: Callable[..., Any], jobs: dict[Hashable, tuple], workers: int) -> Iterator[tuple[Hashable, Any]]:
-    """Runs fn(*job) for each job in `workers` spawned processes; yields (key, result or exception) as each ends.
-    SIGINT or SIGTERM forwards a SIGTERM to each worker (sac_v.train saves and stops; a second one stops it at once),
-    starts no new job, waits for the runs in flight and raises KeyboardInterrupt(message, signal)."""
+    """fn(*job) for each job in `workers` spawned processes, yielding (key, result or exception) as each ends. SIGINT
+    or SIGTERM is forwarded to the workers as SIGTERM (runs save and stop), then KeyboardInterrupt(message, signal)."""
     context, waiting = multiprocessing.get_context("spawn"), iter(jobs.items())
     pipes = [context.Pipe() for _ in range(workers)]
     processes = {conn: context.Process(target=work, args=(end, os.getpid(), fn)) for conn, end in pipes}
@@ -429,8 +423,7 @@ class Record:
         return tuple(row[f] for f in self.fields), row["seed"]
 
     def earlier_rows(self, overwrite: bool, total_timesteps: int) -> list[dict[str, Any]]:
-        """The finished earlier runs' rows, kept alone in runs.csv; refused (or, with overwrite, discarded) if made
-        with another config. config.json records this one."""
+        """Earlier finished runs' rows, alone in runs.csv; refused (overwrite: discarded) if of another config.json."""
         runs_csv, config_json = self.out_dir / "runs.csv", self.out_dir / "config.json"
         config = json.loads(json.dumps(self.config))  # tuples become lists, as when read back
         try:
@@ -454,9 +447,7 @@ class Record:
 
 
 def run_record(record: Record, bench: RecordArgs, settings: list[tuple[Any, ...]] | None = None) -> None:
-    """Holding the folder, run each setting's seeds that the record lacks, each as its backend runs job(key), at most
-    --workers at a time, appending each one's evaluations and rewriting the report as it ends; with nothing left to
-    run, rewrite the report. Each run keeps the hardware and commit it ran at (earlier ones from the summary)."""
+    """Run each setting's seeds the record lacks, writing each run's rows, hardware, commit and report as it ends."""
     out_dir, fields, format = record.out_dir, record.fields, record.format
     runs_csv, failures_csv = out_dir / "runs.csv", out_dir / "failures.csv"
     seeds = range(bench.first_seed, bench.first_seed + bench.seeds)

@@ -1,10 +1,8 @@
-"""Records of one task side by side; or, with --logs, the evaluations in loose sac_v runs' TensorBoard logs as a CSV.
+"""Records of one task side by side, on the seeds every record has (--all-seeds: each its own); or, with --logs, the
+evaluations in loose sac_v runs' TensorBoard logs as one CSV.
 
     python benchmarks/compare.py --threshold -200 docs/benchmarks/Pendulum-v1/beside-sb3 docs/benchmarks/Pendulum-v1
     python benchmarks/compare.py --logs runs/ --out probes.csv
-
-Per record, on the seeds every record has (--all-seeds: its own): seeds that reached the threshold, median env steps to
-it (unreached count as ∞), mean ± std across seeds of the final and of the last five evaluations, minutes per seed.
 """
 
 from __future__ import annotations
@@ -62,15 +60,12 @@ def collect(runs: Path, out: Path) -> None:
     check_writable(out)
     rows = []
     for run_dir in run_dirs:
-        events = EventAccumulator(str(run_dir)).Reload()
-        if "eval/episodic_return" in events.Tags()["scalars"]:
-            for event in events.Scalars("eval/episodic_return"):
-                rows.append([run_dir.name, *run_dir.name.split("__")[:3], event.step, round(event.value, 2)])
+        events, tag = EventAccumulator(str(run_dir)).Reload(), "eval/episodic_return"
+        evaluations = events.Scalars(tag) if tag in events.Tags()["scalars"] else []  # none: stopped before the first
+        rows += [[run_dir.name, *run_dir.name.split("__")[:3], e.step, round(e.value, 2)] for e in evaluations]
     try:
         with atomic_path(out) as tmp, tmp.open("w", newline="") as f:  # an earlier CSV stays whole if this fails
-            writer = csv.writer(f)
-            writer.writerow(["run", "env_id", "exp_name", "seed", "step", "eval_mean"])
-            writer.writerows(rows)
+            csv.writer(f).writerows([["run", "env_id", "exp_name", "seed", "step", "eval_mean"], *rows])
     except OSError as e:  # a full disk, say
         sys.exit(f"error: cannot write --out {out}: {e.strerror or e}")
     print(f"{len(rows)} evaluations of {len({r[0] for r in rows})} runs written to {out}")

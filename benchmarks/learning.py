@@ -1,10 +1,8 @@
-"""Multi-seed learning benchmark: does sac_v learn, how fast, and how reliably?
+"""Multi-seed learning benchmark: does sac_v learn, how fast, and how reliably? A record (common.Record) in
+runs/benchmarks/<env>/ (--record: docs/); a rerun continues each unfinished seed from its run folder's checkpoint.
 
     python benchmarks/learning.py --env-id LunarLanderContinuous-v3 --seeds 10
     python benchmarks/learning.py --paper --env-id Hopper-v5 --total-timesteps 300000 --seeds 3 --record
-
-One sac_v run per seed into a record (common.Record) in runs/benchmarks/<env>/, with --record docs/benchmarks/<env>/;
-a rerun continues each unfinished seed from its last checkpoint, in runs/<env>__bench__<seed>__<time>.
 """
 
 from __future__ import annotations
@@ -17,8 +15,6 @@ from typing import Any
 import common
 
 from sac_v import Args, ConfigError, load_checkpoint, path_name, validate_args
-
-BenchArgs = common.RecordArgs  # the flags of every record tool
 
 
 def resumable_checkpoint(args: Args, config: dict[str, Any]) -> Path | None:
@@ -37,7 +33,7 @@ def resumable_checkpoint(args: Args, config: dict[str, Any]) -> Path | None:
     return best
 
 
-def main(bench: BenchArgs) -> None:
+def main(bench: common.RecordArgs) -> None:
     """The seeds not yet in the record, each from its checkpoint where it has one; then the summary and plot."""
     train = bench.train
     names = "the benchmark's runs are runs/<env>__bench__<seed>__<time>"
@@ -65,4 +61,4 @@ def main(bench: BenchArgs) -> None:
 
 if __name__ == "__main__":
     stopped = "the seeds in flight saved their checkpoints; the same command continues them"
-    common.cli(lambda: main(common.parse_with_paper(BenchArgs)), stopped)
+    common.cli(lambda: main(common.parse_with_paper(common.RecordArgs)), stopped)

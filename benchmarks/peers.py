@@ -1,13 +1,10 @@
-"""Stable-Baselines3's SAC under sac_v's learning-benchmark protocol, into a record beside sac_v's own.
+"""Stable-Baselines3's SAC under sac_v's learning-benchmark protocol, with rl-zoo3's settings (zoo) or sac_v's and
+ent_coef fixed at alpha / reward_scale (sac-v-defaults): a record beside sac_v's, in runs/benchmarks/<env>/peers/
+sb3-<setting>/ (--record: docs/). A rerun resumes each unfinished seed from its checkpoint, in a new training episode.
+SB3 takes its first gradient step after env step learning_starts + 1, sac_v after min_pool.
 
     python benchmarks/peers.py --setting zoo --env-id LunarLanderContinuous-v3 --seeds 5
     python benchmarks/peers.py --setting sac-v-defaults --env-id Pendulum-v1 --total-timesteps 10000 --min-pool 1000
-
-zoo: rl-zoo3's tuned settings for the env (sb3.py); sac-v-defaults: sac_v's, the entropy coefficient fixed at alpha /
-reward_scale (sac_v's objective without V). The record goes to runs/benchmarks/<env>/peers/sb3-<setting>/ (--record:
-docs/); a rerun resumes each unfinished seed from its checkpoint (weights_only) in runs/<env>__sb3-<setting>__<seed>__
-<digest>/, in a new training episode. SB3 takes its first gradient step after env step learning_starts + 1, sac_v after
-min_pool.
 """
 
 from __future__ import annotations
@@ -68,15 +65,13 @@ def evaluate(model: SAC, env: gym.Env, episodes: int, seed: int) -> np.ndarray:
 
 
 class ProtocolEvaluation(BaseCallback):
-    """sac_v's evaluations in SB3's model.learn, each followed by a checkpoint in the folder if one is given. SB3 calls
-    _on_rollout_start before each env step, after the last one's gradient step: where sac_v evaluates."""
+    """sac_v's evaluations and checkpoints in SB3's model.learn: at _on_rollout_start, after the last gradient step."""
 
     def __init__(self, train: Args, seed: int, folder: Path | None = None):
         super().__init__()
         self.train, self.seed, self.folder = train, seed, folder
-        self.evaluations: list[Evaluation] = []
-        self.start = 0.0  # when learning began
-        self.wall_s = 0.0  # seconds of learning in earlier processes (a resumed seed)
+        # wall_s: the seconds of learning in earlier processes (a resumed seed), start: when this one's began
+        self.evaluations, self.wall_s, self.start = [], 0.0, 0.0
 
     def _on_training_start(self) -> None:
         self.start = time.time()
@@ -107,8 +102,7 @@ class ProtocolEvaluation(BaseCallback):
             self.save()
 
     def save(self, with_buffer: bool = True) -> None:
-        """What a resume needs, in one file written atomically: the tensors SB3's model.save writes, the replay
-        buffer's arrays, the counters, the evaluations and the random streams."""
+        """What a resume needs, in one file written atomically: SB3's tensors, buffer, evaluations, random streams."""
         model, rb = self.model, self.model.replay_buffer
         state_dicts, tensors = model._get_torch_save_params()
         contents = {name: recursive_getattr(model, name).state_dict() for name in state_dicts}
@@ -169,15 +163,18 @@ def run_seed(train: Args, settings: dict[str, Any], seed: int, folder: Path) -> 
     return train_seed(train, settings, seed, folder)[1]
 
 
-def check_flags(train: Args, setting: Setting) -> None:
-    """Refuse sac_v flags that SB3's SAC under this setting would not take (the seed is the benchmark's)."""
-    taken = {"seed", "device", "threads", *PROTOCOL, *(SAC_V_SETTINGS if setting == "sac-v-defaults" else ())}
+def check_flags(train: Args, setting: Setting) -> tuple[str, ...]:
+    """The sac_v flags SB3's SAC takes under this setting; refuse bad ones, and any other given (the seed is ours)."""
+    validate_args(train)
+    names = (*PROTOCOL, *SAC_V_SETTINGS) if setting == "sac-v-defaults" else PROTOCOL
+    taken, defaults = {"seed", "device", "threads", *names}, Args()
     for field in dataclasses.fields(Args):
-        if field.name not in taken and getattr(train, field.name) != getattr(Args(), field.name):
+        if field.name not in taken and getattr(train, field.name) != getattr(defaults, field.name):
             flag = "--" + field.name.replace("_", "-")
             raise ConfigError(f"{flag} is a sac_v setting that SB3's SAC under --setting {setting} does not take")
     if setting == "sac-v-defaults" and train.policy_lr != train.critic_lr:
         print(f"note: SB3 has one learning rate; using --critic-lr {train.critic_lr:g}, not --policy-lr")
+    return names
 
 
 def differences(record: Path, train: Args, names: tuple[str, ...]) -> list[str] | None:
@@ -218,10 +215,8 @@ def main(peer: PeerArgs) -> None:
     """The seeds not yet in the record, each from its last checkpoint if it has one; then the summary and plot."""
     train, setting = peer.train, peer.setting
     threshold = common.check_record(peer, "SB3's runs keep no run folder", "the benchmark resumes its own seeds")
-    validate_args(train)
-    check_flags(train, setting)
-    settings, sac_v_record = sb3_settings(setting, train), common.ROOT / "docs" / "benchmarks" / train.env_id
-    names = (*PROTOCOL, *SAC_V_SETTINGS) if setting == "sac-v-defaults" else PROTOCOL
+    names, sac_v_record = check_flags(train, setting), common.ROOT / "docs" / "benchmarks" / train.env_id
+    settings = sb3_settings(setting, train)
     if differ := differences(sac_v_record, train, names):
         print(f"note: not sac_v's record for {train.env_id} (docs/benchmarks/{train.env_id}): {', '.join(differ)}")
     out_dir = common.results_path(peer.out_dir, peer.record, "benchmarks", train.env_id, "peers", f"sb3-{setting}")

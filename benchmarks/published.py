@@ -8,7 +8,6 @@ task, mean ± std over seeds at 100 000, 300 000 and 1 000 000 env steps, and a 
 from __future__ import annotations
 
 import csv
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +27,6 @@ SOURCES = {
     "nnabla_rl_icml2018sac": ("[S6] nnabla-rl SAC v1 (with V), -v2, det.", 0),
 }
 Curves = dict[int, dict[int, float]]  # {seed: {env step: eval mean}}
-
-
-@dataclasses.dataclass
-class PublishedArgs:
-    record: bool = False  # write the committed table and plots, docs/published-sac/ (default runs/published-sac/)
 
 
 def read_curves(path: Path, offset: int = 0) -> Curves:
@@ -80,8 +74,9 @@ def plot(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves], out: 
     return path
 
 
-def main(args: PublishedArgs) -> None:
-    out = PUBLISHED if args.record else Path("runs") / "published-sac"
+def main(record: bool = False) -> None:
+    """:param record: write the committed table and plots, docs/published-sac/ (default runs/published-sac/)"""
+    out = PUBLISHED if record else Path("runs") / "published-sac"
     out.mkdir(parents=True, exist_ok=True)
     lines = [
         "# sac_v beside published multi-seed SAC",
@@ -96,15 +91,13 @@ def main(args: PublishedArgs) -> None:
         theirs = {label: read_curves(raw / name / f"{task}.csv", skip) for name, (label, skip) in SOURCES.items()}
         record = ROOT / "docs" / "benchmarks" / f"{task}-v5"
         ours, long = read_curves(record / "runs.csv"), read_curves(record / "1m" / "runs.csv")
-        mine, at_steps = at(ours, 300_000), [at(ours, STEPS[0]), at(ours, STEPS[1]), at(long, STEPS[2])]
+        mine = [at(ours, STEPS[0]), at(ours, STEPS[1]), at(long, STEPS[2])]
         lines += [f"### {task}", "", "| run | 100 000 | 300 000 | 1 000 000 | sac_v at 300 000, in the source's stds |"]
-        lines += [
-            "| --- | ---: | ---: | ---: | ---: |",
-            f"| **sac_v, `-v5`, det.** | {' | '.join(map(cell, at_steps))} | |",
-        ]
+        sac_v = " | ".join(map(cell, mine))
+        lines += ["| --- | ---: | ---: | ---: | ---: |", f"| **sac_v, `-v5`, det.** | {sac_v} | |"]
         for label, curves in theirs.items():
             other = at(curves, 300_000)
-            gap = f"{(mine.mean() - other.mean()) / other.std():+.1f}" if len(mine) and len(other) else "–"
+            gap = f"{(mine[1].mean() - other.mean()) / other.std():+.1f}" if len(mine[1]) and len(other) else "–"
             lines.append(f"| {label} | {' | '.join(cell(at(curves, s)) for s in STEPS)} | {gap} |")
         lines.append("")
         if ours:
@@ -114,4 +107,4 @@ def main(args: PublishedArgs) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(PublishedArgs))
+    tyro.cli(main)

@@ -48,8 +48,7 @@ def sb3_settings(setting: Setting, train: Args) -> dict[str, Any]:
         return defaults | ZOO[train.env_id].hyperparameters
     same = {name: getattr(train, name) for name in ("buffer_size", "batch_size", "tau", "gamma", "gradient_steps")}
     ours = dict(learning_rate=train.critic_lr, learning_starts=train.min_pool, net_arch=list(train.hidden_sizes))
-    # SB3 has one learning rate (actor, critics, ent_coef); the Q target of r * reward_scale with alpha, divided by the
-    # scale, fixes ent_coef at alpha / reward_scale
+    # SB3 has one learning rate; sac_v's Q target of r * reward_scale with alpha is SB3's with ent_coef alpha / scale
     return defaults | same | ours | {"ent_coef": train.alpha / train.reward_scale}
 
 

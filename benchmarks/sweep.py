@@ -1,11 +1,9 @@
-"""Grid sweep: sac_v over a grid of `Args` settings × seeds, on this machine or on a Ray cluster.
+"""Grid sweep: sac_v over a grid of `Args` settings × seeds, here or on a Ray cluster, into a record (common.Record) in
+runs/experiments/<env-id>__<grid fields>/ (--record: docs/); a rerun runs the missing and failed runs. A cluster's nodes
+need the project's dependencies (pip install -e ".[ray]") and the driver's Python and Ray; Ray ships them this checkout.
 
     python benchmarks/sweep.py --env-id LunarLanderContinuous-v3 --grid reward_scale=1,5,20,40 --seeds 5
     python benchmarks/sweep.py --grid min_pool=300,10000 --grid hidden_sizes=64x64,256x256 --backend ray
-
-The record (common.Record, a summary row per setting) goes to runs/experiments/<env-id>__<grid fields>/ (--record:
-docs/); a rerun runs the missing and failed runs. With --ray-address, Ray ships this checkout's code to the cluster,
-whose nodes need the project's dependencies (pip install -e ".[ray]") and the driver's Python and Ray versions.
 """
 
 from __future__ import annotations
@@ -146,10 +144,8 @@ def report(settings: list, sweep: SweepArgs, threshold: float, command: str, out
     import matplotlib
 
     colors = matplotlib.colormaps["tab10" if len(settings) <= 10 else "tab20"]
-    curves = [
-        (p, colors(i % colors.N), f"{label(s, ', ')} ({len(p)} seeds)")
-        for i, (s, p) in enumerate(zip(settings, per_setting, strict=True))
-    ]
+    names = [f"{label(s, ', ')} ({len(p)} seeds)" for s, p in zip(settings, per_setting, strict=True)]
+    curves = [(p, colors(i % colors.N), name) for i, (p, name) in enumerate(zip(per_setting, names, strict=True))]
     title = f"sac_v on {train.env_id}: seeds (thin) and their mean (thick) per setting"
     common.plot_curves(out / "curves.png", title, curves, threshold)
 
@@ -163,9 +159,8 @@ def tune_trial(config: dict[str, int], jobs: list[tuple[Args]]) -> dict[str, Any
 
 
 def run_tune(jobs: dict[RunKey, tuple[Args]], workers: int, address: str | None, threads: int) -> Iterator[tuple]:
-    """Runs the jobs as one Ray Tune experiment on a local Ray instance or the cluster at `address`, `threads` CPUs a
-    trial, and yields (key, its evaluations or exception) as each trial ends, Tune's fit running in a thread of its own.
-    The record, not Tune's experiment state (under runs/tune/), is what a rerun resumes."""
+    """The jobs as one Ray Tune experiment (locally, or on the cluster at `address`), `threads` CPUs a trial, yielding
+    (key, evaluations or exception) as each trial ends: Tune's fit runs in a thread of its own."""
     import ray
     from ray import tune
 
@@ -198,9 +193,8 @@ def run_tune(jobs: dict[RunKey, tuple[Args]], workers: int, address: str | None,
         on_trial_error = on_trial_complete
 
     trainable = tune.with_resources(tune.with_parameters(tune_trial, jobs=list(jobs.values())), {"cpu": threads})
-    run_config = tune.RunConfig(
-        storage_path=str(Path("runs/tune").resolve()), callbacks=[Ended(keys, ended)], verbose=0
-    )
+    store = str(Path("runs/tune").resolve())  # Tune's experiment state, which no rerun reads
+    run_config = tune.RunConfig(storage_path=store, callbacks=[Ended(keys, ended)], verbose=0)
     space, limit = {"run": tune.grid_search(list(range(len(keys))))}, tune.TuneConfig(max_concurrent_trials=workers)
     tuner = tune.Tuner(trainable, param_space=space, tune_config=limit, run_config=run_config)
     fit = threading.Thread(target=tuner.fit, daemon=True)

@@ -21,9 +21,9 @@ from tests.helpers import ROOT, first_checkpoint, flags, run_cli, tiny_args
 pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
 
 
-def bench_args(out_dir: Path | None, **overrides) -> learning.BenchArgs:
+def bench_args(out_dir: Path | None, **overrides) -> common.RecordArgs:
     train = tiny_args(total_timesteps=300, eval_every=150, **overrides)
-    return learning.BenchArgs(train=train, seeds=2, workers=2, out_dir=out_dir, threshold=-1e9)
+    return common.RecordArgs(train=train, seeds=2, workers=2, out_dir=out_dir, threshold=-1e9)
 
 
 def runs_only(folder: Path, config: dict) -> common.Record:
@@ -280,7 +280,7 @@ def test_a_signal_to_the_benchmark_alone_stops_its_worker_at_a_checkpoint_and_st
 
 def test_benchmark_takes_the_papers_settings_with_paper_and_lets_flags_win():
     argv = ["--paper", "--env-id", "HalfCheetah-v5", "--min-pool", "500", "--seeds", "3"]
-    bench = common.parse_with_paper(learning.BenchArgs, argv)
+    bench = common.parse_with_paper(common.RecordArgs, argv)
     assert (bench.train.reward_scale, bench.train.min_pool, bench.train.policy_lr, bench.seeds) == (5.0, 500, 3e-4, 3)
 
 
