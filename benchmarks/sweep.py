@@ -164,7 +164,7 @@ def run_tune(jobs: dict[RunKey, tuple[Args]], workers: int, address: str | None,
     import ray
     from ray import tune
 
-    if address is None:  # a local instance, whose workers import this checkout and write runs/ here
+    if address is None:  # a local instance, whose workers import this checkout (run folders: in Ray's trial dirs)
         path = os.pathsep.join([str(common.ROOT / "benchmarks"), *filter(None, [os.environ.get("PYTHONPATH")])])
         env = {"env_vars": {"PYTHONPATH": path}}
         ray.init("local", num_cpus=workers * threads, include_dashboard=False, runtime_env=env)
