@@ -1,18 +1,13 @@
-"""The floor of benchmarks/: what the tools share. It imports no tool; every tool imports it.
-
-Provenance (the CPU, the commit, the hardware line), writable checks, records (a results folder's runs.csv,
-config.json, lock and summary lines), statistics, plots, the flags every record tool takes, the worker pool, and
-run_record: the one loop that runs what a record still lacks and writes it as each run ends, for learning.py's seeds,
-peers.py's SB3 seeds and sweep.py's grid.
-"""
+"""The floor of benchmarks/, which every tool imports: provenance, records, statistics, summaries, plots, the flags
+and checks of a record tool, the worker pool, and run_record, which runs what a record lacks and writes each run."""
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import csv
 import dataclasses
-import itertools
+import functools
+import importlib.util
 import json
 import math
 import multiprocessing
@@ -26,8 +21,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -35,23 +31,14 @@ import tyro
 
 import sac_v
 from buffer import atomic_path
-from sac_v import Args, ConfigError, Evaluation, lock_folder, paper_args, train
+from sac_v import Args, ConfigError, Evaluation, lock_folder, make_env, paper_args, train
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["seed", "step", "eval_mean", "eval_std", "wall_s"]  # a runs.csv's columns, after a sweep's grid fields
 RUN_MANAGEMENT = ("resume", "save_buffer", "capture_video", "threads")  # how a run is kept or run, not what it learns
-# "Solved" lines; for the MuJoCo tasks, where published SAC curves stand at 300 000 env steps.
-THRESHOLDS = {
-    "LunarLanderContinuous-v3": 200.0,
-    "Pendulum-v1": -200.0,
-    "HalfCheetah-v5": 5000.0,
-    "Hopper-v5": 2500.0,
-    "Walker2d-v5": 2000.0,
-}
-T = TypeVar("T")
-
-
-# Provenance
+RunKey = tuple[tuple[Any, ...], int]  # a run of a record: its grid values (none outside a sweep) and its seed
+Provenance = dict[RunKey, tuple[str, str]]  # each finished run's hardware line and commit
+Backend = Callable[[dict[RunKey, tuple], int], Iterator[tuple[RunKey, Any]]]  # (jobs, workers) -> (key, outcome)
 
 
 def cpu_name() -> str:
@@ -72,39 +59,29 @@ def cpu_flags() -> list[str]:
     return [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in listed]
 
 
-def hardware_line(workers: int, threads: int | str, *versions: str) -> str:
-    """The hardware line of a record's summary: the machine, how its runs shared it, torch's version and others'."""
-    line = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
-    return ", ".join([line, f"torch {torch.__version__}", *versions])
-
-
 def commit(checkout: Path = ROOT) -> str:
-    """The commit of this checkout, marked -dirty when tracked code differs from it (docs/, where the records are
-    written, does not count). Read when the runs start: the checkout may move on while they run."""
+    """The checkout's commit, -dirty when tracked code differs from it (docs/, where records go, does not count)."""
 
     def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True)
+        return subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True, check=True)
 
     try:
         described = git("describe", "--always", "--abbrev=12")
         changed = git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)docs")
-    except OSError:
-        return "not recorded"
-    if described.returncode or changed.returncode:
+    except (OSError, subprocess.CalledProcessError):  # no git, or not a checkout
         return "not recorded"
     return described.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
 
 
 def results_path(given: Path | None, record: bool, *parts: str, flag: str = "--out-dir") -> Path:
-    """Where a tool writes: `given`; else, with --record, the committed record under docs/; else the same path under
-    runs/, which git ignores, so that a rerun in a fresh clone edits no committed record."""
+    """Where a tool writes: `given`; else under docs/ with --record, else the same path under runs/ (git-ignored)."""
     if given is not None and record:
         raise ConfigError(f"--record writes the committed record under docs/, {flag} elsewhere: give one of them")
     return given or (ROOT / "docs" if record else Path("runs")).joinpath(*parts)
 
 
 def check_writable(out: Path, flag: str = "--out", kind: str = "CSV file") -> None:
-    """Refuse an output file that cannot be written before the slow part (reading the logs, measuring) starts."""
+    """Refuse an output file that cannot be written before the slow part starts."""
     if out.is_dir():
         sys.exit(f"error: {flag} {out} is a folder; give the {kind} to write")
     if under_file := next((p for p in out.parents if p.exists() and not p.is_dir()), None):
@@ -116,115 +93,36 @@ def check_writable(out: Path, flag: str = "--out", kind: str = "CSV file") -> No
         sys.exit(f"error: cannot write {flag} {out}: {e.strerror or e}")
 
 
-# Records: a folder of runs.csv (every evaluation of every finished run), config.json, summary.md and curves.png
-
-
 def read_rows(path: Path, parse: Callable[[str, str], Any] = lambda column, text: text) -> list[dict[str, Any]]:
-    """The rows of a runs.csv: seed and step as integers, the other metrics as floats, any other column (a sweep's
-    grid field) through parse. A last row cut short by a kill or a full disk (no newline at its end) and a row with
-    fields missing or extra are dropped; a value that does not parse raises a ValueError."""
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        text = f.read()
-    text = text[: text.rfind("\n") + 1]
-    rows = []
-    for raw in csv.DictReader(text.splitlines()):
-        if None in raw or None in raw.values():
-            continue
-        rows.append(
-            {k: int(v) if k in METRICS[:2] else float(v) if k in METRICS else parse(k, v) for k, v in raw.items()}
-        )
-    return rows
+    """A runs.csv's whole rows (a kill cuts the last): seed and step as ints, metrics as floats, others parsed."""
+    text = path.read_text() if path.exists() else ""
+    rows = csv.DictReader(text[: text.rfind("\n") + 1].splitlines())
+    return [
+        {k: int(v) if k in METRICS[:2] else float(v) if k in METRICS else parse(k, v) for k, v in raw.items()}
+        for raw in rows
+        if None not in raw and None not in raw.values()
+    ]
 
 
 def append_rows(path: Path, columns: list[str], rows: list[dict[str, Any]], format: Callable[[Any], str] = str) -> None:
     """Append rows, a value outside METRICS written by format; a new file gets its header first."""
-    new = not path.exists()
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, columns)
-        if new:
+        if f.tell() == 0:
             writer.writeheader()
         writer.writerows({k: (v if k in METRICS else format(v)) for k, v in row.items()} for row in rows)
 
 
-RunKey = tuple[tuple[Any, ...], int]  # a run of a record: its grid values (none outside a sweep) and its seed
-
-
-def run_key(row: dict[str, Any], fields: list[str]) -> RunKey:
-    return tuple(row[f] for f in fields), row["seed"]
-
-
-def finished_rows(
-    runs_csv: Path,
-    fields: list[str],
-    total: Callable[[RunKey], int],
-    parse: Callable[[str, str], Any] = lambda column, text: text,
-    format: Callable[[Any], str] = str,
-) -> list[dict[str, Any]]:
-    """The rows of the runs in runs.csv that reached their last step, total(key), with runs.csv rewritten to hold only
-    those (partial leftovers dropped), through a new file so that a kill now cannot lose them; new runs append to it."""
-    rows = read_rows(runs_csv, parse)
-    done = {run_key(r, fields) for r in rows if r["step"] == total(run_key(r, fields))}
-    rows = [r for r in rows if run_key(r, fields) in done]
-    kept = runs_csv.with_suffix(".csv.tmp")
-    kept.unlink(missing_ok=True)
-    append_rows(kept, [*fields, *METRICS], rows, format)
-    kept.replace(runs_csv)
-    return rows
-
-
-def check_earlier_results(out_dir: Path, config: dict[str, Any], overwrite: bool, what: str = "settings") -> None:
-    """Earlier results in out_dir count only if they were made with this config: refuse, or with overwrite discard
-    them; then record the config."""
-    runs_csv, config_json = out_dir / "runs.csv", out_dir / "config.json"
-    config = json.loads(json.dumps(config))  # tuples become lists, as when read back
-    try:
-        earlier = json.loads(config_json.read_text()) if config_json.exists() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        earlier = None  # damaged: its results cannot be told to match
-    if runs_csv.exists() and earlier != config:
-        if not overwrite:
-            raise ConfigError(f"{runs_csv} holds results made with other {what}: pass --overwrite or --out-dir")
-        runs_csv.unlink()
-    with atomic_path(config_json) as tmp:
-        tmp.write_text(json.dumps(config, indent=2) + "\n")
-
-
-def holding(out_dir: Path) -> contextlib.AbstractContextManager:
-    """Create the results folder; one tool at a time writes it (sac_v's folder lock): a second one would run the runs
-    in flight again and append their rows twice."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ConfigError(f"cannot create the results folder {out_dir}: a file has its name or its parent's") from None
-    except OSError as e:
-        raise ConfigError(f"cannot create the results folder {out_dir}: {e.strerror}") from None
-    in_use = "another benchmark is writing it; wait, or pass another --out-dir"
-    return lock_folder(out_dir, in_use) or contextlib.nullcontext()
-
-
-def earlier_summary_line(out_dir: Path, field: str = "Hardware") -> str:
-    """A line of the summary written when the runs ran (kept when nothing is left to run): hardware, or commit."""
+def earlier_values(out_dir: Path, field: str, seeds: set[int]) -> dict[int, str]:
+    """Each seed's value in the summary's Hardware or Commit line: one for all, or as seed_line groups them."""
     summary = out_dir / "summary.md"
     lines = summary.read_text().splitlines() if summary.exists() else []
-    found = [line.removeprefix(f"{field}: ").removesuffix(".") for line in lines if line.startswith(f"{field}: ")]
-    return found[0] if found else "not recorded"
-
-
-def seed_values(line: str, seeds: set[int]) -> dict[int, str]:
-    """Each seed's value in a summary line (commit, hardware): one value for all, or as `seed_line` groups them."""
-    values = {}
+    found = [x.removeprefix(f"{field}: ").removesuffix(".") for x in lines if x.startswith(f"{field}: ")]
+    values, line = {}, found[0] if found else "not recorded"
     for part in line.split("; "):
-        if found := re.fullmatch(r"(.*) \(seeds? ([\d, ]+)\)", part):
-            values |= {int(s): found[1] for s in found[2].split(", ")}
+        if match := re.fullmatch(r"(.*) \(seeds? ([\d, ]+)\)", part):
+            values |= {int(s): match[1] for s in match[2].split(", ")}
     return {s: values.get(s, "not recorded") for s in seeds} if values else dict.fromkeys(seeds, line)
-
-
-def earlier_seed_lines(out_dir: Path, seeds: set[int]) -> tuple[dict[int, str], dict[int, str]]:
-    """The hardware and the commit each finished seed ran with, from the summary written when it ran."""
-    hardware, ran_at = (seed_values(earlier_summary_line(out_dir, field), seeds) for field in ("Hardware", "Commit"))
-    return hardware, ran_at
 
 
 def seed_line(values: dict[int, str]) -> str:
@@ -237,13 +135,9 @@ def seed_line(values: dict[int, str]) -> str:
     return "; ".join(f"{v} (seed{'s' * (len(s) > 1)} {', '.join(map(str, s))})" for v, s in groups.items())
 
 
-# Statistics
-
-
-def steps_to_threshold(rows: list[dict[str, float]], threshold: float) -> float:
-    """First evaluation step with eval_mean >= threshold; inf if never."""
-    hits = [row["step"] for row in rows if row["eval_mean"] >= threshold]
-    return min(hits) if hits else float("inf")
+def settings_of(train: Args, *left_out: str) -> dict[str, Any]:
+    """What a run learns from: the flags less its seed, how it is kept (RUN_MANAGEMENT) and `left_out`."""
+    return {k: v for k, v in dataclasses.asdict(train).items() if k not in ("seed", *RUN_MANAGEMENT, *left_out)}
 
 
 def by_seed(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
@@ -254,8 +148,10 @@ def by_seed(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
 
 def reach_and_finals(per_seed: dict[int, list[dict[str, Any]]], threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Each seed's env steps to the threshold (inf: never) and its last evaluation's mean."""
-    reach = np.array([steps_to_threshold(rows, threshold) for rows in per_seed.values()])
-    return reach, np.array([rows[-1]["eval_mean"] for rows in per_seed.values()])
+    reach = [
+        min((r["step"] for r in rows if r["eval_mean"] >= threshold), default=np.inf) for rows in per_seed.values()
+    ]
+    return np.array(reach, dtype=float), np.array([rows[-1]["eval_mean"] for rows in per_seed.values()])
 
 
 def median_steps(reach: np.ndarray) -> float:
@@ -267,27 +163,23 @@ def fmt(steps: float) -> str:
     return "not reached" if np.isinf(steps) else f"{steps:,.0f}"
 
 
-# Summaries
-
-
-class Target(NamedTuple):
-    """One env's project targets, for runs of `total` env steps."""
-
-    total: int  # the run length the targets are set for
-    steps: int  # env steps within which ...
-    share: float | None  # ... at least this share of seeds must reach the threshold (None: no such target)
+class Target(NamedTuple):  # an env's "solved" line, and the project's targets for runs of `total` env steps
+    threshold: float  # for MuJoCo, where published SAC curves stand at 300 000 env steps
+    total: int
+    steps: int  # env steps within which at least `share` of the seeds must reach the threshold (None: no such target)
+    share: float | None
     every_seed: bool  # whether every seed must reach it by the end of the run
     least_final: float | None  # the least final eval mean over seeds
 
 
 TARGETS = {
-    "LunarLanderContinuous-v3": Target(100_000, 50_000, 0.9, True, 240.0),
-    "Pendulum-v1": Target(10_000, 10_000, 1.0, False, None),
-    **{
-        env_id: Target(300_000, 300_000, None, False, THRESHOLDS[env_id])
-        for env_id in ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")
-    },
+    "LunarLanderContinuous-v3": Target(200.0, 100_000, 50_000, 0.9, True, 240.0),
+    "Pendulum-v1": Target(-200.0, 10_000, 10_000, 1.0, False, None),
+    "HalfCheetah-v5": Target(5000.0, 300_000, 300_000, None, False, 5000.0),
+    "Hopper-v5": Target(2500.0, 300_000, 300_000, None, False, 2500.0),
+    "Walker2d-v5": Target(2000.0, 300_000, 300_000, None, False, 2000.0),
 }
+THRESHOLDS = {env_id: target.threshold for env_id, target in TARGETS.items()}
 # Published SAC (v2) at 1 000 000 env steps, for the MuJoCo summaries: CleanRL (3 seeds, -v4 envs, training returns),
 # Stable-Baselines3's zoo (1 run, deterministic, -v3 envs), the SAC v2 paper's curves (arXiv 1812.05905, read off).
 PUBLISHED = {
@@ -301,108 +193,64 @@ def target_lines(env_id: str, threshold: float, total: int, reach: np.ndarray, f
     """The project's targets for this env, each met or missed and by how much (none for other envs)."""
     if env_id not in TARGETS or TARGETS[env_id].total != total or len(reach) == 0:
         return []
-    _, within, share, every_seed, least_final = TARGETS[env_id]
-    n = len(reach)
+    _, _, within, share, every_seed, least_final = TARGETS[env_id]
+    n, lines = len(reach), ["", "Project targets:", ""]
 
-    def verdict(shortfall: float, unit: str) -> str:
-        return (
-            "**met**"
-            if shortfall <= 0
-            else f"**missed** by {shortfall:g}{unit}{'s' if unit and shortfall != 1 else ''}"
-        )
+    def verdict(shortfall: float, unit: str = "") -> str:
+        plural = "s" if unit and shortfall != 1 else ""
+        return "**met**" if shortfall <= 0 else f"**missed** by {shortfall:g}{unit}{plural}"
 
-    lines = ["", "Project targets:", ""]
     if share is not None:
         need, got = int(np.ceil(share * n)), int((reach <= within).sum())
-        lines.append(
-            f"- ≥ {threshold:g} within {within:,} env steps in at least {need} of {n} seeds: {got} of {n}, "
-            + verdict(need - got, " seed")
-        )
+        text = f"- ≥ {threshold:g} within {within:,} env steps in at least {need} of {n} seeds: {got} of {n}, "
+        lines.append(text + verdict(need - got, " seed"))
     if every_seed:
         got = int(np.isfinite(reach).sum())
         lines.append(f"- every seed ≥ {threshold:g} by {total:,} env steps: {got} of {n}, " + verdict(n - got, " seed"))
     if least_final is not None:
         shortfall = round(least_final - finals.mean(), 1)
-        lines.append(f"- final eval mean ≥ {least_final:g}: {finals.mean():.1f}, " + verdict(shortfall, ""))
+        lines.append(f"- final eval mean ≥ {least_final:g}: {finals.mean():.1f}, " + verdict(shortfall))
     return lines
 
 
-def write_summary(
-    rows: list[dict[str, float]],
-    train: Args,
-    threshold: float,
-    hardware: str,
-    out_dir: Path,
-    ran_at: str,
-    title: str | None = None,
-    settings_line: str | None = None,
-) -> None:
-    """The summary.md of a record of seeds; `title` and `settings_line` replace sac_v's (a peer's runs name their own
-    settings)."""
+def summary(rows: list[dict], ran: Provenance, train: Args, threshold: float, heading: tuple | None = None) -> str:
+    """The summary.md of a record of seeds; `heading`, a title and a Settings line, replaces sac_v's (a peer's)."""
+    title, settings_line = heading or (None, None)
     per_seed = by_seed(rows)
-    seeds = list(per_seed)
     reach, finals = reach_and_finals(per_seed, threshold)
-    q1, median, q3 = np.percentile(reach, [25, 50, 75], method="inverted_cdf") if seeds else (np.inf,) * 3
+    q1, median, q3 = np.percentile(reach, [25, 50, 75], method="inverted_cdf") if per_seed else (np.inf,) * 3
     lines = [
         title or f"# Learning benchmark: {train.env_id}",
         "",
         f"Threshold: deterministic {train.eval_episodes}-episode eval mean ≥ {threshold:g}, "
         f"checked every {train.eval_every:,} env steps, {train.total_timesteps:,} env steps per seed.",
         "",
-        f"- seeds that reached the threshold: **{np.isfinite(reach).sum()} / {len(seeds)}**",
+        f"- seeds that reached the threshold: **{np.isfinite(reach).sum()} / {len(per_seed)}**",
     ]
     if (target := TARGETS.get(train.env_id)) and target.share is not None:
         within = (reach <= target.steps).sum()
-        lines.append(f"- seeds that reached it within {target.steps:,} env steps: **{within} / {len(seeds)}**")
+        lines.append(f"- seeds that reached it within {target.steps:,} env steps: **{within} / {len(per_seed)}**")
     lines += [
         f"- median env steps to threshold: **{fmt(median)}** (IQR {fmt(q1)} – {fmt(q3)}; unreached seeds count as ∞)",
         f"- final eval mean over seeds: **{finals.mean():.1f}** ± {finals.std():.1f} (std across seeds)",
         *target_lines(train.env_id, threshold, train.total_timesteps, reach, finals),
-        *(
-            [f"- published SAC (v2) at 1 000 000 env steps: {PUBLISHED[train.env_id]}"]
-            if train.env_id in PUBLISHED
-            else []
-        ),
-        "",
-        "| seed | steps to threshold | final eval mean | best eval mean | wall time (min) | env steps/s |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for seed, steps, final in zip(seeds, reach, finals, strict=True):
-        best = max(r["eval_mean"] for r in per_seed[seed])
-        last = per_seed[seed][-1]
-        lines.append(
-            f"| {seed} | {fmt(steps)} | {final:.1f} | {best:.1f} | {last['wall_s'] / 60:.1f} "
-            f"| {last['step'] / last['wall_s']:.0f} |"
-        )
-    settings = {k: v for k, v in dataclasses.asdict(train).items() if k not in ("seed", "exp_name", *RUN_MANAGEMENT)}
-    lines += [
-        "",
-        settings_line or "Settings: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()),
-        "",
-        f"Hardware: {hardware}.",
-        "",
-        f"Commit: {ran_at}.",
-        "",
-    ]
-    (out_dir / "summary.md").write_text("\n".join(lines))
-
-
-# Plots
-
-
-def plot_seeds(ax: Any, per_seed: dict[int, list[dict[str, Any]]], color: Any, label: str | None = None) -> None:
-    """Each seed's evaluation curve thin, and their mean over the steps every seed has thick."""
-    curves = {seed: {r["step"]: r["eval_mean"] for r in rows} for seed, rows in per_seed.items()}
-    for curve in curves.values():
-        ax.plot(list(curve), list(curve.values()), color=color, alpha=0.25, linewidth=1)
-    common = sorted(set.intersection(*(set(c) for c in curves.values()))) if curves else []
-    if common:
-        mean = [np.mean([c[s] for c in curves.values()]) for s in common]
-        ax.plot(common, mean, color=color, linewidth=2.5, label=label)
+    if train.env_id in PUBLISHED:
+        lines.append(f"- published SAC (v2) at 1 000 000 env steps: {PUBLISHED[train.env_id]}")
+    lines += ["", "| seed | steps to threshold | final eval mean | best eval mean | wall time (min) | env steps/s |"]
+    lines.append("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for (seed, seed_rows), steps, final in zip(per_seed.items(), reach, finals, strict=True):
+        last = seed_rows[-1]
+        best, minutes, rate = max(r["eval_mean"] for r in seed_rows), last["wall_s"] / 60, last["step"] / last["wall_s"]
+        lines.append(f"| {seed} | {fmt(steps)} | {final:.1f} | {best:.1f} | {minutes:.1f} | {rate:.0f} |")
+    settings = ", ".join(f"`{k}={v}`" for k, v in settings_of(train, "exp_name").items())
+    hardware, commits = ({seed: line[i] for (_, seed), line in ran.items()} for i in (0, 1))
+    lines += ["", settings_line or f"Settings: {settings}", "", f"Hardware: {seed_line(hardware)}.", ""]
+    return "\n".join([*lines, f"Commit: {seed_line(commits)}.", ""])
 
 
 def plot_curves(path: Path, title: str, curves: list[tuple[dict, Any, str | None]], threshold: float) -> None:
-    """curves.png: each (per_seed, color, label) as plot_seeds draws it, under the threshold's dashed line."""
+    """curves.png: for each (per_seed, color, label), each seed's curve thin, their mean thick, the threshold dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -410,7 +258,11 @@ def plot_curves(path: Path, title: str, curves: list[tuple[dict, Any, str | None
 
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="tight")
     for per_seed, color, label in curves:
-        plot_seeds(ax, per_seed, color, label)
+        seeds = [{r["step"]: r["eval_mean"] for r in rows} for rows in per_seed.values()]
+        for curve in seeds:
+            ax.plot(list(curve), list(curve.values()), color=color, alpha=0.25, linewidth=1)
+        if steps := sorted(set.intersection(*(set(c) for c in seeds))) if seeds else []:
+            ax.plot(steps, [np.mean([c[s] for c in seeds]) for s in steps], color=color, linewidth=2.5, label=label)
     ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     ax.set(xlabel="env steps", ylabel="deterministic eval return", title=title)
     ax.legend(loc="best", fontsize="small")
@@ -419,72 +271,51 @@ def plot_curves(path: Path, title: str, curves: list[tuple[dict, Any, str | None
     plt.close(fig)
 
 
-def seeds_title(per_seed: dict) -> str:
-    seeds = list(per_seed)
-    return f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds (thin) and their mean (thick)"
-
-
-# The flags every record tool takes
+def seeds_title(seeds: dict) -> str:
+    return f"seed {next(iter(seeds))}" if len(seeds) == 1 else f"{len(seeds)} seeds (thin) and their mean (thick)"
 
 
 @dataclasses.dataclass
 class RecordArgs:
     """The flags of a tool that runs seeds into a record."""
 
-    train: tyro.conf.OmitArgPrefixes[Args]
-    """the sac_v settings shared by every seed (each run's --seed and --exp-name are the tool's)"""
-    seeds: int = 10
-    """number of seeds: first-seed, first-seed + 1, ..."""
-    first_seed: int = 1
-    """the first seed"""
-    workers: int = 0
-    """runs at a time on this machine (0: one per CPU core)"""
-    threshold: float | None = None
-    """eval return that counts as solved (default: LunarLander 200, Pendulum -200, HalfCheetah 5000, Hopper 2500,
-    Walker2d 2000)"""
-    out_dir: Path | None = None
-    """where results go"""
-    record: bool = False
-    """write the committed record under docs/ (default: the same path under runs/)"""
-    overwrite: bool = False
-    """discard earlier results in out_dir made with other settings"""
+    train: tyro.conf.OmitArgPrefixes[Args]  # sac_v's settings, shared by every run (the tool sets --seed, --exp-name)
+    seeds: int = 10  # number of seeds: first-seed, first-seed + 1, ...
+    first_seed: int = 1  # the first seed
+    workers: int = 0  # runs at a time on this machine (0: one per CPU core)
+    threshold: float | None = None  # eval return that counts as solved (default per env: LunarLander 200, ...)
+    out_dir: Path | None = None  # where results go (default: the tool's folder under runs/, or docs/ with --record)
+    record: bool = False  # write the committed record under docs/ (default: the same path under runs/)
+    overwrite: bool = False  # discard earlier results in out_dir made with other settings
 
 
-def check_counts(seeds: int, workers: int, first_seed: int = 1, threshold: float = 0.0) -> None:
-    """Refuse counts, seeds and a threshold that no run could use, before anything is written."""
-    if seeds < 1 or workers < 0:
-        raise ConfigError("--seeds must be positive, --workers non-negative")
-    if not 0 <= first_seed <= 2**32 - seeds:
-        raise ConfigError(f"the seeds {first_seed} to {first_seed + seeds - 1} must be in [0, 2**32)")
-    if not math.isfinite(threshold):
-        raise ConfigError(f"--threshold must be a finite number, got {threshold}")
-
-
-def check_run_flags(train: Args, run_names: str) -> None:
-    """Refuse --seed and --exp-name, which a record tool sets for each of its runs, rather than ignore them."""
-    if train.seed != Args.seed:
-        raise ConfigError(f"--seed is set for each run from --first-seed and --seeds; pass --first-seed {train.seed}")
-    if train.exp_name != Args.exp_name:
-        raise ConfigError(f"--exp-name is set for each run: {run_names}")
-
-
-def threshold_of(given: float | None, env_id: str) -> float:
-    threshold = given if given is not None else THRESHOLDS.get(env_id)
+def check_record(bench: RecordArgs, run_names: str, resumes: str) -> float:
+    """The threshold; before anything is written, refuse what no run could use and the flags the tool sets per run."""
+    train = bench.train
+    threshold = bench.threshold if bench.threshold is not None else THRESHOLDS.get(train.env_id)
     if threshold is None:
-        raise ConfigError(f"no default threshold for {env_id}: pass --threshold")
+        raise ConfigError(f"no default threshold for {train.env_id}: pass --threshold")
+    first, last = bench.first_seed, bench.first_seed + bench.seeds - 1
+    for ok, message in [
+        (importlib.util.find_spec("matplotlib"), 'the record is plotted with matplotlib: pip install -e ".[bench]"'),
+        (bench.seeds > 0 and bench.workers >= 0, "--seeds must be positive, --workers non-negative"),
+        (0 <= first <= last < 2**32, f"the seeds {first} to {last} must be in [0, 2**32)"),
+        (math.isfinite(threshold), f"--threshold must be a finite number, got {threshold}"),
+        (train.seed == Args.seed, f"--seed is set per run from --first-seed; pass --first-seed {train.seed}"),
+        (train.exp_name == Args.exp_name, f"--exp-name is set per run: {run_names}"),
+        (train.resume is None, f"--resume continues one run; {resumes}"),
+    ]:
+        if not ok:
+            raise ConfigError(message)
+    make_env(train.env_id).close()
     return threshold
 
 
-def parse_with_paper(cls: type[T], argv: list[str] | None = None) -> T:
-    """The command line of a tool whose `train` field holds sac_v's flags; with --paper, the paper's settings for the
-    task are the defaults it overrides."""
+def parse_with_paper(cls: type, argv: list[str] | None = None) -> Any:
+    """A tool's command line; with --paper, the paper's settings for the task are the defaults its flags override."""
     argv = sys.argv[1:] if argv is None else argv
     first = tyro.cli(cls, args=[a for a in argv if a not in ("-h", "--help")], default=cls(train=Args()))
-    train_defaults = paper_args(first.train.env_id) if first.train.paper else Args()
-    return tyro.cli(cls, args=argv, default=cls(train=train_defaults))
-
-
-# The worker pool
+    return tyro.cli(cls, args=argv, default=cls(train=paper_args(first.train.env_id) if first.train.paper else Args()))
 
 
 def run_seed(args: Args) -> list[Evaluation]:
@@ -496,199 +327,184 @@ def run_seed(args: Args) -> list[Evaluation]:
     return result.evaluations
 
 
-class InterruptError(Exception):
-    """SIGINT or SIGTERM stopped the tool; the runs it had in flight saved their checkpoints."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
-        self.signum = signum
-
-
-WORKER_BUSY = threading.Event()  # set while this worker process runs a job (start_worker)
-
-
-def run_job(fn: Callable[..., Any], *job: Any) -> Any:
-    WORKER_BUSY.set()
-    try:
-        return fn(*job)
-    finally:
-        WORKER_BUSY.clear()
-
-
-def start_worker(parent: int) -> None:
-    """A worker's initializer: a process group of its own (see run_in_workers), and a watch on its parent. Where the
-    parent dies without a word (SIGKILL, the out-of-memory killer), the worker's run saves and stops as on a SIGTERM,
-    and the worker exits, rather than train on with no one to record it and then wait for jobs forever."""
+def work(conn: Connection, parent: int, fn: Callable[..., Any]) -> None:
+    """A worker in a process group of its own: fn(*job), or its exception, for each job; saves and stops if orphaned."""
     os.setpgrp()
-    # A run stopped here is continued by the tool's own command, not by sac_v.py --resume.
-    sac_v.resume_command = lambda checkpoint: "rerun the benchmark's own command"
+    sac_v.resume_command = lambda checkpoint: "rerun the benchmark's own command"  # not sac_v.py --resume
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.2)
-        if WORKER_BUSY.is_set():
-            os.kill(os.getpid(), signal.SIGTERM)
-            deadline = time.monotonic() + 600  # an evaluation, then a checkpoint with its buffer
-            while WORKER_BUSY.is_set() and time.monotonic() < deadline:
-                time.sleep(0.2)
-        os._exit(1)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, daemon=True).start()
+    with contextlib.suppress(EOFError, OSError):  # the pipe closed: the tool is done, or gone
+        for job in iter(conn.recv, None):
+            try:
+                outcome = fn(*job)
+            except Exception as e:
+                outcome = e
+            conn.send(outcome)
 
 
 def run_in_workers(fn: Callable[..., Any], jobs: dict[Hashable, tuple], workers: int) -> Iterator[tuple[Hashable, Any]]:
-    """Runs fn(*job) for each job in at most `workers` spawned processes; yields (key, result or exception) as each
-    ends. SIGINT or SIGTERM to this process forwards one SIGTERM to each worker (sac_v.train saves and stops; a second
-    signal stops it at once), starts no new job, waits for the workers and raises InterruptError. Each worker has a
-    process group of its own: a signal to the terminal's group reaches it once, through this process, and a SIGTERM to
-    this process alone does not leave a worker training with no one to record it; nor does a SIGKILL (start_worker)."""
-    waiting = iter(jobs.items())
-    running: dict[cf.Future, Hashable] = {}
-    stopped: list[int] = []
+    """fn(*job) for each job in `workers` spawned processes, yielding (key, result or exception) as each ends. SIGINT
+    or SIGTERM is forwarded to the workers as SIGTERM (runs save and stop), then KeyboardInterrupt(message, signal)."""
+    context, waiting = multiprocessing.get_context("spawn"), iter(jobs.items())
+    pipes = [context.Pipe() for _ in range(workers)]
+    processes = {conn: context.Process(target=work, args=(end, os.getpid(), fn)) for conn, end in pipes}
+    for (_, end), process in zip(pipes, processes.values(), strict=True):
+        process.start()
+        end.close()  # the worker's end: when the worker dies, this end reads EOF
+    idle, running, stopped = list(processes), {}, []
 
     def forward(signum: int, frame: object) -> None:
         stopped.append(signum)
-        for child in multiprocessing.active_children():
+        for process in processes.values():
             with contextlib.suppress(ProcessLookupError):
-                os.kill(child.pid, signal.SIGTERM)
+                os.kill(process.pid, signal.SIGTERM)
 
     previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        context = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(workers, context, initializer=start_worker, initargs=(os.getpid(),)) as pool:
-
-            def start_next() -> None:
-                """One job per free worker: a job queued inside the pool would start after a stop."""
-                for key, job in itertools.islice(waiting, 1):
-                    try:
-                        running[pool.submit(run_job, fn, *job)] = key
-                    except cf.process.BrokenProcessPool as e:  # a worker was killed (out of memory?): none can start
-                        failed: cf.Future = cf.Future()
-                        failed.set_exception(e)
-                        running[failed] = key
-
-            for _ in range(workers):
-                start_next()
-            while running:
-                finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                for future in finished:
-                    key, error = running.pop(future), future.exception()
-                    if stopped and error is not None:  # stopped at its checkpoint, or killed: not an outcome
-                        continue
-                    if not stopped:
-                        start_next()
-                    yield key, error or future.result()
+        while True:
+            while idle and not stopped and (item := next(waiting, None)):
+                running[idle[-1]] = item[0]
+                idle.pop().send(item[1])
+            if not running:  # done; or every worker was killed, and the runs left fail
+                for key, _ in [] if stopped else waiting:
+                    yield key, RuntimeError("no worker process was left to run it")
+                break
+            for conn in wait(list(running)):
+                key = running.pop(conn)
+                try:
+                    outcome = conn.recv()
+                    idle.append(conn)
+                except (EOFError, OSError):  # killed (out of memory?) before it could answer
+                    outcome = RuntimeError("its worker process was killed")
+                if not (stopped and isinstance(outcome, Exception)):  # stopped at its checkpoint: not an outcome
+                    yield key, outcome
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        for conn, process in processes.items():  # closed early, the runs in flight save and stop
+            conn.close()
+            if conn in running:
+                process.terminate()
+            process.join()
     if stopped:
-        raise InterruptError(stopped[0])
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(stopped[0]).name}", stopped[0])
 
 
-# The record runner
+def seed_pool(fn: Callable[..., list[Evaluation]], threads: int | str, *versions: str) -> tuple[Backend, Callable]:
+    """The local backend of run_record, each run fn(*job) in the worker pool, and the hardware line of its runs."""
 
-Provenance = dict[RunKey, tuple[str, str]]  # each finished run's hardware line and commit
-Backend = Callable[[dict[RunKey, tuple], int], Iterator[tuple[RunKey, Any]]]  # (jobs, workers) -> (key, outcome)
+    def hardware(workers: int) -> str:
+        line = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
+        return ", ".join([line, f"torch {torch.__version__}", *versions])
+
+    return functools.partial(run_in_workers, fn), hardware
 
 
 @dataclasses.dataclass
 class Record:
-    """A results folder: runs.csv (every evaluation of every finished run, appended as each run ends, so a crash never
-    loses finished runs), failures.csv (the runs that raised, with their error), config.json (what its runs were made
-    with), summary.md and curves.png, written by `report`."""
+    """A results folder: runs.csv (appended as each run ends), failures.csv, config.json and what `report` writes."""
 
     out_dir: Path
     config: dict[str, Any]
     report: Callable[[list[dict[str, Any]], Provenance], None]  # summary.md and curves.png from the rows
-    total: Callable[[RunKey], int]  # the env step at which a run is finished
+    job: Callable[[RunKey], tuple]  # what the backend runs for a run: fn(*job(key))
+    backend: Backend
+    hardware: Callable[[int], str]  # the hardware line of runs that share the machine `workers` at a time
     fields: list[str] = dataclasses.field(default_factory=list)  # a sweep's grid fields, the columns before METRICS
     parse: Callable[[str, str], Any] = lambda column, text: text  # a grid value from runs.csv
     format: Callable[[Any], str] = str  # a grid value into runs.csv
-    what: str = "settings"  # what other results in out_dir could have been made with
 
-    def name(self, key: RunKey) -> str:
-        values, seed = key
-        setting = ",".join(f"{f}={self.format(v)}" for f, v in zip(self.fields, values, strict=True))
-        return f"{setting} seed {seed}".lstrip()
+    def key(self, row: dict[str, Any]) -> RunKey:
+        return tuple(row[f] for f in self.fields), row["seed"]
+
+    def earlier_rows(self, overwrite: bool, total_timesteps: int) -> list[dict[str, Any]]:
+        """Earlier finished runs' rows, alone in runs.csv; refused (overwrite: discarded) if of another config.json."""
+        runs_csv, config_json = self.out_dir / "runs.csv", self.out_dir / "config.json"
+        config = json.loads(json.dumps(self.config))  # tuples become lists, as when read back
+        try:
+            earlier = json.loads(config_json.read_text()) if config_json.exists() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            earlier = None  # damaged: its results cannot be told to match
+        if runs_csv.exists() and earlier != config:
+            if not overwrite:
+                raise ConfigError(f"{runs_csv} holds results made with other settings: pass --overwrite or --out-dir")
+            runs_csv.unlink()
+        with atomic_path(config_json) as tmp:
+            tmp.write_text(json.dumps(config, indent=2) + "\n")
+        rows = read_rows(runs_csv, self.parse)
+        # a run is finished at --total-timesteps, or at its grid value
+        done = {self.key(r) for r in rows if r["step"] == r.get("total_timesteps", total_timesteps)}
+        rows = [r for r in rows if self.key(r) in done]
+        with atomic_path(runs_csv) as tmp:
+            tmp.unlink(missing_ok=True)  # left by a kill
+            append_rows(tmp, [*self.fields, *METRICS], rows, self.format)
+        return rows
 
 
-def run_record(
-    record: Record,
-    keys: list[RunKey],
-    job: Callable[[RunKey], tuple],
-    backend: Backend,
-    hardware: Callable[[int], str],
-    workers: int,
-    overwrite: bool,
-) -> None:
-    """Run the runs among `keys` that the record lacks, each as backend runs job(key) with at most `workers` at a time,
-    appending each one's evaluations and rewriting the report as it ends; with nothing left to run, rewrite the report
-    from runs.csv. Each run keeps the hardware and commit it ran at (earlier ones from the summary)."""
-    out_dir, fields = record.out_dir, record.fields
+def run_record(record: Record, bench: RecordArgs, settings: list[tuple[Any, ...]] | None = None) -> None:
+    """Run each setting's seeds the record lacks, writing each run's rows, hardware, commit and report as it ends."""
+    out_dir, fields, format = record.out_dir, record.fields, record.format
     runs_csv, failures_csv = out_dir / "runs.csv", out_dir / "failures.csv"
-    check_earlier_results(out_dir, record.config, overwrite, record.what)
-    failures_csv.unlink(missing_ok=True)  # every failed run is retried now, and recorded again if it fails again
-    rows = finished_rows(runs_csv, fields, record.total, record.parse, record.format)
-    done = {run_key(r, fields) for r in rows}
-    if done:
-        print(f"skipping {len(done)} of {len(keys)} runs already finished in {runs_csv}")
-    hardwares, commits = earlier_seed_lines(out_dir, {seed for _, seed in done})
-    ran = {key: (hardwares[key[1]], commits[key[1]]) for key in done}
-    jobs = {key: job(key) for key in keys if key not in done}
-    if not jobs:  # the summary and plot again, from every finished run in runs.csv
-        record.report(rows, ran)
-        print(f"all {len(keys)} runs are done; summary and plot rewritten in {out_dir}")
-        print("to run them again, pass --out-dir with a new folder")
-        return
-
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
-    line, ran_at = hardware(workers), commit()  # read now: the checkout may move on while the runs go
-    print(f"{len(jobs)} runs to go on {line}")
-    start, failures = time.time(), 0
-    outcomes = backend(jobs, workers)
-    with contextlib.closing(outcomes):  # on Ctrl-C, stop the backend's runs now, not when the generator is collected
-        for (values, seed), outcome in outcomes:
-            setting = dict(zip(fields, values, strict=True))
-            name = record.name((values, seed))
-            if isinstance(outcome, Exception):  # reported; the finished runs are on disk already
-                failures += 1
-                failure = setting | {"seed": seed, "error": error_text(outcome)}
-                append_rows(failures_csv, [*fields, "seed", "error"], [failure], record.format)
-                print(f"{name} failed: {error_text(outcome)}", file=sys.stderr)
-                continue
-            new = [
-                setting | dict(seed=seed, step=e.step, eval_mean=e.mean, eval_std=e.std, wall_s=e.wall_s)
-                for e in outcome
-            ]
-            append_rows(runs_csv, [*fields, *METRICS], new, record.format)
-            rows += new
-            ran[(values, seed)] = (line, ran_at)
+    seeds = range(bench.first_seed, bench.first_seed + bench.seeds)
+    keys = [(values, seed) for values in settings or [()] for seed in seeds]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the results folder {out_dir}: {e.strerror}") from None
+    lock = lock_folder(out_dir, "another benchmark is writing it; wait, or pass another --out-dir")
+    with lock or contextlib.nullcontext():
+        rows = record.earlier_rows(bench.overwrite, bench.train.total_timesteps)
+        failures_csv.unlink(missing_ok=True)  # every failed run is retried now, and recorded again if it fails again
+        done = {record.key(r) for r in rows}
+        if done:
+            print(f"skipping {len(done)} of {len(keys)} runs already finished in {runs_csv}")
+        hardwares, commits = (earlier_values(out_dir, f, {seed for _, seed in done}) for f in ("Hardware", "Commit"))
+        ran = {key: (hardwares[key[1]], commits[key[1]]) for key in done}
+        if not (jobs := {key: record.job(key) for key in keys if key not in done}):  # the report again, from runs.csv
             record.report(rows, ran)
-            print(f"{name} done: final eval {outcome[-1].mean:.1f}, {outcome[-1].wall_s / 60:.1f} min")
-    print(f"{len(jobs) - failures} runs done in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
-    if failures:
-        sys.exit(f"error: {failures} run(s) failed (see {failures_csv}); rerun the same command to retry them")
-
-
-def seed_lines(ran: Provenance) -> tuple[str, str]:
-    """The hardware and commit lines of a summary of seeds: one value, or each with its seeds."""
-    hardware, commits = {seed: hw for (_, seed), (hw, _) in ran.items()}, {s: c for (_, s), (_, c) in ran.items()}
-    return seed_line(hardware), seed_line(commits)
-
-
-def error_text(error: Exception) -> str:
-    """The error in one line, for failures.csv."""
-    return " ".join(f"{type(error).__name__}: {error}".split())
+            print(f"all {len(keys)} runs are done; summary and plot rewritten in {out_dir}")
+            print("to run them again, pass --out-dir with a new folder")
+            return
+        workers = min(bench.workers or os.cpu_count() or 1, len(jobs))
+        line, ran_at = record.hardware(workers), commit()  # read now: the checkout may move on while the runs go
+        print(f"{len(jobs)} runs to go on {line}")
+        start, failures = time.time(), 0
+        with contextlib.closing(record.backend(jobs, workers)) as outcomes:  # on Ctrl-C, stop the backend's runs now
+            for (values, seed), outcome in outcomes:
+                setting = dict(zip(fields, values, strict=True))
+                name = f"{','.join(f'{f}={format(v)}' for f, v in setting.items())} seed {seed}".lstrip()
+                if isinstance(outcome, Exception):  # reported; the finished runs are on disk already
+                    failures += 1
+                    error = " ".join(f"{type(outcome).__name__}: {outcome}".split())
+                    failure = setting | {"seed": seed, "error": error}
+                    append_rows(failures_csv, [*fields, "seed", "error"], [failure], format)
+                    print(f"{name} failed: {error}", file=sys.stderr)
+                    continue
+                # each evaluation e is (step, mean, std, wall_s)
+                new = [setting | dict(zip(METRICS, (seed, *e), strict=True)) for e in outcome]
+                append_rows(runs_csv, [*fields, *METRICS], new, format)
+                rows += new
+                ran[(values, seed)] = (line, ran_at)
+                record.report(rows, ran)
+                print(f"{name} done: final eval {outcome[-1].mean:.1f}, {outcome[-1].wall_s / 60:.1f} min")
+        print(f"{len(jobs) - failures} runs done in {(time.time() - start) / 60:.1f} min; results in {out_dir}")
+        if failures:
+            sys.exit(f"error: {failures} run(s) failed (see {failures_csv}); rerun the same command to retry them")
 
 
 def cli(main: Callable[[], None], stopped: str) -> None:
-    """Run a tool: a ConfigError ends it in one line; a signal, after the runs in flight saved, with `stopped` (how the
-    same command goes on) and the exit status 128 + the signal."""
+    """Run a tool: a ConfigError ends it in one line; a signal with `stopped` (how to go on) and status 128 + signal."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill outside the pool stops it as Ctrl-C does
     try:
         main()
     except ConfigError as e:
         sys.exit(f"error: {e}")
-    except (KeyboardInterrupt, InterruptError) as e:
-        print(f"{e if isinstance(e, InterruptError) else 'interrupted'}: {stopped}", file=sys.stderr)
-        sys.exit(128 + e.signum if isinstance(e, InterruptError) else 130)
+    except KeyboardInterrupt as e:  # Ctrl-C or a kill; from the pool, with the signal that stopped its runs
+        message, signum = e.args or ("interrupted", signal.SIGINT)
+        print(f"{message}: {stopped}", file=sys.stderr)
+        sys.exit(128 + signum)

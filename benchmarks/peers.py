@@ -1,33 +1,16 @@
-"""Stable-Baselines3's SAC under this project's learning-benchmark protocol, beside sac_v's own record.
+"""Stable-Baselines3's SAC under sac_v's learning-benchmark protocol, with rl-zoo3's settings (zoo) or sac_v's and
+ent_coef fixed at alpha / reward_scale (sac-v-defaults): a record beside sac_v's, in runs/benchmarks/<env>/peers/
+sb3-<setting>/ (--record: docs/). A rerun resumes each unfinished seed from its checkpoint, in a new training episode.
+SB3 takes its first gradient step after env step learning_starts + 1, sac_v after min_pool.
 
     python benchmarks/peers.py --setting zoo --env-id LunarLanderContinuous-v3 --seeds 5
-    python benchmarks/peers.py --setting zoo --env-id Hopper-v5 --total-timesteps 300000 --eval-every 10000 --seeds 1
-    python benchmarks/peers.py --setting sac-v-defaults --env-id Pendulum-v1 --total-timesteps 10000 \\
-        --eval-every 1000 --min-pool 1000 --reward-scale 40
-
-Two settings of SB3's SAC (twin Q critics with target copies, no V network), set up by benchmarks/sb3.py:
-  zoo: rl-zoo3's tuned hyperparameters for the env (its hyperparams/sac.yml), for this benchmark's step budget;
-  sac-v-defaults: sac_v's settings, the flags of benchmarks/learning.py (networks, batch, buffer, gamma, tau, one
-      learning rate, learning_starts = --min-pool), with the entropy coefficient fixed at alpha / reward_scale: the
-      objective sac_v optimises with its reward scaled by reward_scale, without V.
-The protocol is sac_v's: Python, numpy and torch seeded with the seed; every --eval-every env steps (after that step's
-gradient step) and at the last step, --eval-episodes episodes of the deterministic policy on an env of their own,
-episode i reset with seed + 10 000 + i. (SB3 takes its first gradient step after env step learning_starts + 1, sac_v
-after min_pool: one gradient step fewer in a run.) Results go to runs/benchmarks/<env>/peers/sb3-<setting>/ (with
---record the committed record, docs/benchmarks/<env>/peers/sb3-<setting>/) in the
-layout of benchmarks/learning.py (runs.csv, summary.md, curves.png, config.json), written by benchmarks/common.py; the
-curves show sac_v's record beside where it ran the same protocol. Started again with the same settings, it skips the
-seeds already in runs.csv and resumes a seed that did not finish from its last checkpoint: at each evaluation, each
-seed saves SB3's networks, optimizers, entropy coefficient, replay buffer and random streams to
-runs/<env>__sb3-<setting>__<seed>__<settings digest>/ (loaded with weights_only, nothing unpickled). A resumed seed
-starts a new training episode, so it is not an exact continuation. Needs the `peers` extra.
+    python benchmarks/peers.py --setting sac-v-defaults --env-id Pendulum-v1 --total-timesteps 10000 --min-pool 1000
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import importlib.util
 import json
@@ -45,7 +28,6 @@ import numpy as np
 import stable_baselines3
 import torch
 import tyro
-from common import ROOT, RecordArgs
 from sb3 import RL_ZOO3, ZOO, Setting, make_model, sb3_settings
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
@@ -58,22 +40,19 @@ from sac_v import Args, ConfigError, Evaluation, make_env, path_name, rng_states
 PROTOCOL = ("env_id", "total_timesteps", "eval_every", "eval_episodes")  # what both settings take from sac_v's flags
 SAC_V_SETTINGS = ("reward_scale", "alpha", "min_pool", "buffer_size", "batch_size", "gradient_steps", "gamma", "tau")
 SAC_V_SETTINGS += ("policy_lr", "critic_lr", "hidden_sizes")  # what sac-v-defaults takes besides
+CHECKPOINT = "sb3_sac.pt"
+BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
 
 @dataclasses.dataclass
-class PeerArgs(RecordArgs):
+class PeerArgs(common.RecordArgs):
     """benchmarks/learning.py's flags, and which settings SB3's SAC learns with."""
 
-    out_dir: Path | None = None
-    """where results go (default runs/benchmarks/<env-id>/peers/sb3-<setting>; with --record under docs/)"""
-    setting: Setting = "zoo"
-    """zoo: rl-zoo3's hyperparameters for the env; sac-v-defaults: the sac_v settings given, entropy coefficient fixed
-    at alpha / reward_scale"""
+    setting: Setting = "zoo"  # zoo: rl-zoo3's settings for the env; sac-v-defaults: sac_v's, ent_coef alpha / scale
 
 
 def evaluate(model: SAC, env: gym.Env, episodes: int, seed: int) -> np.ndarray:
-    """sac_v.evaluate for an SB3 model: the returns of `episodes` episodes, seeded seed, seed + 1, ..., with the
-    deterministic action tanh(μ) that model.predict gives."""
+    """sac_v.evaluate for an SB3 model: returns of episodes seeded seed, seed + 1, ..., with the action tanh(μ)."""
     returns = np.zeros(episodes)
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
@@ -86,16 +65,13 @@ def evaluate(model: SAC, env: gym.Env, episodes: int, seed: int) -> np.ndarray:
 
 
 class ProtocolEvaluation(BaseCallback):
-    """sac_v's evaluations inside SB3's model.learn. SB3 calls _on_rollout_start before each env step, that is after
-    the previous step's gradient step, where sac_v evaluates; the last step's evaluation comes at the end. With a
-    checkpoint folder, each evaluation is followed by a checkpoint (save_checkpoint)."""
+    """sac_v's evaluations and checkpoints in SB3's model.learn: at _on_rollout_start, after the last gradient step."""
 
     def __init__(self, train: Args, seed: int, folder: Path | None = None):
         super().__init__()
         self.train, self.seed, self.folder = train, seed, folder
-        self.evaluations: list[Evaluation] = []
-        self.start = 0.0  # when learning began
-        self.wall_s = 0.0  # seconds of learning in earlier processes (a resumed seed)
+        # wall_s: the seconds of learning in earlier processes (a resumed seed), start: when this one's began
+        self.evaluations, self.wall_s, self.start = [], 0.0, 0.0
 
     def _on_training_start(self) -> None:
         self.start = time.time()
@@ -107,13 +83,10 @@ class ProtocolEvaluation(BaseCallback):
     def _on_training_end(self) -> None:
         self.record()
         if self.folder is not None:  # the seed is done: its evaluations stay, its buffer is not needed
-            save_checkpoint(self.model, self.evaluations, self.elapsed(), self.folder, with_buffer=False)
+            self.save(with_buffer=False)
 
     def _on_step(self) -> bool:
         return True
-
-    def elapsed(self) -> float:
-        return self.wall_s + time.time() - self.start
 
     def record(self) -> None:
         """Evaluate at this step, unless done already (at the last step's periodic evaluation, or before a resume)."""
@@ -122,92 +95,64 @@ class ProtocolEvaluation(BaseCallback):
             return
         with contextlib.closing(make_env(self.train.env_id)) as env:
             returns = evaluate(self.model, env, self.train.eval_episodes, seed=self.seed + 10_000)
-        self.evaluations.append(Evaluation(step, float(returns.mean()), float(returns.std()), self.elapsed()))
+        wall_s = self.wall_s + time.time() - self.start
+        self.evaluations.append(Evaluation(step, float(returns.mean()), float(returns.std()), wall_s))
         print(f"seed {self.seed} step {step}: eval return {returns.mean():.1f} ± {returns.std():.1f}", flush=True)
         if self.folder is not None and step < self.train.total_timesteps:
-            save_checkpoint(self.model, self.evaluations, self.elapsed(), self.folder)
+            self.save()
 
+    def save(self, with_buffer: bool = True) -> None:
+        """What a resume needs, in one file written atomically: SB3's tensors, buffer, evaluations, random streams."""
+        model, rb = self.model, self.model.replay_buffer
+        state_dicts, tensors = model._get_torch_save_params()
+        contents = {name: recursive_getattr(model, name).state_dict() for name in state_dicts}
+        contents |= {name: recursive_getattr(model, name).detach() for name in tensors}
+        size = (rb.buffer_size if rb.full else rb.pos) if with_buffer else 0
+        contents["buffer"] = {name: torch.from_numpy(getattr(rb, name)[:size]) for name in BUFFER_ARRAYS}
+        contents |= dict(step=model.num_timesteps, n_updates=model._n_updates, pos=rb.pos, full=rb.full)
+        contents |= dict(evaluations=[tuple(e) for e in self.evaluations], rng=rng_states(model.action_space))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.folder / CHECKPOINT) as tmp:
+            torch.save(contents | {"wall_s": self.wall_s + time.time() - self.start}, tmp)
 
-CHECKPOINT, BUFFER = "sb3_sac.pt", "sb3_sac.buffer.npz"
-BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+    def load(self, model: SAC) -> bool:
+        """Bring a new model and this callback to the seed's checkpoint in the folder; False if there is none to use."""
+        folder, rb = self.folder, model.replay_buffer
+        if folder is None or not (folder / CHECKPOINT).is_file():
+            return False
+        try:  # weights_only: nothing is unpickled
+            saved = torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True)
+            buffer = saved["buffer"]  # none in a checkpoint of an older format
+        except Exception as e:  # truncated or corrupted: whatever torch or zipfile meets first
+            print(f"note: seed {self.seed} starts again: its checkpoint in {folder} is unusable ({type(e).__name__})")
+            return False
+        state_dicts, tensors = model._get_torch_save_params()
+        for name in state_dicts:
+            recursive_getattr(model, name).load_state_dict(saved[name])
+        with torch.no_grad():  # in place: the entropy coefficient's optimizer holds this very tensor
+            for name in tensors:
+                recursive_getattr(model, name).copy_(saved[name])
+        for name, array in buffer.items():
+            getattr(rb, name)[: len(array)] = array.numpy()
+        rb.pos, rb.full = (saved["pos"], saved["full"]) if len(buffer["rewards"]) else (0, False)
+        model.num_timesteps, model._n_updates = saved["step"], saved["n_updates"]
+        set_rng_states(saved["rng"], model.action_space)
+        self.evaluations, self.wall_s = [Evaluation(*e) for e in saved["evaluations"]], saved["wall_s"]
+        print(f"seed {self.seed}: resumed at step {saved['step']} from {folder}", flush=True)
+        return True
 
 
 def checkpoint_dir(config: dict[str, Any], seed: int) -> Path:
-    """Where a seed of these settings (the benchmark's config.json) keeps its checkpoint: other settings, another run
-    length included, get another folder."""
+    """Where a seed of these settings (config.json's) keeps its checkpoint: other settings get another folder."""
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
     return Path("runs") / f"{path_name(config['env_id'])}__sb3-{config['setting']}__{seed}__{digest}"
 
 
-def save_checkpoint(
-    model: SAC, evaluations: list[Evaluation], wall_s: float, folder: Path, with_buffer: bool = True
-) -> None:
-    """What a resume needs, in the tensors SB3's own model.save writes (networks, optimizers, entropy coefficient),
-    with the replay buffer's arrays, the counters, the evaluations and the random streams. The buffer goes first and
-    the checkpoint in place last, each atomically; both carry the env step, which pairs them."""
-    folder.mkdir(parents=True, exist_ok=True)
-    step, rb = model.num_timesteps, model.replay_buffer
-    if with_buffer:
-        size = rb.buffer_size if rb.full else rb.pos
-        arrays = {name: getattr(rb, name)[:size] for name in BUFFER_ARRAYS}
-        with atomic_path(folder / BUFFER) as tmp, open(tmp, "wb") as f:
-            np.savez(f, step=step, pos=rb.pos, full=rb.full, **arrays)
-    state_dicts, tensors = model._get_torch_save_params()
-    contents = {name: recursive_getattr(model, name).state_dict() for name in state_dicts}
-    contents |= {name: recursive_getattr(model, name).detach() for name in tensors}
-    contents |= dict(step=step, n_updates=model._n_updates, wall_s=wall_s, evaluations=[tuple(e) for e in evaluations])
-    contents |= dict(rng=rng_states(model.action_space), with_buffer=with_buffer)
-    with atomic_path(folder / CHECKPOINT) as tmp:
-        torch.save(contents, tmp)
-    if not with_buffer:
-        (folder / BUFFER).unlink(missing_ok=True)
-
-
-def load_checkpoint(model: SAC, callback: ProtocolEvaluation, folder: Path) -> bool:
-    """Bring a new model (make_model) and its callback to the seed's last checkpoint in folder; False, with a note
-    where there is none to resume from (then the seed starts from step 0)."""
-    if not (folder / CHECKPOINT).is_file():
-        return False
-    try:
-        saved = torch.load(folder / CHECKPOINT, map_location=model.device, weights_only=True)
-        buffer = {}
-        if saved["with_buffer"]:
-            with np.load(folder / BUFFER) as data:  # allow_pickle stays off: only plain arrays are read
-                buffer = {name: data[name] for name in data.files}
-    except Exception as e:  # missing, truncated or corrupted: whatever torch, zipfile or numpy meets first
-        print(f"note: seed {callback.seed} starts again: its checkpoint in {folder} is unreadable ({type(e).__name__})")
-        return False
-    if buffer:
-        if int(buffer["step"]) != saved["step"]:
-            print(f"note: seed {callback.seed} starts again: the buffer in {folder} was not saved with its checkpoint")
-            return False
-        rb = model.replay_buffer
-        for name in BUFFER_ARRAYS:
-            getattr(rb, name)[: len(buffer[name])] = buffer[name]
-        rb.pos, rb.full = int(buffer["pos"]), bool(buffer["full"])
-    state_dicts, tensors = model._get_torch_save_params()
-    for name in state_dicts:
-        recursive_getattr(model, name).load_state_dict(saved[name])
-    with torch.no_grad():  # in place: the entropy coefficient's optimizer holds this very tensor
-        for name in tensors:
-            recursive_getattr(model, name).copy_(saved[name])
-    model.num_timesteps, model._n_updates = saved["step"], saved["n_updates"]
-    set_rng_states(saved["rng"], model.action_space)
-    callback.evaluations = [Evaluation(*e) for e in saved["evaluations"]]
-    callback.wall_s = saved["wall_s"]
-    print(f"seed {callback.seed}: resumed at step {saved['step']} from {folder}", flush=True)
-    return True
-
-
-def train_seed(
-    train: Args, settings: dict[str, Any], seed: int, folder: Path | None = None
-) -> tuple[SAC, list[Evaluation]]:
-    """One seed: SB3's SAC learning train.total_timesteps env steps, evaluated under sac_v's protocol; with a folder,
-    checkpointed there at each evaluation and resumed from its last checkpoint."""
-    model = make_model(settings, train.env_id, seed)
-    callback = ProtocolEvaluation(train, seed, folder)
+def train_seed(train: Args, settings: dict[str, Any], seed: int, folder: Path | None = None) -> tuple[SAC, list]:
+    """One seed of SB3's SAC, evaluated under sac_v's protocol; with a folder, checkpointed there and resumed."""
+    model, callback = make_model(settings, train.env_id, seed), ProtocolEvaluation(train, seed, folder)
     model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's own makes an empty tempdir/SB3-<time> per seed
-    resumed = folder is not None and load_checkpoint(model, callback, folder)
+    resumed = callback.load(model)
     if model.num_timesteps < train.total_timesteps:
         model.learn(train.total_timesteps - model.num_timesteps, callback=callback, reset_num_timesteps=not resumed)
     return model, callback.evaluations
@@ -218,26 +163,25 @@ def run_seed(train: Args, settings: dict[str, Any], seed: int, folder: Path) -> 
     return train_seed(train, settings, seed, folder)[1]
 
 
-def check_flags(train: Args, setting: Setting) -> None:
-    """Refuse sac_v flags that SB3's SAC under this setting would not take (the seed is the benchmark's)."""
-    taken = {"seed", "device", "threads", *PROTOCOL, *(SAC_V_SETTINGS if setting == "sac-v-defaults" else ())}
+def check_flags(train: Args, setting: Setting) -> tuple[str, ...]:
+    """The sac_v flags SB3's SAC takes under this setting; refuse bad ones, and any other given (the seed is ours)."""
+    validate_args(train)
+    names = (*PROTOCOL, *SAC_V_SETTINGS) if setting == "sac-v-defaults" else PROTOCOL
+    taken, defaults = {"seed", "device", "threads", *names}, Args()
     for field in dataclasses.fields(Args):
-        if field.name not in taken and getattr(train, field.name) != getattr(Args(), field.name):
+        if field.name not in taken and getattr(train, field.name) != getattr(defaults, field.name):
             flag = "--" + field.name.replace("_", "-")
             raise ConfigError(f"{flag} is a sac_v setting that SB3's SAC under --setting {setting} does not take")
     if setting == "sac-v-defaults" and train.policy_lr != train.critic_lr:
         print(f"note: SB3 has one learning rate; using --critic-lr {train.critic_lr:g}, not --policy-lr")
+    return names
 
 
-def sac_v_record(env_id: str) -> tuple[dict[str, Any], list[dict[str, float]]]:
-    """The config and evaluations of sac_v's own record for the env, in docs/benchmarks/<env> (empty if none)."""
-    record = ROOT / "docs" / "benchmarks" / env_id
-    config = json.loads((record / "config.json").read_text()) if (record / "config.json").exists() else {}
-    return config, common.read_rows(record / "runs.csv") if config else []
-
-
-def differences(config: dict[str, Any], train: Args, names: tuple[str, ...]) -> list[str]:
-    """The flags among `names` whose value in train differs from the one in config, with both values."""
+def differences(record: Path, train: Args, names: tuple[str, ...]) -> list[str] | None:
+    """The flags among `names` whose value in train differs from sac_v's record, with both values; None: no record."""
+    if not (record / "config.json").exists():
+        return None
+    config = json.loads((record / "config.json").read_text())
     given = json.loads(json.dumps({k: getattr(train, k) for k in names}))  # tuples as lists, as config holds them
     return [f"--{k.replace('_', '-')} {given[k]} (record {config.get(k)})" for k in names if config.get(k) != given[k]]
 
@@ -248,88 +192,53 @@ def describe(setting: Setting, settings: dict[str, Any], train: Args) -> tuple[s
     used = ", ".join(f"`{k}={v}`" for k, v in settings.items())
     line = f'Settings: stable-baselines3 {stable_baselines3.__version__} `SAC("MlpPolicy")` with {used}'
     if setting == "zoo":
-        entry = ZOO[train.env_id]
-        line += (
-            f"; from rl-zoo3 {RL_ZOO3}'s hyperparams/sac.yml for {entry.listed_as or train.env_id} (the rest SB3's "
-            f"defaults), whose n_timesteps {entry.n_timesteps:,} this benchmark replaces by {train.total_timesteps:,}"
-        )
+        entry, total = ZOO[train.env_id], train.total_timesteps
+        line += f"; from rl-zoo3 {RL_ZOO3}'s hyperparams/sac.yml for {entry.listed_as or train.env_id} (the rest SB3's "
+        line += f"defaults), whose n_timesteps {entry.n_timesteps:,} this benchmark replaces by {total:,}"
         if isinstance(settings["learning_rate"], str):
-            line += f" (so {settings['learning_rate']} falls to 0 over {train.total_timesteps:,} steps)"
+            line += f" (so {settings['learning_rate']} falls to 0 over {total:,} steps)"
     else:
-        line += (
-            f"; sac_v's settings: `learning_rate` its critic_lr (policy_lr {train.policy_lr:g}), `learning_starts` "
-            f"its min_pool, `ent_coef` fixed at alpha / reward_scale = {train.alpha:g} / {train.reward_scale:g}; "
-            "no V network, rewards unscaled"
-        )
+        line += f"; sac_v's settings: `learning_rate` its critic_lr (policy_lr {train.policy_lr:g}), `learning_starts` "
+        line += f"its min_pool, `ent_coef` fixed at alpha / reward_scale = {train.alpha:g} / {train.reward_scale:g}; "
+        line += "no V network, rewards unscaled"
     return title, line + "."
-
-
-def write_results(
-    rows: list[dict[str, float]], peer: PeerArgs, settings: dict[str, Any], threshold: float, ran: common.Provenance
-) -> None:
-    """The summary of a record of seeds, titled and set out for SB3; the curves beside sac_v's record."""
-    out_dir, train = out_dir_of(peer), peer.train
-    title, settings_line = describe(peer.setting, settings, train)
-    hardware, ran_at = common.seed_lines(ran)
-    common.write_summary(rows, train, threshold, hardware, out_dir, ran_at, title, settings_line)
-    per_seed = common.by_seed(rows)
-    curves = [(per_seed, "tab:orange", f"SB3 SAC ({peer.setting}), mean")]
-    record_config, record = sac_v_record(train.env_id)
-    if record and not differences(record_config, train, PROTOCOL):
-        curves.append((common.by_seed(record), "tab:blue", "sac_v's record, mean"))
-    heading = f"SB3's SAC ({peer.setting}) on {train.env_id}: {common.seeds_title(per_seed)}"
-    common.plot_curves(out_dir / "curves.png", heading, curves, threshold)
-
-
-def out_dir_of(peer: PeerArgs) -> Path:
-    folder = ("benchmarks", peer.train.env_id, "peers", f"sb3-{peer.setting}")
-    return common.results_path(peer.out_dir, peer.record, *folder)
-
-
-def main(peer: PeerArgs) -> None:
-    """The seeds not yet in the record, each from its last checkpoint if it has one; then the summary and plot."""
-    train = peer.train
-    threshold = common.threshold_of(peer.threshold, train.env_id)
-    if importlib.util.find_spec("matplotlib") is None:
-        raise ConfigError('the peer benchmark plots with matplotlib: pip install -e ".[peers]"')
-    validate_args(train)
-    common.check_counts(peer.seeds, peer.workers, peer.first_seed, threshold)
-    common.check_run_flags(train, "SB3's runs keep no run folder")
-    check_flags(train, peer.setting)
-    make_env(train.env_id).close()
-    settings = sb3_settings(peer.setting, train)
-    record_config, _ = sac_v_record(train.env_id)
-    names = (*PROTOCOL, *(SAC_V_SETTINGS if peer.setting == "sac-v-defaults" else ()))
-    if record_config and (differ := differences(record_config, train, names)):
-        print(f"note: not sac_v's record for {train.env_id} (docs/benchmarks/{train.env_id}): {', '.join(differ)}")
-    out_dir, config = out_dir_of(peer), peer_config(peer, settings)
-    threads = 1 if train.threads == "auto" else train.threads  # sac_v's --threads, per worker, as run_seed takes it
-    versions = f"stable-baselines3 {stable_baselines3.__version__}"
-    record = common.Record(
-        out_dir,
-        config,
-        lambda rows, ran: write_results(rows, peer, settings, threshold, ran),
-        total=lambda key: train.total_timesteps,
-    )
-    with common.holding(out_dir):
-        common.run_record(
-            record,
-            [((), seed) for seed in range(peer.first_seed, peer.first_seed + peer.seeds)],
-            lambda key: (train, settings, key[1], checkpoint_dir(config, key[1])),
-            functools.partial(common.run_in_workers, run_seed),
-            lambda workers: common.hardware_line(workers, threads, versions),
-            peer.workers,
-            peer.overwrite,
-        )
 
 
 def peer_config(peer: PeerArgs, settings: dict[str, Any]) -> dict[str, Any]:
     """The settings a seed's results depend on, as config.json holds them."""
     config = {"setting": peer.setting, **{k: getattr(peer.train, k) for k in PROTOCOL}, "sb3": settings}
-    return config | {
-        "stable_baselines3": stable_baselines3.__version__,
-        "rl_zoo3": RL_ZOO3 if peer.setting == "zoo" else None,
-    }
+    rl_zoo3 = RL_ZOO3 if peer.setting == "zoo" else None
+    return config | {"stable_baselines3": stable_baselines3.__version__, "rl_zoo3": rl_zoo3}
+
+
+def main(peer: PeerArgs) -> None:
+    """The seeds not yet in the record, each from its last checkpoint if it has one; then the summary and plot."""
+    train, setting = peer.train, peer.setting
+    threshold = common.check_record(peer, "SB3's runs keep no run folder", "the benchmark resumes its own seeds")
+    names, sac_v_record = check_flags(train, setting), common.ROOT / "docs" / "benchmarks" / train.env_id
+    settings = sb3_settings(setting, train)
+    if differ := differences(sac_v_record, train, names):
+        print(f"note: not sac_v's record for {train.env_id} (docs/benchmarks/{train.env_id}): {', '.join(differ)}")
+    out_dir = common.results_path(peer.out_dir, peer.record, "benchmarks", train.env_id, "peers", f"sb3-{setting}")
+    config = peer_config(peer, settings)
+
+    def report(rows: list[dict[str, Any]], ran: common.Provenance) -> None:
+        text = common.summary(rows, ran, train, threshold, describe(setting, settings, train))
+        (out_dir / "summary.md").write_text(text)
+        per_seed = common.by_seed(rows)
+        curves = [(per_seed, "tab:orange", f"SB3 SAC ({setting}), mean")]
+        beside = common.by_seed(common.read_rows(sac_v_record / "runs.csv"))
+        if beside and differences(sac_v_record, train, PROTOCOL) == []:
+            curves.append((beside, "tab:blue", "sac_v's record, mean"))
+        title = f"SB3's SAC ({setting}) on {train.env_id}: {common.seeds_title(per_seed)}"
+        common.plot_curves(out_dir / "curves.png", title, curves, threshold)
+
+    def job(key: common.RunKey) -> tuple:
+        return train, settings, key[1], checkpoint_dir(config, key[1])
+
+    threads = 1 if train.threads == "auto" else train.threads  # sac_v's --threads, per worker, as run_seed takes it
+    pool = common.seed_pool(run_seed, threads, f"stable-baselines3 {stable_baselines3.__version__}")
+    common.run_record(common.Record(out_dir, config, report, job, *pool), peer)
 
 
 if __name__ == "__main__":

@@ -1,25 +1,19 @@
-"""sac_v's MuJoCo records beside published multi-seed SAC: one table and one plot per task.
+"""sac_v's MuJoCo records beside published multi-seed SAC (docs/published-sac/raw/, cited in sources.md there): per
+task, mean ± std over seeds at 100 000, 300 000 and 1 000 000 env steps, and a plot.
 
     python benchmarks/published.py           # writes runs/published-sac/beside.md and runs/published-sac/<Task>.png
     python benchmarks/published.py --record  # the committed ones, docs/published-sac/beside.md and <Task>.png
-
-Reads sac_v's records (docs/benchmarks/<Task>-v5/runs.csv at 300 000 steps; its 1m/runs.csv, seeds run to
-1 000 000 steps, for that column) and the published curves in docs/published-sac/raw/ (sources.md there cites each).
-For each task: mean ± std over seeds (population std, as every summary here) at 100 000, 300 000 and 1 000 000 env
-steps, with the seeds that reached each step, and how far sac_v's mean at 300 000 stands from each source's, in that
-source's standard deviations. Needs the `bench` extra (matplotlib).
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import tyro
+from common import ROOT, by_seed, read_rows
 
-ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "docs" / "published-sac"
 TASKS = ("HalfCheetah", "Hopper", "Walker2d", "Ant")
 STEPS = (100_000, 300_000, 1_000_000)
@@ -32,64 +26,27 @@ SOURCES = {
     "nnabla_rl_sac": ("[S5] nnabla-rl SAC, -v2, det.", 0),
     "nnabla_rl_icml2018sac": ("[S6] nnabla-rl SAC v1 (with V), -v2, det.", 0),
 }
+Curves = dict[int, dict[int, float]]  # {seed: {env step: eval mean}}
 
 
-def read_curves(path: Path, offset: int = 0) -> dict[int, dict[int, float]]:
-    """{seed: {env step: eval mean}} from a published raw/ file (env_step, then a column per seed)."""
+def read_curves(path: Path, offset: int = 0) -> Curves:
+    """The curves of a published raw/ file (env_step, then a column per seed), or of a sac_v record's runs.csv."""
+    if path.name == "runs.csv":
+        return {seed: {r["step"]: r["eval_mean"] for r in rows} for seed, rows in by_seed(read_rows(path)).items()}
     with path.open() as f:
         rows = list(csv.DictReader(f))
     seeds = [name for name in rows[0] if name.startswith("seed_")]
     return {i: {int(float(r["env_step"])) + offset: float(r[s]) for r in rows if r[s]} for i, s in enumerate(seeds)}
 
 
-def read_sac_v(path: Path) -> dict[int, dict[int, float]]:
-    """{seed: {env step: eval mean}} of a sac_v record's runs.csv (none where it is missing)."""
-    curves: dict[int, dict[int, float]] = {}
-    if path.exists():
-        with path.open() as f:
-            for row in csv.DictReader(f):
-                curves.setdefault(int(row["seed"]), {})[int(row["step"])] = float(row["eval_mean"])
-    return curves
-
-
-def at(curves: dict[int, dict[int, float]], step: int, tolerance: int = 10_000) -> np.ndarray:
+def at(curves: Curves, step: int, tolerance: int = 10_000) -> np.ndarray:
     """Each seed's evaluation at the logged step nearest `step`, within `tolerance`: seeds not there drop out."""
-    values = []
-    for curve in curves.values():
-        nearest = min(curve, key=lambda s: abs(s - step))
-        if abs(nearest - step) <= tolerance:
-            values.append(curve[nearest])
-    return np.array(values)
+    nearest = [(curve, min(curve, key=lambda s: abs(s - step))) for curve in curves.values()]
+    return np.array([curve[s] for curve, s in nearest if abs(s - step) <= tolerance])
 
 
 def cell(values: np.ndarray) -> str:
     return f"{values.mean():,.0f} ± {values.std():,.0f} ({len(values)})".replace(",", " ") if len(values) else "–"
-
-
-Curves = dict[int, dict[int, float]]
-
-
-def table(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves]) -> list[str]:
-    lines = [
-        f"### {task}",
-        "",
-        "| run | 100 000 | 300 000 | 1 000 000 | sac_v at 300 000, in the source's stds |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        f"| **sac_v, `-v5`, det.** | {cell(at(ours, STEPS[0]))} | {cell(at(ours, STEPS[1]))} "
-        f"| {cell(at(long, STEPS[2]))} | |",
-    ]
-    mine = at(ours, 300_000)
-    for label, curves in theirs.items():
-        other = at(curves, 300_000)
-        gap = f"{(mine.mean() - other.mean()) / other.std():+.1f}" if len(mine) and len(other) else "–"
-        lines.append(f"| {label} | {' | '.join(cell(at(curves, s)) for s in STEPS)} | {gap} |")
-    return [*lines, ""]
-
-
-@dataclasses.dataclass
-class PublishedArgs:
-    record: bool = False
-    """write the committed table and plots, docs/published-sac/ (default runs/published-sac/)"""
 
 
 def plot(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves], out: Path) -> Path:
@@ -103,14 +60,12 @@ def plot(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves], out: 
         steps = sorted(set.intersection(*(set(c) for c in curves.values())))
         ax.plot(steps, [np.mean([c[s] for c in curves.values()]) for s in steps], linewidth=1, label=label)
     steps = sorted({s for c in ours.values() for s in c})
-    mean = [at(ours, s, tolerance=0).mean() for s in steps]
-    std = [at(ours, s, tolerance=0).std() for s in steps]
+    mean, std = np.array([[at(ours, s, tolerance=0).mean(), at(ours, s, tolerance=0).std()] for s in steps]).T
     ax.plot(steps, mean, color="black", linewidth=2, label=f"sac_v, {len(ours)} seeds (± std)")
-    ax.fill_between(steps, np.subtract(mean, std), np.add(mean, std), color="black", alpha=0.15)
+    ax.fill_between(steps, mean - std, mean + std, color="black", alpha=0.15)
     for seed, curve in long.items():  # a seed run on to 1 000 000 steps: a run of its own, not the record's seed
-        ax.plot(
-            sorted(curve), [curve[s] for s in sorted(curve)], "k--", linewidth=1, label=f"sac_v seed {seed}, 1M run"
-        )
+        steps = sorted(curve)
+        ax.plot(steps, [curve[s] for s in steps], "k--", linewidth=1, label=f"sac_v seed {seed}, 1M run")
     ax.set(xlabel="env steps", ylabel="evaluation return (mean over seeds)", title=task, xlim=(0, 1_000_000))
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -119,8 +74,9 @@ def plot(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves], out: 
     return path
 
 
-def main(args: PublishedArgs) -> None:
-    out = PUBLISHED if args.record else Path("runs") / "published-sac"
+def main(record: bool = False) -> None:
+    """:param record: write the committed table and plots, docs/published-sac/ (default runs/published-sac/)"""
+    out = PUBLISHED if record else Path("runs") / "published-sac"
     out.mkdir(parents=True, exist_ok=True)
     lines = [
         "# sac_v beside published multi-seed SAC",
@@ -130,14 +86,20 @@ def main(args: PublishedArgs) -> None:
         "protocols: [sources.md](sources.md). Written by `python benchmarks/published.py --record`.",
         "",
     ]
+    raw = PUBLISHED / "raw"
     for task in TASKS:
-        theirs = {
-            label: read_curves(PUBLISHED / "raw" / name / f"{task}.csv", offset)
-            for name, (label, offset) in SOURCES.items()
-        }
+        theirs = {label: read_curves(raw / name / f"{task}.csv", skip) for name, (label, skip) in SOURCES.items()}
         record = ROOT / "docs" / "benchmarks" / f"{task}-v5"
-        ours, long = read_sac_v(record / "runs.csv"), read_sac_v(record / "1m" / "runs.csv")
-        lines += table(task, ours, long, theirs)
+        ours, long = read_curves(record / "runs.csv"), read_curves(record / "1m" / "runs.csv")
+        mine = [at(ours, STEPS[0]), at(ours, STEPS[1]), at(long, STEPS[2])]
+        lines += [f"### {task}", "", "| run | 100 000 | 300 000 | 1 000 000 | sac_v at 300 000, in the source's stds |"]
+        sac_v = " | ".join(map(cell, mine))
+        lines += ["| --- | ---: | ---: | ---: | ---: |", f"| **sac_v, `-v5`, det.** | {sac_v} | |"]
+        for label, curves in theirs.items():
+            other = at(curves, 300_000)
+            gap = f"{(mine[1].mean() - other.mean()) / other.std():+.1f}" if len(mine[1]) and len(other) else "–"
+            lines.append(f"| {label} | {' | '.join(cell(at(curves, s)) for s in STEPS)} | {gap} |")
+        lines.append("")
         if ours:
             lines += [f"![{task}]({plot(task, ours, long, theirs, out).name})", ""]
     (out / "beside.md").write_text("\n".join(lines))
@@ -145,4 +107,4 @@ def main(args: PublishedArgs) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(PublishedArgs))
+    tyro.cli(main)

@@ -8,14 +8,20 @@ import pytest
 pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
 
 
-def test_compare_row_counts_solved_seeds_and_averages_the_last_five_evaluations(tmp_path):
+def table_row(record: Path, threshold: float, capsys) -> str:
+    """The table's row of one record compared alone."""
+    compare.main(compare.CompareArgs([record], threshold=threshold))
+    return capsys.readouterr().out.splitlines()[2]
+
+
+def test_compare_row_counts_solved_seeds_and_averages_the_last_five_evaluations(tmp_path, capsys):
     lines = ["seed,step,eval_mean,eval_std,wall_s"]
     lines += [f"1,{step},{value},0.0,{step / 10}" for step, value in zip(range(1, 7), [0, 1, 2, 3, 4, 10], strict=True)]
     lines += [f"2,{step},-5.0,0.0,{step / 20}" for step in range(1, 7)]
     (tmp_path / "runs.csv").write_text("\n".join(lines) + "\n")
     # seed 1 reaches 3 at step 4, seed 2 never (the median of {4, ∞} is 4, as learning.py takes it); finals 10 and -5;
     # last five 4 and -5
-    assert compare.row(tmp_path, 3.0) == f"| {tmp_path} | 2 | 1 / 2 | 4 | 2.5 ± 7.5 | -0.5 ± 4.5 | 0.0 |"
+    assert table_row(tmp_path, 3.0, capsys) == f"| {tmp_path} | 2 | 1 / 2 | 4 | 2.5 ± 7.5 | -0.5 ± 4.5 | 0.0 |"
 
 
 def test_compare_takes_the_seeds_every_record_has(tmp_path, capsys):
@@ -64,12 +70,12 @@ def test_no_folder_given_is_one_line_on_stderr(tmp_path):
         (
             # a sweep's runs.csv: the same seed once per grid setting, which must not be merged into one curve
             lambda tmp: [write_record(tmp / "sweep", [1], "reward_scale,seed,step,eval_mean,eval_std,wall_s", "5.0,")],
-            "error: {tmp}/sweep/runs.csv is a sweep's output (grid: reward_scale), not a learning record",
+            "error: {tmp}/sweep/runs.csv is not a learning record: its columns are reward_scale, seed, step,",
         ),
         (lambda tmp: [write_record(tmp / "a", [])], "error: {tmp}/a/runs.csv holds no evaluation"),
         (
             lambda tmp: [write_record(tmp / "a", [1], "seed,step,eval_mean,wall_s")],
-            "error: {tmp}/a/runs.csv is not a learning record: it has no eval_std column",
+            "error: {tmp}/a/runs.csv is not a learning record: its columns are seed, step, eval_mean, wall_s",
         ),
         (
             lambda tmp: [write_record(tmp / "a", [1], prefix="x")],  # seeds x1: not a number
@@ -84,16 +90,16 @@ def test_bad_records_are_refused_in_one_sentence_before_the_table(tmp_path, caps
     assert str(exit_.value.code).startswith(message.format(tmp=tmp_path)) and capsys.readouterr().out == ""
 
 
-def test_compare_reports_the_median_over_seeds_of_each_seeds_final_wall_time(tmp_path):
+def test_compare_reports_the_median_over_seeds_of_each_seeds_final_wall_time(tmp_path, capsys):
     # final wall times 10, 20 and 60 minutes: the median is 20 (the mean would be 30, the first rows' 1)
     lines = ["seed,step,eval_mean,eval_std,wall_s"]
     for seed, last in ((1, 600), (2, 1200), (3, 3600)):
         lines += [f"{seed},1,0.0,0.0,60.0", f"{seed},2,0.0,0.0,{last}.0"]
     (tmp_path / "runs.csv").write_text("\n".join(lines) + "\n")
-    assert compare.row(tmp_path, 1.0).endswith("| 20.0 |")
+    assert table_row(tmp_path, 1.0, capsys).endswith("| 20.0 |")
 
 
-def test_the_final_eval_column_is_each_seeds_last_evaluation(tmp_path):
+def test_the_final_eval_column_is_each_seeds_last_evaluation(tmp_path, capsys):
     lines = [
         "seed,step,eval_mean,eval_std,wall_s",
         "1,1,5.0,0.0,60.0",
@@ -102,7 +108,9 @@ def test_the_final_eval_column_is_each_seeds_last_evaluation(tmp_path):
         "2,2,1.0,0.0,60.0",
     ]
     (tmp_path / "runs.csv").write_text("\n".join(lines) + "\n")
-    assert "| 2.0 ± 1.0 |" in compare.row(tmp_path, 100.0)  # the last evaluations 3 and 1; the best would be 5 and 9
+    assert "| 2.0 ± 1.0 |" in table_row(
+        tmp_path, 100.0, capsys
+    )  # the last evaluations 3 and 1; the best would be 5 and 9
 
 
 def test_a_table_without_a_threshold_is_refused_in_one_sentence(tmp_path):

@@ -15,29 +15,29 @@ import numpy as np
 import pytest
 import torch
 
-from sac_v import Args, ConfigError, train
+from sac_v import Args, ConfigError, lock_folder, train
 from tests.helpers import ROOT, first_checkpoint, flags, run_cli, tiny_args
 
 pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
 
 
-def bench_args(out_dir: Path | None, **overrides) -> learning.BenchArgs:
+def bench_args(out_dir: Path | None, **overrides) -> common.RecordArgs:
     train = tiny_args(total_timesteps=300, eval_every=150, **overrides)
-    return learning.BenchArgs(train=train, seeds=2, workers=2, out_dir=out_dir, threshold=-1e9)
+    return common.RecordArgs(train=train, seeds=2, workers=2, out_dir=out_dir, threshold=-1e9)
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
+def runs_only(folder: Path, config: dict) -> common.Record:
+    """A record of seeds made with `config`, to read back; it runs nothing."""
+    return common.Record(folder, config, report=print, job=print, backend=print, hardware=print)
 
 
 def test_benchmark_writes_curves_summary_and_plot_then_skips_finished_seeds(in_tmp_dir):
     pytest.importorskip("matplotlib", reason="the plot needs the bench extra")
     out = in_tmp_dir / "out"
     learning.main(bench_args(out))
-    rows = read_rows(out / "runs.csv")
+    rows = common.read_rows(out / "runs.csv")
     assert list(rows[0]) == ["seed", "step", "eval_mean", "eval_std", "wall_s"]
-    assert sorted((r["seed"], r["step"]) for r in rows) == [("1", "150"), ("1", "300"), ("2", "150"), ("2", "300")]
+    assert sorted((r["seed"], r["step"]) for r in rows) == [(1, 150), (1, 300), (2, 150), (2, 300)]
     summary = (out / "summary.md").read_text()
     assert "**2 / 2**" in summary and "| 1 | 150 |" in summary  # threshold -1e9: reached at the first eval
     assert (out / "curves.png").stat().st_size > 0
@@ -45,7 +45,7 @@ def test_benchmark_writes_curves_summary_and_plot_then_skips_finished_seeds(in_t
     runs_before = sorted(p.name for p in (in_tmp_dir / "runs").iterdir())
     learning.main(bench_args(out))  # same settings again: nothing reruns, nothing is lost
     assert sorted(p.name for p in (in_tmp_dir / "runs").iterdir()) == runs_before
-    assert read_rows(out / "runs.csv") == rows
+    assert common.read_rows(out / "runs.csv") == rows
 
     # with nothing to run, the summary and plot are written again from runs.csv, keeping the runs' hardware line
     (out / "summary.md").write_text("Hardware: the machine that ran them.\n")
@@ -97,22 +97,21 @@ def test_the_commit_is_dirty_when_code_changed_not_when_a_record_was_written(tmp
     assert common.commit(tmp_path.parent) == "not recorded"  # not a checkout
 
 
-def test_seed_lines_read_back_what_they_wrote():
+def test_seed_lines_read_back_what_they_wrote(tmp_path):
+    def read_back(line: str, seeds: set[int]) -> dict[int, str]:
+        (tmp_path / "summary.md").write_text(f"# Learning benchmark\n\nHardware: {line}.\n")
+        return common.earlier_values(tmp_path, "Hardware", seeds)
+
     assert common.seed_line({1: "a", 2: "a"}) == "a"
     line = common.seed_line({3: "b", 1: "a", 2: "a(R) x"})
     assert line == "a (seed 1); a(R) x (seed 2); b (seed 3)"
-    assert common.seed_values(line, {1, 2, 3}) == {1: "a", 2: "a(R) x", 3: "b"}
+    assert read_back(line, {1, 2, 3}) == {1: "a", 2: "a(R) x", 3: "b"}
     one = "Intel(R) Xeon(R), 2 cores"  # a line from before seeds were told apart: every seed's
-    assert common.seed_values(one, {1, 2}) == {1: one, 2: one}
-    assert common.seed_values("not recorded", set()) == {}
-    assert common.seed_values("a (seeds 1, 2)", {1, 2, 4}) == {1: "a", 2: "a", 4: "not recorded"}
-
-
-def test_a_summary_without_the_line_asked_for_gives_not_recorded(tmp_path):
-    assert common.earlier_summary_line(tmp_path) == "not recorded"  # no summary at all
-    (tmp_path / "summary.md").write_text("# Learning benchmark\n\nHardware: a 2-core CPU.\n")
-    assert common.earlier_summary_line(tmp_path) == "a 2-core CPU"
-    assert common.earlier_summary_line(tmp_path, "Commit") == "not recorded"
+    assert read_back(one, {1, 2}) == {1: one, 2: one}
+    assert read_back("a (seeds 1, 2)", {1, 2, 4}) == {1: "a", 2: "a", 4: "not recorded"}
+    assert common.earlier_values(tmp_path, "Commit", {1}) == {1: "not recorded"}  # no such line
+    (tmp_path / "summary.md").unlink()
+    assert common.earlier_values(tmp_path, "Hardware", {1}) == {1: "not recorded"}  # no summary at all
 
 
 def test_benchmark_refuses_to_mix_results_of_other_settings(in_tmp_dir):
@@ -128,7 +127,7 @@ def test_benchmark_refuses_to_mix_results_of_other_settings(in_tmp_dir):
 def test_a_second_benchmark_on_a_folder_in_use_is_refused_before_it_runs_a_seed(in_tmp_dir):
     out = in_tmp_dir / "out"
     out.mkdir()
-    with common.holding(out):  # as a benchmark still running on out would
+    with lock_folder(out, "another benchmark is writing it"):  # as a benchmark still running on out would
         with pytest.raises(learning.ConfigError, match="is in use: another benchmark is writing it"):
             learning.main(bench_args(out))
         assert not (out / "runs.csv").exists() and not list(in_tmp_dir.glob("runs/*"))
@@ -149,11 +148,12 @@ def test_a_damaged_config_counts_as_other_settings_and_is_rewritten_whole(in_tmp
     out.mkdir()
     (out / "runs.csv").write_text("seed,step,eval_mean,eval_std,wall_s\n1,300,-100.0,1.0,2.0\n")
     (out / "config.json").write_text('{"reward_sc')  # a write cut short
+    record = runs_only(out, {"reward_scale": 5.0})
     with pytest.raises(learning.ConfigError, match="other settings: pass --overwrite"):
-        common.check_earlier_results(out, {"reward_scale": 5.0}, overwrite=False)
-    common.check_earlier_results(out, {"reward_scale": 5.0}, overwrite=True)
+        record.earlier_rows(overwrite=False, total_timesteps=300)
+    assert record.earlier_rows(overwrite=True, total_timesteps=300) == []
     assert json.loads((out / "config.json").read_text()) == {"reward_scale": 5.0}
-    assert sorted(p.name for p in out.iterdir()) == ["config.json"]  # no .tmp left
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "runs.csv"]  # no .tmp left
 
 
 @pytest.mark.parametrize(
@@ -182,8 +182,8 @@ def test_an_out_dir_that_cannot_be_a_folder_is_one_sentence(in_tmp_dir, out_dir)
 
 def test_steps_to_threshold_is_the_first_evaluation_at_or_above_it():
     rows = [{"step": s, "eval_mean": m} for s, m in [(1, -5.0), (2, 3.0), (3, -1.0), (4, 9.0)]]
-    assert common.steps_to_threshold(rows, 3.0) == 2
-    assert common.steps_to_threshold(rows, 10.0) == float("inf")
+    assert common.reach_and_finals({1: rows}, 3.0)[0].tolist() == [2]
+    assert common.reach_and_finals({1: rows}, 10.0)[0].tolist() == [float("inf")]
 
 
 def test_benchmark_keeps_results_whose_config_predates_the_run_management_flags(in_tmp_dir):
@@ -203,7 +203,7 @@ def test_benchmark_keeps_results_whose_config_predates_the_run_management_flags(
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (dict(seed=3), "--seed is set for each run .*; pass --first-seed 3"),
+        (dict(seed=3), "--seed is set per run .*; pass --first-seed 3"),
         (dict(exp_name="mine"), "--exp-name is set"),
     ],
 )
@@ -227,8 +227,8 @@ def test_benchmark_continues_an_unfinished_seed_from_its_checkpoint_in_its_run_f
     learning.main(bench)
     runs = sorted((in_tmp_dir / "runs").iterdir())
     assert len(runs) == 2, "the unfinished seed went on in its own folder, not a new one"
-    rows = read_rows(in_tmp_dir / "out" / "runs.csv")
-    assert next((r["step"], float(r["eval_mean"])) for r in rows) == ("150", stopped.evaluations[0].mean)
+    rows = common.read_rows(in_tmp_dir / "out" / "runs.csv")
+    assert (rows[0]["step"], rows[0]["eval_mean"]) == (150, stopped.evaluations[0].mean)
     assert torch.load(stopped.checkpoint, weights_only=True)["global_step"] == 300
     learning.main(dataclasses.replace(bench, overwrite=True, train=dataclasses.replace(bench.train, reward_scale=2.0)))
     assert len(list((in_tmp_dir / "runs").iterdir())) == 3, "other settings start a fresh run"
@@ -279,7 +279,8 @@ def test_a_signal_to_the_benchmark_alone_stops_its_worker_at_a_checkpoint_and_st
 
 
 def test_benchmark_takes_the_papers_settings_with_paper_and_lets_flags_win():
-    bench = learning.parse_bench_args(["--paper", "--env-id", "HalfCheetah-v5", "--min-pool", "500", "--seeds", "3"])
+    argv = ["--paper", "--env-id", "HalfCheetah-v5", "--min-pool", "500", "--seeds", "3"]
+    bench = common.parse_with_paper(common.RecordArgs, argv)
     assert (bench.train.reward_scale, bench.train.min_pool, bench.train.policy_lr, bench.seeds) == (5.0, 500, 3e-4, 3)
 
 
@@ -348,10 +349,10 @@ SUMMARY_ROWS = [  # eval_mean per seed at steps 5 000, 10 000, 15 000 and 20 000
 ]
 
 
-def test_summary_counts_solved_seeds_and_takes_median_iqr_finals_and_bests_of_the_right_values(tmp_path):
+def test_summary_counts_solved_seeds_and_takes_median_iqr_finals_and_bests_of_the_right_values():
     rows = [dict(seed=seed, step=step, eval_mean=m, eval_std=0.0, wall_s=step / 100) for seed, step, m in SUMMARY_ROWS]
-    common.write_summary(rows, tiny_args(total_timesteps=20_000, eval_every=5000), -200.0, "hw", tmp_path, "abc")
-    lines = (tmp_path / "summary.md").read_text().splitlines()
+    ran = {((), seed): ("hw", "abc") for seed in (1, 2, 3, 4)}
+    lines = common.summary(rows, ran, tiny_args(total_timesteps=20_000, eval_every=5000), -200.0).splitlines()
     # steps to -200: seed 1 10 000, seed 2 15 000, seed 3 5 000 (then it falls back), seed 4 never
     assert "- seeds that reached the threshold: **3 / 4**" in lines
     assert "- seeds that reached it within 10,000 env steps: **2 / 4**" in lines  # Pendulum's target: 10 000
@@ -361,6 +362,7 @@ def test_summary_counts_solved_seeds_and_takes_median_iqr_finals_and_bests_of_th
     assert f"- final eval mean over seeds: **{finals.mean():.1f}** ± {finals.std():.1f} (std across seeds)" in lines
     assert "| 3 | 5,000 | -300.0 | -100.0 | 3.3 | 100 |" in lines  # final -300, best -100
     assert "| 4 | not reached | -250.0 | -250.0 | 3.3 | 100 |" in lines
+    assert lines[-3:] == ["Hardware: hw.", "", "Commit: abc."]
 
 
 def test_the_plot_draws_each_seeds_curve_and_their_mean(tmp_path, monkeypatch):
@@ -376,7 +378,7 @@ def test_the_plot_draws_each_seeds_curve_and_their_mean(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Figure, "savefig", savefig)
     rows = [dict(seed=seed, step=step, eval_mean=seed * step) for seed in (1, 2) for step in (10, 20)]
-    learning.plot(rows, "Pendulum-v1", -200.0, tmp_path)
+    common.plot_curves(tmp_path / "curves.png", "sac_v", [(common.by_seed(rows), "tab:blue", None)], -200.0)
     curves = [([10, 20], [10, 20]), ([10, 20], [20, 40]), ([10, 20], [15, 30])]  # seed 1, seed 2, their mean
     assert drawn[:3] == curves and (tmp_path / "curves.png").stat().st_size > 0
 
@@ -392,7 +394,9 @@ def test_finished_rows_keeps_only_the_seeds_that_reached_the_last_step(tmp_path)
     runs_csv = tmp_path / "runs.csv"
     # seed 2's rows stop at step 150: its second row never got written (a kill between two rows)
     write_runs_csv(runs_csv, [(1, 150, -1.0, 0.0, 1.0), (1, 300, -2.0, 0.0, 2.0), (2, 150, -3.0, 0.0, 1.0)])
-    assert [(r["seed"], r["step"]) for r in common.finished_rows(runs_csv, [], lambda key: 300)] == [(1, 150), (1, 300)]
+    rows = runs_only(tmp_path, {}).earlier_rows(overwrite=False, total_timesteps=300)
+    assert [(r["seed"], r["step"]) for r in rows] == [(1, 150), (1, 300)]
+    assert common.read_rows(runs_csv) == rows, "runs.csv keeps only the finished seeds' rows"
 
 
 @pytest.mark.parametrize(
@@ -409,7 +413,7 @@ def test_a_damaged_row_is_dropped(tmp_path, last_line):
 def test_results_without_their_config_count_as_other_settings(tmp_path):
     write_runs_csv(tmp_path / "runs.csv", [(1, 300, -100.0, 1.0, 2.0)])
     with pytest.raises(learning.ConfigError, match="other settings"):
-        common.check_earlier_results(tmp_path, {"reward_scale": 5.0}, overwrite=False)
+        runs_only(tmp_path, {"reward_scale": 5.0}).earlier_rows(overwrite=False, total_timesteps=300)
 
 
 def bench_config(args: Args) -> dict:
@@ -435,4 +439,5 @@ def test_a_finished_run_is_not_resumed_for_an_unfinished_seed(in_tmp_dir):
 
 
 def test_the_last_seeds_below_two_to_the_32_are_accepted():
-    common.check_counts(2, 1, 2**32 - 2)  # seeds 4294967294 and 4294967295
+    bench = dataclasses.replace(bench_args(None), first_seed=2**32 - 2)  # seeds 4294967294 and 4294967295
+    assert common.check_record(bench, "", "") == -1e9

@@ -1,6 +1,5 @@
 """benchmarks/peers.py: Stable-Baselines3's SAC under sac_v's learning-benchmark protocol."""
 
-import csv
 import dataclasses
 import re
 import tempfile
@@ -14,7 +13,7 @@ import peers
 import torch
 from torch import nn
 
-from sac_v import Args, ConfigError, make_env
+from sac_v import Args, ConfigError, lock_folder, make_env
 from tests.helpers import tiny_args
 
 pytestmark = pytest.mark.bench  # the tooling's tests: `pytest -m bench`, with the dev extras
@@ -35,11 +34,6 @@ def trained(request):
     train = peer_train_args(request.param)
     model, evaluations = peers.train_seed(train, peers.sb3_settings(request.param, train), seed=1)
     return train, model, evaluations
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
 
 
 def test_evaluations_come_every_eval_every_env_steps_and_at_the_last_step(trained):
@@ -137,8 +131,8 @@ def test_runner_writes_learning_benchmark_results_for_sb3_then_skips_finished_se
     out = in_tmp_dir / "out"
     bench = peers.PeerArgs(peer_train_args(setting), seeds=1, workers=1, out_dir=out, setting=setting)
     peers.main(bench)
-    first = read_rows(out / "runs.csv")
-    assert [(r["seed"], int(r["step"])) for r in first] == [("1", step) for step in STEPS]
+    first = peers.common.read_rows(out / "runs.csv")
+    assert [(r["seed"], r["step"]) for r in first] == [(1, step) for step in STEPS]
     summary = (out / "summary.md").read_text()
     assert summary.startswith(f"# Learning benchmark: Stable-Baselines3's SAC, setting {setting}, on Pendulum-v1")
     assert f"Settings: stable-baselines3 {peers.stable_baselines3.__version__}" in summary
@@ -146,13 +140,13 @@ def test_runner_writes_learning_benchmark_results_for_sb3_then_skips_finished_se
 
     (out / "curves.png").unlink()
     peers.main(dataclasses.replace(bench, workers=2))  # seed 1 is done: kept as it was, wall times too
-    assert read_rows(out / "runs.csv") == first
+    assert peers.common.read_rows(out / "runs.csv") == first
     assert (out / "summary.md").read_text() == summary and (out / "curves.png").stat().st_size > 0
 
 
 def test_peer_benchmark_refuses_a_seed_rather_than_ignore_it(in_tmp_dir):
     train = dataclasses.replace(peer_train_args("zoo"), seed=3)
-    with pytest.raises(ConfigError, match=r"--seed is set for each run .*; pass --first-seed 3"):
+    with pytest.raises(ConfigError, match=r"--seed is set per run .*; pass --first-seed 3"):
         peers.main(peers.PeerArgs(train, seeds=1, workers=1, out_dir=in_tmp_dir / "out", setting="zoo"))
     assert not (in_tmp_dir / "out").exists()
 
@@ -161,7 +155,10 @@ def test_a_second_peer_benchmark_on_a_folder_in_use_is_refused(in_tmp_dir):
     out = in_tmp_dir / "out"
     out.mkdir()
     bench = peers.PeerArgs(peer_train_args("zoo"), seeds=1, workers=1, out_dir=out, setting="zoo")
-    with peers.common.holding(out), pytest.raises(ConfigError, match="is in use: another benchmark is writing it"):
+    with (
+        lock_folder(out, "another benchmark is writing it"),
+        pytest.raises(ConfigError, match="is in use: another benchmark is writing it"),
+    ):
         peers.main(bench)
     assert not (out / "runs.csv").exists()
 
@@ -171,11 +168,13 @@ class KilledError(Exception):
 
 
 def stop_after_the_checkpoint_at(monkeypatch, step: int, keep: dict | None = None) -> None:
-    """peers.save_checkpoint, then a stop once the checkpoint of `step` is written; `keep` gets the model's state."""
-    save = peers.save_checkpoint
+    """A checkpoint as ProtocolEvaluation.save writes it, then a stop once the checkpoint of `step` is written; `keep`
+    gets the model's state."""
+    save = peers.ProtocolEvaluation.save
 
-    def save_then_stop(model, *args, **kwargs):
-        save(model, *args, **kwargs)
+    def save_then_stop(callback, *args, **kwargs):
+        save(callback, *args, **kwargs)
+        model = callback.model
         if model.num_timesteps == step:
             if keep is not None:
                 keep["policy"] = {k: v.clone() for k, v in model.policy.state_dict().items()}
@@ -186,7 +185,7 @@ def stop_after_the_checkpoint_at(monkeypatch, step: int, keep: dict | None = Non
                 keep["torch_rng"] = torch.get_rng_state()
             raise KilledError
 
-    monkeypatch.setattr(peers, "save_checkpoint", save_then_stop)
+    monkeypatch.setattr(peers.ProtocolEvaluation, "save", save_then_stop)
 
 
 def stopped_seed(folder: Path, step: int, keep: dict | None = None) -> tuple[Args, dict]:
@@ -204,7 +203,7 @@ def test_a_checkpoint_restores_networks_optimizers_entropy_coefficient_buffer_co
     train, settings = stopped_seed(in_tmp_dir / "ckpt", 300, stopped)
     model = peers.make_model(settings, train.env_id, seed=1)
     callback = peers.ProtocolEvaluation(train, 1, in_tmp_dir / "ckpt")
-    assert peers.load_checkpoint(model, callback, in_tmp_dir / "ckpt")
+    assert callback.load(model)
     policy = model.policy.state_dict()
     assert policy.keys() == stopped["policy"].keys() and all(policy[k].equal(stopped["policy"][k]) for k in policy)
     adam = model.actor.optimizer.state_dict()["state"]
@@ -235,24 +234,22 @@ def test_a_finished_seed_returns_its_evaluations_without_learning_and_drops_its_
     train = peer_train_args("zoo")
     settings = peers.sb3_settings("zoo", train)
     _, first = peers.train_seed(train, settings, 1, folder)
-    assert (folder / peers.CHECKPOINT).exists() and not (folder / peers.BUFFER).exists()
+    assert len(torch.load(folder / peers.CHECKPOINT, weights_only=True)["buffer"]["observations"]) == 0
     model, again = peers.train_seed(train, settings, 1, folder)
     assert again == first and model._n_updates == 320 - model.learning_starts and model.replay_buffer.pos == 0
 
 
-@pytest.mark.parametrize("damage", ["buffer of another step", "truncated checkpoint"])
+@pytest.mark.parametrize("damage", ["truncated", "of an older format"])
 def test_a_seed_whose_checkpoint_cannot_be_used_starts_again_with_a_note(in_tmp_dir, capsys, damage):
     folder = in_tmp_dir / "ckpt"
     train, settings = stopped_seed(folder, 150)
-    if damage == "buffer of another step":
-        with np.load(folder / peers.BUFFER) as data:
-            arrays = {name: data[name] for name in data.files}
-        np.savez(folder / peers.BUFFER, **(arrays | {"step": 300}))
-        note = "the buffer in .* was not saved with its checkpoint"
-    else:
-        data = (folder / peers.CHECKPOINT).read_bytes()
+    data = (folder / peers.CHECKPOINT).read_bytes()
+    if damage == "truncated":
         (folder / peers.CHECKPOINT).write_bytes(data[: len(data) // 2])
-        note = "its checkpoint in .* is unreadable"
+    else:  # the networks and counters without the buffer that now goes in the same file
+        saved = torch.load(folder / peers.CHECKPOINT, weights_only=True)
+        torch.save({k: v for k, v in saved.items() if k != "buffer"}, folder / peers.CHECKPOINT)
+    note = "its checkpoint in .* is unusable"
     model, evaluations = peers.train_seed(train, settings, 1, folder)
     assert re.search(f"note: seed 1 starts again: {note}", capsys.readouterr().out)
     assert model._num_timesteps_at_start == 0 and [e.step for e in evaluations] == STEPS
@@ -274,6 +271,6 @@ def test_runner_resumes_an_unfinished_seed_from_its_checkpoint(in_tmp_dir):
     stopped_seed(folder, 150)
     at_stop = torch.load(folder / peers.CHECKPOINT, weights_only=True)["evaluations"][0]
     peers.main(bench)
-    rows = read_rows(in_tmp_dir / "out" / "runs.csv")
-    assert [int(r["step"]) for r in rows] == STEPS
-    assert (float(rows[0]["eval_mean"]), float(rows[0]["wall_s"])) == (at_stop[1], at_stop[3])
+    rows = peers.common.read_rows(in_tmp_dir / "out" / "runs.csv")
+    assert [r["step"] for r in rows] == STEPS
+    assert (rows[0]["eval_mean"], rows[0]["wall_s"]) == (at_stop[1], at_stop[3])
