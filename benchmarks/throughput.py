@@ -47,7 +47,6 @@ from buffer import ReplayBuffer, atomic_path
 
 ENV_ID = "LunarLanderContinuous-v3"
 CONFIGS = (((256, 256), 256), ((200, 200), 200), ((64, 64), 100))  # (hidden sizes, batch size)
-REDUCE_OVERHEAD = "compile(reduce-overhead)"  # CUDA: torch.compile's CUDA graphs instead of sac_v's CudaGraphed
 SB3, SB3_OWN, CLEANRL = "SB3 SAC", "SB3 SAC, its defaults", "CleanRL SAC"  # the peers, (d) only: their own loops
 PEERS = {  # what a peer's ratio line says of it; {} is stable-baselines3's version
     SB3: "stable-baselines3 {}, sac_v's settings, ent_coef fixed",
@@ -74,7 +73,6 @@ class BenchArgs:
     warmup: int = 20  # untimed calls before timing each variant (compilation happens here and is timed apart)
     pool: int = 2_000  # random-action transitions in each loop's buffer before its timed rounds
     compile: bool = True  # also measure --compile
-    reduce_overhead: bool = False  # CUDA: also torch.compile(mode="reduce-overhead") of the eager step
     cold_compile: bool = True  # compile into a fresh inductor cache, so that the warm-up column shows a first compile
     threads: int | None = None  # torch threads (default: torch's own choice)
     output: Path | None = None  # markdown file; a run rewrites only its device's section (default under runs/)
@@ -174,18 +172,13 @@ def plain_update_step(env, args: sac_v.Args, device: torch.device) -> tuple[Call
     return step, actor.get_action
 
 
-def project_update_step(env, args: sac_v.Args, device: torch.device, reduce_overhead: bool = False) -> tuple:
-    """(b) sac_v's gradient step and policy sampler, with the fast paths that args asks for or reduce-overhead's."""
+def project_update_step(env, args: sac_v.Args, device: torch.device) -> tuple:
+    """(b) sac_v's gradient step and policy sampler, with the fast paths that args asks for."""
     actor, qf, vf, vf_target = sac_v.make_networks(env, args.hidden_sizes, device)
-    # a graphed optimizer step needs Adam's step counts on the GPU, as --cudagraphs has them
-    capturable = dataclasses.replace(args, cudagraphs=args.cudagraphs or reduce_overhead)
-    optimizers = tuple(sac_v.make_optimizers(actor, qf, vf, capturable).values())
+    optimizers = tuple(sac_v.make_optimizers(actor, qf, vf, args).values())
     networks = {"actor": actor, "qf": qf, "vf": vf, "vf_target": vf_target}
     step = functools.partial(sac_v.update, **networks, optimizers=optimizers, args=args)
-    step, sample_action = sac_v.fast_paths(step, actor.get_action, args)
-    if reduce_overhead:
-        step, sample_action = (torch.compile(f, mode="reduce-overhead") for f in (step, sample_action))
-    return step, sample_action
+    return sac_v.fast_paths(step, actor.get_action, args)
 
 
 def obs_act_dims(env) -> tuple[int, int]:
@@ -321,7 +314,6 @@ def variants(device: torch.device, bench: BenchArgs, all_cores: int, size: tuple
     if device.type == "cuda" and bench.compile:
         names["compile+cudagraphs"] = {"compile": True, "cudagraphs": True}
         names["compile+cudagraphs+bf16"] = {"compile": True, "cudagraphs": True, "bf16": True}
-        names |= {REDUCE_OVERHEAD: {}} if bench.reduce_overhead else {}
     names |= {SB3: {}} if SB3_VERSION and size in SB3_CONFIGS else {}
     names |= {SB3_OWN: {"threads": all_cores}} if SB3_VERSION and size in CLEANRL_CONFIGS else {}  # torch's threads
     return names | ({CLEANRL: {}} if bench.cleanrl_python and size in CLEANRL_CONFIGS else {})
@@ -333,10 +325,7 @@ def make_variant(name: str, env, args: sac_v.Args, device: torch.device, bench: 
         return None, CleanRLRun(bench, device)
     if name in (SB3, SB3_OWN):
         return None, SB3Loop(args, device, bench.pool, own_defaults=name == SB3_OWN)
-    if name == "plain":
-        step, sample_action = plain_update_step(env, args, device)
-    else:
-        step, sample_action = project_update_step(env, args, device, name == REDUCE_OVERHEAD)
+    step, sample_action = (plain_update_step if name == "plain" else project_update_step)(env, args, device)
     return step, Loop(step, sample_action, args, device, bench.pool)
 
 

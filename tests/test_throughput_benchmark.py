@@ -50,8 +50,8 @@ def test_a_run_rewrites_only_its_own_device_section_and_keeps_the_text_around_it
 def test_a_variant_that_cannot_run_here_is_reported_as_failed_and_the_others_measured(tmp_path, monkeypatch, one_size):
     project_update_step = throughput.project_update_step
 
-    def bf16_unsupported(env, args, device, reduce_overhead=False):
-        step, sample_action = project_update_step(env, args, device, reduce_overhead)
+    def bf16_unsupported(env, args, device):
+        step, sample_action = project_update_step(env, args, device)
         if not args.bf16:
             return step, sample_action
 
@@ -377,10 +377,8 @@ def test_a_side_by_side_run_is_a_process_of_its_own_that_counts_its_steps_in_the
 
 
 def test_on_cuda_the_cuda_graphed_variants_are_measured_too(tmp_path):
-    bench = tiny_bench(tmp_path, device="cuda", compile=True, reduce_overhead=True)
+    bench = tiny_bench(tmp_path, device="cuda", compile=True)
     names = throughput.variants(torch.device("cuda"), bench, all_cores=1, size=((8, 8), 16))
-    assert list(names) == [
-        *("plain", "eager", "bf16", "compile", "cudagraphs", "compile+cudagraphs", "compile+cudagraphs+bf16"),
-        "compile(reduce-overhead)",
-    ]
+    graphed = ("cudagraphs", "compile+cudagraphs", "compile+cudagraphs+bf16")
+    assert list(names) == ["plain", "eager", "bf16", "compile", *graphed]
     assert names["compile+cudagraphs+bf16"] == {"compile": True, "cudagraphs": True, "bf16": True}
