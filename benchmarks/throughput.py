@@ -73,7 +73,6 @@ class BenchArgs:
     warmup: int = 20  # untimed calls before timing each variant (compilation happens here and is timed apart)
     pool: int = 2_000  # random-action transitions in each loop's buffer before its timed rounds
     compile: bool = True  # also measure --compile
-    cold_compile: bool = True  # compile into a fresh inductor cache, so that the warm-up column shows a first compile
     threads: int | None = None  # torch threads (default: torch's own choice)
     output: Path | None = None  # markdown file; a run rewrites only its device's section (default under runs/)
     record: bool = False  # write the committed table, docs/benchmarks/throughput.md
@@ -393,6 +392,8 @@ def measure(bench: BenchArgs) -> str:
     """The table: (a), then each size of CONFIGS, then what was not measured."""
     device, all_cores = torch.device(bench.device), torch.get_num_threads()  # torch's own choice: the peers' count
     torch.set_num_threads(bench.threads or all_cores)
+    if bench.compile:  # a fresh inductor cache, read at each compile: the warm-up column shows a first compile
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="throughput-inductor-")
     for name in ("recompile_limit", "cache_size_limit"):  # one compiled step per variant and size: more than 8
         if hasattr(torch._dynamo.config, name):
             setattr(torch._dynamo.config, name, 64)
@@ -449,8 +450,6 @@ def main() -> None:
     bench = tyro.cli(BenchArgs)
     bench.output = results_path(bench.output, bench.record, "benchmarks", "throughput.md", flag="--output")
     check_args(bench)
-    if bench.cold_compile:  # read by inductor at each compile
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="throughput-inductor-")
     table = measure(bench)
     print(table)
     begin, end, command = f"<!-- {bench.device} -->", f"<!-- /{bench.device} -->", "python " + " ".join(sys.argv)

@@ -36,9 +36,7 @@ def test_a_run_rewrites_only_its_own_device_section_and_keeps_the_text_around_it
     monkeypatch.setattr(throughput.torch.cuda, "is_available", lambda: True)
     for device, table in (("cuda", "cuda table"), ("cpu", "old cpu table"), ("cpu", "new cpu table")):
         monkeypatch.setattr(throughput, "measure", lambda bench, table=table: table)
-        monkeypatch.setattr(
-            sys, "argv", ["throughput.py", "--no-cold-compile", "--device", device, "--output", str(path)]
-        )
+        monkeypatch.setattr(sys, "argv", ["throughput.py", "--device", device, "--output", str(path)])
         throughput.main()
         if table == "cuda table":
             path.write_text(path.read_text() + "\nA note after the tables.\n")
@@ -322,7 +320,7 @@ def measuring_must_not_start(bench):
 def test_bad_arguments_are_refused_in_one_sentence_before_measuring(tmp_path, monkeypatch, flags, message):
     (tmp_path / "afile").write_text("kept\n")
     (tmp_path / "outdir").mkdir()
-    argv = ["--no-cold-compile", "--output", str(tmp_path / "t.md"), *(f.format(tmp=tmp_path) for f in flags)]
+    argv = ["--output", str(tmp_path / "t.md"), *(f.format(tmp=tmp_path) for f in flags)]
     monkeypatch.setattr(sys, "argv", ["throughput.py", *argv])
     monkeypatch.setattr(throughput, "measure", measuring_must_not_start)
     with pytest.raises(SystemExit) as exit_:
@@ -345,7 +343,7 @@ def test_a_write_that_fails_keeps_the_measured_table_and_the_other_devices_secti
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Path, "write_text", disk_full_halfway)
-    monkeypatch.setattr(sys, "argv", ["throughput.py", "--no-cold-compile", "--output", str(path)])
+    monkeypatch.setattr(sys, "argv", ["throughput.py", "--output", str(path)])
     monkeypatch.setattr(throughput, "measure", lambda bench: "the measured table")
     with pytest.raises(SystemExit) as exit_:
         throughput.main()
