@@ -389,7 +389,7 @@ def measure_size(bench: BenchArgs, device: torch.device, size: tuple, all_cores:
 
 
 def measure(bench: BenchArgs) -> str:
-    """The table: (a), then each size of CONFIGS, then what was not measured."""
+    """The table: (a), then each size of CONFIGS."""
     device, all_cores = torch.device(bench.device), torch.get_num_threads()  # torch's own choice: the peers' count
     torch.set_num_threads(bench.threads or all_cores)
     if bench.compile:  # a fresh inductor cache, read at each compile: the warm-up column shows a first compile
@@ -402,13 +402,6 @@ def measure(bench: BenchArgs) -> str:
     rows, notes = [], []
     for size in CONFIGS:
         measure_size(bench, device, size, all_cores, rows, notes)
-    if SB3_VERSION is None:
-        notes.append('- (d) SB3 SAC: not measured, stable-baselines3 is not installed (pip install -e ".[peers]").')
-    if not bench.cleanrl_python:
-        notes.append(
-            "- (d) CleanRL SAC: not measured; add it with --cleanrl-python and --cleanrl-script (this module's "
-            "docstring makes its venv)."
-        )
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     header = f"Hardware: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
     header += f"torch threads{gpu}.\nMedian of {bench.repeats} interleaved rounds; (b) {bench.update_steps} gradient "
