@@ -1,18 +1,15 @@
 """Throughput of SAC-V: env steps, gradient steps and the full training loop, per second; and runs side by side.
 
-    python benchmarks/throughput.py                       # CPU; writes runs/benchmarks/throughput.md
-    python benchmarks/throughput.py --record              # the committed table, docs/benchmarks/throughput.md
-    python benchmarks/throughput.py --device cuda         # adds --cudagraphs variants; rewrites only the CUDA section
-    python benchmarks/throughput.py --cleanrl-python ~/cleanrl-venv/bin/python \
-        --cleanrl-script ~/cleanrl/cleanrl/sac_continuous_action.py   # adds CleanRL's SAC (its venv: below)
-    python benchmarks/throughput.py side-by-side          # writes runs/benchmarks/threads.md (--record: docs/)
+    python benchmarks/throughput.py [--device cuda] [--record]  # its device's section of runs/benchmarks/throughput.md
+    python benchmarks/throughput.py side-by-side [--record]     # runs/benchmarks/threads.md; --record: docs/benchmarks/
 
 At each size of CONFIGS, in interleaved rounds, medians: (a) the env alone; (b) sac_v's update on a fixed batch, eager,
 --bf16, --compile (on CUDA with --cudagraphs); (c) plain_update_step's; (d) the training loop, ours and the peers'
 (SB3's SAC; CleanRL's script in its own venv, timed by its log once it learns); (e) the matmul floor of one step.
 Side by side: each run a process of (d)'s loop with sac_v's Threads, all runs of a case timed over one window.
 
-CleanRL's venv (its script wants gymnasium 0.29, numpy < 2 and its repository's cleanrl_utils, not PyPI's 2021 cleanrl):
+--cleanrl-python ~/cleanrl-venv/bin/python --cleanrl-script ~/cleanrl/cleanrl/sac_continuous_action.py add CleanRL's
+SAC, run in a venv of its own (its script wants gymnasium 0.29, numpy < 2 and its repository's cleanrl_utils):
 
     git clone https://github.com/vwxyzjn/cleanrl ~/cleanrl && git -C ~/cleanrl checkout fe8d8a0  # tested there
     python3 -m venv ~/cleanrl-venv
@@ -56,11 +53,8 @@ PEERS = {  # what a peer's ratio line says of it; {} is stable-baselines3's vers
 SB3_CONFIGS = CONFIGS[:2]  # SB3 with sac_v's settings: the paper's sizes and sac_v's defaults
 CLEANRL_CONFIGS = CONFIGS[:1]  # CleanRL's, and SB3's defaults, are the paper's sizes: 256×256, batch 256
 CLEANRL_LEARNING_STARTS = 1_000
-try:
-    SB3_VERSION = importlib.metadata.version("stable-baselines3")
-except importlib.metadata.PackageNotFoundError:  # the `peers` extra is not installed
-    SB3_VERSION = None
 DTYPES = (torch.float32, torch.bfloat16)  # --bf16's step is held to the bfloat16 floor, every other to float32's
+SB3_VERSION = next((d.version for d in importlib.metadata.distributions(name="stable-baselines3")), None)  # its extra
 
 
 @dataclasses.dataclass
@@ -97,7 +91,6 @@ def updates_per_s(step: Callable, batch: tuple[torch.Tensor, ...], steps: int, d
 
 
 # (e) The matmul floor. A gemm (stack, m, k, n) is `stack` independent (m×k)·(k×n) products in one call.
-
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 
 
@@ -126,12 +119,9 @@ def matmul_floor(gemms: list[tuple], dtype: torch.dtype, device: torch.device, c
 
 
 # (b) and (c): the update steps
-
-
 def plain_update_step(env, args: sac_v.Args, device: torch.device) -> tuple[Callable, Callable]:
-    """(c) The SAC-V update written the straightforward way: sequential Q, V and policy steps, two critic modules,
-    zero_grad/backward/step each, a per-parameter target update, default Adam."""
-    obs_dim, act_dim = obs_act_dims(env)
+    """(c) SAC-V's update written plainly: two critic modules, default Adam, the Q, V and policy steps in turn."""
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     actor = sac_v.Actor(env.observation_space, env.action_space, args.hidden_sizes).to(device)
     qf1, qf2 = (sac_v.mlp(obs_dim + act_dim, args.hidden_sizes, 1).to(device) for _ in range(2))
     vf, vf_target = (sac_v.SoftVNetwork(env.observation_space, args.hidden_sizes).to(device) for _ in range(2))
@@ -143,30 +133,25 @@ def plain_update_step(env, args: sac_v.Args, device: torch.device) -> tuple[Call
     def critics(obs: torch.Tensor, actions: torch.Tensor) -> list[torch.Tensor]:
         return [qf(torch.cat([obs, actions], dim=-1)).squeeze(-1) for qf in (qf1, qf2)]
 
-    def step(batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+    def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def step(batch: tuple[torch.Tensor, ...]) -> None:
         obs, actions, rewards, next_obs, terminated = batch
         with torch.no_grad():
             q_target = args.reward_scale * rewards + args.gamma * (1 - terminated) * vf_target(next_obs)
-        qf_loss = sum(0.5 * F.mse_loss(q, q_target) for q in critics(obs, actions))
-        q_optimizer.zero_grad()
-        qf_loss.backward()
-        q_optimizer.step()
+        descend(q_optimizer, sum(0.5 * F.mse_loss(q, q_target) for q in critics(obs, actions)))
         with torch.no_grad():
             pi_actions, log_pi, _ = actor.get_action(obs)
             v_target = torch.min(*critics(obs, pi_actions)) - args.alpha * log_pi
-        v_loss = 0.5 * F.mse_loss(vf(obs), v_target)
-        v_optimizer.zero_grad()
-        v_loss.backward()
-        v_optimizer.step()
+        descend(v_optimizer, 0.5 * F.mse_loss(vf(obs), v_target))
         pi_actions, log_pi, _ = actor.get_action(obs)
-        actor_loss = (args.alpha * log_pi - torch.min(*critics(obs, pi_actions))).mean()
-        actor_optimizer.zero_grad()
-        actor_loss.backward()
-        actor_optimizer.step()
+        descend(actor_optimizer, (args.alpha * log_pi - torch.min(*critics(obs, pi_actions))).mean())
         with torch.no_grad():
             for p_target, p in zip(vf_target.parameters(), vf.parameters(), strict=True):
                 p_target.data.copy_(args.tau * p.data + (1 - args.tau) * p_target.data)
-        return {"qf_loss": qf_loss, "v_loss": v_loss, "actor_loss": actor_loss}
 
     return step, actor.get_action
 
@@ -180,12 +165,8 @@ def project_update_step(env, args: sac_v.Args, device: torch.device) -> tuple:
     return sac_v.fast_paths(step, actor.get_action, args)
 
 
-def obs_act_dims(env) -> tuple[int, int]:
-    return env.observation_space.shape[0], env.action_space.shape[0]
-
-
 def synthetic_batch(env, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-    g, (obs_dim, act_dim) = torch.Generator().manual_seed(0), obs_act_dims(env)
+    g, obs_dim, act_dim = torch.Generator().manual_seed(0), env.observation_space.shape[0], env.action_space.shape[0]
     obs, next_obs = (torch.randn(batch_size, obs_dim, generator=g) for _ in range(2))
     actions, rewards = torch.rand(batch_size, act_dim, generator=g) * 2 - 1, torch.randn(batch_size, generator=g)
     terminated = (torch.rand(batch_size, generator=g) < 0.05).float()
@@ -193,8 +174,6 @@ def synthetic_batch(env, batch_size: int, device: torch.device) -> tuple[torch.T
 
 
 # (a) and (d): the env and the training loops, ours and the peers'
-
-
 def env_steps_per_s(steps: int) -> float:
     env = sac_v.make_env(ENV_ID)
     env.action_space.seed(0)
@@ -213,7 +192,7 @@ class Loop:
     def __init__(self, step: Callable, sample_action: Callable, args: sac_v.Args, device: torch.device, pool: int):
         self.step, self.sample_action, self.args, self.device = step, sample_action, args, device
         self.env = sac_v.make_env(ENV_ID)
-        self.rb = ReplayBuffer(*obs_act_dims(self.env), 100_000, seed=0)
+        self.rb = ReplayBuffer(self.env.observation_space.shape[0], self.env.action_space.shape[0], 100_000, seed=0)
         self.env.action_space.seed(0)
         self.obs, _ = self.env.reset(seed=0)
         self.run(max(pool, args.batch_size), learn=False)
@@ -254,14 +233,10 @@ class SB3Loop(Loop):
 
 
 class CleanRLRun:
-    """CleanRL's SAC script, a run in its own process and venv each round: at its defaults but the env, the step count
-    and learning from step 1 000, timed between two charts/SPS events of its log."""
+    """CleanRL's SAC script at its defaults (but the env and step counts), a process each round, timed by its log."""
 
     def __init__(self, bench: BenchArgs, device: torch.device):
         self.bench, self.device = bench, device
-
-    def run(self, steps: int) -> None:
-        """No warm-up here: its process warms up in each round."""
 
     def span(self, steps: int) -> tuple[int, int]:
         """The logged steps around the timed part: after --warmup training steps, `steps` more, rounded up to 100s."""
@@ -269,10 +244,9 @@ class CleanRLRun:
         return first, first + 100 * math.ceil(steps / 100)
 
     def steps_per_s(self, steps: int) -> float:
-        bench, env, (first, last) = self.bench, dict(os.environ), self.span(steps)
-        repository = bench.cleanrl_script.resolve().parents[1]
-        if (repository / "cleanrl_utils").is_dir():  # the script imports its replay buffer from there
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repository), os.environ.get("PYTHONPATH")]))
+        bench, (first, last) = self.bench, self.span(steps)
+        repository = str(bench.cleanrl_script.resolve().parents[1])  # the script imports its buffer from cleanrl_utils
+        env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [repository, os.environ.get("PYTHONPATH")]))}
         command = [str(bench.cleanrl_python), str(bench.cleanrl_script), "--env-id", bench.cleanrl_env_id]
         command += ["--total-timesteps", str(last + 1), "--learning-starts", str(CLEANRL_LEARNING_STARTS)]
         command += ["--no-cuda"] if self.device.type == "cpu" else []  # where sac_v runs, even beside a GPU
@@ -285,8 +259,7 @@ class CleanRLRun:
 
 
 def training_rate(runs: Path, first: int, last: int) -> float:
-    """Steps per second between logged steps first and last, by the wall times of CleanRL's charts/SPS events (the
-    values count from the start, random-action steps included)."""
+    """Steps/s from logged step first to last by the wall times of CleanRL's charts/SPS (its values count from 0)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events: dict[int, float] = {}
@@ -301,8 +274,6 @@ def training_rate(runs: Path, first: int, last: int) -> float:
 
 
 # The table
-
-
 def variants(device: torch.device, bench: BenchArgs, all_cores: int, size: tuple) -> dict[str, dict[str, Any]]:
     """Name -> sac_v flags of each variant of ours (CPU: at torch's own thread count too), then the peers here."""
     names: dict[str, dict[str, Any]] = {"plain": {}, "eager": {}, "bf16": {"bf16": True}}
@@ -318,14 +289,18 @@ def variants(device: torch.device, bench: BenchArgs, all_cores: int, size: tuple
     return names | ({CLEANRL: {}} if bench.cleanrl_python and size in CLEANRL_CONFIGS else {})
 
 
-def make_variant(name: str, env, args: sac_v.Args, device: torch.device, bench: BenchArgs) -> tuple[Any, Any]:
-    """A variant's update step (None for a peer's) and its loop."""
-    if name == CLEANRL:
-        return None, CleanRLRun(bench, device)
+def set_up(name: str, flags: dict, env, size: tuple, batch: tuple, device: torch.device, bench: BenchArgs) -> tuple:
+    """A variant's update step (None for a peer's), its loop, and the seconds of its warm-up (compiling, recording)."""
+    torch.manual_seed(0)
+    args = sac_v.Args(hidden_sizes=size[0], batch_size=size[1], device=bench.device, **flags)
+    if name == CLEANRL:  # its process warms up in each round
+        return None, CleanRLRun(bench, device), math.nan
     if name in (SB3, SB3_OWN):
-        return None, SB3Loop(args, device, bench.pool, own_defaults=name == SB3_OWN)
+        loop = SB3Loop(args, device, bench.pool, own_defaults=name == SB3_OWN)
+        return None, loop, seconds(device, 1, loop.run, bench.warmup)
     step, sample_action = (plain_update_step if name == "plain" else project_update_step)(env, args, device)
-    return step, Loop(step, sample_action, args, device, bench.pool)
+    loop = Loop(step, sample_action, args, device, bench.pool)
+    return step, loop, seconds(device, bench.warmup, step, batch) + seconds(device, 1, loop.run, bench.warmup)
 
 
 def measure_size(bench: BenchArgs, device: torch.device, size: tuple, all_cores: int, rows: list, notes: list) -> None:
@@ -342,26 +317,21 @@ def measure_size(bench: BenchArgs, device: torch.device, size: tuple, all_cores:
         floors[n] = [matmul_floor(gemms, dtype, device, bench.update_steps, bench.repeats) for dtype in DTYPES]
         notes.append(
             f"- {label}: the matmul floor of one sac_v step, its {len(gemms)} matmuls each timed alone at {n} torch "
-            f"threads: {floors[n][0] * 1e3:.2f} ms in float32, {floors[n][1] * 1e3:.2f} ms in bfloat16 (×floor: a "
-            "variant's step time over its dtype's floor)."
+            f"threads: {floors[n][0] * 1e3:.2f} ms in float32, {floors[n][1] * 1e3:.2f} ms in bfloat16 (×floor's unit)."
         )
         print(notes[-1], flush=True)
-    setups, warmup_s, failed, updates, loops = {}, {}, {}, collections.defaultdict(list), collections.defaultdict(list)
+    setups, failed, updates, loops = {}, {}, collections.defaultdict(list), collections.defaultdict(list)
     for round_ in range(bench.repeats + 1):  # round 0 sets each variant up and warms it up; then interleaved rounds
-        for name, flags in [(name, flags) for name, flags in names.items() if name not in failed]:
+        for name in [name for name in names if name not in failed]:
             torch.set_num_threads(threads[name])
             try:
                 if round_ == 0:  # the first calls compile and record: timed apart, as a one-off cost
-                    torch.manual_seed(0)
-                    args = sac_v.Args(hidden_sizes=hidden_sizes, batch_size=batch_size, device=bench.device, **flags)
-                    setups[name] = step, loop = make_variant(name, env, args, device, bench)
-                    warmup_s[name] = seconds(device, bench.warmup if step is not None else 0, step, batch)
-                    warmup_s[name] += seconds(device, 1, loop.run, bench.warmup)
+                    setups[name] = set_up(name, names[name], env, size, batch, device, bench)
                     continue
-                step, loop = setups[name]
-                update = updates_per_s(step, batch, bench.update_steps, device) if step is not None else math.nan
+                step, loop, _ = setups[name]
+                if step is not None:  # a peer has its loop only
+                    updates[name].append(updates_per_s(step, batch, bench.update_steps, device))
                 loops[name].append(loop.steps_per_s(bench.loop_steps))
-                updates[name].append(update)
             except Exception as e:  # a variant this torch or device cannot run; the plain reference, which every
                 if name == "plain":  # ratio needs, ends the run
                     raise
@@ -372,13 +342,13 @@ def measure_size(bench: BenchArgs, device: torch.device, size: tuple, all_cores:
     for name, flags in names.items():
         if name in failed:
             cells = [f"failed: {failed[name]}", "–", "–", "–", "–"]
-        elif name in PEERS:  # CleanRL warms up inside each round
-            cells = ["–", "–", "–", f"{loop_rates[name]:,.0f}", "–" if name == CLEANRL else f"{warmup_s[name]:.1f}"]
+        elif name in PEERS:
+            cells = ["–", "–", "–", f"{loop_rates[name]:,.0f}", "–" if name == CLEANRL else f"{setups[name][2]:.1f}"]
         else:
             rates, floor = updates[name], floors[threads[name]][1 if flags.get("bf16") else 0]
             rate, plain = statistics.median(rates), statistics.median(updates["plain"])
             cells = [f"{rate:,.0f} ({min(rates):,.0f}–{max(rates):,.0f})", f"{rate / plain:.2f}"]
-            cells += [f"{1 / rate / floor:.1f}", f"{loop_rates[name]:,.0f}", f"{warmup_s[name]:.1f}"]
+            cells += [f"{1 / rate / floor:.1f}", f"{loop_rates[name]:,.0f}", f"{setups[name][2]:.1f}"]
         rows.append(f"| {'×'.join(map(str, hidden_sizes))} | {batch_size} | {name} | {' | '.join(cells)} |")
         print(rows[-1], flush=True)
     ours = {name: rate for name, rate in loop_rates.items() if name not in PEERS}
@@ -457,7 +427,6 @@ def main() -> None:
 
 
 # Side by side: threads that share the cores
-
 PASSIVE, SUITE = {"OMP_WAIT_POLICY": "passive"}, {"SUITE": "1"}  # SUITE: the case runs beside the test suite
 ONE, TWO = "one run, 1 thread", "one run, 2 threads"
 CASES = (  # (name, runs side by side, --threads of each run, extra environment); libgomp's default: spin, then sleep

@@ -165,7 +165,7 @@ def test_the_floors_matmuls_are_the_36_of_the_actor_critics_v_and_v_target_forwa
     step, _ = throughput.project_update_step(env, args, torch.device("cpu"))
     batch = throughput.synthetic_batch(env, 32, torch.device("cpu"))
     step(batch)
-    gemms = step_gemms(*throughput.obs_act_dims(env), (8, 16), 32)
+    gemms = step_gemms(env.observation_space.shape[0], env.action_space.shape[0], (8, 16), 32)
     profiled = throughput.profiled_gemms(step, batch)
     assert len(gemms) == len(profiled) == 36 and same_gemms(gemms, profiled)
     assert not same_gemms(gemms, profiled[1:]) and not same_gemms(gemms, [*gemms[1:], (1, 9, 9, 9)])
