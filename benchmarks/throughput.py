@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 import tyro
 from common import ROOT, check_writable, cli, cpu_flags, cpu_name, results_path
 
@@ -142,11 +141,11 @@ def plain_update_step(env, args: sac_v.Args, device: torch.device) -> tuple[Call
         obs, actions, rewards, next_obs, terminated = batch
         with torch.no_grad():
             q_target = args.reward_scale * rewards + args.gamma * (1 - terminated) * vf_target(next_obs)
-        descend(q_optimizer, sum(0.5 * F.mse_loss(q, q_target) for q in critics(obs, actions)))
+        descend(q_optimizer, sum(0.5 * (q - q_target).pow(2).mean() for q in critics(obs, actions)))
         with torch.no_grad():
             pi_actions, log_pi, _ = actor.get_action(obs)
             v_target = torch.min(*critics(obs, pi_actions)) - args.alpha * log_pi
-        descend(v_optimizer, 0.5 * F.mse_loss(vf(obs), v_target))
+        descend(v_optimizer, 0.5 * (vf(obs) - v_target).pow(2).mean())
         pi_actions, log_pi, _ = actor.get_action(obs)
         descend(actor_optimizer, (args.alpha * log_pi - torch.min(*critics(obs, pi_actions))).mean())
         with torch.no_grad():
@@ -397,13 +396,12 @@ def check_args(bench: BenchArgs) -> None:
     for flag, least in dict(repeats=1, update_steps=1, loop_steps=1, env_steps=1, warmup=0, pool=0, threads=1).items():
         if (value := getattr(bench, flag)) is not None and value < least:
             sys.exit(f"error: --{flag.replace('_', '-')} must be {'at least 1' if least else '0 or more'}, got {value}")
-    python, script = bench.cleanrl_python, bench.cleanrl_script
-    if (python is None) != (script is None):
+    if (bench.cleanrl_python is None) != (bench.cleanrl_script is None):
         sys.exit("error: --cleanrl-python and --cleanrl-script go together: give both or neither")
-    if python and not (python.is_file() and os.access(python, os.X_OK)):
-        sys.exit(f"error: --cleanrl-python {python} is not an executable file")
-    if script and not script.is_file():
-        sys.exit(f"error: --cleanrl-script {script} is not a file")
+    if bench.cleanrl_python and not (bench.cleanrl_python.is_file() and os.access(bench.cleanrl_python, os.X_OK)):
+        sys.exit(f"error: --cleanrl-python {bench.cleanrl_python} is not an executable file")
+    if bench.cleanrl_script and not bench.cleanrl_script.is_file():
+        sys.exit(f"error: --cleanrl-script {bench.cleanrl_script} is not a file")
     check_writable(bench.output, "--output", "markdown file")
     if bench.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda was asked for, but torch sees no CUDA GPU")
@@ -457,17 +455,14 @@ def worker(threads: str, start_at: float, stop_at: float, batch_size: int, hidde
     """One run: warm up, then print its steps/s in the window; sac_v's Threads recounts auto's idle cores."""
     args = sac_v.Args(device="cpu", batch_size=batch_size, hidden_sizes=hidden_sizes)
     args.threads, env, cpu = threads if threads == "auto" else int(threads), sac_v.make_env(ENV_ID), torch.device("cpu")
-    torch_threads, steps = sac_v.Threads(args, env), 0
-    loop = Loop(*project_update_step(env, args, cpu), args, cpu, pool=2_000)
-    loop.run(20)
-    while time.time() < start_at:  # warm up until the window opens: auto settles on its count as it would in a run
-        loop.run(10)
-        torch_threads.adapt()
-    start = time.time()  # later than start_at where the warm-up overran: the window is then shorter
+    torch_threads, loop = sac_v.Threads(args, env), Loop(*project_update_step(env, args, cpu), args, cpu, pool=2_000)
+    steps, start = 0, time.time()
     while steps == 0 or time.time() < stop_at:
         loop.run(10)
         torch_threads.adapt()
         steps += 10
+        if time.time() < start_at:  # warming up: auto settles on its count as it would in a run
+            steps, start = 0, time.time()
     print(steps / (time.time() - start))
 
 
@@ -509,9 +504,8 @@ def side_by_side(bench: SideBySideArgs) -> None:
     section += f"\nHardware: {cpu_name()} ({', '.join(cpu_flags())}), {os.cpu_count()} CPU cores, torch "
     section += f"{torch.__version__}.\nCommand: `python benchmarks/throughput.py side-by-side --hidden-sizes "
     section += f"{' '.join(map(str, bench.hidden_sizes))} --batch-size {bench.batch_size}`.\n\n"
-    head = "# Threads that share the cores\n\nEnv steps per second of sac_v's training step (act, env step, store, "
-    head += "sample, one gradient step) on\nLunarLanderContinuous-v3, each run its own process, all runs of a case "
-    head += "timed over the same window.\n"
+    head = "# Threads that share the cores\n\nEnv steps/s of sac_v's training loop on LunarLanderContinuous-v3, "
+    head += "each run its own process, all runs of a case timed over the same window.\n"
     pattern = "^" + re.escape(heading) + r"\n.*?(?=^## |\Z)"  # up to the next section's heading
     write_section(output, head, pattern, section)
     print(f"wrote {output}")
