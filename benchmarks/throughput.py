@@ -231,30 +231,22 @@ class SB3Loop(Loop):
         self.model.learn(steps, reset_num_timesteps=False)  # one gradient step per env step
 
 
-class CleanRLRun:
-    """CleanRL's SAC script at its defaults (but the env and step counts), a process each round, timed by its log."""
-
-    def __init__(self, bench: BenchArgs, device: torch.device):
-        self.bench, self.device = bench, device
-
-    def span(self, steps: int) -> tuple[int, int]:
-        """The logged steps around the timed part: after --warmup training steps, `steps` more, rounded up to 100s."""
-        first = CLEANRL_LEARNING_STARTS + 100 * math.ceil(max(self.bench.warmup, 1) / 100)
-        return first, first + 100 * math.ceil(steps / 100)
-
-    def steps_per_s(self, steps: int) -> float:
-        bench, (first, last) = self.bench, self.span(steps)
-        repository = str(bench.cleanrl_script.resolve().parents[1])  # the script imports its buffer from cleanrl_utils
-        env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [repository, os.environ.get("PYTHONPATH")]))}
-        command = [str(bench.cleanrl_python), str(bench.cleanrl_script), "--env-id", bench.cleanrl_env_id]
-        command += ["--total-timesteps", str(last + 1), "--learning-starts", str(CLEANRL_LEARNING_STARTS)]
-        command += ["--no-cuda"] if self.device.type == "cpu" else []  # where sac_v runs, even beside a GPU
-        with tempfile.TemporaryDirectory(prefix="cleanrl-") as folder:  # it writes runs/<its run>/ where it starts
-            result = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
-            if result.returncode != 0:
-                lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
-                raise RuntimeError(f"CleanRL's script failed: {lines[-1]}")
-            return training_rate(Path(folder) / "runs", first, last)
+def cleanrl_steps_per_s(bench: BenchArgs, device: torch.device, steps: int) -> float:
+    """CleanRL's SAC script at its defaults (but the env and step counts), a process of its own, timed by its log from
+    the end of --warmup training steps to `steps` later (in 100s, as it logs); it warms up anew in each round."""
+    first = CLEANRL_LEARNING_STARTS + 100 * math.ceil(max(bench.warmup, 1) / 100)
+    last = first + 100 * math.ceil(steps / 100)
+    repository = str(bench.cleanrl_script.resolve().parents[1])  # the script imports its buffer from cleanrl_utils
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [repository, os.environ.get("PYTHONPATH")]))}
+    command = [str(bench.cleanrl_python), str(bench.cleanrl_script), "--env-id", bench.cleanrl_env_id]
+    command += ["--total-timesteps", str(last + 1), "--learning-starts", str(CLEANRL_LEARNING_STARTS)]
+    command += ["--no-cuda"] if device.type == "cpu" else []  # where sac_v runs, even beside a GPU
+    with tempfile.TemporaryDirectory(prefix="cleanrl-") as folder:  # it writes runs/<its run>/ where it starts
+        result = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
+            raise RuntimeError(f"CleanRL's script failed: {lines[-1]}")
+        return training_rate(Path(folder) / "runs", first, last)
 
 
 def training_rate(runs: Path, first: int, last: int) -> float:
@@ -289,17 +281,18 @@ def variants(device: torch.device, bench: BenchArgs, all_cores: int, size: tuple
 
 
 def set_up(name: str, flags: dict, env, size: tuple, batch: tuple, device: torch.device, bench: BenchArgs) -> tuple:
-    """A variant's update step (None for a peer's), its loop, and the seconds of its warm-up (compiling, recording)."""
+    """A variant's update step (None for a peer's), its loop's steps_per_s, and its warm-up's seconds (compiling)."""
     torch.manual_seed(0)
     args = sac_v.Args(hidden_sizes=size[0], batch_size=size[1], device=bench.device, **flags)
-    if name == CLEANRL:  # its process warms up in each round
-        return None, CleanRLRun(bench, device), math.nan
+    if name == CLEANRL:
+        return None, functools.partial(cleanrl_steps_per_s, bench, device), math.nan
     if name in (SB3, SB3_OWN):
         loop = SB3Loop(args, device, bench.pool, own_defaults=name == SB3_OWN)
-        return None, loop, seconds(device, 1, loop.run, bench.warmup)
+        return None, loop.steps_per_s, seconds(device, 1, loop.run, bench.warmup)
     step, sample_action = (plain_update_step if name == "plain" else project_update_step)(env, args, device)
     loop = Loop(step, sample_action, args, device, bench.pool)
-    return step, loop, seconds(device, bench.warmup, step, batch) + seconds(device, 1, loop.run, bench.warmup)
+    warmup_s = seconds(device, bench.warmup, step, batch) + seconds(device, 1, loop.run, bench.warmup)
+    return step, loop.steps_per_s, warmup_s
 
 
 def measure_size(bench: BenchArgs, device: torch.device, size: tuple, all_cores: int, rows: list, notes: list) -> None:
@@ -327,10 +320,10 @@ def measure_size(bench: BenchArgs, device: torch.device, size: tuple, all_cores:
                 if round_ == 0:  # the first calls compile and record: timed apart, as a one-off cost
                     setups[name] = set_up(name, names[name], env, size, batch, device, bench)
                     continue
-                step, loop, _ = setups[name]
+                step, loop_steps_per_s, _ = setups[name]
                 if step is not None:  # a peer has its loop only
                     updates[name].append(updates_per_s(step, batch, bench.update_steps, device))
-                loops[name].append(loop.steps_per_s(bench.loop_steps))
+                loops[name].append(loop_steps_per_s(bench.loop_steps))
             except Exception as e:  # a variant this torch or device cannot run; the plain reference, which every
                 if name == "plain":  # ratio needs, ends the run
                     raise

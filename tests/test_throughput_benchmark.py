@@ -207,13 +207,14 @@ value = {flag: argv[argv.index(flag) + 1] for flag in ("--env-id", "--total-time
 writer = SummaryWriter(f"runs/{value['--env-id']}__fake")
 for step in range(int(value["--total-timesteps"])):
     if step > int(value["--learning-starts"]) and step % 100 == 0:  # as CleanRL logs; its own SPS is from the start
-        writer.add_scalar("charts/SPS", 7, step, walltime=1_000.0 + step / 50)
+        writer.add_scalar("charts/SPS", 7, step, walltime=1_000.0 + min(step, 1_200) / 10 + max(step - 1_200, 0) / 50)
 writer.close()
 """
 
 
 def fake_cleanrl(tmp_path: Path) -> Path:
-    """A stand-in for CleanRL's script that logs charts/SPS as it does, at exactly 50 steps per second."""
+    """A stand-in for CleanRL's script that logs charts/SPS as it does: 10 steps per second to step 1 200 (its random
+    steps, then 200 training steps that warm up), then exactly 50."""
     script = tmp_path / "cleanrl" / "sac_continuous_action.py"
     script.parent.mkdir()
     script.write_text(FAKE_CLEANRL)
@@ -223,9 +224,8 @@ def fake_cleanrl(tmp_path: Path) -> Path:
 def test_cleanrls_training_rate_is_read_from_its_log_between_two_logged_steps(tmp_path):
     script = fake_cleanrl(tmp_path)
     flags = {"cleanrl_python": Path(sys.executable), "cleanrl_script": script, "cleanrl_env_id": "Env-v2"}
-    run = throughput.CleanRLRun(tiny_bench(tmp_path, **flags, warmup=150), torch.device("cpu"))
-    assert run.span(250) == (1_200, 1_500)  # 1 000 random steps, 150 rounded up to 200 to warm up, then 300 timed
-    assert run.steps_per_s(250) == pytest.approx(50.0)
+    bench = tiny_bench(tmp_path, **flags, warmup=150)  # 1 000 random steps, 150 rounded up to 200 to warm up
+    assert throughput.cleanrl_steps_per_s(bench, torch.device("cpu"), 250) == pytest.approx(50.0)  # 300 timed
     assert json.loads(script.with_name("argv.json").read_text()) == [
         *("--env-id", "Env-v2", "--total-timesteps", "1501", "--learning-starts", "1000", "--no-cuda"),
     ]
@@ -249,12 +249,13 @@ def test_a_cleanrl_script_that_fails_says_why_in_one_line(tmp_path):
     script.write_text("import sys\nsys.exit('ModuleNotFoundError: no module named tyro')\n")
     bench = tiny_bench(tmp_path, cleanrl_python=Path(sys.executable), cleanrl_script=script)
     with pytest.raises(RuntimeError, match=r"^CleanRL's script failed: ModuleNotFoundError: no module named tyro$"):
-        throughput.CleanRLRun(bench, torch.device("cpu")).steps_per_s(100)
+        throughput.cleanrl_steps_per_s(bench, torch.device("cpu"), 100)
 
 
 def test_cleanrls_loop_is_measured_beside_ours_with_its_ratio(tmp_path, monkeypatch, one_size):
     monkeypatch.setattr(throughput, "CLEANRL_CONFIGS", (((8, 8), 16),))
-    bench = tiny_bench(tmp_path, cleanrl_python=Path(sys.executable), cleanrl_script=fake_cleanrl(tmp_path))
+    script = fake_cleanrl(tmp_path)
+    bench = tiny_bench(tmp_path, cleanrl_python=Path(sys.executable), cleanrl_script=script, warmup=150)
     table = throughput.measure(bench)
     assert "| 8×8 | 16 | CleanRL SAC | – | – | – | 50 | – |" in table
     assert "(d) loop steps/s as a multiple of CleanRL SAC's 50 (sac_continuous_action.py at its defaults" in table
