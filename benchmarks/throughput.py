@@ -12,9 +12,8 @@ Side by side: each run a process of (d)'s loop with sac_v's Threads, all runs of
 SAC, run in a venv of its own (its script wants gymnasium 0.29, numpy < 2 and its repository's cleanrl_utils):
 
     git clone https://github.com/vwxyzjn/cleanrl ~/cleanrl && git -C ~/cleanrl checkout fe8d8a0  # tested there
-    python3 -m venv ~/cleanrl-venv
-    ~/cleanrl-venv/bin/pip install torch==2.13.0 gymnasium==0.29.1 box2d==2.3.10 "pygame>=2.1.3" "numpy<2" tyro \
-        tensorboard
+    python3 -m venv ~/cleanrl-venv && ~/cleanrl-venv/bin/pip install torch==2.13.0 gymnasium==0.29.1 box2d==2.3.10 \
+        "pygame>=2.1.3" "numpy<2" tyro tensorboard
 """
 
 import collections
@@ -97,13 +96,10 @@ def profiled_gemms(step: Callable, batch: tuple[torch.Tensor, ...]) -> list[tupl
     """The matmuls that one call of the step runs, from torch's profiler."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
         step(batch)
-    gemms = []
-    for event in prof.events():
-        if event.name not in MATMULS or (event.cpu_parent and event.cpu_parent.name in MATMULS):
-            continue  # autocast's matmul calls the matmul again, in bfloat16: one product
-        a, b = [shape for shape in event.input_shapes if shape][-2:]  # addmm's and baddbmm's bias comes first
-        gemms.append((a[0], a[1], a[2], b[2]) if len(a) == 3 else (1, a[0], a[1], b[1]))
-    return gemms
+    # autocast's matmul calls the matmul again, in bfloat16: one product; addmm's and baddbmm's bias comes first
+    events = [e for e in prof.events() if e.name in MATMULS and not (e.cpu_parent and e.cpu_parent.name in MATMULS)]
+    shapes = [[shape for shape in event.input_shapes if shape][-2:] for event in events]
+    return [(a[0], a[1], a[2], b[2]) if len(a) == 3 else (1, a[0], a[1], b[1]) for a, b in shapes]
 
 
 def matmul_floor(gemms: list[tuple], dtype: torch.dtype, device: torch.device, calls: int, rounds: int) -> float:
@@ -117,7 +113,6 @@ def matmul_floor(gemms: list[tuple], dtype: torch.dtype, device: torch.device, c
     return total
 
 
-# (b) and (c): the update steps
 def plain_update_step(env, args: sac_v.Args, device: torch.device) -> tuple[Callable, Callable]:
     """(c) SAC-V's update written plainly: two critic modules, default Adam, the Q, V and policy steps in turn."""
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
@@ -232,8 +227,10 @@ class SB3Loop(Loop):
 
 
 def cleanrl_steps_per_s(bench: BenchArgs, device: torch.device, steps: int) -> float:
-    """CleanRL's SAC script at its defaults (but the env and step counts), a process of its own, timed by its log from
-    the end of --warmup training steps to `steps` later (in 100s, as it logs); it warms up anew in each round."""
+    """CleanRL's SAC script at its defaults but the env and step counts, a process each round: steps/s by its log's
+    charts/SPS wall times (its values count from step 0) over `steps` after --warmup training steps, both in 100s."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     first = CLEANRL_LEARNING_STARTS + 100 * math.ceil(max(bench.warmup, 1) / 100)
     last = first + 100 * math.ceil(steps / 100)
     repository = str(bench.cleanrl_script.resolve().parents[1])  # the script imports its buffer from cleanrl_utils
@@ -246,25 +243,17 @@ def cleanrl_steps_per_s(bench: BenchArgs, device: torch.device, steps: int) -> f
         if result.returncode != 0:
             lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
             raise RuntimeError(f"CleanRL's script failed: {lines[-1]}")
-        return training_rate(Path(folder) / "runs", first, last)
-
-
-def training_rate(runs: Path, first: int, last: int) -> float:
-    """Steps/s from logged step first to last by the wall times of CleanRL's charts/SPS (its values count from 0)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events: dict[int, float] = {}
-    for run in sorted(path for path in runs.glob("*") if path.is_dir()):
-        log = EventAccumulator(str(run), size_guidance={"scalars": 0})  # 0: every event, none sampled away
-        log.Reload()
-        if "charts/SPS" in log.Tags()["scalars"]:
-            events |= {event.step: event.wall_time for event in log.Scalars("charts/SPS")}
+        events: dict[int, float] = {}
+        for run in [path for path in (Path(folder) / "runs").glob("*") if path.is_dir()]:
+            log = EventAccumulator(str(run), size_guidance={"scalars": 0})  # 0: every event, none sampled away
+            log.Reload()
+            if "charts/SPS" in log.Tags()["scalars"]:
+                events |= {event.step: event.wall_time for event in log.Scalars("charts/SPS")}
     if first not in events or last not in events:
         raise RuntimeError(f"CleanRL's log has no charts/SPS at step {first if first not in events else last}")
     return (last - first) / (events[last] - events[first])
 
 
-# The table
 def variants(device: torch.device, bench: BenchArgs, all_cores: int, size: tuple) -> dict[str, dict[str, Any]]:
     """Name -> sac_v flags of each variant of ours (CPU: at torch's own thread count too), then the peers here."""
     names: dict[str, dict[str, Any]] = {"plain": {}, "eager": {}, "bf16": {"bf16": True}}

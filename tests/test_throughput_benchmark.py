@@ -231,17 +231,23 @@ def test_cleanrls_training_rate_is_read_from_its_log_between_two_logged_steps(tm
     ]
 
 
-def test_cleanrls_rate_needs_both_ends_of_the_span_in_its_log(tmp_path):
-    from torch.utils.tensorboard import SummaryWriter
+LOGGED_STEPS = """
+from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(tmp_path / "runs" / "run"))
-    for step in (1_200, 1_400):
-        writer.add_scalar("charts/SPS", 7, step, walltime=1_000.0 + step)
-    writer.close()
-    with pytest.raises(RuntimeError, match="CleanRL's log has no charts/SPS at step 1500"):
-        throughput.training_rate(tmp_path / "runs", 1_200, 1_500)
-    with pytest.raises(RuntimeError, match="CleanRL's log has no charts/SPS at step 1200"):
-        throughput.training_rate(tmp_path / "no runs", 1_200, 1_500)
+writer = SummaryWriter("runs/run")
+for step in {steps}:
+    writer.add_scalar("charts/SPS", 7, step, walltime=1_000.0 + step)
+writer.close()
+"""
+
+
+@pytest.mark.parametrize("steps, missing", [([1_200, 1_400], 1_500), ([], 1_200)], ids=["no end", "no start"])
+def test_cleanrls_rate_needs_both_ends_of_the_span_in_its_log(tmp_path, steps, missing):
+    script = tmp_path / "logs_some_steps.py"
+    script.write_text(LOGGED_STEPS.format(steps=steps))
+    bench = tiny_bench(tmp_path, cleanrl_python=Path(sys.executable), cleanrl_script=script, warmup=150)
+    with pytest.raises(RuntimeError, match=f"CleanRL's log has no charts/SPS at step {missing}"):
+        throughput.cleanrl_steps_per_s(bench, torch.device("cpu"), 250)  # the span 1 200 to 1 500
 
 
 def test_a_cleanrl_script_that_fails_says_why_in_one_line(tmp_path):
