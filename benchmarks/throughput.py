@@ -300,7 +300,6 @@ def measure_size(bench: BenchArgs, device: torch.device, size: tuple, all_cores:
             f"- {label}: the matmul floor of one sac_v step, its {len(gemms)} matmuls each timed alone at {n} torch "
             f"threads: {floors[n][0] * 1e3:.2f} ms in float32, {floors[n][1] * 1e3:.2f} ms in bfloat16 (×floor's unit)."
         )
-        print(notes[-1], flush=True)
     setups, failed, updates, loops = {}, {}, collections.defaultdict(list), collections.defaultdict(list)
     for round_ in range(bench.repeats + 1):  # round 0 sets each variant up and warms it up; then interleaved rounds
         for name in [name for name in names if name not in failed]:
@@ -349,32 +348,38 @@ def measure(bench: BenchArgs) -> str:
         if hasattr(torch._dynamo.config, name):
             setattr(torch._dynamo.config, name, 64)
     env_rate = statistics.median(env_steps_per_s(bench.env_steps) for _ in range(bench.repeats))
-    print(f"(a) env steps/s: {env_rate:,.0f}", flush=True)
     rows, notes = [], []
     for size in CONFIGS:
         measure_size(bench, device, size, all_cores, rows, notes)
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     header = f"Hardware: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
-    header += f"torch threads{gpu}.\nMedian of {bench.repeats} interleaved rounds; (b) {bench.update_steps} gradient "
-    header += f"steps per round on a fixed synthetic batch, (d) {bench.loop_steps} steps of the LunarLander training "
-    header += f"loop per round. (a) LunarLanderContinuous-v3 alone, random actions: {env_rate:,.0f} env steps/s.\n\n"
-    header += "| hidden | batch | update | (b) or (c) updates/s (min–max) | ×plain | ×floor | (d) loop steps/s "
-    header += "| warm-up s |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    header += f"torch threads{gpu}.\nMedians of {bench.repeats} interleaved rounds: (b) {bench.update_steps} gradient "
+    header += f"steps on a fixed synthetic batch, (d) {bench.loop_steps} steps of the LunarLander training loop. (a) "
+    header += f"LunarLanderContinuous-v3 alone, random actions: {env_rate:,.0f} env steps/s.\n\n| hidden | batch "
+    header += "| update | (b) or (c) updates/s (min–max) | ×plain | ×floor | (d) loop steps/s | warm-up s |\n"
+    header += "| --- " * 8 + "|\n"
     return header + "\n".join([*rows, "", *notes])
 
 
 def write_section(path: Path, head: str, pattern: str, section: str) -> None:
     """Put `section` in place of the one `pattern` matches, or after the others, keeping the rest of the file."""
-    text = path.read_text() if path.exists() else head
-    found = re.search(pattern, text, re.DOTALL | re.MULTILINE)
-    text = text[: found.start()] + section + text[found.end() :] if found else text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:  # the other sections stay whole if this write fails
-        tmp.write_text(text.rstrip("\n") + "\n")
+    try:
+        text = path.read_text() if path.exists() else head
+        found = re.search(pattern, text, re.DOTALL | re.MULTILINE)
+        text = text[: found.start()] + section + text[found.end() :] if found else f"{text.rstrip()}\n\n{section}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:  # the other sections stay whole if this write fails
+            tmp.write_text(text.rstrip("\n") + "\n")
+    except (OSError, UnicodeError) as e:  # a full disk, say: the table printed above is the measurement
+        why = getattr(e, "strerror", None) or e
+        sys.exit(f"error: cannot write --output {path}: {why}; the table is printed above")
+    print(f"wrote {path}")
 
 
-def check_args(bench: BenchArgs) -> None:
-    """Refuse, before minutes of measuring, counts that leave nothing to time and an --output that cannot be written."""
+def main() -> None:
+    bench = tyro.cli(BenchArgs)
+    bench.output = results_path(bench.output, bench.record, "benchmarks", "throughput.md", flag="--output")
+    # before minutes of measuring: counts that leave nothing to time, and an --output that cannot be written
     for flag, least in dict(repeats=1, update_steps=1, loop_steps=1, env_steps=1, warmup=0, pool=0, threads=1).items():
         if (value := getattr(bench, flag)) is not None and value < least:
             sys.exit(f"error: --{flag.replace('_', '-')} must be {'at least 1' if least else '0 or more'}, got {value}")
@@ -387,23 +392,12 @@ def check_args(bench: BenchArgs) -> None:
     check_writable(bench.output, "--output", "markdown file")
     if bench.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda was asked for, but torch sees no CUDA GPU")
-
-
-def main() -> None:
-    bench = tyro.cli(BenchArgs)
-    bench.output = results_path(bench.output, bench.record, "benchmarks", "throughput.md", flag="--output")
-    check_args(bench)
     table = measure(bench)
     print(table)
     begin, end, command = f"<!-- {bench.device} -->", f"<!-- /{bench.device} -->", "python " + " ".join(sys.argv)
     section = f"{begin}\n## {bench.device.upper()}\n\n`{command}` on {time.strftime('%Y-%m-%d')}\n\n{table}\n{end}"
     head = "# Throughput benchmark\n\nWritten by `benchmarks/throughput.py`.\n"
-    try:  # the other device's section is kept as it was
-        write_section(bench.output, head, re.escape(begin) + ".*?" + re.escape(end), section)
-    except (OSError, UnicodeError) as e:  # a full disk, say: the table above is the measurement
-        why = getattr(e, "strerror", None) or e
-        sys.exit(f"error: cannot write --output {bench.output}: {why}; the table is printed above")
-    print(f"wrote {bench.output}")
+    write_section(bench.output, head, re.escape(begin) + ".*?" + re.escape(end), section)  # the other device's kept
 
 
 # Side by side: threads that share the cores
@@ -488,9 +482,8 @@ def side_by_side(bench: SideBySideArgs) -> None:
     section += f"{' '.join(map(str, bench.hidden_sizes))} --batch-size {bench.batch_size}`.\n\n"
     head = "# Threads that share the cores\n\nEnv steps/s of sac_v's training loop on LunarLanderContinuous-v3, "
     head += "each run its own process, all runs of a case timed over the same window.\n"
-    pattern = "^" + re.escape(heading) + r"\n.*?(?=^## |\Z)"  # up to the next section's heading
-    write_section(output, head, pattern, section)
-    print(f"wrote {output}")
+    print(section)
+    write_section(output, head, "^" + re.escape(heading) + r"\n.*?(?=^## |\Z)", section)  # to the next heading
 
 
 if __name__ == "__main__":
