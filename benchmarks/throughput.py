@@ -88,12 +88,11 @@ def updates_per_s(step: Callable, batch: tuple[torch.Tensor, ...], steps: int, d
     return steps / seconds(device, steps, step, batch)
 
 
-# (e) The matmul floor. A gemm (stack, m, k, n) is `stack` independent (m×k)·(k×n) products in one call.
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 
 
 def profiled_gemms(step: Callable, batch: tuple[torch.Tensor, ...]) -> list[tuple]:
-    """The matmuls that one call of the step runs, from torch's profiler."""
+    """(e) The matmuls one call of the step runs, from torch's profiler: (stack, m, k, n) is `stack` (m×k)·(k×n)."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
         step(batch)
     # autocast's matmul calls the matmul again, in bfloat16: one product; addmm's and baddbmm's bias comes first
@@ -243,12 +242,10 @@ def cleanrl_steps_per_s(bench: BenchArgs, device: torch.device, steps: int) -> f
         if result.returncode != 0:
             lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
             raise RuntimeError(f"CleanRL's script failed: {lines[-1]}")
-        events: dict[int, float] = {}
-        for run in [path for path in (Path(folder) / "runs").glob("*") if path.is_dir()]:
-            log = EventAccumulator(str(run), size_guidance={"scalars": 0})  # 0: every event, none sampled away
-            log.Reload()
-            if "charts/SPS" in log.Tags()["scalars"]:
-                events |= {event.step: event.wall_time for event in log.Scalars("charts/SPS")}
+        runs = [path for path in (Path(folder) / "runs").glob("*") if path.is_dir()]
+        logs = [EventAccumulator(str(run), size_guidance={"scalars": 0}).Reload() for run in runs]  # 0: every event
+        logged = [log.Scalars("charts/SPS") for log in logs if "charts/SPS" in log.Tags()["scalars"]]
+    events = {event.step: event.wall_time for scalars in logged for event in scalars}
     if first not in events or last not in events:
         raise RuntimeError(f"CleanRL's log has no charts/SPS at step {first if first not in events else last}")
     return (last - first) / (events[last] - events[first])
@@ -344,9 +341,8 @@ def measure(bench: BenchArgs) -> str:
     torch.set_num_threads(bench.threads or all_cores)
     if bench.compile:  # a fresh inductor cache, read at each compile: the warm-up column shows a first compile
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="throughput-inductor-")
-    for name in ("recompile_limit", "cache_size_limit"):  # one compiled step per variant and size: more than 8
-        if hasattr(torch._dynamo.config, name):
-            setattr(torch._dynamo.config, name, 64)
+    for name in [name for name in ("recompile_limit", "cache_size_limit") if hasattr(torch._dynamo.config, name)]:
+        setattr(torch._dynamo.config, name, 64)  # one compiled step per variant and size: more than the default 8
     env_rate = statistics.median(env_steps_per_s(bench.env_steps) for _ in range(bench.repeats))
     rows, notes = [], []
     for size in CONFIGS:
@@ -397,23 +393,22 @@ def main() -> None:
     begin, end, command = f"<!-- {bench.device} -->", f"<!-- /{bench.device} -->", "python " + " ".join(sys.argv)
     section = f"{begin}\n## {bench.device.upper()}\n\n`{command}` on {time.strftime('%Y-%m-%d')}\n\n{table}\n{end}"
     head = "# Throughput benchmark\n\nWritten by `benchmarks/throughput.py`.\n"
-    write_section(bench.output, head, re.escape(begin) + ".*?" + re.escape(end), section)  # the other device's kept
+    write_section(bench.output, head, re.escape(begin) + ".*?" + re.escape(end), section)  # keeps the other device's
 
 
 # Side by side: threads that share the cores
-PASSIVE, SUITE = {"OMP_WAIT_POLICY": "passive"}, {"SUITE": "1"}  # SUITE: the case runs beside the test suite
 ONE, TWO = "one run, 1 thread", "one run, 2 threads"
-CASES = (  # (name, runs side by side, --threads of each run, extra environment); libgomp's default: spin, then sleep
+CASES = (  # (name, runs side by side, --threads of each run, extra environment; SUITE: beside the test suite)
     ("one run, --threads auto (the default)", 1, "auto", {}),
     (ONE, 1, "1", {}),
-    (TWO, 1, "2", {}),
-    ("one run, 2 threads sleeping (OMP_WAIT_POLICY=passive)", 1, "2", PASSIVE),
+    (TWO, 1, "2", {}),  # libgomp's default wait: spin, then sleep
+    ("one run, 2 threads sleeping (OMP_WAIT_POLICY=passive)", 1, "2", {"OMP_WAIT_POLICY": "passive"}),
     ("two runs, auto each", 2, "auto", {}),
     ("two runs, 1 thread each", 2, "1", {}),
     ("two runs, 2 threads each", 2, "2", {}),
-    ("two runs, 2 threads each, sleeping", 2, "2", PASSIVE),
-    ("one run, auto, beside the test suite", 1, "auto", SUITE),
-    ("one run, 1 thread, beside the test suite", 1, "1", SUITE),
+    ("two runs, 2 threads each, sleeping", 2, "2", {"OMP_WAIT_POLICY": "passive"}),
+    ("one run, auto, beside the test suite", 1, "auto", {"SUITE": "1"}),
+    ("one run, 1 thread, beside the test suite", 1, "1", {"SUITE": "1"}),
 )
 
 
