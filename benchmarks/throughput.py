@@ -1,23 +1,19 @@
 """Throughput of SAC-V: env steps, gradient steps and the full training loop, per second; and runs side by side.
 
-    python benchmarks/throughput.py                       # CPU; writes runs/benchmarks/throughput.md
-    python benchmarks/throughput.py --record              # the committed table, docs/benchmarks/throughput.md
-    python benchmarks/throughput.py --device cuda         # adds --cudagraphs variants; rewrites only the CUDA section
-    python benchmarks/throughput.py --cleanrl-python ~/cleanrl-venv/bin/python \
-        --cleanrl-script ~/cleanrl/cleanrl/sac_continuous_action.py   # adds CleanRL's SAC (its venv: below)
-    python benchmarks/throughput.py side-by-side          # writes runs/benchmarks/threads.md (--record: docs/)
+    python benchmarks/throughput.py [--device cuda] [--record]  # its device's section of runs/benchmarks/throughput.md
+    python benchmarks/throughput.py side-by-side [--record]     # runs/benchmarks/threads.md; --record: docs/benchmarks/
 
 At each size of CONFIGS, in interleaved rounds, medians: (a) the env alone; (b) sac_v's update on a fixed batch, eager,
 --bf16, --compile (on CUDA with --cudagraphs); (c) plain_update_step's; (d) the training loop, ours and the peers'
 (SB3's SAC; CleanRL's script in its own venv, timed by its log once it learns); (e) the matmul floor of one step.
 Side by side: each run a process of (d)'s loop with sac_v's Threads, all runs of a case timed over one window.
 
-CleanRL's venv (its script wants gymnasium 0.29, numpy < 2 and its repository's cleanrl_utils, not PyPI's 2021 cleanrl):
+--cleanrl-python ~/cleanrl-venv/bin/python --cleanrl-script ~/cleanrl/cleanrl/sac_continuous_action.py add CleanRL's
+SAC, run in a venv of its own (its script wants gymnasium 0.29, numpy < 2 and its repository's cleanrl_utils):
 
     git clone https://github.com/vwxyzjn/cleanrl ~/cleanrl && git -C ~/cleanrl checkout fe8d8a0  # tested there
-    python3 -m venv ~/cleanrl-venv
-    ~/cleanrl-venv/bin/pip install torch==2.13.0 gymnasium==0.29.1 box2d==2.3.10 "pygame>=2.1.3" "numpy<2" tyro \
-        tensorboard
+    python3 -m venv ~/cleanrl-venv && ~/cleanrl-venv/bin/pip install torch==2.13.0 gymnasium==0.29.1 box2d==2.3.10 \
+        "pygame>=2.1.3" "numpy<2" tyro tensorboard
 """
 
 import collections
@@ -38,7 +34,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 import tyro
 from common import ROOT, check_writable, cli, cpu_flags, cpu_name, results_path
 
@@ -47,7 +42,6 @@ from buffer import ReplayBuffer, atomic_path
 
 ENV_ID = "LunarLanderContinuous-v3"
 CONFIGS = (((256, 256), 256), ((200, 200), 200), ((64, 64), 100))  # (hidden sizes, batch size)
-REDUCE_OVERHEAD = "compile(reduce-overhead)"  # CUDA: torch.compile's CUDA graphs instead of sac_v's CudaGraphed
 SB3, SB3_OWN, CLEANRL = "SB3 SAC", "SB3 SAC, its defaults", "CleanRL SAC"  # the peers, (d) only: their own loops
 PEERS = {  # what a peer's ratio line says of it; {} is stable-baselines3's version
     SB3: "stable-baselines3 {}, sac_v's settings, ent_coef fixed",
@@ -57,11 +51,8 @@ PEERS = {  # what a peer's ratio line says of it; {} is stable-baselines3's vers
 SB3_CONFIGS = CONFIGS[:2]  # SB3 with sac_v's settings: the paper's sizes and sac_v's defaults
 CLEANRL_CONFIGS = CONFIGS[:1]  # CleanRL's, and SB3's defaults, are the paper's sizes: 256×256, batch 256
 CLEANRL_LEARNING_STARTS = 1_000
-try:
-    SB3_VERSION = importlib.metadata.version("stable-baselines3")
-except importlib.metadata.PackageNotFoundError:  # the `peers` extra is not installed
-    SB3_VERSION = None
 DTYPES = (torch.float32, torch.bfloat16)  # --bf16's step is held to the bfloat16 floor, every other to float32's
+SB3_VERSION = next((d.version for d in importlib.metadata.distributions(name="stable-baselines3")), None)  # its extra
 
 
 @dataclasses.dataclass
@@ -74,8 +65,6 @@ class BenchArgs:
     warmup: int = 20  # untimed calls before timing each variant (compilation happens here and is timed apart)
     pool: int = 2_000  # random-action transitions in each loop's buffer before its timed rounds
     compile: bool = True  # also measure --compile
-    reduce_overhead: bool = False  # CUDA: also torch.compile(mode="reduce-overhead") of the eager step
-    cold_compile: bool = True  # compile into a fresh inductor cache, so that the warm-up column shows a first compile
     threads: int | None = None  # torch threads (default: torch's own choice)
     output: Path | None = None  # markdown file; a run rewrites only its device's section (default under runs/)
     record: bool = False  # write the committed table, docs/benchmarks/throughput.md
@@ -99,22 +88,17 @@ def updates_per_s(step: Callable, batch: tuple[torch.Tensor, ...], steps: int, d
     return steps / seconds(device, steps, step, batch)
 
 
-# (e) The matmul floor. A gemm (stack, m, k, n) is `stack` independent (m×k)·(k×n) products in one call.
-
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 
 
 def profiled_gemms(step: Callable, batch: tuple[torch.Tensor, ...]) -> list[tuple]:
-    """The matmuls that one call of the step runs, from torch's profiler."""
+    """(e) The matmuls one call of the step runs, from torch's profiler: (stack, m, k, n) is `stack` (m×k)·(k×n)."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
         step(batch)
-    gemms = []
-    for event in prof.events():
-        if event.name not in MATMULS or (event.cpu_parent and event.cpu_parent.name in MATMULS):
-            continue  # autocast's matmul calls the matmul again, in bfloat16: one product
-        a, b = [shape for shape in event.input_shapes if shape][-2:]  # addmm's and baddbmm's bias comes first
-        gemms.append((a[0], a[1], a[2], b[2]) if len(a) == 3 else (1, a[0], a[1], b[1]))
-    return gemms
+    # autocast's matmul calls the matmul again, in bfloat16: one product; addmm's and baddbmm's bias comes first
+    events = [e for e in prof.events() if e.name in MATMULS and not (e.cpu_parent and e.cpu_parent.name in MATMULS)]
+    shapes = [[shape for shape in event.input_shapes if shape][-2:] for event in events]
+    return [(a[0], a[1], a[2], b[2]) if len(a) == 3 else (1, a[0], a[1], b[1]) for a, b in shapes]
 
 
 def matmul_floor(gemms: list[tuple], dtype: torch.dtype, device: torch.device, calls: int, rounds: int) -> float:
@@ -128,13 +112,9 @@ def matmul_floor(gemms: list[tuple], dtype: torch.dtype, device: torch.device, c
     return total
 
 
-# (b) and (c): the update steps
-
-
 def plain_update_step(env, args: sac_v.Args, device: torch.device) -> tuple[Callable, Callable]:
-    """(c) The SAC-V update written the straightforward way: sequential Q, V and policy steps, two critic modules,
-    zero_grad/backward/step each, a per-parameter target update, default Adam."""
-    obs_dim, act_dim = obs_act_dims(env)
+    """(c) SAC-V's update written plainly: two critic modules, default Adam, the Q, V and policy steps in turn."""
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     actor = sac_v.Actor(env.observation_space, env.action_space, args.hidden_sizes).to(device)
     qf1, qf2 = (sac_v.mlp(obs_dim + act_dim, args.hidden_sizes, 1).to(device) for _ in range(2))
     vf, vf_target = (sac_v.SoftVNetwork(env.observation_space, args.hidden_sizes).to(device) for _ in range(2))
@@ -146,54 +126,40 @@ def plain_update_step(env, args: sac_v.Args, device: torch.device) -> tuple[Call
     def critics(obs: torch.Tensor, actions: torch.Tensor) -> list[torch.Tensor]:
         return [qf(torch.cat([obs, actions], dim=-1)).squeeze(-1) for qf in (qf1, qf2)]
 
-    def step(batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+    def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def step(batch: tuple[torch.Tensor, ...]) -> None:
         obs, actions, rewards, next_obs, terminated = batch
         with torch.no_grad():
             q_target = args.reward_scale * rewards + args.gamma * (1 - terminated) * vf_target(next_obs)
-        qf_loss = sum(0.5 * F.mse_loss(q, q_target) for q in critics(obs, actions))
-        q_optimizer.zero_grad()
-        qf_loss.backward()
-        q_optimizer.step()
+        descend(q_optimizer, sum(0.5 * (q - q_target).pow(2).mean() for q in critics(obs, actions)))
         with torch.no_grad():
             pi_actions, log_pi, _ = actor.get_action(obs)
             v_target = torch.min(*critics(obs, pi_actions)) - args.alpha * log_pi
-        v_loss = 0.5 * F.mse_loss(vf(obs), v_target)
-        v_optimizer.zero_grad()
-        v_loss.backward()
-        v_optimizer.step()
+        descend(v_optimizer, 0.5 * (vf(obs) - v_target).pow(2).mean())
         pi_actions, log_pi, _ = actor.get_action(obs)
-        actor_loss = (args.alpha * log_pi - torch.min(*critics(obs, pi_actions))).mean()
-        actor_optimizer.zero_grad()
-        actor_loss.backward()
-        actor_optimizer.step()
+        descend(actor_optimizer, (args.alpha * log_pi - torch.min(*critics(obs, pi_actions))).mean())
         with torch.no_grad():
             for p_target, p in zip(vf_target.parameters(), vf.parameters(), strict=True):
                 p_target.data.copy_(args.tau * p.data + (1 - args.tau) * p_target.data)
-        return {"qf_loss": qf_loss, "v_loss": v_loss, "actor_loss": actor_loss}
 
     return step, actor.get_action
 
 
-def project_update_step(env, args: sac_v.Args, device: torch.device, reduce_overhead: bool = False) -> tuple:
-    """(b) sac_v's gradient step and policy sampler, with the fast paths that args asks for or reduce-overhead's."""
+def project_update_step(env, args: sac_v.Args, device: torch.device) -> tuple:
+    """(b) sac_v's gradient step and policy sampler, with the fast paths that args asks for."""
     actor, qf, vf, vf_target = sac_v.make_networks(env, args.hidden_sizes, device)
-    # a graphed optimizer step needs Adam's step counts on the GPU, as --cudagraphs has them
-    capturable = dataclasses.replace(args, cudagraphs=args.cudagraphs or reduce_overhead)
-    optimizers = tuple(sac_v.make_optimizers(actor, qf, vf, capturable).values())
+    optimizers = tuple(sac_v.make_optimizers(actor, qf, vf, args).values())
     networks = {"actor": actor, "qf": qf, "vf": vf, "vf_target": vf_target}
     step = functools.partial(sac_v.update, **networks, optimizers=optimizers, args=args)
-    step, sample_action = sac_v.fast_paths(step, actor.get_action, args)
-    if reduce_overhead:
-        step, sample_action = (torch.compile(f, mode="reduce-overhead") for f in (step, sample_action))
-    return step, sample_action
-
-
-def obs_act_dims(env) -> tuple[int, int]:
-    return env.observation_space.shape[0], env.action_space.shape[0]
+    return sac_v.fast_paths(step, actor.get_action, args)
 
 
 def synthetic_batch(env, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-    g, (obs_dim, act_dim) = torch.Generator().manual_seed(0), obs_act_dims(env)
+    g, obs_dim, act_dim = torch.Generator().manual_seed(0), env.observation_space.shape[0], env.action_space.shape[0]
     obs, next_obs = (torch.randn(batch_size, obs_dim, generator=g) for _ in range(2))
     actions, rewards = torch.rand(batch_size, act_dim, generator=g) * 2 - 1, torch.randn(batch_size, generator=g)
     terminated = (torch.rand(batch_size, generator=g) < 0.05).float()
@@ -201,8 +167,6 @@ def synthetic_batch(env, batch_size: int, device: torch.device) -> tuple[torch.T
 
 
 # (a) and (d): the env and the training loops, ours and the peers'
-
-
 def env_steps_per_s(steps: int) -> float:
     env = sac_v.make_env(ENV_ID)
     env.action_space.seed(0)
@@ -221,7 +185,7 @@ class Loop:
     def __init__(self, step: Callable, sample_action: Callable, args: sac_v.Args, device: torch.device, pool: int):
         self.step, self.sample_action, self.args, self.device = step, sample_action, args, device
         self.env = sac_v.make_env(ENV_ID)
-        self.rb = ReplayBuffer(*obs_act_dims(self.env), 100_000, seed=0)
+        self.rb = ReplayBuffer(self.env.observation_space.shape[0], self.env.action_space.shape[0], 100_000, seed=0)
         self.env.action_space.seed(0)
         self.obs, _ = self.env.reset(seed=0)
         self.run(max(pool, args.batch_size), learn=False)
@@ -261,54 +225,30 @@ class SB3Loop(Loop):
         self.model.learn(steps, reset_num_timesteps=False)  # one gradient step per env step
 
 
-class CleanRLRun:
-    """CleanRL's SAC script, a run in its own process and venv each round: at its defaults but the env, the step count
-    and learning from step 1 000, timed between two charts/SPS events of its log."""
-
-    def __init__(self, bench: BenchArgs, device: torch.device):
-        self.bench, self.device = bench, device
-
-    def run(self, steps: int) -> None:
-        """No warm-up here: its process warms up in each round."""
-
-    def span(self, steps: int) -> tuple[int, int]:
-        """The logged steps around the timed part: after --warmup training steps, `steps` more, rounded up to 100s."""
-        first = CLEANRL_LEARNING_STARTS + 100 * math.ceil(max(self.bench.warmup, 1) / 100)
-        return first, first + 100 * math.ceil(steps / 100)
-
-    def steps_per_s(self, steps: int) -> float:
-        bench, env, (first, last) = self.bench, dict(os.environ), self.span(steps)
-        repository = bench.cleanrl_script.resolve().parents[1]
-        if (repository / "cleanrl_utils").is_dir():  # the script imports its replay buffer from there
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repository), os.environ.get("PYTHONPATH")]))
-        command = [str(bench.cleanrl_python), str(bench.cleanrl_script), "--env-id", bench.cleanrl_env_id]
-        command += ["--total-timesteps", str(last + 1), "--learning-starts", str(CLEANRL_LEARNING_STARTS)]
-        command += ["--no-cuda"] if self.device.type == "cpu" else []  # where sac_v runs, even beside a GPU
-        with tempfile.TemporaryDirectory(prefix="cleanrl-") as folder:  # it writes runs/<its run>/ where it starts
-            result = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
-            if result.returncode != 0:
-                lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
-                raise RuntimeError(f"CleanRL's script failed: {lines[-1]}")
-            return training_rate(Path(folder) / "runs", first, last)
-
-
-def training_rate(runs: Path, first: int, last: int) -> float:
-    """Steps per second between logged steps first and last, by the wall times of CleanRL's charts/SPS events (the
-    values count from the start, random-action steps included)."""
+def cleanrl_steps_per_s(bench: BenchArgs, device: torch.device, steps: int) -> float:
+    """CleanRL's SAC script at its defaults but the env and step counts, a process each round: steps/s by its log's
+    charts/SPS wall times (its values count from step 0) over `steps` after --warmup training steps, both in 100s."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events: dict[int, float] = {}
-    for run in sorted(path for path in runs.glob("*") if path.is_dir()):
-        log = EventAccumulator(str(run), size_guidance={"scalars": 0})  # 0: every event, none sampled away
-        log.Reload()
-        if "charts/SPS" in log.Tags()["scalars"]:
-            events |= {event.step: event.wall_time for event in log.Scalars("charts/SPS")}
+    first = CLEANRL_LEARNING_STARTS + 100 * math.ceil(max(bench.warmup, 1) / 100)
+    last = first + 100 * math.ceil(steps / 100)
+    repository = str(bench.cleanrl_script.resolve().parents[1])  # the script imports its buffer from cleanrl_utils
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [repository, os.environ.get("PYTHONPATH")]))}
+    command = [str(bench.cleanrl_python), str(bench.cleanrl_script), "--env-id", bench.cleanrl_env_id]
+    command += ["--total-timesteps", str(last + 1), "--learning-starts", str(CLEANRL_LEARNING_STARTS)]
+    command += ["--no-cuda"] if device.type == "cpu" else []  # where sac_v runs, even beside a GPU
+    with tempfile.TemporaryDirectory(prefix="cleanrl-") as folder:  # it writes runs/<its run>/ where it starts
+        result = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
+            raise RuntimeError(f"CleanRL's script failed: {lines[-1]}")
+        runs = [path for path in (Path(folder) / "runs").glob("*") if path.is_dir()]
+        logs = [EventAccumulator(str(run), size_guidance={"scalars": 0}).Reload() for run in runs]  # 0: every event
+        logged = [log.Scalars("charts/SPS") for log in logs if "charts/SPS" in log.Tags()["scalars"]]
+    events = {event.step: event.wall_time for scalars in logged for event in scalars}
     if first not in events or last not in events:
         raise RuntimeError(f"CleanRL's log has no charts/SPS at step {first if first not in events else last}")
     return (last - first) / (events[last] - events[first])
-
-
-# The table
 
 
 def variants(device: torch.device, bench: BenchArgs, all_cores: int, size: tuple) -> dict[str, dict[str, Any]]:
@@ -321,23 +261,24 @@ def variants(device: torch.device, bench: BenchArgs, all_cores: int, size: tuple
     if device.type == "cuda" and bench.compile:
         names["compile+cudagraphs"] = {"compile": True, "cudagraphs": True}
         names["compile+cudagraphs+bf16"] = {"compile": True, "cudagraphs": True, "bf16": True}
-        names |= {REDUCE_OVERHEAD: {}} if bench.reduce_overhead else {}
     names |= {SB3: {}} if SB3_VERSION and size in SB3_CONFIGS else {}
     names |= {SB3_OWN: {"threads": all_cores}} if SB3_VERSION and size in CLEANRL_CONFIGS else {}  # torch's threads
     return names | ({CLEANRL: {}} if bench.cleanrl_python and size in CLEANRL_CONFIGS else {})
 
 
-def make_variant(name: str, env, args: sac_v.Args, device: torch.device, bench: BenchArgs) -> tuple[Any, Any]:
-    """A variant's update step (None for a peer's) and its loop."""
+def set_up(name: str, flags: dict, env, size: tuple, batch: tuple, device: torch.device, bench: BenchArgs) -> tuple:
+    """A variant's update step (None for a peer's), its loop's steps_per_s, and its warm-up's seconds (compiling)."""
+    torch.manual_seed(0)
+    args = sac_v.Args(hidden_sizes=size[0], batch_size=size[1], device=bench.device, **flags)
     if name == CLEANRL:
-        return None, CleanRLRun(bench, device)
+        return None, functools.partial(cleanrl_steps_per_s, bench, device), math.nan
     if name in (SB3, SB3_OWN):
-        return None, SB3Loop(args, device, bench.pool, own_defaults=name == SB3_OWN)
-    if name == "plain":
-        step, sample_action = plain_update_step(env, args, device)
-    else:
-        step, sample_action = project_update_step(env, args, device, name == REDUCE_OVERHEAD)
-    return step, Loop(step, sample_action, args, device, bench.pool)
+        loop = SB3Loop(args, device, bench.pool, own_defaults=name == SB3_OWN)
+        return None, loop.steps_per_s, seconds(device, 1, loop.run, bench.warmup)
+    step, sample_action = (plain_update_step if name == "plain" else project_update_step)(env, args, device)
+    loop = Loop(step, sample_action, args, device, bench.pool)
+    warmup_s = seconds(device, bench.warmup, step, batch) + seconds(device, 1, loop.run, bench.warmup)
+    return step, loop.steps_per_s, warmup_s
 
 
 def measure_size(bench: BenchArgs, device: torch.device, size: tuple, all_cores: int, rows: list, notes: list) -> None:
@@ -354,26 +295,20 @@ def measure_size(bench: BenchArgs, device: torch.device, size: tuple, all_cores:
         floors[n] = [matmul_floor(gemms, dtype, device, bench.update_steps, bench.repeats) for dtype in DTYPES]
         notes.append(
             f"- {label}: the matmul floor of one sac_v step, its {len(gemms)} matmuls each timed alone at {n} torch "
-            f"threads: {floors[n][0] * 1e3:.2f} ms in float32, {floors[n][1] * 1e3:.2f} ms in bfloat16 (×floor: a "
-            "variant's step time over its dtype's floor)."
+            f"threads: {floors[n][0] * 1e3:.2f} ms in float32, {floors[n][1] * 1e3:.2f} ms in bfloat16 (×floor's unit)."
         )
-        print(notes[-1], flush=True)
-    setups, warmup_s, failed, updates, loops = {}, {}, {}, collections.defaultdict(list), collections.defaultdict(list)
+    setups, failed, updates, loops = {}, {}, collections.defaultdict(list), collections.defaultdict(list)
     for round_ in range(bench.repeats + 1):  # round 0 sets each variant up and warms it up; then interleaved rounds
-        for name, flags in [(name, flags) for name, flags in names.items() if name not in failed]:
+        for name in [name for name in names if name not in failed]:
             torch.set_num_threads(threads[name])
             try:
                 if round_ == 0:  # the first calls compile and record: timed apart, as a one-off cost
-                    torch.manual_seed(0)
-                    args = sac_v.Args(hidden_sizes=hidden_sizes, batch_size=batch_size, device=bench.device, **flags)
-                    setups[name] = step, loop = make_variant(name, env, args, device, bench)
-                    warmup_s[name] = seconds(device, bench.warmup if step is not None else 0, step, batch)
-                    warmup_s[name] += seconds(device, 1, loop.run, bench.warmup)
+                    setups[name] = set_up(name, names[name], env, size, batch, device, bench)
                     continue
-                step, loop = setups[name]
-                update = updates_per_s(step, batch, bench.update_steps, device) if step is not None else math.nan
-                loops[name].append(loop.steps_per_s(bench.loop_steps))
-                updates[name].append(update)
+                step, loop_steps_per_s, _ = setups[name]
+                if step is not None:  # a peer has its loop only
+                    updates[name].append(updates_per_s(step, batch, bench.update_steps, device))
+                loops[name].append(loop_steps_per_s(bench.loop_steps))
             except Exception as e:  # a variant this torch or device cannot run; the plain reference, which every
                 if name == "plain":  # ratio needs, ends the run
                     raise
@@ -384,13 +319,13 @@ def measure_size(bench: BenchArgs, device: torch.device, size: tuple, all_cores:
     for name, flags in names.items():
         if name in failed:
             cells = [f"failed: {failed[name]}", "–", "–", "–", "–"]
-        elif name in PEERS:  # CleanRL warms up inside each round
-            cells = ["–", "–", "–", f"{loop_rates[name]:,.0f}", "–" if name == CLEANRL else f"{warmup_s[name]:.1f}"]
+        elif name in PEERS:
+            cells = ["–", "–", "–", f"{loop_rates[name]:,.0f}", "–" if name == CLEANRL else f"{setups[name][2]:.1f}"]
         else:
             rates, floor = updates[name], floors[threads[name]][1 if flags.get("bf16") else 0]
             rate, plain = statistics.median(rates), statistics.median(updates["plain"])
             cells = [f"{rate:,.0f} ({min(rates):,.0f}–{max(rates):,.0f})", f"{rate / plain:.2f}"]
-            cells += [f"{1 / rate / floor:.1f}", f"{loop_rates[name]:,.0f}", f"{warmup_s[name]:.1f}"]
+            cells += [f"{1 / rate / floor:.1f}", f"{loop_rates[name]:,.0f}", f"{setups[name][2]:.1f}"]
         rows.append(f"| {'×'.join(map(str, hidden_sizes))} | {batch_size} | {name} | {' | '.join(cells)} |")
         print(rows[-1], flush=True)
     ours = {name: rate for name, rate in loop_rates.items() if name not in PEERS}
@@ -401,95 +336,79 @@ def measure_size(bench: BenchArgs, device: torch.device, size: tuple, all_cores:
 
 
 def measure(bench: BenchArgs) -> str:
-    """The table: (a), then each size of CONFIGS, then what was not measured."""
+    """The table: (a), then each size of CONFIGS."""
     device, all_cores = torch.device(bench.device), torch.get_num_threads()  # torch's own choice: the peers' count
     torch.set_num_threads(bench.threads or all_cores)
-    for name in ("recompile_limit", "cache_size_limit"):  # one compiled step per variant and size: more than 8
-        if hasattr(torch._dynamo.config, name):
-            setattr(torch._dynamo.config, name, 64)
+    if bench.compile:  # a fresh inductor cache, read at each compile: the warm-up column shows a first compile
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="throughput-inductor-")
+    for name in [name for name in ("recompile_limit", "cache_size_limit") if hasattr(torch._dynamo.config, name)]:
+        setattr(torch._dynamo.config, name, 64)  # one compiled step per variant and size: more than the default 8
     env_rate = statistics.median(env_steps_per_s(bench.env_steps) for _ in range(bench.repeats))
-    print(f"(a) env steps/s: {env_rate:,.0f}", flush=True)
     rows, notes = [], []
     for size in CONFIGS:
         measure_size(bench, device, size, all_cores, rows, notes)
-    if SB3_VERSION is None:
-        notes.append('- (d) SB3 SAC: not measured, stable-baselines3 is not installed (pip install -e ".[peers]").')
-    if not bench.cleanrl_python:
-        notes.append(
-            "- (d) CleanRL SAC: not measured; add it with --cleanrl-python and --cleanrl-script (this module's "
-            "docstring makes its venv)."
-        )
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     header = f"Hardware: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
-    header += f"torch threads{gpu}.\nMedian of {bench.repeats} interleaved rounds; (b) {bench.update_steps} gradient "
-    header += f"steps per round on a fixed synthetic batch, (d) {bench.loop_steps} steps of the LunarLander training "
-    header += f"loop per round. (a) LunarLanderContinuous-v3 alone, random actions: {env_rate:,.0f} env steps/s.\n\n"
-    header += "| hidden | batch | update | (b) or (c) updates/s (min–max) | ×plain | ×floor | (d) loop steps/s "
-    header += "| warm-up s |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    header += f"torch threads{gpu}.\nMedians of {bench.repeats} interleaved rounds: (b) {bench.update_steps} gradient "
+    header += f"steps on a fixed synthetic batch, (d) {bench.loop_steps} steps of the LunarLander training loop. (a) "
+    header += f"LunarLanderContinuous-v3 alone, random actions: {env_rate:,.0f} env steps/s.\n\n| hidden | batch "
+    header += "| update | (b) or (c) updates/s (min–max) | ×plain | ×floor | (d) loop steps/s | warm-up s |\n"
+    header += "| --- " * 8 + "|\n"
     return header + "\n".join([*rows, "", *notes])
 
 
 def write_section(path: Path, head: str, pattern: str, section: str) -> None:
     """Put `section` in place of the one `pattern` matches, or after the others, keeping the rest of the file."""
-    text = path.read_text() if path.exists() else head
-    found = re.search(pattern, text, re.DOTALL | re.MULTILINE)
-    text = text[: found.start()] + section + text[found.end() :] if found else text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:  # the other sections stay whole if this write fails
-        tmp.write_text(text.rstrip("\n") + "\n")
-
-
-def check_args(bench: BenchArgs) -> None:
-    """Refuse, before minutes of measuring, counts that leave nothing to time and an --output that cannot be written."""
-    for flag, least in dict(repeats=1, update_steps=1, loop_steps=1, env_steps=1, warmup=0, pool=0, threads=1).items():
-        if (value := getattr(bench, flag)) is not None and value < least:
-            sys.exit(f"error: --{flag.replace('_', '-')} must be {'at least 1' if least else '0 or more'}, got {value}")
-    python, script = bench.cleanrl_python, bench.cleanrl_script
-    if (python is None) != (script is None):
-        sys.exit("error: --cleanrl-python and --cleanrl-script go together: give both or neither")
-    if python and not (python.is_file() and os.access(python, os.X_OK)):
-        sys.exit(f"error: --cleanrl-python {python} is not an executable file")
-    if script and not script.is_file():
-        sys.exit(f"error: --cleanrl-script {script} is not a file")
-    check_writable(bench.output, "--output", "markdown file")
-    if bench.device == "cuda" and not torch.cuda.is_available():
-        sys.exit("error: --device cuda was asked for, but torch sees no CUDA GPU")
+    try:
+        text = path.read_text() if path.exists() else head
+        found = re.search(pattern, text, re.DOTALL | re.MULTILINE)
+        text = text[: found.start()] + section + text[found.end() :] if found else f"{text.rstrip()}\n\n{section}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:  # the other sections stay whole if this write fails
+            tmp.write_text(text.rstrip("\n") + "\n")
+    except (OSError, UnicodeError) as e:  # a full disk, say: the table printed above is the measurement
+        why = getattr(e, "strerror", None) or e
+        sys.exit(f"error: cannot write --output {path}: {why}; the table is printed above")
+    print(f"wrote {path}")
 
 
 def main() -> None:
     bench = tyro.cli(BenchArgs)
     bench.output = results_path(bench.output, bench.record, "benchmarks", "throughput.md", flag="--output")
-    check_args(bench)
-    if bench.cold_compile:  # read by inductor at each compile
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="throughput-inductor-")
+    # before minutes of measuring: counts that leave nothing to time, and an --output that cannot be written
+    for flag, least in dict(repeats=1, update_steps=1, loop_steps=1, env_steps=1, warmup=0, pool=0, threads=1).items():
+        if (value := getattr(bench, flag)) is not None and value < least:
+            sys.exit(f"error: --{flag.replace('_', '-')} must be {'at least 1' if least else '0 or more'}, got {value}")
+    if (bench.cleanrl_python is None) != (bench.cleanrl_script is None):
+        sys.exit("error: --cleanrl-python and --cleanrl-script go together: give both or neither")
+    if bench.cleanrl_python and not (bench.cleanrl_python.is_file() and os.access(bench.cleanrl_python, os.X_OK)):
+        sys.exit(f"error: --cleanrl-python {bench.cleanrl_python} is not an executable file")
+    if bench.cleanrl_script and not bench.cleanrl_script.is_file():
+        sys.exit(f"error: --cleanrl-script {bench.cleanrl_script} is not a file")
+    check_writable(bench.output, "--output", "markdown file")
+    if bench.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda was asked for, but torch sees no CUDA GPU")
     table = measure(bench)
     print(table)
     begin, end, command = f"<!-- {bench.device} -->", f"<!-- /{bench.device} -->", "python " + " ".join(sys.argv)
     section = f"{begin}\n## {bench.device.upper()}\n\n`{command}` on {time.strftime('%Y-%m-%d')}\n\n{table}\n{end}"
     head = "# Throughput benchmark\n\nWritten by `benchmarks/throughput.py`.\n"
-    try:  # the other device's section is kept as it was
-        write_section(bench.output, head, re.escape(begin) + ".*?" + re.escape(end), section)
-    except (OSError, UnicodeError) as e:  # a full disk, say: the table above is the measurement
-        why = getattr(e, "strerror", None) or e
-        sys.exit(f"error: cannot write --output {bench.output}: {why}; the table is printed above")
-    print(f"wrote {bench.output}")
+    write_section(bench.output, head, re.escape(begin) + ".*?" + re.escape(end), section)  # keeps the other device's
 
 
 # Side by side: threads that share the cores
-
-PASSIVE, SUITE = {"OMP_WAIT_POLICY": "passive"}, {"SUITE": "1"}  # SUITE: the case runs beside the test suite
 ONE, TWO = "one run, 1 thread", "one run, 2 threads"
-CASES = (  # (name, runs side by side, --threads of each run, extra environment); libgomp's default: spin, then sleep
+CASES = (  # (name, runs side by side, --threads of each run, extra environment; SUITE: beside the test suite)
     ("one run, --threads auto (the default)", 1, "auto", {}),
     (ONE, 1, "1", {}),
-    (TWO, 1, "2", {}),
-    ("one run, 2 threads sleeping (OMP_WAIT_POLICY=passive)", 1, "2", PASSIVE),
+    (TWO, 1, "2", {}),  # libgomp's default wait: spin, then sleep
+    ("one run, 2 threads sleeping (OMP_WAIT_POLICY=passive)", 1, "2", {"OMP_WAIT_POLICY": "passive"}),
     ("two runs, auto each", 2, "auto", {}),
     ("two runs, 1 thread each", 2, "1", {}),
     ("two runs, 2 threads each", 2, "2", {}),
-    ("two runs, 2 threads each, sleeping", 2, "2", PASSIVE),
-    ("one run, auto, beside the test suite", 1, "auto", SUITE),
-    ("one run, 1 thread, beside the test suite", 1, "1", SUITE),
+    ("two runs, 2 threads each, sleeping", 2, "2", {"OMP_WAIT_POLICY": "passive"}),
+    ("one run, auto, beside the test suite", 1, "auto", {"SUITE": "1"}),
+    ("one run, 1 thread, beside the test suite", 1, "1", {"SUITE": "1"}),
 )
 
 
@@ -507,17 +426,14 @@ def worker(threads: str, start_at: float, stop_at: float, batch_size: int, hidde
     """One run: warm up, then print its steps/s in the window; sac_v's Threads recounts auto's idle cores."""
     args = sac_v.Args(device="cpu", batch_size=batch_size, hidden_sizes=hidden_sizes)
     args.threads, env, cpu = threads if threads == "auto" else int(threads), sac_v.make_env(ENV_ID), torch.device("cpu")
-    torch_threads, steps = sac_v.Threads(args, env), 0
-    loop = Loop(*project_update_step(env, args, cpu), args, cpu, pool=2_000)
-    loop.run(20)
-    while time.time() < start_at:  # warm up until the window opens: auto settles on its count as it would in a run
-        loop.run(10)
-        torch_threads.adapt()
-    start = time.time()  # later than start_at where the warm-up overran: the window is then shorter
+    torch_threads, loop = sac_v.Threads(args, env), Loop(*project_update_step(env, args, cpu), args, cpu, pool=2_000)
+    steps, start = 0, time.time()
     while steps == 0 or time.time() < stop_at:
         loop.run(10)
         torch_threads.adapt()
         steps += 10
+        if time.time() < start_at:  # warming up: auto settles on its count as it would in a run
+            steps, start = 0, time.time()
     print(steps / (time.time() - start))
 
 
@@ -559,12 +475,10 @@ def side_by_side(bench: SideBySideArgs) -> None:
     section += f"\nHardware: {cpu_name()} ({', '.join(cpu_flags())}), {os.cpu_count()} CPU cores, torch "
     section += f"{torch.__version__}.\nCommand: `python benchmarks/throughput.py side-by-side --hidden-sizes "
     section += f"{' '.join(map(str, bench.hidden_sizes))} --batch-size {bench.batch_size}`.\n\n"
-    head = "# Threads that share the cores\n\nEnv steps per second of sac_v's training step (act, env step, store, "
-    head += "sample, one gradient step) on\nLunarLanderContinuous-v3, each run its own process, all runs of a case "
-    head += "timed over the same window.\n"
-    pattern = "^" + re.escape(heading) + r"\n.*?(?=^## |\Z)"  # up to the next section's heading
-    write_section(output, head, pattern, section)
-    print(f"wrote {output}")
+    head = "# Threads that share the cores\n\nEnv steps/s of sac_v's training loop on LunarLanderContinuous-v3, "
+    head += "each run its own process, all runs of a case timed over the same window.\n"
+    print(section)
+    write_section(output, head, "^" + re.escape(heading) + r"\n.*?(?=^## |\Z)", section)  # to the next heading
 
 
 if __name__ == "__main__":

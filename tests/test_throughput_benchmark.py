@@ -36,9 +36,7 @@ def test_a_run_rewrites_only_its_own_device_section_and_keeps_the_text_around_it
     monkeypatch.setattr(throughput.torch.cuda, "is_available", lambda: True)
     for device, table in (("cuda", "cuda table"), ("cpu", "old cpu table"), ("cpu", "new cpu table")):
         monkeypatch.setattr(throughput, "measure", lambda bench, table=table: table)
-        monkeypatch.setattr(
-            sys, "argv", ["throughput.py", "--no-cold-compile", "--device", device, "--output", str(path)]
-        )
+        monkeypatch.setattr(sys, "argv", ["throughput.py", "--device", device, "--output", str(path)])
         throughput.main()
         if table == "cuda table":
             path.write_text(path.read_text() + "\nA note after the tables.\n")
@@ -50,8 +48,8 @@ def test_a_run_rewrites_only_its_own_device_section_and_keeps_the_text_around_it
 def test_a_variant_that_cannot_run_here_is_reported_as_failed_and_the_others_measured(tmp_path, monkeypatch, one_size):
     project_update_step = throughput.project_update_step
 
-    def bf16_unsupported(env, args, device, reduce_overhead=False):
-        step, sample_action = project_update_step(env, args, device, reduce_overhead)
+    def bf16_unsupported(env, args, device):
+        step, sample_action = project_update_step(env, args, device)
         if not args.bf16:
             return step, sample_action
 
@@ -129,12 +127,6 @@ def test_sb3_at_its_own_defaults_learns_its_entropy_coefficient():
     assert own.model.batch_size == 256 and ours.model.batch_size == 16
 
 
-def test_without_sb3_the_table_says_its_loop_was_not_measured(tmp_path, monkeypatch, one_size):
-    monkeypatch.setattr(throughput, "SB3_CONFIGS", (((8, 8), 16),))
-    table = throughput.measure(tiny_bench(tmp_path))
-    assert "SB3 SAC |" not in table and "(d) SB3 SAC: not measured, stable-baselines3 is not installed" in table
-
-
 def mlp_gemms(dims: list[int], rows: int, params_grad: bool, input_grad: bool, stack: int = 1) -> list[tuple]:
     """An MLP's matmuls, forward and backward: dW if its parameters need a gradient, dX where the input needs one."""
     layers = list(itertools.pairwise(dims))
@@ -173,7 +165,7 @@ def test_the_floors_matmuls_are_the_36_of_the_actor_critics_v_and_v_target_forwa
     step, _ = throughput.project_update_step(env, args, torch.device("cpu"))
     batch = throughput.synthetic_batch(env, 32, torch.device("cpu"))
     step(batch)
-    gemms = step_gemms(*throughput.obs_act_dims(env), (8, 16), 32)
+    gemms = step_gemms(env.observation_space.shape[0], env.action_space.shape[0], (8, 16), 32)
     profiled = throughput.profiled_gemms(step, batch)
     assert len(gemms) == len(profiled) == 36 and same_gemms(gemms, profiled)
     assert not same_gemms(gemms, profiled[1:]) and not same_gemms(gemms, [*gemms[1:], (1, 9, 9, 9)])
@@ -215,13 +207,14 @@ value = {flag: argv[argv.index(flag) + 1] for flag in ("--env-id", "--total-time
 writer = SummaryWriter(f"runs/{value['--env-id']}__fake")
 for step in range(int(value["--total-timesteps"])):
     if step > int(value["--learning-starts"]) and step % 100 == 0:  # as CleanRL logs; its own SPS is from the start
-        writer.add_scalar("charts/SPS", 7, step, walltime=1_000.0 + step / 50)
+        writer.add_scalar("charts/SPS", 7, step, walltime=1_000.0 + min(step, 1_200) / 10 + max(step - 1_200, 0) / 50)
 writer.close()
 """
 
 
 def fake_cleanrl(tmp_path: Path) -> Path:
-    """A stand-in for CleanRL's script that logs charts/SPS as it does, at exactly 50 steps per second."""
+    """A stand-in for CleanRL's script that logs charts/SPS as it does: 10 steps per second to step 1 200 (its random
+    steps, then 200 training steps that warm up), then exactly 50."""
     script = tmp_path / "cleanrl" / "sac_continuous_action.py"
     script.parent.mkdir()
     script.write_text(FAKE_CLEANRL)
@@ -231,25 +224,30 @@ def fake_cleanrl(tmp_path: Path) -> Path:
 def test_cleanrls_training_rate_is_read_from_its_log_between_two_logged_steps(tmp_path):
     script = fake_cleanrl(tmp_path)
     flags = {"cleanrl_python": Path(sys.executable), "cleanrl_script": script, "cleanrl_env_id": "Env-v2"}
-    run = throughput.CleanRLRun(tiny_bench(tmp_path, **flags, warmup=150), torch.device("cpu"))
-    assert run.span(250) == (1_200, 1_500)  # 1 000 random steps, 150 rounded up to 200 to warm up, then 300 timed
-    assert run.steps_per_s(250) == pytest.approx(50.0)
+    bench = tiny_bench(tmp_path, **flags, warmup=150)  # 1 000 random steps, 150 rounded up to 200 to warm up
+    assert throughput.cleanrl_steps_per_s(bench, torch.device("cpu"), 250) == pytest.approx(50.0)  # 300 timed
     assert json.loads(script.with_name("argv.json").read_text()) == [
         *("--env-id", "Env-v2", "--total-timesteps", "1501", "--learning-starts", "1000", "--no-cuda"),
     ]
 
 
-def test_cleanrls_rate_needs_both_ends_of_the_span_in_its_log(tmp_path):
-    from torch.utils.tensorboard import SummaryWriter
+LOGGED_STEPS = """
+from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(tmp_path / "runs" / "run"))
-    for step in (1_200, 1_400):
-        writer.add_scalar("charts/SPS", 7, step, walltime=1_000.0 + step)
-    writer.close()
-    with pytest.raises(RuntimeError, match="CleanRL's log has no charts/SPS at step 1500"):
-        throughput.training_rate(tmp_path / "runs", 1_200, 1_500)
-    with pytest.raises(RuntimeError, match="CleanRL's log has no charts/SPS at step 1200"):
-        throughput.training_rate(tmp_path / "no runs", 1_200, 1_500)
+writer = SummaryWriter("runs/run")
+for step in {steps}:
+    writer.add_scalar("charts/SPS", 7, step, walltime=1_000.0 + step)
+writer.close()
+"""
+
+
+@pytest.mark.parametrize("steps, missing", [([1_200, 1_400], 1_500), ([], 1_200)], ids=["no end", "no start"])
+def test_cleanrls_rate_needs_both_ends_of_the_span_in_its_log(tmp_path, steps, missing):
+    script = tmp_path / "logs_some_steps.py"
+    script.write_text(LOGGED_STEPS.format(steps=steps))
+    bench = tiny_bench(tmp_path, cleanrl_python=Path(sys.executable), cleanrl_script=script, warmup=150)
+    with pytest.raises(RuntimeError, match=f"CleanRL's log has no charts/SPS at step {missing}"):
+        throughput.cleanrl_steps_per_s(bench, torch.device("cpu"), 250)  # the span 1 200 to 1 500
 
 
 def test_a_cleanrl_script_that_fails_says_why_in_one_line(tmp_path):
@@ -257,23 +255,23 @@ def test_a_cleanrl_script_that_fails_says_why_in_one_line(tmp_path):
     script.write_text("import sys\nsys.exit('ModuleNotFoundError: no module named tyro')\n")
     bench = tiny_bench(tmp_path, cleanrl_python=Path(sys.executable), cleanrl_script=script)
     with pytest.raises(RuntimeError, match=r"^CleanRL's script failed: ModuleNotFoundError: no module named tyro$"):
-        throughput.CleanRLRun(bench, torch.device("cpu")).steps_per_s(100)
+        throughput.cleanrl_steps_per_s(bench, torch.device("cpu"), 100)
 
 
 def test_cleanrls_loop_is_measured_beside_ours_with_its_ratio(tmp_path, monkeypatch, one_size):
     monkeypatch.setattr(throughput, "CLEANRL_CONFIGS", (((8, 8), 16),))
-    bench = tiny_bench(tmp_path, cleanrl_python=Path(sys.executable), cleanrl_script=fake_cleanrl(tmp_path))
+    script = fake_cleanrl(tmp_path)
+    bench = tiny_bench(tmp_path, cleanrl_python=Path(sys.executable), cleanrl_script=script, warmup=150)
     table = throughput.measure(bench)
     assert "| 8×8 | 16 | CleanRL SAC | – | – | – | 50 | – |" in table
     assert "(d) loop steps/s as a multiple of CleanRL SAC's 50 (sac_continuous_action.py at its defaults" in table
-    assert "CleanRL SAC: not measured" not in table
 
 
-def test_without_cleanrl_the_table_says_how_to_add_it(tmp_path, monkeypatch, one_size):
+def test_without_sb3_installed_or_cleanrl_given_the_table_has_only_our_rows(tmp_path, monkeypatch, one_size):
+    monkeypatch.setattr(throughput, "SB3_CONFIGS", (((8, 8), 16),))
     monkeypatch.setattr(throughput, "CLEANRL_CONFIGS", (((8, 8), 16),))
-    table = throughput.measure(tiny_bench(tmp_path))
-    assert "CleanRL SAC |" not in table
-    assert "- (d) CleanRL SAC: not measured; add it with --cleanrl-python and --cleanrl-script" in table
+    rows = [line for line in throughput.measure(tiny_bench(tmp_path)).splitlines() if line.startswith("| 8×8 |")]
+    assert [row.split(" | ")[2] for row in rows] == ["plain", "eager", "bf16"]
 
 
 def measuring_must_not_start(bench):
@@ -322,7 +320,7 @@ def measuring_must_not_start(bench):
 def test_bad_arguments_are_refused_in_one_sentence_before_measuring(tmp_path, monkeypatch, flags, message):
     (tmp_path / "afile").write_text("kept\n")
     (tmp_path / "outdir").mkdir()
-    argv = ["--no-cold-compile", "--output", str(tmp_path / "t.md"), *(f.format(tmp=tmp_path) for f in flags)]
+    argv = ["--output", str(tmp_path / "t.md"), *(f.format(tmp=tmp_path) for f in flags)]
     monkeypatch.setattr(sys, "argv", ["throughput.py", *argv])
     monkeypatch.setattr(throughput, "measure", measuring_must_not_start)
     with pytest.raises(SystemExit) as exit_:
@@ -345,7 +343,7 @@ def test_a_write_that_fails_keeps_the_measured_table_and_the_other_devices_secti
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Path, "write_text", disk_full_halfway)
-    monkeypatch.setattr(sys, "argv", ["throughput.py", "--no-cold-compile", "--output", str(path)])
+    monkeypatch.setattr(sys, "argv", ["throughput.py", "--output", str(path)])
     monkeypatch.setattr(throughput, "measure", lambda bench: "the measured table")
     with pytest.raises(SystemExit) as exit_:
         throughput.main()
@@ -377,10 +375,8 @@ def test_a_side_by_side_run_is_a_process_of_its_own_that_counts_its_steps_in_the
 
 
 def test_on_cuda_the_cuda_graphed_variants_are_measured_too(tmp_path):
-    bench = tiny_bench(tmp_path, device="cuda", compile=True, reduce_overhead=True)
+    bench = tiny_bench(tmp_path, device="cuda", compile=True)
     names = throughput.variants(torch.device("cuda"), bench, all_cores=1, size=((8, 8), 16))
-    assert list(names) == [
-        *("plain", "eager", "bf16", "compile", "cudagraphs", "compile+cudagraphs", "compile+cudagraphs+bf16"),
-        "compile(reduce-overhead)",
-    ]
+    graphed = ("cudagraphs", "compile+cudagraphs", "compile+cudagraphs+bf16")
+    assert list(names) == ["plain", "eager", "bf16", "compile", *graphed]
     assert names["compile+cudagraphs+bf16"] == {"compile": True, "cudagraphs": True, "bf16": True}
