@@ -513,7 +513,7 @@ class Logs:
         self.excepthook: Any = None  # threading's, while TensorBoard's writer thread is silenced (quiet_writer_thread)
         self.last_log = (0, 0.0)  # env step and time of the last training speed
 
-    def open(self, step: int, saved_step: int | None) -> None:
+    def open(self, step: int, saved_step: int | None, phase: str) -> None:
         self.excepthook, threading.excepthook = threading.excepthook, quiet_writer_thread(threading.excepthook)
         # On resume, the same folder: scalars a crash logged after the checkpoint are hidden, new ones continue.
         self.writer = SummaryWriter(str(self.run_dir), purge_step=saved_step and saved_step + 1)
@@ -525,6 +525,7 @@ class Logs:
             self.console.write(
                 "--paper: " + " ".join(f"--{k.replace('_', '-')} {flag_value(v)}" for k, v in flags.items())
             )
+        self.console.set_description(phase)
 
     def close(self) -> None:
         """Close the console and the writer, whose last flush raises what its thread met (a full disk)."""
@@ -536,6 +537,12 @@ class Logs:
         finally:
             threading.excepthook = self.excepthook or threading.excepthook
 
+    def last_words(self, text: str) -> None:
+        """Close the bar, so it is not drawn again after `text`, then write `text` in one write: whole lines, which a
+        second signal's message (Run.stop_now) never lands in the middle of."""
+        self.console.close()
+        sys.stdout.write(text)
+
     def episode(self, step: int, episode: dict[str, Any]) -> None:
         self.writer.add_scalar("charts/episodic_return", episode["return"], step)
         self.writer.add_scalar("charts/episodic_length", episode["length"], step)
@@ -546,6 +553,10 @@ class Logs:
             self.writer.add_scalar(f"{group}/{name}", value, step)
         self.writer.add_scalar("policy/log_std", log_std, step)
 
+    def evaluation(self, step: int, returns: np.ndarray, policy: str) -> None:
+        self.writer.add_scalar("eval/episodic_return", returns.mean(), step)
+        self.console.write(f"step {step}: eval return {returns.mean():.1f} ± {returns.std():.1f} of {policy}")
+
     def progress(self, step: int, phase: str, train_return: float, eval_return: float) -> None:
         """The speed since the last call (warm-up or training) to TensorBoard; the bar's returns and phase."""
         if self.last_log[0]:
@@ -553,6 +564,9 @@ class Logs:
         self.last_log = (step, time.time())
         self.console.set_postfix({"return": f"{train_return:.1f}", "eval": f"{eval_return:.1f}"}, False)
         self.console.set_description(phase, refresh=False)
+
+    def tick(self) -> None:
+        self.console.update(1)  # one env step
 
 
 @dataclasses.dataclass
@@ -582,10 +596,9 @@ class Run:
         self.threads = Threads(self.args, self.env)
         self.logs = Logs(self.args, self.checkpoint.parent)
         try:
-            self.logs.open(self.step, self.saved_step)
+            self.logs.open(self.step, self.saved_step, self.phase())
         except OSError as e:  # a full or read-only disk: the one sentence of __exit__
             self.__exit__(type(e), e, e.__traceback__)
-        self.logs.console.set_description(self.phase())
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, traceback: object) -> None:
@@ -640,11 +653,9 @@ class Run:
 
     def record_evaluation(self, step: int, returns: np.ndarray) -> None:
         self.evaluations.append(Evaluation(step, float(returns.mean()), float(returns.std()), self.elapsed()))
-        self.logs.writer.add_scalar("eval/episodic_return", returns.mean(), step)
         self.save(step)
         trained = self.optimizers["actor_optimizer"].state  # Adam's moments exist from the first gradient step on
-        policy = "the policy" if trained else "the initial policy (no gradient step yet)"
-        self.logs.console.write(f"step {step}: eval return {returns.mean():.1f} ± {returns.std():.1f} of {policy}")
+        self.logs.evaluation(step, returns, "the policy" if trained else "the initial policy (no gradient step yet)")
 
     def advance(self, step: int) -> None:
         self.step = step
@@ -652,7 +663,7 @@ class Run:
             self.threads.adapt()
             eval_return = self.evaluations[-1].mean if self.evaluations else float("nan")
             self.logs.progress(step, self.phase(), self.train_return, eval_return)
-        self.logs.console.update(1)
+        self.logs.tick()
 
     def elapsed(self) -> float:
         return self.wall_s + time.time() - self.start
@@ -685,11 +696,9 @@ class Run:
         """Stopped by a signal: checkpoint this step (unless just done) and say how to resume."""
         if self.saved_step != self.step:
             self.save(self.step)
-        self.logs.console.close()  # before the message, so the bar is not drawn again after it
         buffer = " and its replay buffer" if buffer_path(self.checkpoint).exists() else ""
         stopped = f"stopped by {signal.Signals(signum).name} at step {self.step}: saved {self.checkpoint}{buffer}"
-        # one write, whole lines: a second signal's message (stop_now) never lands in the middle of a line
-        sys.stdout.write(f"{stopped}\nresume with: {resume_command(self.checkpoint)}\n")
+        self.logs.last_words(f"{stopped}\nresume with: {resume_command(self.checkpoint)}\n")
 
     def stop_now(self, signum: int) -> None:
         """A second signal (Ctrl-C twice): exit at once from the handler, saying what the last checkpoint holds. A save
