@@ -41,22 +41,17 @@ Provenance = dict[RunKey, tuple[str, str]]  # each finished run's hardware line 
 Backend = Callable[[dict[RunKey, tuple], int], Iterator[tuple[RunKey, Any]]]  # (jobs, workers) -> (key, outcome)
 
 
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo on Linux, else what the platform module knows."""
+def machine() -> str:
+    """The start of every hardware line: the CPU model with the extensions that set how fast float32 and bfloat16
+    matmuls run (where Linux lists them), its core count, and torch's version."""
     try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
-
-
-def cpu_flags() -> list[str]:
-    """The CPU extensions that decide how fast float32 and bfloat16 matmuls run, where Linux lists them."""
-    try:
-        listed = Path("/proc/cpuinfo").read_text()
+        cpuinfo = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return []
-    return [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in listed]
+        cpuinfo = ""
+    model, words = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE), set(cpuinfo.split())
+    flags = ", ".join(flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in words)
+    cpu = model[1].strip() if model else platform.processor() or "unknown CPU"
+    return f"{cpu}{f' ({flags})' if flags else ''}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
 
 
 def commit(checkout: Path = ROOT) -> str:
@@ -116,9 +111,8 @@ def append_rows(path: Path, columns: list[str], rows: list[dict[str, Any]], form
 def earlier_values(out_dir: Path, field: str, seeds: set[int]) -> dict[int, str]:
     """Each seed's value in the summary's Hardware or Commit line: one for all, or as seed_line groups them."""
     summary = out_dir / "summary.md"
-    lines = summary.read_text().splitlines() if summary.exists() else []
-    found = [x.removeprefix(f"{field}: ").removesuffix(".") for x in lines if x.startswith(f"{field}: ")]
-    values, line = {}, found[0] if found else "not recorded"
+    found = re.search(rf"^{field}: (.*?)\.?$", summary.read_text() if summary.exists() else "", re.MULTILINE)
+    values, line = {}, found[1] if found else "not recorded"
     for part in line.split("; "):
         if match := re.fullmatch(r"(.*) \(seeds? ([\d, ]+)\)", part):
             values |= {int(s): match[1] for s in match[2].split(", ")}
@@ -251,12 +245,9 @@ def summary(rows: list[dict], ran: Provenance, train: Args, threshold: float, he
 
 def plot_curves(path: Path, title: str, curves: list[tuple[dict, Any, str | None]], threshold: float) -> None:
     """curves.png: for each (per_seed, color, label), each seed's curve thin, their mean thick, the threshold dashed."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no backend, no figure left open
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="tight")
+    ax = Figure(figsize=(7, 4.5), layout="tight").subplots()
     for per_seed, color, label in curves:
         seeds = [{r["step"]: r["eval_mean"] for r in rows} for rows in per_seed.values()]
         for curve in seeds:
@@ -267,8 +258,7 @@ def plot_curves(path: Path, title: str, curves: list[tuple[dict, Any, str | None
     ax.set(xlabel="env steps", ylabel="deterministic eval return", title=title)
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    ax.figure.savefig(path, dpi=120)
 
 
 def seeds_title(seeds: dict) -> str:
@@ -399,8 +389,7 @@ def seed_pool(fn: Callable[..., list[Evaluation]], threads: int | str, *versions
     """The local backend of run_record, each run fn(*job) in the worker pool, and the hardware line of its runs."""
 
     def hardware(workers: int) -> str:
-        line = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
-        return ", ".join([line, f"torch {torch.__version__}", *versions])
+        return ", ".join([machine(), f"{workers} worker processes × {threads} torch threads", *versions])
 
     return functools.partial(run_in_workers, fn), hardware
 

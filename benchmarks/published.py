@@ -50,12 +50,9 @@ def cell(values: np.ndarray) -> str:
 
 
 def plot(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves], out: Path) -> Path:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no backend, no figure left open
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax = Figure(figsize=(8, 4.5), layout="tight").subplots()
     for label, curves in theirs.items():
         steps = sorted(set.intersection(*(set(c) for c in curves.values())))
         ax.plot(steps, [np.mean([c[s] for c in curves.values()]) for s in steps], linewidth=1, label=label)
@@ -68,9 +65,7 @@ def plot(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves], out: 
         ax.plot(steps, [curve[s] for s in steps], "k--", linewidth=1, label=f"sac_v seed {seed}, 1M run")
     ax.set(xlabel="env steps", ylabel="evaluation return (mean over seeds)", title=task, xlim=(0, 1_000_000))
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path := out / f"{task}.png", dpi=110)
-    plt.close(fig)
+    ax.figure.savefig(path := out / f"{task}.png", dpi=110)
     return path
 
 

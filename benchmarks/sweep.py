@@ -27,7 +27,6 @@ from typing import Any, Literal
 
 import common
 import numpy as np
-import torch
 import tyro
 from common import RUN_MANAGEMENT, RunKey
 
@@ -242,8 +241,8 @@ def main(sweep: SweepArgs, command: str = "") -> None:
     backend = common.seed_pool(common.run_seed, train.threads)  # sac_v's --threads, per run
     if sweep.backend == "ray":
         address, cpus = sweep.ray_address, 1 if train.threads == "auto" else train.threads
-        where = f"the Ray cluster at {address}" if address else f"a local Ray instance on {common.cpu_name()}"
-        line = f"{where}, {train.threads} torch thread(s) per run, torch {torch.__version__}"
+        where = f"the Ray cluster at {address}, driven from" if address else "a local Ray instance on"
+        line = f"{where} {common.machine()}, {train.threads} torch thread(s) per run"
         backend = functools.partial(run_tune, address=address, threads=cpus), lambda workers: line
     write = functools.partial(report, settings, sweep, threshold, command, out_dir)
     record = common.Record(out_dir, config, write, job, *backend, fields, grid_value, format_value)

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import torch
 import tyro
-from common import ROOT, check_writable, cli, cpu_flags, cpu_name, results_path
+from common import ROOT, check_writable, cli, machine, results_path
 
 import sac_v
 from buffer import ReplayBuffer, atomic_path
@@ -88,15 +88,13 @@ def updates_per_s(step: Callable, batch: tuple[torch.Tensor, ...], steps: int, d
     return steps / seconds(device, steps, step, batch)
 
 
-MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
-
-
 def profiled_gemms(step: Callable, batch: tuple[torch.Tensor, ...]) -> list[tuple]:
     """(e) The matmuls one call of the step runs, from torch's profiler: (stack, m, k, n) is `stack` (m×k)·(k×n)."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
         step(batch)
     # autocast's matmul calls the matmul again, in bfloat16: one product; addmm's and baddbmm's bias comes first
-    events = [e for e in prof.events() if e.name in MATMULS and not (e.cpu_parent and e.cpu_parent.name in MATMULS)]
+    matmuls = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+    events = [e for e in prof.events() if e.name in matmuls and not (e.cpu_parent and e.cpu_parent.name in matmuls)]
     shapes = [[shape for shape in event.input_shapes if shape][-2:] for event in events]
     return [(a[0], a[1], a[2], b[2]) if len(a) == 3 else (1, a[0], a[1], b[1]) for a, b in shapes]
 
@@ -348,11 +346,11 @@ def measure(bench: BenchArgs) -> str:
     for size in CONFIGS:
         measure_size(bench, device, size, all_cores, rows, notes)
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    header = f"Hardware: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
-    header += f"torch threads{gpu}.\nMedians of {bench.repeats} interleaved rounds: (b) {bench.update_steps} gradient "
-    header += f"steps on a fixed synthetic batch, (d) {bench.loop_steps} steps of the LunarLander training loop. (a) "
-    header += f"LunarLanderContinuous-v3 alone, random actions: {env_rate:,.0f} env steps/s.\n\n| hidden | batch "
-    header += "| update | (b) or (c) updates/s (min–max) | ×plain | ×floor | (d) loop steps/s | warm-up s |\n"
+    header = f"Hardware: {machine()}, {torch.get_num_threads()} torch threads{gpu}.\nMedians of {bench.repeats} "
+    header += f"interleaved rounds: (b) {bench.update_steps} gradient steps on a fixed synthetic batch, (d) "
+    header += f"{bench.loop_steps} steps of the LunarLander training loop. (a) {ENV_ID} alone, random actions: "
+    header += f"{env_rate:,.0f} env steps/s.\n\n| hidden | batch | update | (b) or (c) updates/s (min–max) | ×plain "
+    header += "| ×floor | (d) loop steps/s | warm-up s |\n"
     header += "| --- " * 8 + "|\n"
     return header + "\n".join([*rows, "", *notes])
 
@@ -472,8 +470,7 @@ def side_by_side(bench: SideBySideArgs) -> None:
     for name, each in speeds.items():
         runs = " / ".join(f"{s:.0f}" for s in each)
         section += f"| {name} | {runs} | {sum(each):.0f} | {min(each) / one:.2f} | {min(each) / two:.2f} |\n"
-    section += f"\nHardware: {cpu_name()} ({', '.join(cpu_flags())}), {os.cpu_count()} CPU cores, torch "
-    section += f"{torch.__version__}.\nCommand: `python benchmarks/throughput.py side-by-side --hidden-sizes "
+    section += f"\nHardware: {machine()}.\nCommand: `python benchmarks/throughput.py side-by-side --hidden-sizes "
     section += f"{' '.join(map(str, bench.hidden_sizes))} --batch-size {bench.batch_size}`.\n\n"
     head = "# Threads that share the cores\n\nEnv steps/s of sac_v's training loop on LunarLanderContinuous-v3, "
     head += "each run its own process, all runs of a case timed over the same window.\n"

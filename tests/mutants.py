@@ -68,10 +68,7 @@ def run_mutant(mutant: Mutant, root: Path, every_file: tuple[str, ...]) -> str:
 
 def main(only: tuple[str, ...] = ()) -> int:
     """Prints each mutant's result; exits 1 if one survives, if the tests fail unmutated, or on an unknown --only name.
-
-    Args:
-        only: the names of the mutants to run (default: all)
-    """
+    :param only: the names of the mutants to run (default: all)"""
     if unknown := sorted(set(only) - {m.name for m in MUTANTS}):
         sys.exit(f"error: no mutant named {', '.join(unknown)}; they are M01 to M{len(MUTANTS):02}")
     mutants = [m for m in MUTANTS if not only or m.name in only]
