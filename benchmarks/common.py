@@ -1,8 +1,6 @@
 """The floor of benchmarks/, which every tool imports: provenance, records, statistics, summaries, plots, the flags
 and checks of a record tool, the worker pool, and run_record, which runs what a record lacks and writes each run."""
 
-from __future__ import annotations
-
 import contextlib
 import csv
 import dataclasses
@@ -56,16 +54,13 @@ def machine() -> str:
 
 def commit(checkout: Path = ROOT) -> str:
     """The checkout's commit, -dirty when tracked code differs from it (docs/, where records go, does not count)."""
-
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True, check=True)
-
+    git = functools.partial(subprocess.run, cwd=checkout, capture_output=True, text=True, check=True)
     try:
-        described = git("describe", "--always", "--abbrev=12")
-        changed = git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)docs")
+        described = git(["git", "describe", "--always", "--abbrev=12"]).stdout.strip()
+        changed = git(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)docs"]).stdout
     except (OSError, subprocess.CalledProcessError):  # no git, or not a checkout
         return "not recorded"
-    return described.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
+    return described + ("-dirty" if changed.strip() else "")
 
 
 def results_path(given: Path | None, record: bool, *parts: str, flag: str = "--out-dir") -> Path:
@@ -317,14 +312,13 @@ def run_seed(args: Args) -> list[Evaluation]:
     return result.evaluations
 
 
-def work(conn: Connection, parent: int, fn: Callable[..., Any]) -> None:
+def work(conn: Connection, fn: Callable[..., Any]) -> None:
     """A worker in a process group of its own: fn(*job), or its exception, for each job; saves and stops if orphaned."""
     os.setpgrp()
     sac_v.resume_command = lambda checkpoint: "rerun the benchmark's own command"  # not sac_v.py --resume
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.2)
+        multiprocessing.parent_process().join()  # returns once the tool's process is gone
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, daemon=True).start()
@@ -340,19 +334,17 @@ def work(conn: Connection, parent: int, fn: Callable[..., Any]) -> None:
 def run_in_workers(fn: Callable[..., Any], jobs: dict[Hashable, tuple], workers: int) -> Iterator[tuple[Hashable, Any]]:
     """fn(*job) for each job in `workers` spawned processes, yielding (key, result or exception) as each ends. SIGINT
     or SIGTERM is forwarded to the workers as SIGTERM (runs save and stop), then KeyboardInterrupt(message, signal)."""
-    context, waiting = multiprocessing.get_context("spawn"), iter(jobs.items())
-    pipes = [context.Pipe() for _ in range(workers)]
-    processes = {conn: context.Process(target=work, args=(end, os.getpid(), fn)) for conn, end in pipes}
-    for (_, end), process in zip(pipes, processes.values(), strict=True):
-        process.start()
+    context, waiting, processes = multiprocessing.get_context("spawn"), iter(jobs.items()), {}
+    for conn, end in (context.Pipe() for _ in range(workers)):
+        processes[conn] = context.Process(target=work, args=(end, fn))
+        processes[conn].start()
         end.close()  # the worker's end: when the worker dies, this end reads EOF
     idle, running, stopped = list(processes), {}, []
 
     def forward(signum: int, frame: object) -> None:
         stopped.append(signum)
         for process in processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGTERM)
+            process.terminate()
 
     previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -387,11 +379,8 @@ def run_in_workers(fn: Callable[..., Any], jobs: dict[Hashable, tuple], workers:
 
 def seed_pool(fn: Callable[..., list[Evaluation]], threads: int | str, *versions: str) -> tuple[Backend, Callable]:
     """The local backend of run_record, each run fn(*job) in the worker pool, and the hardware line of its runs."""
-
-    def hardware(workers: int) -> str:
-        return ", ".join([machine(), f"{workers} worker processes × {threads} torch threads", *versions])
-
-    return functools.partial(run_in_workers, fn), hardware
+    each = f"worker processes × {threads} torch threads"
+    return functools.partial(run_in_workers, fn), lambda workers: ", ".join([machine(), f"{workers} {each}", *versions])
 
 
 @dataclasses.dataclass
@@ -474,7 +463,6 @@ def run_record(record: Record, bench: RecordArgs, settings: list[tuple[Any, ...]
                     append_rows(failures_csv, [*fields, "seed", "error"], [failure], format)
                     print(f"{name} failed: {error}", file=sys.stderr)
                     continue
-                # each evaluation e is (step, mean, std, wall_s)
                 new = [setting | dict(zip(METRICS, (seed, *e), strict=True)) for e in outcome]
                 append_rows(runs_csv, [*fields, *METRICS], new, format)
                 rows += new

@@ -7,8 +7,6 @@ SB3 takes its first gradient step after env step learning_starts + 1, sac_v afte
     python benchmarks/peers.py --setting sac-v-defaults --env-id Pendulum-v1 --total-timesteps 10000 --min-pool 1000
 """
 
-from __future__ import annotations
-
 import contextlib
 import dataclasses
 import hashlib

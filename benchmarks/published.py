@@ -5,8 +5,6 @@ task, mean ± std over seeds at 100 000, 300 000 and 1 000 000 env steps, and a 
     python benchmarks/published.py --record  # the committed ones, docs/published-sac/beside.md and <Task>.png
 """
 
-from __future__ import annotations
-
 import csv
 from pathlib import Path
 

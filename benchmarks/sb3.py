@@ -1,8 +1,6 @@
 """Stable-Baselines3's SAC as peers.py and throughput.py set it up: SB3's own defaults, rl-zoo3's tuned settings for a
 task, or sac_v's settings without V; and the model they make. Needs the `peers` extra."""
 
-from __future__ import annotations
-
 import functools
 import inspect
 import operator

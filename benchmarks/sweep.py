@@ -6,8 +6,6 @@ need the project's dependencies (pip install -e ".[ray]") and the driver's Pytho
     python benchmarks/sweep.py --grid min_pool=300,10000 --grid hidden_sizes=64x64,256x256 --backend ray
 """
 
-from __future__ import annotations
-
 import contextlib
 import dataclasses
 import difflib
@@ -140,9 +138,9 @@ def report(settings: list, sweep: SweepArgs, threshold: float, command: str, out
     lines += ["Command:", "", "```", command, "```", ""] if command else []
     (out / "summary.md").write_text("\n".join(lines))
 
-    import matplotlib
+    from matplotlib import colormaps
 
-    colors = matplotlib.colormaps["tab10" if len(settings) <= 10 else "tab20"]
+    colors = colormaps["tab10" if len(settings) <= 10 else "tab20"]
     names = [f"{label(s, ', ')} ({len(p)} seeds)" for s, p in zip(settings, per_setting, strict=True)]
     curves = [(p, colors(i % colors.N), name) for i, (p, name) in enumerate(zip(per_setting, names, strict=True))]
     title = f"sac_v on {train.env_id}: seeds (thin) and their mean (thick) per setting"
