@@ -40,12 +40,9 @@ Backend = Callable[[dict[RunKey, tuple], int], Iterator[tuple[RunKey, Any]]]  # 
 
 
 def machine() -> str:
-    """The start of every hardware line: the CPU model with the extensions that set how fast float32 and bfloat16
-    matmuls run (where Linux lists them), its core count, and torch's version."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        cpuinfo = ""
+    """The start of every hardware line: the CPU model and the extensions that set its matmul speed (where Linux lists
+    them), its core count, torch's version."""
+    cpuinfo = Path("/proc/cpuinfo").read_text() if os.path.exists("/proc/cpuinfo") else ""
     model, words = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE), set(cpuinfo.split())
     flags = ", ".join(flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in words)
     cpu = model[1].strip() if model else platform.processor() or "unknown CPU"

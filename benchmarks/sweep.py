@@ -18,10 +18,9 @@ import shlex
 import socket
 import sys
 import threading
-import typing
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import common
 import numpy as np
@@ -39,7 +38,7 @@ FIXED_FIELDS = {
     "exp_name": "the sweep names its runs after their setting",
     "env_id": "a sweep runs one env (its threshold and target are per env); pass --env-id",
 }
-TYPES = typing.get_type_hints(Args)
+TYPES = get_type_hints(Args)
 # How a grid value of each field type is written (besides the choices of a Literal), and how it is read.
 GRID_TYPES: dict[Any, tuple[str, Callable[[str], Any]]] = {
     bool: ("true or false", lambda text: {"true": True, "false": False}[text.lower()]),
@@ -63,7 +62,7 @@ class SweepArgs(common.RecordArgs):
 def grid_value(field: str, text: str) -> Any:
     """One grid value (as given, or in runs.csv) as the field's type, or a ConfigError."""
     hint = TYPES[field]
-    choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+    choices = get_args(hint) if get_origin(hint) is Literal else ()
     kind, parse = (f"one of {', '.join(choices)}", {c: c for c in choices}.__getitem__) if choices else GRID_TYPES[hint]
     try:
         return parse(text)
