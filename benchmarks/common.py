@@ -116,9 +116,8 @@ def seed_line(values: dict[int, str]) -> str:
     groups: dict[str, list[int]] = {}
     for seed in sorted(values):
         groups.setdefault(values[seed], []).append(seed)
-    if len(groups) == 1:
-        return next(iter(groups))
-    return "; ".join(f"{v} (seed{'s' * (len(s) > 1)} {', '.join(map(str, s))})" for v, s in groups.items())
+    line = "; ".join(f"{v} (seed{'s' * (len(s) > 1)} {', '.join(map(str, s))})" for v, s in groups.items())
+    return next(iter(groups)) if len(groups) == 1 else line
 
 
 def settings_of(train: Args, *left_out: str) -> dict[str, Any]:

@@ -140,9 +140,8 @@ def plain_update_step(env, args: sac_v.Args, device: torch.device) -> tuple[Call
         descend(v_optimizer, 0.5 * (vf(obs) - v_target).pow(2).mean())
         pi_actions, log_pi, _ = actor.get_action(obs)
         descend(actor_optimizer, (args.alpha * log_pi - torch.min(*critics(obs, pi_actions))).mean())
-        with torch.no_grad():
-            for p_target, p in zip(vf_target.parameters(), vf.parameters(), strict=True):
-                p_target.data.copy_(args.tau * p.data + (1 - args.tau) * p_target.data)
+        for p_target, p in zip(vf_target.parameters(), vf.parameters(), strict=True):  # .data: outside autograd
+            p_target.data.copy_(args.tau * p.data + (1 - args.tau) * p_target.data)
 
     return step, actor.get_action
 
@@ -212,11 +211,9 @@ class SB3Loop(Loop):
         import sb3  # needs stable-baselines3
 
         self.device, pool = device, max(pool, args.batch_size)
-        if own_defaults:
-            settings = sb3.sb3_defaults(args.device) | {"learning_starts": pool, "buffer_size": 100_000}
-        else:
-            settings = sb3.sb3_settings("sac-v-defaults", dataclasses.replace(args, min_pool=pool, buffer_size=100_000))
-        self.model = sb3.make_model({**settings, "device": device}, ENV_ID, seed=0)
+        settings = sb3.sb3_defaults(args.device) if own_defaults else sb3.sb3_settings("sac-v-defaults", args)
+        settings |= {"learning_starts": pool, "buffer_size": 100_000, "device": device}  # the pool, as Loop's
+        self.model = sb3.make_model(settings, ENV_ID, seed=0)
         self.model.learn(pool)  # random actions until learning_starts = pool: the pool, and no gradient step yet
 
     def run(self, steps: int) -> None:
