@@ -7,7 +7,6 @@ import dataclasses
 import functools
 import importlib.util
 import json
-import math
 import multiprocessing
 import os
 import platform
@@ -40,8 +39,7 @@ Backend = Callable[[dict[RunKey, tuple], int], Iterator[tuple[RunKey, Any]]]  # 
 
 
 def machine() -> str:
-    """The start of every hardware line: the CPU model and the extensions that set its matmul speed (where Linux lists
-    them), its core count, torch's version."""
+    """The start of every hardware line: the CPU, its matmul extensions (where Linux lists them), cores, torch."""
     cpuinfo = Path("/proc/cpuinfo").read_text() if os.path.exists("/proc/cpuinfo") else ""
     model, words = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE), set(cpuinfo.split())
     flags = ", ".join(flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in words)
@@ -131,12 +129,10 @@ def by_seed(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
     return {seed: sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["step"]) for seed in seeds}
 
 
-def reach_and_finals(per_seed: dict[int, list[dict[str, Any]]], threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def reach_and_finals(seeds: dict[int, list[dict[str, Any]]], threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Each seed's env steps to the threshold (inf: never) and its last evaluation's mean."""
-    reach = [
-        min((r["step"] for r in rows if r["eval_mean"] >= threshold), default=np.inf) for rows in per_seed.values()
-    ]
-    return np.array(reach, dtype=float), np.array([rows[-1]["eval_mean"] for rows in per_seed.values()])
+    reach = [min((r["step"] for r in rows if r["eval_mean"] >= threshold), default=np.inf) for rows in seeds.values()]
+    return np.array(reach, dtype=float), np.array([rows[-1]["eval_mean"] for rows in seeds.values()])
 
 
 def median_steps(reach: np.ndarray) -> float:
@@ -274,14 +270,13 @@ def check_record(bench: RecordArgs, run_names: str, resumes: str) -> float:
     """The threshold; before anything is written, refuse what no run could use and the flags the tool sets per run."""
     train = bench.train
     threshold = bench.threshold if bench.threshold is not None else THRESHOLDS.get(train.env_id)
-    if threshold is None:
-        raise ConfigError(f"no default threshold for {train.env_id}: pass --threshold")
     first, last = bench.first_seed, bench.first_seed + bench.seeds - 1
     for ok, message in [
+        (threshold is not None, f"no default threshold for {train.env_id}: pass --threshold"),
         (importlib.util.find_spec("matplotlib"), 'the record is plotted with matplotlib: pip install -e ".[bench]"'),
         (bench.seeds > 0 and bench.workers >= 0, "--seeds must be positive, --workers non-negative"),
         (0 <= first <= last < 2**32, f"the seeds {first} to {last} must be in [0, 2**32)"),
-        (math.isfinite(threshold), f"--threshold must be a finite number, got {threshold}"),
+        (threshold is None or np.isfinite(threshold), f"--threshold must be a finite number, got {threshold}"),
         (train.seed == Args.seed, f"--seed is set per run from --first-seed; pass --first-seed {train.seed}"),
         (train.exp_name == Args.exp_name, f"--exp-name is set per run: {run_names}"),
         (train.resume is None, f"--resume continues one run; {resumes}"),

@@ -46,8 +46,6 @@ GRID_TYPES: dict[Any, tuple[str, Callable[[str], Any]]] = {
     float: ("a number", float),
     tuple[int, ...]: ("layer widths joined by x, e.g. 64x64", lambda text: tuple(map(int, text.split("x")))),
 }
-
-
 Grid = tyro.conf.UseAppendAction[tuple[tuple[str, ...], ...]]  # --grid a=1,2 --grid b=3 or --grid a=1,2 b=3
 
 

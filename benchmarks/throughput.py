@@ -53,6 +53,19 @@ CLEANRL_CONFIGS = CONFIGS[:1]  # CleanRL's, and SB3's defaults, are the paper's 
 CLEANRL_LEARNING_STARTS = 1_000
 DTYPES = (torch.float32, torch.bfloat16)  # --bf16's step is held to the bfloat16 floor, every other to float32's
 SB3_VERSION = next((d.version for d in importlib.metadata.distributions(name="stable-baselines3")), None)  # its extra
+ONE, TWO = "one run, 1 thread", "one run, 2 threads"  # side by side: the runs alone that every case is held to
+CASES = (  # (name, runs side by side, --threads of each run, extra environment; SUITE: beside the test suite)
+    ("one run, --threads auto (the default)", 1, "auto", {}),
+    (ONE, 1, "1", {}),
+    (TWO, 1, "2", {}),  # libgomp's default wait: spin, then sleep
+    ("one run, 2 threads sleeping (OMP_WAIT_POLICY=passive)", 1, "2", {"OMP_WAIT_POLICY": "passive"}),
+    ("two runs, auto each", 2, "auto", {}),
+    ("two runs, 1 thread each", 2, "1", {}),
+    ("two runs, 2 threads each", 2, "2", {}),
+    ("two runs, 2 threads each, sleeping", 2, "2", {"OMP_WAIT_POLICY": "passive"}),
+    ("one run, auto, beside the test suite", 1, "auto", {"SUITE": "1"}),
+    ("one run, 1 thread, beside the test suite", 1, "1", {"SUITE": "1"}),
+)
 
 
 @dataclasses.dataclass
@@ -71,6 +84,16 @@ class BenchArgs:
     cleanrl_python: Path | None = None  # the python of a venv with CleanRL's dependencies: adds CleanRL's SAC
     cleanrl_script: Path | None = None  # cleanrl/sac_continuous_action.py in a clone of CleanRL (cleanrl_utils/ beside)
     cleanrl_env_id: str = "LunarLanderContinuous-v2"  # the env's id in CleanRL's gymnasium 0.29
+
+
+@dataclasses.dataclass
+class SideBySideArgs:
+    seconds: float = 20.0  # length of the timed window of each case
+    warmup_s: float = 8.0  # time given to every run of a case to start and warm up before the window opens
+    hidden_sizes: tuple[int, ...] = (200, 200)  # hidden layers of every network (sac_v's default)
+    batch_size: int = 200  # minibatch of each gradient step (sac_v's default)
+    output: Path | None = None  # markdown file the table is written to (default runs/benchmarks/threads.md)
+    record: bool = False  # write the committed table, docs/benchmarks/threads.md
 
 
 def seconds(device: torch.device, calls: int, fn: Callable, *args: Any) -> float:
@@ -213,11 +236,8 @@ class SB3Loop(Loop):
         self.device, pool = device, max(pool, args.batch_size)
         settings = sb3.sb3_defaults(args.device) if own_defaults else sb3.sb3_settings("sac-v-defaults", args)
         settings |= {"learning_starts": pool, "buffer_size": 100_000, "device": device}  # the pool, as Loop's
-        self.model = sb3.make_model(settings, ENV_ID, seed=0)
-        self.model.learn(pool)  # random actions until learning_starts = pool: the pool, and no gradient step yet
-
-    def run(self, steps: int) -> None:
-        self.model.learn(steps, reset_num_timesteps=False)  # one gradient step per env step
+        self.model = sb3.make_model(settings, ENV_ID, seed=0).learn(pool)  # random actions to learning_starts: the pool
+        self.run = functools.partial(self.model.learn, reset_num_timesteps=False)  # one gradient step per env step
 
 
 def cleanrl_steps_per_s(bench: BenchArgs, device: torch.device, steps: int) -> float:
@@ -347,8 +367,7 @@ def measure(bench: BenchArgs) -> str:
     header += f"interleaved rounds: (b) {bench.update_steps} gradient steps on a fixed synthetic batch, (d) "
     header += f"{bench.loop_steps} steps of the LunarLander training loop. (a) {ENV_ID} alone, random actions: "
     header += f"{env_rate:,.0f} env steps/s.\n\n| hidden | batch | update | (b) or (c) updates/s (min–max) | ×plain "
-    header += "| ×floor | (d) loop steps/s | warm-up s |\n"
-    header += "| --- " * 8 + "|\n"
+    header += "| ×floor | (d) loop steps/s | warm-up s |\n" + "| --- " * 8 + "|\n"
     return header + "\n".join([*rows, "", *notes])
 
 
@@ -392,31 +411,6 @@ def main() -> None:
 
 
 # Side by side: threads that share the cores
-ONE, TWO = "one run, 1 thread", "one run, 2 threads"
-CASES = (  # (name, runs side by side, --threads of each run, extra environment; SUITE: beside the test suite)
-    ("one run, --threads auto (the default)", 1, "auto", {}),
-    (ONE, 1, "1", {}),
-    (TWO, 1, "2", {}),  # libgomp's default wait: spin, then sleep
-    ("one run, 2 threads sleeping (OMP_WAIT_POLICY=passive)", 1, "2", {"OMP_WAIT_POLICY": "passive"}),
-    ("two runs, auto each", 2, "auto", {}),
-    ("two runs, 1 thread each", 2, "1", {}),
-    ("two runs, 2 threads each", 2, "2", {}),
-    ("two runs, 2 threads each, sleeping", 2, "2", {"OMP_WAIT_POLICY": "passive"}),
-    ("one run, auto, beside the test suite", 1, "auto", {"SUITE": "1"}),
-    ("one run, 1 thread, beside the test suite", 1, "1", {"SUITE": "1"}),
-)
-
-
-@dataclasses.dataclass
-class SideBySideArgs:
-    seconds: float = 20.0  # length of the timed window of each case
-    warmup_s: float = 8.0  # time given to every run of a case to start and warm up before the window opens
-    hidden_sizes: tuple[int, ...] = (200, 200)  # hidden layers of every network (sac_v's default)
-    batch_size: int = 200  # minibatch of each gradient step (sac_v's default)
-    output: Path | None = None  # markdown file the table is written to (default runs/benchmarks/threads.md)
-    record: bool = False  # write the committed table, docs/benchmarks/threads.md
-
-
 def worker(threads: str, start_at: float, stop_at: float, batch_size: int, hidden_sizes: tuple[int, ...]) -> None:
     """One run: warm up, then print its steps/s in the window; sac_v's Threads recounts auto's idle cores."""
     args = sac_v.Args(device="cpu", batch_size=batch_size, hidden_sizes=hidden_sizes)
