@@ -1,15 +1,12 @@
 """The floor of benchmarks/, which every tool imports: provenance, records, statistics, summaries, plots, the flags
 and checks of a record tool, the worker pool, and run_record, which runs what a record lacks and writes each run."""
 
-from __future__ import annotations
-
 import contextlib
 import csv
 import dataclasses
 import functools
 import importlib.util
 import json
-import math
 import multiprocessing
 import os
 import platform
@@ -41,36 +38,24 @@ Provenance = dict[RunKey, tuple[str, str]]  # each finished run's hardware line 
 Backend = Callable[[dict[RunKey, tuple], int], Iterator[tuple[RunKey, Any]]]  # (jobs, workers) -> (key, outcome)
 
 
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo on Linux, else what the platform module knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
-
-
-def cpu_flags() -> list[str]:
-    """The CPU extensions that decide how fast float32 and bfloat16 matmuls run, where Linux lists them."""
-    try:
-        listed = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    return [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in listed]
+def machine() -> str:
+    """The start of every hardware line: the CPU, its matmul extensions (where Linux lists them), cores, torch."""
+    cpuinfo = Path("/proc/cpuinfo").read_text() if os.path.exists("/proc/cpuinfo") else ""
+    model, words = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE), set(cpuinfo.split())
+    flags = ", ".join(flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flag in words)
+    cpu = model[1].strip() if model else platform.processor() or "unknown CPU"
+    return f"{cpu}{f' ({flags})' if flags else ''}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
 
 
 def commit(checkout: Path = ROOT) -> str:
     """The checkout's commit, -dirty when tracked code differs from it (docs/, where records go, does not count)."""
-
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True, check=True)
-
+    git = functools.partial(subprocess.run, cwd=checkout, capture_output=True, text=True, check=True)
     try:
-        described = git("describe", "--always", "--abbrev=12")
-        changed = git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)docs")
+        described = git(["git", "describe", "--always", "--abbrev=12"]).stdout.strip()
+        changed = git(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)docs"]).stdout
     except (OSError, subprocess.CalledProcessError):  # no git, or not a checkout
         return "not recorded"
-    return described.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
+    return described + ("-dirty" if changed.strip() else "")
 
 
 def results_path(given: Path | None, record: bool, *parts: str, flag: str = "--out-dir") -> Path:
@@ -116,9 +101,8 @@ def append_rows(path: Path, columns: list[str], rows: list[dict[str, Any]], form
 def earlier_values(out_dir: Path, field: str, seeds: set[int]) -> dict[int, str]:
     """Each seed's value in the summary's Hardware or Commit line: one for all, or as seed_line groups them."""
     summary = out_dir / "summary.md"
-    lines = summary.read_text().splitlines() if summary.exists() else []
-    found = [x.removeprefix(f"{field}: ").removesuffix(".") for x in lines if x.startswith(f"{field}: ")]
-    values, line = {}, found[0] if found else "not recorded"
+    found = re.search(rf"^{field}: (.*?)\.?$", summary.read_text() if summary.exists() else "", re.MULTILINE)
+    values, line = {}, found[1] if found else "not recorded"
     for part in line.split("; "):
         if match := re.fullmatch(r"(.*) \(seeds? ([\d, ]+)\)", part):
             values |= {int(s): match[1] for s in match[2].split(", ")}
@@ -130,9 +114,8 @@ def seed_line(values: dict[int, str]) -> str:
     groups: dict[str, list[int]] = {}
     for seed in sorted(values):
         groups.setdefault(values[seed], []).append(seed)
-    if len(groups) == 1:
-        return next(iter(groups))
-    return "; ".join(f"{v} (seed{'s' * (len(s) > 1)} {', '.join(map(str, s))})" for v, s in groups.items())
+    line = "; ".join(f"{v} (seed{'s' * (len(s) > 1)} {', '.join(map(str, s))})" for v, s in groups.items())
+    return next(iter(groups)) if len(groups) == 1 else line
 
 
 def settings_of(train: Args, *left_out: str) -> dict[str, Any]:
@@ -146,12 +129,10 @@ def by_seed(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
     return {seed: sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["step"]) for seed in seeds}
 
 
-def reach_and_finals(per_seed: dict[int, list[dict[str, Any]]], threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def reach_and_finals(seeds: dict[int, list[dict[str, Any]]], threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """Each seed's env steps to the threshold (inf: never) and its last evaluation's mean."""
-    reach = [
-        min((r["step"] for r in rows if r["eval_mean"] >= threshold), default=np.inf) for rows in per_seed.values()
-    ]
-    return np.array(reach, dtype=float), np.array([rows[-1]["eval_mean"] for rows in per_seed.values()])
+    reach = [min((r["step"] for r in rows if r["eval_mean"] >= threshold), default=np.inf) for rows in seeds.values()]
+    return np.array(reach, dtype=float), np.array([rows[-1]["eval_mean"] for rows in seeds.values()])
 
 
 def median_steps(reach: np.ndarray) -> float:
@@ -251,12 +232,9 @@ def summary(rows: list[dict], ran: Provenance, train: Args, threshold: float, he
 
 def plot_curves(path: Path, title: str, curves: list[tuple[dict, Any, str | None]], threshold: float) -> None:
     """curves.png: for each (per_seed, color, label), each seed's curve thin, their mean thick, the threshold dashed."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no backend, no figure left open
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="tight")
+    ax = Figure(figsize=(7, 4.5), layout="tight").subplots()
     for per_seed, color, label in curves:
         seeds = [{r["step"]: r["eval_mean"] for r in rows} for rows in per_seed.values()]
         for curve in seeds:
@@ -267,8 +245,7 @@ def plot_curves(path: Path, title: str, curves: list[tuple[dict, Any, str | None
     ax.set(xlabel="env steps", ylabel="deterministic eval return", title=title)
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    ax.figure.savefig(path, dpi=120)
 
 
 def seeds_title(seeds: dict) -> str:
@@ -293,14 +270,13 @@ def check_record(bench: RecordArgs, run_names: str, resumes: str) -> float:
     """The threshold; before anything is written, refuse what no run could use and the flags the tool sets per run."""
     train = bench.train
     threshold = bench.threshold if bench.threshold is not None else THRESHOLDS.get(train.env_id)
-    if threshold is None:
-        raise ConfigError(f"no default threshold for {train.env_id}: pass --threshold")
     first, last = bench.first_seed, bench.first_seed + bench.seeds - 1
     for ok, message in [
+        (threshold is not None, f"no default threshold for {train.env_id}: pass --threshold"),
         (importlib.util.find_spec("matplotlib"), 'the record is plotted with matplotlib: pip install -e ".[bench]"'),
         (bench.seeds > 0 and bench.workers >= 0, "--seeds must be positive, --workers non-negative"),
         (0 <= first <= last < 2**32, f"the seeds {first} to {last} must be in [0, 2**32)"),
-        (math.isfinite(threshold), f"--threshold must be a finite number, got {threshold}"),
+        (threshold is None or np.isfinite(threshold), f"--threshold must be a finite number, got {threshold}"),
         (train.seed == Args.seed, f"--seed is set per run from --first-seed; pass --first-seed {train.seed}"),
         (train.exp_name == Args.exp_name, f"--exp-name is set per run: {run_names}"),
         (train.resume is None, f"--resume continues one run; {resumes}"),
@@ -327,14 +303,13 @@ def run_seed(args: Args) -> list[Evaluation]:
     return result.evaluations
 
 
-def work(conn: Connection, parent: int, fn: Callable[..., Any]) -> None:
+def work(conn: Connection, fn: Callable[..., Any]) -> None:
     """A worker in a process group of its own: fn(*job), or its exception, for each job; saves and stops if orphaned."""
     os.setpgrp()
     sac_v.resume_command = lambda checkpoint: "rerun the benchmark's own command"  # not sac_v.py --resume
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.2)
+        multiprocessing.parent_process().join()  # returns once the tool's process is gone
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, daemon=True).start()
@@ -350,19 +325,17 @@ def work(conn: Connection, parent: int, fn: Callable[..., Any]) -> None:
 def run_in_workers(fn: Callable[..., Any], jobs: dict[Hashable, tuple], workers: int) -> Iterator[tuple[Hashable, Any]]:
     """fn(*job) for each job in `workers` spawned processes, yielding (key, result or exception) as each ends. SIGINT
     or SIGTERM is forwarded to the workers as SIGTERM (runs save and stop), then KeyboardInterrupt(message, signal)."""
-    context, waiting = multiprocessing.get_context("spawn"), iter(jobs.items())
-    pipes = [context.Pipe() for _ in range(workers)]
-    processes = {conn: context.Process(target=work, args=(end, os.getpid(), fn)) for conn, end in pipes}
-    for (_, end), process in zip(pipes, processes.values(), strict=True):
-        process.start()
+    context, waiting, processes = multiprocessing.get_context("spawn"), iter(jobs.items()), {}
+    for conn, end in (context.Pipe() for _ in range(workers)):
+        processes[conn] = context.Process(target=work, args=(end, fn))
+        processes[conn].start()
         end.close()  # the worker's end: when the worker dies, this end reads EOF
     idle, running, stopped = list(processes), {}, []
 
     def forward(signum: int, frame: object) -> None:
         stopped.append(signum)
         for process in processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGTERM)
+            process.terminate()
 
     previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -397,12 +370,8 @@ def run_in_workers(fn: Callable[..., Any], jobs: dict[Hashable, tuple], workers:
 
 def seed_pool(fn: Callable[..., list[Evaluation]], threads: int | str, *versions: str) -> tuple[Backend, Callable]:
     """The local backend of run_record, each run fn(*job) in the worker pool, and the hardware line of its runs."""
-
-    def hardware(workers: int) -> str:
-        line = f"{cpu_name()}, {os.cpu_count()} CPU cores, {workers} worker processes × {threads} torch threads"
-        return ", ".join([line, f"torch {torch.__version__}", *versions])
-
-    return functools.partial(run_in_workers, fn), hardware
+    each = f"worker processes × {threads} torch threads"
+    return functools.partial(run_in_workers, fn), lambda workers: ", ".join([machine(), f"{workers} {each}", *versions])
 
 
 @dataclasses.dataclass
@@ -485,7 +454,6 @@ def run_record(record: Record, bench: RecordArgs, settings: list[tuple[Any, ...]
                     append_rows(failures_csv, [*fields, "seed", "error"], [failure], format)
                     print(f"{name} failed: {error}", file=sys.stderr)
                     continue
-                # each evaluation e is (step, mean, std, wall_s)
                 new = [setting | dict(zip(METRICS, (seed, *e), strict=True)) for e in outcome]
                 append_rows(runs_csv, [*fields, *METRICS], new, format)
                 rows += new

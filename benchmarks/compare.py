@@ -5,8 +5,6 @@ evaluations in loose sac_v runs' TensorBoard logs as one CSV.
     python benchmarks/compare.py --logs runs/ --out probes.csv
 """
 
-from __future__ import annotations
-
 import csv
 import dataclasses
 import sys

@@ -5,8 +5,6 @@ runs/benchmarks/<env>/ (--record: docs/); a rerun continues each unfinished seed
     python benchmarks/learning.py --paper --env-id Hopper-v5 --total-timesteps 300000 --seeds 3 --record
 """
 
-from __future__ import annotations
-
 import dataclasses
 import json
 from pathlib import Path

@@ -7,8 +7,6 @@ SB3 takes its first gradient step after env step learning_starts + 1, sac_v afte
     python benchmarks/peers.py --setting sac-v-defaults --env-id Pendulum-v1 --total-timesteps 10000 --min-pool 1000
 """
 
-from __future__ import annotations
-
 import contextlib
 import dataclasses
 import hashlib
@@ -104,9 +102,8 @@ class ProtocolEvaluation(BaseCallback):
     def save(self, with_buffer: bool = True) -> None:
         """What a resume needs, in one file written atomically: SB3's tensors, buffer, evaluations, random streams."""
         model, rb = self.model, self.model.replay_buffer
-        state_dicts, tensors = model._get_torch_save_params()
-        contents = {name: recursive_getattr(model, name).state_dict() for name in state_dicts}
-        contents |= {name: recursive_getattr(model, name).detach() for name in tensors}
+        contents = model.get_parameters()  # the networks' and optimizers' state dicts; then the entropy coefficient
+        contents |= {name: recursive_getattr(model, name).detach() for name in model._get_torch_save_params()[1]}
         size = (rb.buffer_size if rb.full else rb.pos) if with_buffer else 0
         contents["buffer"] = {name: torch.from_numpy(getattr(rb, name)[:size]) for name in BUFFER_ARRAYS}
         contents |= dict(step=model.num_timesteps, n_updates=model._n_updates, pos=rb.pos, full=rb.full)
@@ -127,8 +124,7 @@ class ProtocolEvaluation(BaseCallback):
             print(f"note: seed {self.seed} starts again: its checkpoint in {folder} is unusable ({type(e).__name__})")
             return False
         state_dicts, tensors = model._get_torch_save_params()
-        for name in state_dicts:
-            recursive_getattr(model, name).load_state_dict(saved[name])
+        model.set_parameters({name: saved[name] for name in state_dicts})
         with torch.no_grad():  # in place: the entropy coefficient's optimizer holds this very tensor
             for name in tensors:
                 recursive_getattr(model, name).copy_(saved[name])
@@ -220,16 +216,14 @@ def main(peer: PeerArgs) -> None:
     if differ := differences(sac_v_record, train, names):
         print(f"note: not sac_v's record for {train.env_id} (docs/benchmarks/{train.env_id}): {', '.join(differ)}")
     out_dir = common.results_path(peer.out_dir, peer.record, "benchmarks", train.env_id, "peers", f"sb3-{setting}")
-    config = peer_config(peer, settings)
+    config, heading = peer_config(peer, settings), describe(setting, settings, train)
+    same_protocol = differences(sac_v_record, train, PROTOCOL) == []  # then the plot draws sac_v's record beside
+    beside = common.by_seed(common.read_rows(sac_v_record / "runs.csv")) if same_protocol else {}
 
     def report(rows: list[dict[str, Any]], ran: common.Provenance) -> None:
-        text = common.summary(rows, ran, train, threshold, describe(setting, settings, train))
-        (out_dir / "summary.md").write_text(text)
+        (out_dir / "summary.md").write_text(common.summary(rows, ran, train, threshold, heading))
         per_seed = common.by_seed(rows)
-        curves = [(per_seed, "tab:orange", f"SB3 SAC ({setting}), mean")]
-        beside = common.by_seed(common.read_rows(sac_v_record / "runs.csv"))
-        if beside and differences(sac_v_record, train, PROTOCOL) == []:
-            curves.append((beside, "tab:blue", "sac_v's record, mean"))
+        curves = [(per_seed, "tab:orange", f"SB3 SAC ({setting}), mean"), (beside, "tab:blue", "sac_v's record, mean")]
         title = f"SB3's SAC ({setting}) on {train.env_id}: {common.seeds_title(per_seed)}"
         common.plot_curves(out_dir / "curves.png", title, curves, threshold)
 

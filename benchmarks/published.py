@@ -5,8 +5,6 @@ task, mean ± std over seeds at 100 000, 300 000 and 1 000 000 env steps, and a 
     python benchmarks/published.py --record  # the committed ones, docs/published-sac/beside.md and <Task>.png
 """
 
-from __future__ import annotations
-
 import csv
 from pathlib import Path
 
@@ -33,8 +31,7 @@ def read_curves(path: Path, offset: int = 0) -> Curves:
     """The curves of a published raw/ file (env_step, then a column per seed), or of a sac_v record's runs.csv."""
     if path.name == "runs.csv":
         return {seed: {r["step"]: r["eval_mean"] for r in rows} for seed, rows in by_seed(read_rows(path)).items()}
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
+    rows = list(csv.DictReader(path.read_text().splitlines()))
     seeds = [name for name in rows[0] if name.startswith("seed_")]
     return {i: {int(float(r["env_step"])) + offset: float(r[s]) for r in rows if r[s]} for i, s in enumerate(seeds)}
 
@@ -50,12 +47,9 @@ def cell(values: np.ndarray) -> str:
 
 
 def plot(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves], out: Path) -> Path:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no backend, no figure left open
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax = Figure(figsize=(8, 4.5), layout="tight").subplots()
     for label, curves in theirs.items():
         steps = sorted(set.intersection(*(set(c) for c in curves.values())))
         ax.plot(steps, [np.mean([c[s] for c in curves.values()]) for s in steps], linewidth=1, label=label)
@@ -64,13 +58,10 @@ def plot(task: str, ours: Curves, long: Curves, theirs: dict[str, Curves], out: 
     ax.plot(steps, mean, color="black", linewidth=2, label=f"sac_v, {len(ours)} seeds (± std)")
     ax.fill_between(steps, mean - std, mean + std, color="black", alpha=0.15)
     for seed, curve in long.items():  # a seed run on to 1 000 000 steps: a run of its own, not the record's seed
-        steps = sorted(curve)
-        ax.plot(steps, [curve[s] for s in steps], "k--", linewidth=1, label=f"sac_v seed {seed}, 1M run")
+        ax.plot(*zip(*sorted(curve.items()), strict=True), "k--", linewidth=1, label=f"sac_v seed {seed}, 1M run")
     ax.set(xlabel="env steps", ylabel="evaluation return (mean over seeds)", title=task, xlim=(0, 1_000_000))
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path := out / f"{task}.png", dpi=110)
-    plt.close(fig)
+    ax.figure.savefig(path := out / f"{task}.png", dpi=110)
     return path
 
 
@@ -89,8 +80,8 @@ def main(record: bool = False) -> None:
     raw = PUBLISHED / "raw"
     for task in TASKS:
         theirs = {label: read_curves(raw / name / f"{task}.csv", skip) for name, (label, skip) in SOURCES.items()}
-        record = ROOT / "docs" / "benchmarks" / f"{task}-v5"
-        ours, long = read_curves(record / "runs.csv"), read_curves(record / "1m" / "runs.csv")
+        ours_dir = ROOT / "docs" / "benchmarks" / f"{task}-v5"  # sac_v's record, and its seed run on to 1M steps
+        ours, long = read_curves(ours_dir / "runs.csv"), read_curves(ours_dir / "1m" / "runs.csv")
         mine = [at(ours, STEPS[0]), at(ours, STEPS[1]), at(long, STEPS[2])]
         lines += [f"### {task}", "", "| run | 100 000 | 300 000 | 1 000 000 | sac_v at 300 000, in the source's stds |"]
         sac_v = " | ".join(map(cell, mine))

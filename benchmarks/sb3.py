@@ -1,8 +1,6 @@
 """Stable-Baselines3's SAC as peers.py and throughput.py set it up: SB3's own defaults, rl-zoo3's tuned settings for a
 task, or sac_v's settings without V; and the model they make. Needs the `peers` extra."""
 
-from __future__ import annotations
-
 import functools
 import inspect
 import operator
@@ -54,10 +52,7 @@ def sb3_settings(setting: Setting, train: Args) -> dict[str, Any]:
 
 def make_model(settings: dict[str, Any], env_id: str, seed: int) -> SAC:
     """SB3's SAC with these settings, learning on a new env; SB3 seeds Python, numpy, torch and the env with seed."""
-    kwargs = {k: v for k, v in settings.items() if k not in ("net_arch", "learning_rate")}
-    if isinstance(
-        rate := settings["learning_rate"], str
-    ):  # the zoo's lin_<x>: x times SB3's progress_remaining (1 to 0)
-        rate = functools.partial(operator.mul, float(rate.removeprefix("lin_")))
-    kwargs |= {"learning_rate": rate, "seed": seed}
+    kwargs = {k: v for k, v in settings.items() if k != "net_arch"} | {"seed": seed}
+    if isinstance(rate := settings["learning_rate"], str):  # the zoo's lin_<x>: x times SB3's progress_remaining
+        kwargs["learning_rate"] = functools.partial(operator.mul, float(rate.removeprefix("lin_")))
     return SAC("MlpPolicy", make_env(env_id), policy_kwargs={"net_arch": list(settings["net_arch"])}, **kwargs)

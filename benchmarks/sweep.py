@@ -6,8 +6,6 @@ need the project's dependencies (pip install -e ".[ray]") and the driver's Pytho
     python benchmarks/sweep.py --grid min_pool=300,10000 --grid hidden_sizes=64x64,256x256 --backend ray
 """
 
-from __future__ import annotations
-
 import contextlib
 import dataclasses
 import difflib
@@ -20,14 +18,12 @@ import shlex
 import socket
 import sys
 import threading
-import typing
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import common
 import numpy as np
-import torch
 import tyro
 from common import RUN_MANAGEMENT, RunKey
 
@@ -42,7 +38,7 @@ FIXED_FIELDS = {
     "exp_name": "the sweep names its runs after their setting",
     "env_id": "a sweep runs one env (its threshold and target are per env); pass --env-id",
 }
-TYPES = typing.get_type_hints(Args)
+TYPES = get_type_hints(Args)
 # How a grid value of each field type is written (besides the choices of a Literal), and how it is read.
 GRID_TYPES: dict[Any, tuple[str, Callable[[str], Any]]] = {
     bool: ("true or false", lambda text: {"true": True, "false": False}[text.lower()]),
@@ -50,8 +46,6 @@ GRID_TYPES: dict[Any, tuple[str, Callable[[str], Any]]] = {
     float: ("a number", float),
     tuple[int, ...]: ("layer widths joined by x, e.g. 64x64", lambda text: tuple(map(int, text.split("x")))),
 }
-
-
 Grid = tyro.conf.UseAppendAction[tuple[tuple[str, ...], ...]]  # --grid a=1,2 --grid b=3 or --grid a=1,2 b=3
 
 
@@ -66,7 +60,7 @@ class SweepArgs(common.RecordArgs):
 def grid_value(field: str, text: str) -> Any:
     """One grid value (as given, or in runs.csv) as the field's type, or a ConfigError."""
     hint = TYPES[field]
-    choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+    choices = get_args(hint) if get_origin(hint) is Literal else ()
     kind, parse = (f"one of {', '.join(choices)}", {c: c for c in choices}.__getitem__) if choices else GRID_TYPES[hint]
     try:
         return parse(text)
@@ -141,9 +135,9 @@ def report(settings: list, sweep: SweepArgs, threshold: float, command: str, out
     lines += ["Command:", "", "```", command, "```", ""] if command else []
     (out / "summary.md").write_text("\n".join(lines))
 
-    import matplotlib
+    from matplotlib import colormaps
 
-    colors = matplotlib.colormaps["tab10" if len(settings) <= 10 else "tab20"]
+    colors = colormaps["tab10" if len(settings) <= 10 else "tab20"]
     names = [f"{label(s, ', ')} ({len(p)} seeds)" for s, p in zip(settings, per_setting, strict=True)]
     curves = [(p, colors(i % colors.N), name) for i, (p, name) in enumerate(zip(per_setting, names, strict=True))]
     title = f"sac_v on {train.env_id}: seeds (thin) and their mean (thick) per setting"
@@ -242,8 +236,8 @@ def main(sweep: SweepArgs, command: str = "") -> None:
     backend = common.seed_pool(common.run_seed, train.threads)  # sac_v's --threads, per run
     if sweep.backend == "ray":
         address, cpus = sweep.ray_address, 1 if train.threads == "auto" else train.threads
-        where = f"the Ray cluster at {address}" if address else f"a local Ray instance on {common.cpu_name()}"
-        line = f"{where}, {train.threads} torch thread(s) per run, torch {torch.__version__}"
+        where = f"the Ray cluster at {address}, driven from" if address else "a local Ray instance on"
+        line = f"{where} {common.machine()}, {train.threads} torch thread(s) per run"
         backend = functools.partial(run_tune, address=address, threads=cpus), lambda workers: line
     write = functools.partial(report, settings, sweep, threshold, command, out_dir)
     record = common.Record(out_dir, config, write, job, *backend, fields, grid_value, format_value)

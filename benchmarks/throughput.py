@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import torch
 import tyro
-from common import ROOT, check_writable, cli, cpu_flags, cpu_name, results_path
+from common import ROOT, check_writable, cli, machine, results_path
 
 import sac_v
 from buffer import ReplayBuffer, atomic_path
@@ -53,6 +53,19 @@ CLEANRL_CONFIGS = CONFIGS[:1]  # CleanRL's, and SB3's defaults, are the paper's 
 CLEANRL_LEARNING_STARTS = 1_000
 DTYPES = (torch.float32, torch.bfloat16)  # --bf16's step is held to the bfloat16 floor, every other to float32's
 SB3_VERSION = next((d.version for d in importlib.metadata.distributions(name="stable-baselines3")), None)  # its extra
+ONE, TWO = "one run, 1 thread", "one run, 2 threads"  # side by side: the runs alone that every case is held to
+CASES = (  # (name, runs side by side, --threads of each run, extra environment; SUITE: beside the test suite)
+    ("one run, --threads auto (the default)", 1, "auto", {}),
+    (ONE, 1, "1", {}),
+    (TWO, 1, "2", {}),  # libgomp's default wait: spin, then sleep
+    ("one run, 2 threads sleeping (OMP_WAIT_POLICY=passive)", 1, "2", {"OMP_WAIT_POLICY": "passive"}),
+    ("two runs, auto each", 2, "auto", {}),
+    ("two runs, 1 thread each", 2, "1", {}),
+    ("two runs, 2 threads each", 2, "2", {}),
+    ("two runs, 2 threads each, sleeping", 2, "2", {"OMP_WAIT_POLICY": "passive"}),
+    ("one run, auto, beside the test suite", 1, "auto", {"SUITE": "1"}),
+    ("one run, 1 thread, beside the test suite", 1, "1", {"SUITE": "1"}),
+)
 
 
 @dataclasses.dataclass
@@ -73,6 +86,16 @@ class BenchArgs:
     cleanrl_env_id: str = "LunarLanderContinuous-v2"  # the env's id in CleanRL's gymnasium 0.29
 
 
+@dataclasses.dataclass
+class SideBySideArgs:
+    seconds: float = 20.0  # length of the timed window of each case
+    warmup_s: float = 8.0  # time given to every run of a case to start and warm up before the window opens
+    hidden_sizes: tuple[int, ...] = (200, 200)  # hidden layers of every network (sac_v's default)
+    batch_size: int = 200  # minibatch of each gradient step (sac_v's default)
+    output: Path | None = None  # markdown file the table is written to (default runs/benchmarks/threads.md)
+    record: bool = False  # write the committed table, docs/benchmarks/threads.md
+
+
 def seconds(device: torch.device, calls: int, fn: Callable, *args: Any) -> float:
     """Wall time of `calls` calls of fn(*args), the device synchronised before and after."""
     sync = functools.partial(torch.cuda.synchronize, device) if device.type == "cuda" else lambda: None
@@ -88,15 +111,13 @@ def updates_per_s(step: Callable, batch: tuple[torch.Tensor, ...], steps: int, d
     return steps / seconds(device, steps, step, batch)
 
 
-MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
-
-
 def profiled_gemms(step: Callable, batch: tuple[torch.Tensor, ...]) -> list[tuple]:
     """(e) The matmuls one call of the step runs, from torch's profiler: (stack, m, k, n) is `stack` (m×k)·(k×n)."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
         step(batch)
     # autocast's matmul calls the matmul again, in bfloat16: one product; addmm's and baddbmm's bias comes first
-    events = [e for e in prof.events() if e.name in MATMULS and not (e.cpu_parent and e.cpu_parent.name in MATMULS)]
+    matmuls = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+    events = [e for e in prof.events() if e.name in matmuls and not (e.cpu_parent and e.cpu_parent.name in matmuls)]
     shapes = [[shape for shape in event.input_shapes if shape][-2:] for event in events]
     return [(a[0], a[1], a[2], b[2]) if len(a) == 3 else (1, a[0], a[1], b[1]) for a, b in shapes]
 
@@ -142,9 +163,8 @@ def plain_update_step(env, args: sac_v.Args, device: torch.device) -> tuple[Call
         descend(v_optimizer, 0.5 * (vf(obs) - v_target).pow(2).mean())
         pi_actions, log_pi, _ = actor.get_action(obs)
         descend(actor_optimizer, (args.alpha * log_pi - torch.min(*critics(obs, pi_actions))).mean())
-        with torch.no_grad():
-            for p_target, p in zip(vf_target.parameters(), vf.parameters(), strict=True):
-                p_target.data.copy_(args.tau * p.data + (1 - args.tau) * p_target.data)
+        for p_target, p in zip(vf_target.parameters(), vf.parameters(), strict=True):  # .data: outside autograd
+            p_target.data.copy_(args.tau * p.data + (1 - args.tau) * p_target.data)
 
     return step, actor.get_action
 
@@ -214,15 +234,10 @@ class SB3Loop(Loop):
         import sb3  # needs stable-baselines3
 
         self.device, pool = device, max(pool, args.batch_size)
-        if own_defaults:
-            settings = sb3.sb3_defaults(args.device) | {"learning_starts": pool, "buffer_size": 100_000}
-        else:
-            settings = sb3.sb3_settings("sac-v-defaults", dataclasses.replace(args, min_pool=pool, buffer_size=100_000))
-        self.model = sb3.make_model({**settings, "device": device}, ENV_ID, seed=0)
-        self.model.learn(pool)  # random actions until learning_starts = pool: the pool, and no gradient step yet
-
-    def run(self, steps: int) -> None:
-        self.model.learn(steps, reset_num_timesteps=False)  # one gradient step per env step
+        settings = sb3.sb3_defaults(args.device) if own_defaults else sb3.sb3_settings("sac-v-defaults", args)
+        settings |= {"learning_starts": pool, "buffer_size": 100_000, "device": device}  # the pool, as Loop's
+        self.model = sb3.make_model(settings, ENV_ID, seed=0).learn(pool)  # random actions to learning_starts: the pool
+        self.run = functools.partial(self.model.learn, reset_num_timesteps=False)  # one gradient step per env step
 
 
 def cleanrl_steps_per_s(bench: BenchArgs, device: torch.device, steps: int) -> float:
@@ -348,12 +363,11 @@ def measure(bench: BenchArgs) -> str:
     for size in CONFIGS:
         measure_size(bench, device, size, all_cores, rows, notes)
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    header = f"Hardware: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
-    header += f"torch threads{gpu}.\nMedians of {bench.repeats} interleaved rounds: (b) {bench.update_steps} gradient "
-    header += f"steps on a fixed synthetic batch, (d) {bench.loop_steps} steps of the LunarLander training loop. (a) "
-    header += f"LunarLanderContinuous-v3 alone, random actions: {env_rate:,.0f} env steps/s.\n\n| hidden | batch "
-    header += "| update | (b) or (c) updates/s (min–max) | ×plain | ×floor | (d) loop steps/s | warm-up s |\n"
-    header += "| --- " * 8 + "|\n"
+    header = f"Hardware: {machine()}, {torch.get_num_threads()} torch threads{gpu}.\nMedians of {bench.repeats} "
+    header += f"interleaved rounds: (b) {bench.update_steps} gradient steps on a fixed synthetic batch, (d) "
+    header += f"{bench.loop_steps} steps of the LunarLander training loop. (a) {ENV_ID} alone, random actions: "
+    header += f"{env_rate:,.0f} env steps/s.\n\n| hidden | batch | update | (b) or (c) updates/s (min–max) | ×plain "
+    header += "| ×floor | (d) loop steps/s | warm-up s |\n" + "| --- " * 8 + "|\n"
     return header + "\n".join([*rows, "", *notes])
 
 
@@ -397,31 +411,6 @@ def main() -> None:
 
 
 # Side by side: threads that share the cores
-ONE, TWO = "one run, 1 thread", "one run, 2 threads"
-CASES = (  # (name, runs side by side, --threads of each run, extra environment; SUITE: beside the test suite)
-    ("one run, --threads auto (the default)", 1, "auto", {}),
-    (ONE, 1, "1", {}),
-    (TWO, 1, "2", {}),  # libgomp's default wait: spin, then sleep
-    ("one run, 2 threads sleeping (OMP_WAIT_POLICY=passive)", 1, "2", {"OMP_WAIT_POLICY": "passive"}),
-    ("two runs, auto each", 2, "auto", {}),
-    ("two runs, 1 thread each", 2, "1", {}),
-    ("two runs, 2 threads each", 2, "2", {}),
-    ("two runs, 2 threads each, sleeping", 2, "2", {"OMP_WAIT_POLICY": "passive"}),
-    ("one run, auto, beside the test suite", 1, "auto", {"SUITE": "1"}),
-    ("one run, 1 thread, beside the test suite", 1, "1", {"SUITE": "1"}),
-)
-
-
-@dataclasses.dataclass
-class SideBySideArgs:
-    seconds: float = 20.0  # length of the timed window of each case
-    warmup_s: float = 8.0  # time given to every run of a case to start and warm up before the window opens
-    hidden_sizes: tuple[int, ...] = (200, 200)  # hidden layers of every network (sac_v's default)
-    batch_size: int = 200  # minibatch of each gradient step (sac_v's default)
-    output: Path | None = None  # markdown file the table is written to (default runs/benchmarks/threads.md)
-    record: bool = False  # write the committed table, docs/benchmarks/threads.md
-
-
 def worker(threads: str, start_at: float, stop_at: float, batch_size: int, hidden_sizes: tuple[int, ...]) -> None:
     """One run: warm up, then print its steps/s in the window; sac_v's Threads recounts auto's idle cores."""
     args = sac_v.Args(device="cpu", batch_size=batch_size, hidden_sizes=hidden_sizes)
@@ -472,8 +461,7 @@ def side_by_side(bench: SideBySideArgs) -> None:
     for name, each in speeds.items():
         runs = " / ".join(f"{s:.0f}" for s in each)
         section += f"| {name} | {runs} | {sum(each):.0f} | {min(each) / one:.2f} | {min(each) / two:.2f} |\n"
-    section += f"\nHardware: {cpu_name()} ({', '.join(cpu_flags())}), {os.cpu_count()} CPU cores, torch "
-    section += f"{torch.__version__}.\nCommand: `python benchmarks/throughput.py side-by-side --hidden-sizes "
+    section += f"\nHardware: {machine()}.\nCommand: `python benchmarks/throughput.py side-by-side --hidden-sizes "
     section += f"{' '.join(map(str, bench.hidden_sizes))} --batch-size {bench.batch_size}`.\n\n"
     head = "# Threads that share the cores\n\nEnv steps/s of sac_v's training loop on LunarLanderContinuous-v3, "
     head += "each run its own process, all runs of a case timed over the same window.\n"

@@ -24,7 +24,6 @@ TESTED = ("update", "actor", "buffer", "train", "long_runs", "fast_paths", "faul
 EVERY_FILE = tuple(f"tests/test_{name}.py" for name in TESTED)  # run after a mutant's own test file passes
 LITERAL = r"""('(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")"""  # a Python string literal on one line
 LINE = re.compile(rf"^(M\d+) (\S+\.py)( cuda)?: (.+?): {LITERAL} -> {LITERAL}$", re.MULTILINE)  # see mutants.txt
-# In path, old (there exactly once) becomes new, breaking what; a test in test_file (on CUDA if cuda) should see it.
 Mutant = collections.namedtuple("Mutant", "name what path old new test_file cuda", defaults=[False])
 
 _, *SECTIONS = re.split(r"^\[(\S+)\].*$", TABLE.read_text(), flags=re.MULTILINE)  # file, its mutants, the next, ...
@@ -68,10 +67,7 @@ def run_mutant(mutant: Mutant, root: Path, every_file: tuple[str, ...]) -> str:
 
 def main(only: tuple[str, ...] = ()) -> int:
     """Prints each mutant's result; exits 1 if one survives, if the tests fail unmutated, or on an unknown --only name.
-
-    Args:
-        only: the names of the mutants to run (default: all)
-    """
+    :param only: the names of the mutants to run (default: all)"""
     if unknown := sorted(set(only) - {m.name for m in MUTANTS}):
         sys.exit(f"error: no mutant named {', '.join(unknown)}; they are M01 to M{len(MUTANTS):02}")
     mutants = [m for m in MUTANTS if not only or m.name in only]
