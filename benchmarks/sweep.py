@@ -130,8 +130,8 @@ def report(settings: list, sweep: SweepArgs, threshold: float, command: str, out
             cells += [common.fmt(common.median_steps(reach)), f"{finals.mean():.1f} ± {finals.std():.1f}"]
         lines.append("| " + " | ".join(cells + ["–"] * (len(header) - len(cells))) + " |")
     shared = ", ".join(f"`{k}={v}`" for k, v in common.settings_of(train, "exp_name", *fields).items())
-    hardware = "; ".join(dict.fromkeys(hw for hw, _ in ran.values()))
-    lines += ["", f"Shared settings: {shared}", "", f"Hardware: {hardware}.", ""]
+    hardware, commits = ("; ".join(dict.fromkeys(line[i] for line in ran.values())) for i in (0, 1))
+    lines += ["", f"Shared settings: {shared}", "", f"Hardware: {hardware}.", "", f"Commit: {commits}.", ""]
     lines += ["Command:", "", "```", command, "```", ""] if command else []
     (out / "summary.md").write_text("\n".join(lines))
 

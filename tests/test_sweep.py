@@ -114,12 +114,14 @@ def test_sweep_writes_every_run_a_summary_and_a_plot_then_skips_finished_runs(in
     assert sorted((in_tmp_dir / "runs").iterdir()) == folders
     assert sorted(common.read_rows(out / "runs.csv", sweep.grid_value), key=str) == sorted(rows, key=str)
 
-    # with nothing to run, the summary and plot are written again from runs.csv, keeping the runs' hardware line
-    (out / "summary.md").write_text("Hardware: the machine that ran them.\n")
+    # with nothing to run, the summary and plot are written again from runs.csv, keeping the runs' hardware and commit
+    assert f"\nCommit: {common.commit()}.\n" in summary
+    (out / "summary.md").write_text("Hardware: the machine that ran them.\n\nCommit: abc123.\n")
     (out / "curves.png").unlink()
     sweep.main(sweep_args(out, "reward_scale=1,5"))
     summary = (out / "summary.md").read_text()
     assert "| 5.0 | 2 | 2 / 2 | 2 / 2 | 150 |" in summary and "Hardware: the machine that ran them.\n" in summary
+    assert "\nCommit: abc123.\n" in summary
     assert (out / "curves.png").stat().st_size > 0
 
 
@@ -210,7 +212,17 @@ def test_summary_rows_count_solved_seeds_median_and_finals_of_each_setting_of_a_
     finals = np.array([-100.0, -190.0, -350.0])
     assert f"| 1.0 | 0.005 | 3 | 2 / 3 | 2 / 3 | 10,000 | {finals.mean():.1f} ± {finals.std():.1f} |" in lines
     assert "| 5.0 | 0.01 | 1 | 0 / 1 | 0 / 1 | not reached | -500.0 ± 0.0 |" in lines
-    assert lines[-7:] == ["Hardware: hw.", "", "Command:", "", "```", "python benchmarks/sweep.py", "```"]
+    assert lines[-9:] == [
+        "Hardware: hw.",
+        "",
+        "Commit: abc.",
+        "",
+        "Command:",
+        "",
+        "```",
+        "python benchmarks/sweep.py",
+        "```",
+    ]
     assert (tmp_path / "curves.png").stat().st_size > 0
 
 
