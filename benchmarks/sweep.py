@@ -167,7 +167,9 @@ def run_tune(jobs: dict[RunKey, tuple[Args]], workers: int, address: str | None,
         try:
             ray.init(address=address, runtime_env=env | {"env_vars": {"PYTHONPATH": "benchmarks"}})
         except (ConnectionError, ray.exceptions.RayError) as e:
-            raise ConfigError(f"cannot connect to the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+            why = str(e).splitlines()[0]  # Ray's own log names a missing token; its exception does not
+            why += "" if "RAY_AUTH_MODE" in os.environ else " (a cluster with token auth wants RAY_AUTH_MODE=token)"
+            raise ConfigError(f"cannot connect to the Ray cluster at {address}: {why}") from None
     keys, ended = list(jobs), queue.Queue()
 
     class Ended(tune.Callback):
