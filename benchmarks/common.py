@@ -114,8 +114,9 @@ def seed_line(values: dict[int, str]) -> str:
     groups: dict[str, list[int]] = {}
     for seed in sorted(values):
         groups.setdefault(values[seed], []).append(seed)
-    line = "; ".join(f"{v} (seed{'s' * (len(s) > 1)} {', '.join(map(str, s))})" for v, s in groups.items())
-    return next(iter(groups)) if len(groups) == 1 else line
+    if len(groups) == 1:
+        return next(iter(groups))
+    return "; ".join(f"{v} (seed{'s' * (len(s) > 1)} {', '.join(map(str, s))})" for v, s in groups.items())
 
 
 def settings_of(train: Args, *left_out: str) -> dict[str, Any]:
@@ -270,13 +271,14 @@ def check_record(bench: RecordArgs, run_names: str, resumes: str) -> float:
     """The threshold; before anything is written, refuse what no run could use and the flags the tool sets per run."""
     train = bench.train
     threshold = bench.threshold if bench.threshold is not None else THRESHOLDS.get(train.env_id)
+    if threshold is None:
+        raise ConfigError(f"no default threshold for {train.env_id}: pass --threshold")
     first, last = bench.first_seed, bench.first_seed + bench.seeds - 1
     for ok, message in [
-        (threshold is not None, f"no default threshold for {train.env_id}: pass --threshold"),
         (importlib.util.find_spec("matplotlib"), 'the record is plotted with matplotlib: pip install -e ".[bench]"'),
         (bench.seeds > 0 and bench.workers >= 0, "--seeds must be positive, --workers non-negative"),
         (0 <= first <= last < 2**32, f"the seeds {first} to {last} must be in [0, 2**32)"),
-        (threshold is None or np.isfinite(threshold), f"--threshold must be a finite number, got {threshold}"),
+        (np.isfinite(threshold), f"--threshold must be a finite number, got {threshold}"),
         (train.seed == Args.seed, f"--seed is set per run from --first-seed; pass --first-seed {train.seed}"),
         (train.exp_name == Args.exp_name, f"--exp-name is set per run: {run_names}"),
         (train.resume is None, f"--resume continues one run; {resumes}"),

@@ -237,7 +237,9 @@ class SB3Loop(Loop):
         settings = sb3.sb3_defaults(args.device) if own_defaults else sb3.sb3_settings("sac-v-defaults", args)
         settings |= {"learning_starts": pool, "buffer_size": 100_000, "device": device}  # the pool, as Loop's
         self.model = sb3.make_model(settings, ENV_ID, seed=0).learn(pool)  # random actions to learning_starts: the pool
-        self.run = functools.partial(self.model.learn, reset_num_timesteps=False)  # one gradient step per env step
+
+    def run(self, steps: int) -> None:
+        self.model.learn(steps, reset_num_timesteps=False)  # one gradient step per env step
 
 
 def cleanrl_steps_per_s(bench: BenchArgs, device: torch.device, steps: int) -> float:
